@@ -1,0 +1,131 @@
+"""Vector fields f(h, t): an MLP for vectors and a 1x1-3x3-1x1 conv stack for images."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+__all__ = ["NON_LINEARITIES", "ConvODEFunc", "ODEFunc"]
+
+NON_LINEARITIES: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "softplus": nn.Softplus, "tanh": nn.Tanh}
+
+
+def _check_int(name: str, value: object, *, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {value!r} ({type(value).__name__})")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+
+
+def _activation(non_linearity: str) -> nn.Module:
+    if non_linearity not in NON_LINEARITIES:
+        raise ValueError(f"unknown non_linearity {non_linearity!r}; valid choices: {sorted(NON_LINEARITIES)}")
+    return NON_LINEARITIES[non_linearity]()
+
+
+class ODEFunc(nn.Module):
+    """MLP vector field on R^(d+p): (d+p [+1 for t]) -> hidden -> hidden -> d+p.
+
+    Arguments:
+        data_dim: d, the dimension of the data.
+        hidden_dim: width of the two hidden layers.
+        augment_dim: p, the number of augmented (zero-initialised) dimensions.
+        time_dependent: feed t to the first layer as an extra input.
+        non_linearity: one of "relu", "softplus", "tanh".
+
+    Raises:
+        ValueError, TypeError: invalid sizes or an unknown non-linearity.
+    """
+
+    def __init__(
+        self,
+        data_dim: int,
+        hidden_dim: int,
+        *,
+        augment_dim: int = 0,
+        time_dependent: bool = False,
+        non_linearity: str = "relu",
+    ) -> None:
+        super().__init__()
+        _check_int("data_dim", data_dim, minimum=1)
+        _check_int("hidden_dim", hidden_dim, minimum=1)
+        _check_int("augment_dim", augment_dim, minimum=0)
+        self.data_shape: tuple[int, ...] = (data_dim,)
+        self.augment_dim = augment_dim
+        self.input_dim = data_dim + augment_dim
+        self.time_dependent = time_dependent
+        self.fc1 = nn.Linear(self.input_dim + int(time_dependent), hidden_dim)
+        self.fc2 = nn.Linear(hidden_dim, hidden_dim)
+        self.fc3 = nn.Linear(hidden_dim, self.input_dim)
+        self.non_linearity = _activation(non_linearity)
+
+    def forward(self, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Velocity at state `x` [batch, d+p] and time `t` (scalar tensor)."""
+        if self.time_dependent:
+            x = torch.cat([torch.ones_like(x[:, :1]) * t.to(x.dtype), x], 1)
+        out = self.non_linearity(self.fc1(x))
+        out = self.non_linearity(self.fc2(out))
+        return self.fc3(out)
+
+
+class _Conv2dTime(nn.Conv2d):
+    """Conv2d that sees t as an extra constant input channel (as in the 2019 code)."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, padding: int) -> None:
+        super().__init__(in_channels + 1, out_channels, kernel_size=kernel_size, padding=padding)
+
+    def forward(self, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        t_img = torch.ones_like(x[:, :1]) * t.to(x.dtype)
+        return super().forward(torch.cat([t_img, x], 1))
+
+
+class ConvODEFunc(nn.Module):
+    """Conv vector field on images with C + p channels: 1x1 (C+p -> F), 3x3 (F -> F), 1x1 (F -> C+p).
+
+    Arguments:
+        img_size: (C, H, W) of the input images.
+        num_filters: F, channels of the hidden feature maps.
+        augment_dim: p, the number of augmented zero channels.
+        time_dependent: give every conv layer t as an extra constant channel.
+        non_linearity: one of "relu", "softplus", "tanh".
+
+    Raises:
+        ValueError, TypeError: invalid sizes or an unknown non-linearity.
+    """
+
+    def __init__(
+        self,
+        img_size: tuple[int, int, int],
+        num_filters: int,
+        *,
+        augment_dim: int = 0,
+        time_dependent: bool = False,
+        non_linearity: str = "relu",
+    ) -> None:
+        super().__init__()
+        if not isinstance(img_size, (tuple, list)) or len(img_size) != 3:
+            raise ValueError(f"img_size must be (channels, height, width), got {img_size!r}")
+        for name, value in zip(("channels", "height", "width"), img_size):
+            _check_int(f"img_size {name}", value, minimum=1)
+        _check_int("num_filters", num_filters, minimum=1)
+        _check_int("augment_dim", augment_dim, minimum=0)
+        self.data_shape = tuple(int(v) for v in img_size)
+        self.augment_dim = augment_dim
+        self.channels = img_size[0] + augment_dim
+        self.num_filters = num_filters
+        self.time_dependent = time_dependent
+        conv = _Conv2dTime if time_dependent else nn.Conv2d
+        self.conv1 = conv(self.channels, num_filters, kernel_size=1, padding=0)
+        self.conv2 = conv(num_filters, num_filters, kernel_size=3, padding=1)
+        self.conv3 = conv(num_filters, self.channels, kernel_size=1, padding=0)
+        self.non_linearity = _activation(non_linearity)
+
+    def forward(self, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Velocity at state `x` [batch, C+p, H, W] and time `t` (scalar tensor)."""
+        if self.time_dependent:
+            out = self.non_linearity(self.conv1(t, x))
+            out = self.non_linearity(self.conv2(t, out))
+            return self.conv3(t, out)
+        out = self.non_linearity(self.conv1(x))
+        out = self.non_linearity(self.conv2(out))
+        return self.conv3(out)
