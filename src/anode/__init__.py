@@ -8,6 +8,7 @@ from .models import ConvODENet as ConvODENet
 from .models import ConvResNet as ConvResNet
 from .models import ODEBlock as ODEBlock
 from .models import ODEFunc as ODEFunc
+from .models import ODEFlow as ODEFlow
 from .models import ODENet as ODENet
 from .models import ResNet as ResNet
 from .models import count_parameters as count_parameters
@@ -29,7 +30,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "METHODS", "NFE", "ConvODEFunc", "ConvODENet", "ConvResNet", "History", "MaxStepsExceeded",
-    "NonFiniteState", "ODEBlock", "ODEFunc", "ODENet", "ResNet", "SolverConfig", "SolverError",
+    "NonFiniteState", "ODEBlock", "ODEFlow", "ODEFunc", "ODENet", "ResNet", "SolverConfig", "SolverError",
     "StepSizeUnderflow", "TrainConfig", "Trainer", "__version__", "count_parameters", "evaluate", "fit",
     "load_checkpoint", "make_generator", "odesolve", "seeded",
 ]

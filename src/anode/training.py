@@ -226,7 +226,7 @@ class Trainer:
             first = len(self.history.iterations)
             for x, y in tqdm(train_loader, desc=f"epoch {self.epoch + 1}", leave=False, disable=not cfg.progress):
                 record = self.step(x.to(device, non_blocking=True), y.to(device, non_blocking=True))
-                epochs.set_postfix(loss=f"{record['loss']:.4f}", nfe=record["nfe_forward"])
+                epochs.set_postfix(loss=f"{record['loss']:.4f}", nfe=record["nfe_forward"], refresh=False)
                 if self._budget_spent():
                     break
             self._end_epoch(first, eval_loader)

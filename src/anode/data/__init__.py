@@ -1,5 +1,14 @@
 """Datasets: the paper's toy data and readers for image data, batched from memory."""
 
+from .images import DATASET_NAMES as DATASET_NAMES
+from .images import NORMALIZATIONS as NORMALIZATIONS
+from .images import ChecksumError as ChecksumError
+from .images import ImageDataset as ImageDataset
+from .images import ImageTransform as ImageTransform
+from .images import channel_stats as channel_stats
+from .images import download_dataset as download_dataset
+from .images import load_image_dataset as load_image_dataset
+from .images import make_image_loaders as make_image_loaders
 from .loader import TensorLoader as TensorLoader
 from .toy import ConcentricSpheres as ConcentricSpheres
 from .toy import Data1D as Data1D
@@ -7,4 +16,8 @@ from .toy import ShiftedSines as ShiftedSines
 from .toy import ToyDataset as ToyDataset
 from .toy import angular_split as angular_split
 
-__all__ = ["ConcentricSpheres", "Data1D", "ShiftedSines", "TensorLoader", "ToyDataset", "angular_split"]
+__all__ = [
+    "DATASET_NAMES", "NORMALIZATIONS", "ChecksumError", "ConcentricSpheres", "Data1D", "ImageDataset",
+    "ImageTransform", "ShiftedSines", "TensorLoader", "ToyDataset", "angular_split", "channel_stats",
+    "download_dataset", "load_image_dataset", "make_image_loaders",
+]

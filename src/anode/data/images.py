@@ -73,7 +73,9 @@ class ImageDataset:
             if x.shape[0] == 0:
                 raise ValueError(f"the {split} split is empty")
             if int(y.min()) < 0 or int(y.max()) >= self.num_classes:
-                raise ValueError(f"{split}_labels must lie in 0..{self.num_classes - 1}, got {int(y.min())}..{int(y.max())}")
+                raise ValueError(
+                    f"{split}_labels must lie in 0..{self.num_classes - 1}, got {int(y.min())}..{int(y.max())}"
+                )
         if self.train_images.shape[1:] != self.test_images.shape[1:]:
             raise ValueError(
                 f"train and test images differ in shape: {tuple(self.train_images.shape[1:])} vs "
@@ -142,7 +144,8 @@ def load_image_dataset(
             "no data directory: pass data_dir=... or set the environment variable ANODE_DATA_DIR "
             "(e.g. to the shared data folder holding mnist/, cifar10/, tiny-imagenet/)"
         )
-    if max_per_class is not None and (isinstance(max_per_class, bool) or not isinstance(max_per_class, int) or max_per_class < 1):
+    k = max_per_class
+    if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
         raise ValueError(f"max_per_class must be a positive int or None, got {max_per_class!r}")
     base = Path(data_dir).expanduser()
     if not base.exists():
@@ -198,7 +201,9 @@ def channel_stats(images: torch.Tensor, chunk: int = 4096) -> tuple[tuple[float,
     return tuple(mean.tolist()), tuple(std.tolist())
 
 
-def _subset(x: torch.Tensor, y: torch.Tensor, k: int | None, seed: int, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+def _subset(
+    x: torch.Tensor, y: torch.Tensor, k: int | None, seed: int, split: str
+) -> tuple[torch.Tensor, torch.Tensor]:
     if k is None:
         return x, y
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= x.shape[0]:
@@ -236,7 +241,10 @@ def make_image_loaders(
     """
     if normalization not in NORMALIZATIONS:
         raise ValueError(f"unknown normalization {normalization!r}; choose one of {', '.join(NORMALIZATIONS)}")
-    transform = ImageTransform(*channel_stats(dataset.train_images)) if normalization == "standardize" else ImageTransform()
+    if normalization == "standardize":
+        transform = ImageTransform(*channel_stats(dataset.train_images))
+    else:
+        transform = ImageTransform()
     tx, ty = _subset(dataset.train_images, dataset.train_labels, train_subset, seed, "train")
     vx, vy = _subset(dataset.test_images, dataset.test_labels, test_subset, seed + 1, "test")
     train = TensorLoader(tx, ty, batch_size=batch_size, shuffle=True, seed=seed, transform=transform)

@@ -471,7 +471,10 @@ _CIFAR_MD5 = {
     "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb",
     "test_batch": "40351d587109b95175f43aff81a1287e",
 }
-_SVHN_MD5 = {"train_32x32.mat": "e26dedcc434d2e4c54c9b2d4a06d8373", "test_32x32.mat": "eb5a983be6a315427106f1b164d9cef3"}
+_SVHN_MD5 = {
+    "train_32x32.mat": "e26dedcc434d2e4c54c9b2d4a06d8373",
+    "test_32x32.mat": "eb5a983be6a315427106f1b164d9cef3",
+}
 _ARCHIVE_SHA256 = {
     "cifar10_jpeg_q75_classfolders.tgz": "84f832f0e512407bc3bb9d8081544f0a5db3eb1f8310f6b7db5357bb2df34add",
     "tiny-imagenet-200_val_only.tgz": "e3035000e6d6a4e9b2d509bf97f90fc9a4d494f24c05d319f51596b9a713ea87",
@@ -627,7 +630,9 @@ def load_tiny_imagenet(base: Path, verify: bool, max_per_class: int | None, val_
     tops = {k.split("/", 1)[0] for k in tree if k.endswith("wnids.txt") and k.count("/") == 1}
     prefix = "tiny-imagenet-200/" if "tiny-imagenet-200" in tops else (f"{min(tops)}/" if tops else "")
     out = read_tiny_imagenet(tree, prefix, where, val_split=val_split, max_per_class=max_per_class)
-    split = "val only, split per class: first 4/5 train, last 1/5 test (40/10 of 50)" if val_split else "train, val as test"
+    split = "train, val as test"
+    if val_split:
+        split = "val only, split per class: first 4/5 train, last 1/5 test (40/10 of 50)"
     return (*out, f"Tiny ImageNet ({split})")
 
 

@@ -10,7 +10,7 @@ from ..solve import NFE
 from .block import ODEBlock, check_input
 from .fields import ConvODEFunc, ODEFunc, _activation, _check_int
 
-__all__ = ["ConvODENet", "ConvResNet", "ODENet", "ResNet", "count_parameters"]
+__all__ = ["ConvODENet", "ConvResNet", "ODEFlow", "ODENet", "ResNet", "count_parameters"]
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -76,6 +76,48 @@ class ODENet(_ODEClassifier):
         )
         self.odeblock = ODEBlock(odefunc, solver=solver)
         self.linear_layer = nn.Linear(odefunc.input_dim, output_dim)
+
+
+class ODEFlow(_ODEClassifier):
+    """The flow alone: prediction = the first `data_dim` coordinates of h(1), no trainable readout.
+
+    This is the model of the paper's Section 3 (Prop. 1): with augment_dim = 0 it is a
+    homeomorphism of R^d, so it cannot map x = -1 -> 1 and 1 -> -1 in d = 1; with augment_dim >= 1
+    it can (trajectories cross in the projection, not in R^(d+p)).
+
+    Arguments:
+        data_dim: d.
+        hidden_dim: width of the vector field's hidden layers.
+        augment_dim: p, augmented zero dimensions.
+        time_dependent: the vector field sees t.
+        non_linearity: "relu", "softplus" or "tanh".
+        solver: method, tolerances and gradient mode.
+    """
+
+    def __init__(
+        self,
+        data_dim: int,
+        hidden_dim: int,
+        *,
+        augment_dim: int = 0,
+        time_dependent: bool = False,
+        non_linearity: str = "relu",
+        solver: SolverConfig = SolverConfig(),
+    ) -> None:
+        super().__init__()
+        odefunc = ODEFunc(
+            data_dim, hidden_dim, augment_dim=augment_dim, time_dependent=time_dependent, non_linearity=non_linearity
+        )
+        self.odeblock = ODEBlock(odefunc, solver=solver)
+        self.data_dim = data_dim
+
+    def forward(
+        self, x: torch.Tensor, return_features: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Predict h(1)[:, :d]; with `return_features` return `(h(1), prediction)`."""
+        features = self.odeblock(x)
+        pred = features[:, : self.data_dim]
+        return (features, pred) if return_features else pred
 
 
 class ConvODENet(_ODEClassifier):

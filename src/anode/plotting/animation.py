@@ -11,9 +11,8 @@ import numpy as np
 from matplotlib.animation import PillowWriter
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from mpl_toolkits.mplot3d import Axes3D  # noqa: F401  (registers the "3d" projection)
 
-from ._common import ArrayLike, add_label_legend, label_colors, point_labels, to_numpy
+from ._common import ArrayLike, add_label_legend, label_colors, point_labels
 from .flows import _draw_2d, _limits, _snapshot, _trajectories, draw_features
 
 __all__ = ["feature_evolution_gif", "save_gif", "trajectory_gif"]

@@ -86,8 +86,8 @@ def plot_input_space_map(
         if labs is None:
             ax.scatter(pts[:, 0], pts[:, 1], c="black", s=10, zorder=3)
         else:
-            ax.scatter(pts[:, 0], pts[:, 1], c=labs.astype(float), cmap=cmap, norm=norm, s=14,
-                       edgecolors="black", linewidths=0.4, zorder=3)
+            ax.scatter(pts[:, 0], pts[:, 1], c=labs.astype(float), cmap=cmap, norm=norm, s=20,
+                       edgecolors="black", linewidths=0.6, zorder=3)
     if colorbar:
         fig.colorbar(mesh, ax=ax)
     ax.set_xlabel("x1")
