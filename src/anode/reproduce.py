@@ -1,0 +1,151 @@
+"""`anode reproduce toy`: run the low-dimensional suite and write the claim-by-claim report."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+import tomllib
+from collections.abc import Callable
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from .claims import toy_claims
+from .experiments.config import ExperimentConfig, load_config
+from .experiments.figures import save_experiment_figures
+from .experiments.runner import run_experiment
+from .experiments.schema import ConfigError
+from .history import write_json
+from .report import Section, machine_description, write_report
+
+__all__ = ["BUDGET_KEYS", "builtin_config", "load_suite", "reproduce_toy"]
+
+BUDGET_KEYS = ("repeats", "epochs", "max_iterations")
+
+
+def builtin_config(name: str) -> Path:
+    """Path of a config shipped with anode, e.g. "toy/spheres" or "images/mnist".
+
+    Raises:
+        FileNotFoundError: no such built-in config (the message lists them).
+    """
+    root = Path(str(resources.files("anode") / "configs"))
+    path = root / f"{name}.toml"
+    if not path.exists():
+        known = sorted(str(p.relative_to(root).with_suffix("")) for p in root.glob("*/*.toml") if p.stem != "suite")
+        raise FileNotFoundError(f"no built-in config {name!r}; built-in configs: {known}")
+    return path
+
+
+def load_suite(kind: str, budget: str) -> tuple[dict[str, Any], list[ExperimentConfig], str]:
+    """The suite's experiments with `budget` applied: (suite table, configs, budget note).
+
+    Raises:
+        ConfigError: unknown budget (choices listed) or a malformed suite file.
+    """
+    suite = tomllib.loads(builtin_config(f"{kind}/suite").read_text(encoding="utf-8"))
+    budgets = suite.get("budgets", {})
+    if budget not in budgets:
+        raise ConfigError(f"unknown budget {budget!r}; valid choices: {sorted(budgets)}")
+    table = dict(budgets[budget])
+    note = str(table.pop("note", budget))
+    configs = []
+    for name in suite["experiments"]:
+        overrides = table.pop(name, {})
+        bad = sorted(set(overrides) - set(BUDGET_KEYS))
+        if bad:
+            raise ConfigError(f"budgets.{budget}.{name}: unknown key {bad[0]!r}; valid keys: {list(BUDGET_KEYS)}")
+        configs.append(load_config(builtin_config(f"{kind}/{name}")).with_budget(**overrides))
+    if table:
+        raise ConfigError(f"budgets.{budget} names unknown experiments {sorted(table)}; experiments: {suite['experiments']}")
+    return suite, configs, note
+
+
+# Figures of the report: (experiment, figure key, caption), grouped by the paper's figures.
+_SECTIONS: list[tuple[str, str, list[tuple[str, str, str]]]] = [
+    ("Section 3 / Fig. 3: the flow alone on the identity and on g1d",
+     "The flow of an ODE preserves order in 1-D: the NODE's trajectories from -1 and +1 cannot cross, so it cannot map x to -x. One augmented dimension lets them pass each other.",
+     [("flow_g1d", "flow/identity/node", "NODE flow, identity map"), ("flow_g1d", "flow/g1d/node", "NODE flow, g1d (cannot cross)"),
+      ("flow_g1d", "field/g1d/node", "NODE vector field on g1d"), ("flow_g1d", "flow/g1d/anode-p-1", "ANODE (p=1) flow on g1d in R^2"),
+      ("flow_g1d", "loss/g1d", "MSE on g1d")]),
+    ("Section 4.1 / Fig. 5: ResNet vs NODE",
+     "Training loss (mean ± std across repeats) on g(x) in d = 1 and 2 and on the separable shifted sines.",
+     [("spheres", "loss/spheres-1d", "g(x), d = 1"), ("spheres", "loss/spheres-2d", "g(x), d = 2"), ("spheres", "loss/sines-2d", "shifted sines, d = 2")]),
+    ("Section 5.1 / Fig. 7: flows learned by NODE and ANODE",
+     "Trajectories of training points from t = 0 (hollow) to t = 1 (filled).",
+     [("spheres", "flow/spheres-1d/node", "NODE, d = 1"), ("spheres", "flow/spheres-1d/anode-p-1", "ANODE, d = 1 + 1"),
+      ("spheres", "flow/spheres-2d/node", "NODE, d = 2"), ("spheres", "flow/spheres-2d/anode-p-1", "ANODE, d = 2 + 1")]),
+    ("Fig. 8: NFE during training and the evolution of the features",
+     "Forward NFE per iteration (mean ± std across repeats), NFE against loss, and the features h(1) at snapshots during training.",
+     [("spheres", "nfe/spheres-1d", "forward NFE, d = 1"), ("spheres", "nfe/spheres-2d", "forward NFE, d = 2"),
+      ("spheres", "nfe_vs_loss/spheres-2d", "NFE vs loss, d = 2"), ("spheres", "features/spheres-2d/node", "NODE features during training"),
+      ("spheres", "features/spheres-2d/anode-p-1", "ANODE features during training")]),
+    ("Fig. 9: generalisation to the held-out slice [0, pi/5]",
+     "Model output over the input plane (x right, y up); hollow black circles are the held-out points, never seen in training.",
+     [("generalisation", "map/spheres-2d-slice-held-out/node", "NODE"), ("generalisation", "map/spheres-2d-slice-held-out/anode-p-1", "ANODE (p=1)"),
+      ("generalisation", "eval_loss/spheres-2d-slice-held-out", "held-out loss per epoch")]),
+    ("Weight decay x augmentation",
+     "Forward NFE and loss of NODE and ANODE with and without weight decay (1e-3) on g(x), d = 2.",
+     [("weight_decay", "nfe/spheres-2d", "forward NFE"), ("weight_decay", "loss/spheres-2d", "training loss")]),
+]
+
+
+def reproduce_toy(
+    out_dir: str | os.PathLike[str],
+    *,
+    budget: str = "default",
+    jobs: int | None = None,
+    progress: bool = True,
+    gifs: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> Path:
+    """Run the toy suite (resuming finished runs), draw every figure and write the report.
+
+    Arguments:
+        out_dir: results go to `out_dir/<experiment>/`; the report to `out_dir/report.{md,html}`
+            with its figures in `out_dir/figures/`.
+        budget: "default" (about 15 minutes on 2 cores), "full" (the paper's settings) or "smoke".
+        jobs: parallel training processes (default: the number of CPU cores).
+        progress: progress bars and per-run summaries.
+        gifs: also write animated GIFs of flows and feature evolution.
+        log: where one-line messages go.
+
+    Returns:
+        The path of `report.html`.
+    """
+    out = Path(out_dir)
+    suite, configs, note = load_suite("toy", budget)
+    jobs = jobs or max(os.cpu_count() or 1, 1)
+    started = time.perf_counter()
+    aggregates: dict[str, Any] = {}
+    for cfg in configs:
+        aggregates[cfg.name] = run_experiment(cfg, out / cfg.name, jobs=jobs, progress=progress, log=log)
+        save_experiment_figures(out / cfg.name, gifs=gifs)
+    elapsed = time.perf_counter() - started
+    claims = toy_claims(aggregates)
+    sections = []
+    for title, text, figs in _SECTIONS:
+        section = Section(title, text)
+        for exp, key, caption in figs:
+            src = out / exp / "figures" / (key.replace("/", "__") + ".png")
+            if src.exists():
+                dst = out / "figures" / f"{exp}__{src.name}"
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(src, dst)
+                section.figures.append((caption, dst))
+        sections.append(section)
+    cmd = f"anode reproduce toy --out {out}" + ("" if budget == "default" else f" --budget {budget}")
+    summary = [
+        f"Command: `{cmd}` (finished runs are reused; delete the folder to start afresh).",
+        f"Budget: {budget}: {note}. Seeds: data from seed 0, repeat r uses seed r for weights and batch order.",
+        f"Machine: {machine_description()}; {jobs} parallel run(s).",
+        f"Wall time of this invocation: {elapsed / 60:.1f} min.",
+        "Verdicts are computed from the numbers below by the stated criteria (anode.claims); 'inconclusive' means the effect points the paper's way but is within two standard errors.",
+    ]
+    write_json(out / "summary.json", {"budget": budget, "note": note, "wall_time_s": elapsed, "jobs": jobs,
+                                      "claims": [c.to_dict() for c in claims], "aggregates": aggregates})
+    _, html_path = write_report(out, title=suite.get("title", "anode toy reproduction"), summary=summary,
+                                claims=claims, aggregates=aggregates, sections=sections)
+    return html_path
+
