@@ -14,6 +14,8 @@ from torch.autograd import gradcheck
 import anode
 from anode import NFE, ODEBlock, ODEFunc, ODENet, SolverConfig, odesolve
 
+pytestmark = pytest.mark.usefixtures("single_thread")
+
 F64 = torch.float64
 
 

@@ -64,8 +64,10 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
         if args.dataset is None:
             raise ValueError("reproduce images needs --dataset (mnist, idx, cifar10, svhn or tinyimagenet)")
         budget = "paper" if args.full else (args.budget or "small")
+        sweep = tuple(int(p) for p in args.sweep_p.split(",")) if args.sweep_p else ()
         path = reproduce_images(args.out, dataset=args.dataset, data_dir=args.data_dir, budget=budget,
-                                device=args.device, progress=not args.no_progress)
+                                device=args.device, progress=not args.no_progress, sweep_p=sweep,
+                                weight_decay=args.weight_decay)
     print(f"report: {path} (and report.md beside it)")
     return 0
 
@@ -105,6 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--dataset", default=None, help="images: mnist | idx | cifar10 | svhn | tinyimagenet")
     rep.add_argument("--data-dir", default=None, help="images: data folder (or set ANODE_DATA_DIR)")
     rep.add_argument("--device", default=None, help="images: cpu, cuda, ... (default: cuda when available)")
+    rep.add_argument("--sweep-p", default=None, help="images: extra ANODE models with these augment dims, e.g. 1,2,10")
+    rep.add_argument("--weight-decay", type=float, default=None, help="images: weight decay for every model")
     rep.add_argument("--gif", action="store_true", help="toy: also write animated GIFs")
     rep.add_argument("--no-progress", action="store_true", help="no progress bars")
     rep.set_defaults(func=_cmd_reproduce)

@@ -236,7 +236,7 @@ def run_experiment(
         jobs = 1  # one accelerator: runs share it sequentially
     out = Path(out_dir)
     write_json(out / "experiment.json", config.to_dict())
-    log = log or (tqdm.write if progress else (lambda _: None))
+    log = log or tqdm.write
     inner_progress = progress and jobs == 1
 
     def report(unit: RunUnit, result: dict[str, Any]) -> None:

@@ -1,0 +1,179 @@
+"""`anode reproduce images`: NODE vs ANODE on image data with Table 1's parameter-matched models."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import plotting
+from .claims import image_claims
+from .experiments.aggregate import load_histories, mean_std
+from .experiments.builders import build_data
+from .experiments.config import ExperimentConfig, ImageSpec, load_config
+from .experiments.figures import experiment_figures
+from .experiments.runner import run_experiment, slug
+from .experiments.schema import ConfigError
+from .history import History, write_json
+from .report import Section, machine_description, write_report
+
+__all__ = ["IMAGE_BUDGET_KEYS", "image_experiment", "loss_level_metrics", "reproduce_images"]
+
+IMAGE_BUDGET_KEYS = ("repeats", "epochs", "max_iterations", "batch_size", "train_subset", "test_subset")
+_DATASETS = ("mnist", "idx", "cifar10", "svhn", "tinyimagenet")
+
+
+def image_experiment(dataset: str, *, budget: str, data_dir: str | None = None,
+                     sweep_p: tuple[int, ...] = (), weight_decay: float | None = None) -> tuple[ExperimentConfig, str]:
+    """The built-in config of `dataset` with `budget` applied; returns (config, budget note).
+
+    Arguments:
+        dataset: mnist, idx, cifar10, svhn or tinyimagenet.
+        budget: a budget of `configs/images/suite.toml` (small, paper, smoke).
+        data_dir: where the data lives (None: $ANODE_DATA_DIR).
+        sweep_p: extra ANODE models with these augment dims (same filters as the paper's ANODE).
+        weight_decay: weight decay for every model (None: the config's).
+
+    Raises:
+        ConfigError: unknown dataset or budget (choices listed).
+    """
+    from .reproduce import builtin_config
+
+    if dataset not in _DATASETS:
+        raise ConfigError(f"unknown image dataset {dataset!r}; valid choices: {list(_DATASETS)}")
+    suite = tomllib.loads(builtin_config("images/suite").read_text(encoding="utf-8"))
+    budgets = suite["budgets"]
+    if budget not in budgets:
+        raise ConfigError(f"unknown budget {budget!r}; valid choices: {sorted(budgets)}")
+    table = dict(budgets[budget])
+    note = str(table.pop("note", budget))
+    bad = sorted(set(table) - set(IMAGE_BUDGET_KEYS))
+    if bad:
+        raise ConfigError(f"budgets.{budget}: unknown key {bad[0]!r}; valid keys: {list(IMAGE_BUDGET_KEYS)}")
+    cfg = load_config(builtin_config(f"images/{dataset}"))
+    cfg = cfg.with_budget(repeats=table.get("repeats"), epochs=table.get("epochs"), max_iterations=table.get("max_iterations"))
+    train = dataclasses.replace(cfg.train, batch_size=table.get("batch_size", cfg.train.batch_size))
+    datasets = tuple(
+        dataclasses.replace(d, data_dir=data_dir if data_dir is not None else d.data_dir,
+                            train_subset=table.get("train_subset", d.train_subset),
+                            test_subset=table.get("test_subset", d.test_subset))
+        for d in cfg.datasets if isinstance(d, ImageSpec)
+    )
+    models = list(cfg.models)
+    if sweep_p:
+        base = models[-1]
+        models += [dataclasses.replace(base, name=f"ANODE (p={p})", augment_dim=p) for p in sweep_p
+                   if f"ANODE (p={p})" not in {m.name for m in models}]
+    if weight_decay is not None:
+        models = [dataclasses.replace(m, weight_decay=weight_decay) for m in models]
+    return dataclasses.replace(cfg, train=train, datasets=datasets, models=tuple(models)), note
+
+
+def _smooth(x: np.ndarray, window: int = 10) -> np.ndarray:
+    """Trailing moving average (shorter windows at the start)."""
+    c = np.cumsum(np.insert(x, 0, 0.0))
+    idx = np.arange(1, len(x) + 1)
+    lo = np.maximum(idx - window, 0)
+    return (c[idx] - c[lo]) / (idx - lo)
+
+
+def loss_level_metrics(histories: dict[str, list[History]], *, window: int = 10) -> tuple[float | None, dict[str, Any], dict[str, Any]]:
+    """The loss level both models reach, and per model the iterations and forward NFE to reach it.
+
+    The level is the highest of the models' mean final smoothed training losses (so every model
+    reaches it on average). For each run, the first iteration whose smoothed loss is at or below
+    the level is found; runs that never reach it are left out (visible in `n`).
+
+    Returns:
+        (level, {model: {mean, std, n} iterations}, {model: {mean, std, n} forward NFE there}).
+    """
+    finals = {m: [float(_smooth(h.array("loss"), window)[-1]) for h in hs if h.iterations] for m, hs in histories.items()}
+    finals = {m: v for m, v in finals.items() if v}
+    if len(finals) < 2:
+        return None, {}, {}
+    level = max(float(np.mean(v)) for v in finals.values())
+    iters: dict[str, Any] = {}
+    nfes: dict[str, Any] = {}
+    for model, hs in histories.items():
+        its, nf = [], []
+        for h in hs:
+            if not h.iterations:
+                continue
+            loss, nfe = _smooth(h.array("loss"), window), _smooth(h.array("nfe_forward"), window)
+            hit = np.flatnonzero(loss <= level)
+            if hit.size:
+                its.append(float(hit[0] + 1))
+                nf.append(float(nfe[hit[0]]))
+        iters[model], nfes[model] = mean_std(its), mean_std(nf)
+    return level, iters, nfes
+
+
+def reproduce_images(
+    out_dir: str | os.PathLike[str],
+    *,
+    dataset: str,
+    data_dir: str | None = None,
+    budget: str = "small",
+    device: str | None = None,
+    progress: bool = True,
+    sweep_p: tuple[int, ...] = (),
+    weight_decay: float | None = None,
+) -> Path:
+    """Train NODE and ANODE on an image dataset and write the report with figures and verdicts.
+
+    The data are read once before any training, so a missing or corrupt file fails at once.
+
+    Returns:
+        The path of `report.html`.
+
+    Raises:
+        ConfigError, FileNotFoundError, ValueError: unknown dataset/budget, missing or malformed data.
+    """
+    cfg, note = image_experiment(dataset, budget=budget, data_dir=data_dir, sweep_p=sweep_p, weight_decay=weight_decay)
+    data = build_data(cfg.datasets[0], cfg, seed=cfg.seed)  # fail early on missing data
+    out = Path(out_dir)
+    exp_dir = out / cfg.name
+    started = time.perf_counter()
+    agg = run_experiment(cfg, exp_dir, jobs=1, device=device, progress=progress)
+    elapsed = time.perf_counter() - started
+    ds = cfg.datasets[0].name
+    histories = {m.name: load_histories(exp_dir, ds, m.name, completed_only=True) for m in cfg.models}
+    pair = {m.name: histories[m.name] for m in cfg.models[:2]}
+    level, iters, nfes = loss_level_metrics(pair)
+    claims = image_claims(agg, node=cfg.models[0].name, anode=cfg.models[1].name, dataset=ds, loss_level=level,
+                          iterations_to_level=iters, nfe_at_level=nfes)
+
+    figs = experiment_figures(exp_dir)
+    acc_points = {name: (np.concatenate([h.epoch_array("eval_nfe_forward") for h in hs]),
+                         np.concatenate([h.epoch_array("eval_accuracy") for h in hs]))
+                  for name, hs in histories.items() if hs}
+    if acc_points:
+        figs[f"accuracy_vs_nfe/{slug(ds)}"] = plotting.plot_accuracy_vs_nfe(acc_points, title=f"{ds}: test accuracy vs NFE")
+    section = Section("Figures 10-12: loss, NFE and accuracy", "Mean ± std across repeats; p = 0 is the NODE.")
+    for key in ("loss", "nfe", "nfe_vs_loss", "accuracy_vs_nfe"):
+        fig = figs.get(f"{key}/{slug(ds)}")
+        if fig is not None:
+            section.figures.append((key.replace("_", " "), plotting.save_figure(fig, out / "figures" / f"{key}.png")))
+    budget_cmd = f"anode reproduce images --dataset {dataset} --budget {budget} --out {out}" + (
+        f" --data-dir {data_dir}" if data_dir else "")
+    summary = [
+        f"Command: `{budget_cmd}`.",
+        f"Data: {data.description}; normalisation: {cfg.datasets[0].normalization} (pixels scaled to [0, 1], as the 2019 code).",
+        f"Budget: {budget}: {note}.",
+        f"Models: " + "; ".join(f"{m.name}: {m.hidden_dim} filters, p = {m.augment_dim}" for m in cfg.models) + ".",
+        f"Solver: {cfg.solver.method}, rtol = atol = {cfg.solver.rtol:g}, adjoint = {cfg.solver.adjoint}.",
+        f"Machine: {machine_description(device or 'cpu')}. Wall time of this invocation: {elapsed / 60:.1f} min.",
+        f"Loss level for the iteration/NFE claims: {level:.4g} (the higher of the two models' mean final training losses, smoothed over 10 iterations)." if level is not None else "Loss level: not available (a model has no completed run).",
+        "Verdicts are computed from the numbers by the stated criteria (anode.claims); 'inconclusive' means within two standard errors.",
+    ]
+    write_json(out / "summary.json", {"budget": budget, "note": note, "wall_time_s": elapsed, "loss_level": level,
+                                      "claims": [c.to_dict() for c in claims], "aggregate": agg})
+    _, html_path = write_report(out, title=f"Augmented Neural ODEs on {ds}", summary=summary, claims=claims,
+                                aggregates={cfg.name: agg}, sections=[section])
+    return html_path
+

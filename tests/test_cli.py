@@ -1,0 +1,276 @@
+"""Tests of the `anode` command line (anode.cli.main): version/help, errors with exit code 2, experiment,
+plot and `reproduce toy`."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import pytest
+import torch
+
+import anode
+import anode.experiments.runner as runner_mod
+import anode.reproduce as reproduce_mod
+from anode.claims import HOLDS, INCONCLUSIVE, NOT_HOLD, NOT_RUN
+from anode.cli import main
+from anode.experiments import parse_config
+from anode.history import read_json
+
+VERDICTS = {HOLDS, NOT_HOLD, INCONCLUSIVE, NOT_RUN}
+
+TINY_TOML = """
+name = "tiny"
+repeats = 2
+
+[train]
+epochs = 1
+batch_size = 32
+max_iterations = 3
+
+[[datasets]]
+kind = "spheres"
+name = "spheres 2d"
+dim = 2
+num_points_inner = 30
+num_points_outer = 60
+
+[[models]]
+name = "NODE"
+kind = "odenet"
+hidden_dim = 8
+
+[[models]]
+name = "ANODE (p=1)"
+kind = "odenet"
+hidden_dim = 8
+augment_dim = 1
+
+[artifacts]
+trajectories = 5
+timesteps = 4
+input_map = 6
+"""
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+# ----------------------------------------------------------------------------- version, help, usage errors
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"anode {anode.__version__}"
+
+
+def test_help(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: anode") and all(cmd in out for cmd in ("experiment", "plot", "reproduce"))
+
+
+def test_subcommand_help(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["reproduce", "--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert "--budget" in out and "--dataset" in out and "--sweep-p" in out
+
+
+def test_missing_command_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as info:
+        main([])
+    assert info.value.code == 2
+    assert "required" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- experiment errors
+
+
+def test_experiment_missing_config_file(tmp_path, capsys):
+    path = tmp_path / "nope.toml"
+    assert main(["experiment", str(path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("anode: error:") and str(path) in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_experiment_config_with_unknown_key(tmp_path, capsys):
+    path = tmp_path / "exp.toml"
+    path.write_text(TINY_TOML.replace("max_iterations = 3", "max_iters = 3"))
+    assert main(["experiment", str(path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "unknown key exp.toml.train.max_iters" in err and "'max_iterations'" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_experiment_config_with_bad_value(tmp_path, capsys):
+    path = tmp_path / "exp.toml"
+    path.write_text(TINY_TOML.replace('kind = "odenet"', 'kind = "odenet2"', 1))
+    assert main(["experiment", str(path), "--out", str(tmp_path / "out")]) == 2
+    assert "unknown model kind 'odenet2'" in capsys.readouterr().err
+
+
+def test_experiment_unknown_builtin_lists_the_builtins(tmp_path, capsys):
+    assert main(["experiment", "toy/NOPE", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "no built-in config 'toy/NOPE'" in err
+    for name in ("toy/spheres", "toy/flow_g1d", "images/mnist"):
+        assert f"'{name}'" in err
+    assert "suite" not in err
+
+
+def test_experiment_bad_budget_override(tmp_path, capsys):
+    path = tmp_path / "exp.toml"
+    path.write_text(TINY_TOML)
+    assert main(["experiment", str(path), "--out", str(tmp_path / "out"), "--epochs", "0"]) == 2
+    assert "epochs must be >= 1" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- experiment + plot
+
+
+def test_experiment_then_plot_redraws_without_retraining(tmp_path, capsys, monkeypatch):
+    cfg_path, out = tmp_path / "exp.toml", tmp_path / "out"
+    cfg_path.write_text(TINY_TOML)
+    code = main(["experiment", str(cfg_path), "--out", str(out), "--no-progress", "--repeats", "1",
+                 "--max-iterations", "2"])
+    assert code == 0
+    assert f"results in {out}" in capsys.readouterr().out
+    # the overrides reached the runs
+    assert sorted(p.name for p in (out / "runs" / "spheres-2d" / "node").glob("seed-*")) == ["seed-0"]
+    assert read_json(out / "runs" / "spheres-2d" / "node" / "seed-0" / "result.json")["iterations"] == 2
+    assert read_json(out / "experiment.json")["repeats"] == 1
+    first = {p.name: p.stat().st_mtime_ns for p in (out / "figures").glob("*.png")}
+    assert {"loss__spheres-2d.png", "nfe__spheres-2d.png", "map__spheres-2d__node.png"} <= set(first)
+
+    results = sorted(out.glob("runs/*/*/seed-*/result.json"))
+    stamps = {p: p.stat().st_mtime_ns for p in results}
+    monkeypatch.setattr(runner_mod, "run_unit", lambda unit: pytest.fail("plot must not train"))
+    monkeypatch.setattr(runner_mod, "run_experiment", lambda *a, **k: pytest.fail("plot must not run"))
+    time.sleep(0.01)
+    for p in (out / "figures").glob("*.png"):
+        p.unlink()
+    assert main(["plot", str(out)]) == 0
+    assert f"wrote {len(first)} figures" in capsys.readouterr().out
+    assert {p.name for p in (out / "figures").glob("*.png")} == set(first)
+    assert {p: p.stat().st_mtime_ns for p in results} == stamps
+
+    assert main(["plot", str(out), "--out", str(tmp_path / "elsewhere")]) == 0
+    assert (tmp_path / "elsewhere" / "loss__spheres-2d.png").is_file()
+
+
+def test_plot_of_a_non_experiment_dir(tmp_path, capsys):
+    assert main(["plot", str(tmp_path)]) == 2
+    assert "not an experiment directory" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- reproduce
+
+
+def test_reproduce_toy_unknown_budget(tmp_path, capsys):
+    assert main(["reproduce", "toy", "--budget", "huge", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "unknown budget 'huge'; valid choices: ['default', 'full', 'smoke']" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_reproduce_images_needs_a_dataset(tmp_path, capsys):
+    assert main(["reproduce", "images", "--out", str(tmp_path / "out")]) == 2
+    assert "needs --dataset" in capsys.readouterr().err
+
+
+def test_reproduce_images_unknown_dataset_and_budget(tmp_path, capsys):
+    assert main(["reproduce", "images", "--dataset", "imagenet", "--out", str(tmp_path / "out")]) == 2
+    assert "unknown image dataset 'imagenet'; valid choices: ['mnist', 'idx'" in capsys.readouterr().err
+    assert main(["reproduce", "images", "--dataset", "mnist", "--budget", "huge", "--out", str(tmp_path / "out")]) == 2
+    assert "unknown budget 'huge'; valid choices: ['paper', 'small', 'smoke']" in capsys.readouterr().err
+
+
+def test_reproduce_unknown_suite(tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["reproduce", "imagenet", "--out", str(tmp_path)])
+    assert info.value.code == 2 and "invalid choice" in capsys.readouterr().err
+
+
+def test_smoke_budget_of_the_suite():
+    suite, configs, note = reproduce_mod.load_suite("toy", "smoke")
+    assert [c.name for c in configs] == ["flow_g1d", "spheres", "generalisation", "weight_decay"]
+    assert all((c.repeats, c.train.epochs, c.train.max_iterations) == (1, 1, 5) for c in configs)
+    assert "smoke" in note and suite["title"]
+    _, default, _ = reproduce_mod.load_suite("toy", "default")
+    assert [c.repeats for c in default] == [4, 4, 4, 4]
+
+
+TINY_G1D = {
+    "name": "flow_g1d", "repeats": 1,
+    "train": {"epochs": 1, "batch_size": 16, "max_iterations": 2, "loss": "mse"},
+    "datasets": [{"kind": "g1d", "name": "identity", "num_points": 16, "target_flip": False},
+                 {"kind": "g1d", "name": "g1d", "num_points": 16}],
+    "models": [{"name": "NODE", "kind": "flow", "hidden_dim": 8},
+               {"name": "ANODE (p=1)", "kind": "flow", "hidden_dim": 8, "augment_dim": 1}],
+    "artifacts": {"trajectories": 4, "timesteps": 5, "vector_field": True},
+}
+
+
+def check_toy_report(out: Path, budget: str) -> dict:
+    for name in ("report.html", "report.md", "summary.json"):
+        assert (out / name).is_file(), name
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["budget"] == budget
+    claims = summary["claims"]
+    assert len(claims) == 9 and all(c["verdict"] in VERDICTS for c in claims)
+    page = (out / "report.html").read_text()
+    assert "data:image/png;base64," in page and 'src="figures' not in page
+    md = (out / "report.md").read_text()
+    for c in claims:
+        assert c["verdict"] in md
+    return summary
+
+
+def test_reproduce_toy_cli_fast(tmp_path, capsys, monkeypatch):
+    """`anode reproduce toy` end to end on one tiny experiment (the suite replaced)."""
+    real_load_suite = reproduce_mod.load_suite
+
+    def tiny_suite(kind, budget):
+        suite, _, note = real_load_suite(kind, budget)
+        return suite, [parse_config(TINY_G1D)], note
+
+    monkeypatch.setattr(reproduce_mod, "load_suite", tiny_suite)
+    out = tmp_path / "out"
+    assert main(["reproduce", "toy", "--budget", "smoke", "--out", str(out), "--no-progress", "--jobs", "1"]) == 0
+    assert f"report: {out / 'report.html'}" in capsys.readouterr().out
+    summary = check_toy_report(out, "smoke")
+    verdicts = [c["verdict"] for c in summary["claims"]]
+    assert NOT_RUN not in verdicts[:2] and verdicts[2:] == [NOT_RUN] * 7  # only flow_g1d ran
+    assert summary["jobs"] == 1 and set(summary["aggregates"]) == {"flow_g1d"}
+    assert (out / "flow_g1d" / "aggregate.json").is_file()
+    figs = {p.name for p in (out / "figures").glob("*.png")}
+    assert {"flow_g1d__flow__g1d__node.png", "flow_g1d__field__g1d__node.png", "flow_g1d__loss__g1d.png"} <= figs
+    assert "## Section 3 / Fig. 3" in (out / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_reproduce_toy_smoke_end_to_end(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["reproduce", "toy", "--budget", "smoke", "--out", str(out), "--no-progress", "--jobs", "1"]) == 0
+    summary = check_toy_report(out, "smoke")
+    assert set(summary["aggregates"]) == {"flow_g1d", "spheres", "generalisation", "weight_decay"}
+    assert all(g["completed"] == 1 for agg in summary["aggregates"].values() for g in agg["groups"])
+    assert NOT_RUN not in [c["verdict"] for c in summary["claims"]]
+    assert len(list((out / "figures").glob("*.png"))) >= 10

@@ -1,0 +1,31 @@
+"""The README's quickstart runs as written and its set-up commands match CI."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def test_quickstart_runs_as_written(capsys: pytest.CaptureFixture[str]) -> None:
+    blocks = re.findall(r"```python\n(.*?)```", README, flags=re.S)
+    assert blocks, "README has no python quickstart block"
+    namespace: dict[str, object] = {}
+    exec(compile(blocks[0], "README quickstart", "exec"), namespace)  # noqa: S102 - our own README
+    out = capsys.readouterr().out.splitlines()
+    assert out[-1] == "84816"
+    forward, backward = map(int, out[0].split())
+    assert forward >= 14 and (forward - 2) % 6 == 0 and backward == 0  # dopri5 pattern, no adjoint
+    assert namespace["prediction"].shape == (5, 1)
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    test_cmd = next(line for line in README.splitlines() if "pytest" in line and line.startswith("pip install"))
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    install, run = (part.strip() for part in test_cmd.split("&&"))
+    assert install.replace("pip install", "python -m pip install") in ci or install in ci
+    assert run in ci

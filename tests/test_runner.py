@@ -1,0 +1,350 @@
+"""Tests of anode.experiments.run_experiment (layout, aggregates, artifacts, resume, failures, search) and figures."""
+
+from __future__ import annotations
+
+import copy
+import shutil
+import statistics
+import time
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np
+import pytest
+import torch
+from matplotlib.figure import Figure
+
+import anode
+import anode.experiments.runner as runner_mod
+from anode.experiments import aggregate_experiment, load_histories, parse_config, run_experiment
+from anode.experiments.figures import experiment_figures, load_experiment, read_artifacts, save_experiment_figures
+from anode.history import read_json
+
+TINY = {
+    "name": "tiny",
+    "seed": 0,
+    "repeats": 2,
+    "train": {"epochs": 1, "batch_size": 32, "max_iterations": 3},
+    "datasets": [{"kind": "spheres", "name": "spheres 2d", "dim": 2, "num_points_inner": 30, "num_points_outer": 60}],
+    "models": [{"name": "NODE", "kind": "odenet", "hidden_dim": 8},
+               {"name": "ANODE (p=1)", "kind": "odenet", "hidden_dim": 8, "augment_dim": 1}],
+    "artifacts": {"trajectories": 5, "timesteps": 4, "feature_snapshots": 2, "input_map": 6},
+}
+RUN_FILES = ("history.jsonl", "epochs.json", "summary.json", "result.json", "checkpoint.pt")
+MODELS = {"NODE": "node", "ANODE (p=1)": "anode-p-1"}
+
+
+def tiny(**changes) -> dict:
+    data = copy.deepcopy(TINY)
+    data.update(changes)
+    return data
+
+
+def run(cfg, out, **kwargs):
+    kwargs.setdefault("progress", False)
+    kwargs.setdefault("jobs", 1)
+    kwargs.setdefault("device", "cpu")
+    kwargs.setdefault("log", lambda _: None)
+    return run_experiment(cfg, out, **kwargs)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    # Tiny models: extra intra-op threads only contend with other processes (100x slower under load).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tiny_exp(tmp_path_factory):
+    """The tiny experiment run once: (config, directory, aggregate)."""
+    cfg = parse_config(TINY)
+    out = tmp_path_factory.mktemp("tiny") / "exp"
+    agg = run(cfg, out)
+    return cfg, out, agg
+
+
+def seed_dirs(out: Path, model_slug: str) -> list[Path]:
+    return sorted((out / "runs" / "spheres-2d" / model_slug).glob("seed-*"))
+
+
+# ----------------------------------------------------------------------------- layout and aggregate
+
+
+def test_layout(tiny_exp):
+    cfg, out, _ = tiny_exp
+    assert load_experiment(out) == cfg  # experiment.json holds the resolved config
+    assert (out / "aggregate.json").is_file()
+    for model_slug in MODELS.values():
+        dirs = seed_dirs(out, model_slug)
+        assert [d.name for d in dirs] == ["seed-0", "seed-1"]
+        for d in dirs:
+            for name in RUN_FILES:
+                assert (d / name).is_file(), d / name
+            result = read_json(d / "result.json")
+            assert result["status"] == "completed" and result["reason"] is None and result["error_type"] is None
+            assert result["iterations"] == 3 and result["repeat"] == int(d.name[-1])
+            assert len((d / "history.jsonl").read_text().splitlines()) == 3
+            ckpt = anode.load_checkpoint(d / "checkpoint.pt")
+            assert ckpt["iteration"] == 3
+
+
+def test_aggregate_is_mean_and_std_over_the_repeats(tiny_exp):
+    cfg, out, agg = tiny_exp
+    assert read_json(out / "aggregate.json") == agg
+    assert agg["experiment"] == "tiny" and agg["repeats"] == 2
+    assert [(g["dataset"], g["model"]) for g in agg["groups"]] == [("spheres 2d", "NODE"), ("spheres 2d", "ANODE (p=1)")]
+    for group in agg["groups"]:
+        losses = [read_json(d / "result.json")["final_loss"] for d in seed_dirs(out, MODELS[group["model"]])]
+        assert group["completed"] == 2 and group["failed"] == 0 and group["failures"] == []
+        assert group["final_loss"]["n"] == 2
+        assert group["final_loss"]["mean"] == pytest.approx(statistics.mean(losses))
+        assert group["final_loss"]["std"] == pytest.approx(statistics.stdev(losses))
+        assert group["final_nfe_forward"]["mean"] > 0
+        assert group["eval_loss"] == {"mean": None, "std": None, "n": 0}  # no held-out data
+    params = {g["model"]: g["num_parameters"]["mean"] for g in agg["groups"]}
+    assert params["ANODE (p=1)"] > params["NODE"]
+    assert aggregate_experiment(cfg, out) == agg  # recomputable from the files
+
+
+def test_repeats_differ_and_are_reproducible(tiny_exp, tmp_path):
+    cfg, out, _ = tiny_exp
+    h0, h1 = load_histories(out, "spheres 2d", "NODE")
+    assert not np.array_equal(h0.array("loss"), h1.array("loss"))  # different seeds
+    one = parse_config(tiny(repeats=1, models=TINY["models"][:1], artifacts={}))
+    run(one, tmp_path / "again")
+    (again,) = load_histories(tmp_path / "again", "spheres 2d", "NODE")
+    np.testing.assert_array_equal(again.array("loss"), h0.array("loss"))
+    np.testing.assert_array_equal(again.array("nfe_forward"), h0.array("nfe_forward"))
+
+
+def test_artifacts_of_the_first_repeat(tiny_exp):
+    _, out, _ = tiny_exp
+    for model, dim in (("NODE", 2), ("ANODE (p=1)", 3)):
+        first, second = seed_dirs(out, MODELS[model])
+        assert (first / "artifacts.json").is_file() and not (second / "artifacts.json").exists()
+        arts = read_artifacts(out, "spheres 2d", model)
+        traj = arts["trajectories"]
+        assert np.asarray(traj["states"]).shape == (4, 5, dim)  # timesteps x points x (d + p)
+        assert len(traj["times"]) == 4 and traj["times"][0] == 0.0 and traj["times"][-1] == 1.0
+        assert len(traj["labels"]) == 5 and set(traj["labels"]) <= {-1.0, 1.0}
+        snaps = arts["feature_snapshots"]
+        assert [s["iteration"] for s in snaps] == [0, 2]
+        assert all(np.asarray(s["features"]).shape == (5, dim) for s in snaps)
+        imap = arts["input_map"]
+        assert len(imap["xs"]) == len(imap["ys"]) == 6 and np.asarray(imap["values"]).shape == (6, 6)
+        assert np.asarray(imap["points"]).shape == (90, 2) and len(imap["point_labels"]) == 90
+        assert "heldout_points" not in imap
+
+
+def test_trajectories_start_at_the_data_points(tiny_exp):
+    _, out, _ = tiny_exp
+    arts = read_artifacts(out, "spheres 2d", "ANODE (p=1)")
+    start = np.asarray(arts["trajectories"]["states"])[0]
+    assert np.allclose(start[:, 2], 0.0)  # the augmented coordinate starts at zero
+    assert np.all(np.linalg.norm(start[:, :2], axis=1) <= 1.5 + 1e-6)
+
+
+# ----------------------------------------------------------------------------- resume
+
+
+def test_rerun_resumes_without_training(tiny_exp, tmp_path, monkeypatch):
+    _, out, agg = tiny_exp
+    copy_dir = tmp_path / "copy"
+    shutil.copytree(out, copy_dir)
+    results = sorted(copy_dir.glob("runs/*/*/seed-*/result.json"))
+    assert len(results) == 4
+    stamps = {p: p.stat().st_mtime_ns for p in results}
+    calls = []
+
+    def no_training(unit):
+        calls.append(unit)
+        raise AssertionError("run_unit called on a finished run")
+
+    monkeypatch.setattr(runner_mod, "run_unit", no_training)
+    again = run(parse_config(TINY), copy_dir)
+    assert calls == []
+    assert {p: p.stat().st_mtime_ns for p in results} == stamps
+    assert again["groups"] == agg["groups"]
+
+
+def test_more_repeats_trains_only_the_new_ones(tiny_exp, tmp_path, monkeypatch):
+    _, out, _ = tiny_exp
+    copy_dir = tmp_path / "copy"
+    shutil.copytree(out, copy_dir)
+    trained = []
+    real = runner_mod.run_unit
+    monkeypatch.setattr(runner_mod, "run_unit", lambda unit: trained.append((unit.model, unit.seed)) or real(unit))
+    agg = run(parse_config(tiny(repeats=3, artifacts={})), copy_dir)
+    assert sorted(trained) == [("ANODE (p=1)", 2), ("NODE", 2)]
+    assert all(g["final_loss"]["n"] == 3 for g in agg["groups"])
+
+
+def test_jobs_must_be_positive(tmp_path):
+    cfg = parse_config(TINY)
+    for jobs in (0, -1, True, 1.5):
+        with pytest.raises(ValueError, match="jobs must be a positive integer"):
+            run(cfg, tmp_path / "x", jobs=jobs)
+
+
+# ----------------------------------------------------------------------------- failures
+
+
+def test_solver_failure_is_recorded_and_the_rest_completes(tmp_path, monkeypatch):
+    real_build = runner_mod.build_model
+
+    def build(spec, cfg, data, *, seed):
+        model = real_build(spec, cfg, data, seed=seed)
+        if spec.name == "ANODE (p=1)":
+            forward, calls = model.forward, []
+
+            def failing(*args, **kwargs):
+                calls.append(1)
+                if len(calls) >= 2:  # the first step succeeds, the second one fails
+                    raise anode.MaxStepsExceeded("max_num_steps exceeded (forced by the test)")
+                return forward(*args, **kwargs)
+
+            model.forward = failing
+        return model
+
+    monkeypatch.setattr(runner_mod, "build_model", build)
+    lines = []
+    cfg = parse_config(tiny(artifacts={}))
+    agg = run(cfg, tmp_path / "exp", log=lines.append)
+
+    for d in seed_dirs(tmp_path / "exp", "anode-p-1"):
+        result = read_json(d / "result.json")
+        assert result["status"] == "failed" and result["error_type"] == "MaxStepsExceeded"
+        assert "forced by the test" in result["reason"]
+        assert len((d / "history.jsonl").read_text().splitlines()) == 1  # history up to the failure is kept
+    for d in seed_dirs(tmp_path / "exp", "node"):
+        assert read_json(d / "result.json")["status"] == "completed"
+    node, anode_group = agg["groups"]
+    assert (node["completed"], node["failed"]) == (2, 0) and node["final_loss"]["n"] == 2
+    assert (anode_group["completed"], anode_group["failed"]) == (0, 2)
+    assert anode_group["final_loss"] == {"mean": None, "std": None, "n": 0}
+    assert [(f["seed"], f["error_type"]) for f in anode_group["failures"]] == [(0, "MaxStepsExceeded"), (1, "MaxStepsExceeded")]
+    assert all("forced by the test" in f["reason"] for f in anode_group["failures"])
+    assert sum(line.startswith("[failed]") for line in lines) == 2 and sum(line.startswith("[done]") for line in lines) == 2
+
+    # a rerun keeps the failures; retry_failed trains them again (now without the forced failure)
+    monkeypatch.setattr(runner_mod, "build_model", real_build)
+    assert run(cfg, tmp_path / "exp")["groups"][1]["failed"] == 2
+    retried = run(cfg, tmp_path / "exp", retry_failed=True)
+    assert retried["groups"][1]["completed"] == 2 and retried["groups"][1]["failures"] == []
+
+
+def test_unexpected_crash_is_recorded_as_failed(tmp_path, monkeypatch):
+    real_build = runner_mod.build_model
+
+    def build(spec, cfg, data, *, seed):
+        if spec.name == "NODE":
+            raise RuntimeError("out of memory (simulated)")
+        return real_build(spec, cfg, data, seed=seed)
+
+    monkeypatch.setattr(runner_mod, "build_model", build)
+    agg = run(parse_config(tiny(repeats=1, artifacts={})), tmp_path / "exp")
+    result = read_json(tmp_path / "exp" / "runs" / "spheres-2d" / "node" / "seed-0" / "result.json")
+    assert result["status"] == "failed" and result["error_type"] == "RuntimeError"
+    assert "out of memory (simulated)" in result["reason"] and "Traceback" in result["traceback"]
+    assert agg["groups"][0]["failed"] == 1 and agg["groups"][1]["completed"] == 1
+
+
+# ----------------------------------------------------------------------------- search
+
+
+def test_grid_search_picks_the_best_candidate_for_the_repeats(tmp_path):
+    cfg = parse_config(tiny(repeats=1, models=TINY["models"][:1], artifacts={},
+                            search={"space": {"lr": [1e-3, 1e-1]}, "epochs": 1}))
+    agg = run(cfg, tmp_path / "exp")
+    model_dir = tmp_path / "exp" / "runs" / "spheres-2d" / "node"
+    search = read_json(model_dir / "search.json")
+    assert [c["candidate"] for c in search["candidates"]] == [{"lr": 1e-3}, {"lr": 1e-1}]
+    assert all(c["status"] == "completed" and c["final_loss"] is not None for c in search["candidates"])
+    best = min(search["candidates"], key=lambda c: c["final_loss"])["candidate"]
+    assert search["best"] == best
+    for i, cand in enumerate(search["candidates"]):
+        result = read_json(model_dir / "search" / f"candidate-{i}" / "result.json")
+        assert result["train_config"]["lr"] == cand["candidate"]["lr"] and result["repeat"] is None
+    result = read_json(model_dir / "seed-0" / "result.json")
+    assert result["overrides"] == best and result["train_config"]["lr"] == best["lr"]
+    assert agg["groups"][0]["final_loss"]["n"] == 1  # search runs are not repeats
+
+
+def test_search_over_an_architecture_value(tmp_path):
+    cfg = parse_config(tiny(repeats=1, models=TINY["models"][:1], artifacts={},
+                            search={"space": {"hidden_dim": [2, 16]}}))
+    run(cfg, tmp_path / "exp")
+    model_dir = tmp_path / "exp" / "runs" / "spheres-2d" / "node"
+    best = read_json(model_dir / "search.json")["best"]
+    result = read_json(model_dir / "seed-0" / "result.json")
+    assert result["overrides"] == best and result["model_spec"]["hidden_dim"] == best["hidden_dim"]
+    counts = {c: read_json(model_dir / "search" / f"candidate-{i}" / "result.json")["num_parameters"]
+              for i, c in enumerate((2, 16))}
+    assert counts[16] > counts[2]
+    assert result["num_parameters"] == counts[best["hidden_dim"]]
+
+
+def test_random_search_draws_a_seeded_subset():
+    space = {"lr": [1e-3, 1e-2, 1e-1], "weight_decay": [0.0, 1e-4]}
+    cfg = parse_config(tiny(search={"space": space, "mode": "random", "num_samples": 3}))
+    cands = runner_mod._search_candidates(cfg)
+    assert len(cands) == 3 and len({tuple(sorted(c.items())) for c in cands}) == 3
+    assert all(c["lr"] in space["lr"] and c["weight_decay"] in space["weight_decay"] for c in cands)
+    assert cands == runner_mod._search_candidates(cfg)
+    grid = parse_config(tiny(search={"space": space}))
+    assert len(runner_mod._search_candidates(grid)) == 6
+
+
+# ----------------------------------------------------------------------------- parallel runs
+
+
+@pytest.mark.slow
+def test_parallel_jobs_give_the_same_results_as_in_process(tiny_exp, tmp_path):
+    _, out, agg = tiny_exp
+    started = time.perf_counter()
+    par = run(parse_config(TINY), tmp_path / "par", jobs=2)
+    assert time.perf_counter() - started < 120
+    for g_seq, g_par in zip(agg["groups"], par["groups"]):
+        assert g_par["final_loss"] == g_seq["final_loss"]
+        for seq_h, par_h in zip(load_histories(out, "spheres 2d", g_seq["model"]),
+                                load_histories(tmp_path / "par", "spheres 2d", g_seq["model"])):
+            np.testing.assert_array_equal(seq_h.array("loss"), par_h.array("loss"))
+
+
+# ----------------------------------------------------------------------------- figures
+
+
+def test_experiment_figures(tiny_exp):
+    _, out, _ = tiny_exp
+    figs = experiment_figures(out)
+    expected = {"loss/spheres-2d", "nfe/spheres-2d", "nfe_vs_loss/spheres-2d"}
+    for model_slug in MODELS.values():
+        expected |= {f"flow/spheres-2d/{model_slug}", f"features/spheres-2d/{model_slug}", f"map/spheres-2d/{model_slug}"}
+    assert set(figs) == expected
+    assert all(isinstance(f, Figure) for f in figs.values())
+    loss_ax = figs["loss/spheres-2d"].axes[0]
+    assert len(loss_ax.get_lines()) >= 2  # one mean curve per model
+    np.testing.assert_allclose(sorted(len(line.get_xdata()) for line in loss_ax.get_lines())[-1], 3)
+
+
+def test_save_experiment_figures_writes_pngs(tiny_exp, tmp_path):
+    _, out, _ = tiny_exp
+    paths = save_experiment_figures(out, tmp_path / "figs", gifs=True)
+    pngs = sorted(p.name for p in paths if p.suffix == ".png")
+    assert "loss__spheres-2d.png" in pngs and "map__spheres-2d__node.png" in pngs and len(pngs) == 9
+    gifs = [p for p in paths if p.suffix == ".gif"]
+    assert {p.name for p in gifs} >= {"flow__spheres-2d__node.gif", "features__spheres-2d__anode-p-1.gif"}
+    for p in paths:
+        assert p.is_file() and p.stat().st_size > 500
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in paths if p.suffix == ".png")
+
+
+def test_figures_need_an_experiment_dir(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not an experiment directory"):
+        experiment_figures(tmp_path)
