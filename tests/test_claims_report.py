@@ -263,7 +263,8 @@ def test_write_report_markdown_and_self_contained_html(tmp_path, figure_png):
 def test_write_report_counts_every_verdict(tmp_path):
     claims = [Claim(f"c{i}", "m", v, "k", "x") for i, v in enumerate([HOLDS, INCONCLUSIVE, INCONCLUSIVE, NOT_RUN])]
     md_path, html_path = write_report(tmp_path / "out", title="T", summary=[], claims=claims, aggregates={}, sections=[])
-    assert "## Claims (1 holds, 2 inconclusive)" in md_path.read_text()
+    heading = next(line for line in md_path.read_text().splitlines() if line.startswith("## Claims"))
+    assert "1 holds" in heading and "2 inconclusive" in heading and "does not hold" not in heading
     page = html_path.read_text()
     assert page.count(">not run</span>") == 1 and "src=" not in page
 
@@ -286,3 +287,11 @@ def test_machine_description_names_the_software():
 
     line = machine_description("cpu")
     assert f"torch {torch.__version__}" in line and f"anode {anode.__version__}" in line and "CPU cores" in line
+
+
+@pytest.mark.xfail(strict=True, reason="bug: write_report's tally counts only holds/does not hold/inconclusive, so "
+                                       "'not run' claims are not counted and an all-not-run report is headed 'Claims ()'")
+def test_report_tally_counts_not_run(tmp_path):
+    claims = toy_claims({})
+    md_path, _ = write_report(tmp_path, title="T", summary=[], claims=claims, aggregates={}, sections=[])
+    assert "## Claims (9 not run)" in md_path.read_text()

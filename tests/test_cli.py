@@ -265,7 +265,6 @@ def test_reproduce_toy_cli_fast(tmp_path, capsys, monkeypatch):
     assert "## Section 3 / Fig. 3" in (out / "report.md").read_text()
 
 
-@pytest.mark.slow
 def test_reproduce_toy_smoke_end_to_end(tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["reproduce", "toy", "--budget", "smoke", "--out", str(out), "--no-progress", "--jobs", "1"]) == 0

@@ -306,15 +306,16 @@ def test_image_parameter_counts_match_the_paper(name, expected):
 
 def test_tinyimagenet_parameter_counts_are_pinned_and_far_above_the_paper():
     # The models put the linear head on the flattened full-resolution state (C + p) x 64 x 64, so at
-    # 200 classes the head alone has (3 + p) * 4096 * 200 weights: 2.46M for the NODE and 10.6M for the
-    # ANODE (p = 10). The paper's ~366k cannot be matched with this architecture (see the config's
-    # description); the two models are not parameter-matched on Tiny ImageNet either.
+    # 200 classes every channel costs 64 * 64 * 200 = 819,200 head weights: the head alone of the
+    # ANODE (3 + 1 channels) is 3.28M. The paper's ~366k cannot be reached with this architecture, and
+    # the NODE is matched by widening its vector field (308 filters) instead (see the config's description).
     counts = image_counts("tinyimagenet")
-    assert counts == {"NODE": 2_599_428, "ANODE (p=10)": 10_688_469}
+    assert counts == {"NODE": 3_314_043, "ANODE (p=1)": 3_314_508}
     assert min(counts.values()) > 5 * 366_000
-    head = {"NODE": 3 * 64 * 64 * 200 + 200, "ANODE (p=10)": 13 * 64 * 64 * 200 + 200}
-    for model, count in counts.items():
-        assert head[model] / count > 0.94  # the head dominates
+    assert abs(counts["NODE"] - counts["ANODE (p=1)"]) < 0.01 * counts["NODE"]  # parameter-matched
+    head = {"NODE": 3 * 64 * 64 * 200 + 200, "ANODE (p=1)": 4 * 64 * 64 * 200 + 200}
+    assert head["ANODE (p=1)"] / counts["ANODE (p=1)"] > 0.98  # the head dominates
+    assert head["NODE"] / counts["NODE"] > 0.7
 
 
 def test_spheres_resnet_matches_the_node_parameter_count():
@@ -348,3 +349,59 @@ def test_build_model_is_deterministic_in_the_seed():
     a, b, c = (build_model(cfg.model("NODE"), cfg, data, seed=s) for s in (3, 3, 4))
     pa, pb, pc = (torch.cat([p.flatten() for p in m.parameters()]) for m in (a, b, c))
     assert torch.equal(pa, pb) and not torch.equal(pa, pc)
+
+
+# ----------------------------------------------------------------------------- validation gaps (bugs)
+# Each value below passes parse_config but is bound to fail later, inside every run, where it is recorded
+# as a failed run (or, for search.epochs = 0, silently ignored) instead of a ConfigError naming the key.
+
+
+@pytest.mark.xfail(strict=True, reason="bug: SearchSpec.epochs is not validated; 0 silently means the full training "
+                                       "epochs (`unit.epochs or cfg.train.epochs`) and < 0 makes every search run fail")
+@pytest.mark.parametrize("epochs", [0, -1])
+def test_search_epochs_must_be_positive(epochs):
+    with pytest.raises(ConfigError, match=r"epochs must be >= 1"):
+        parse_config(with_changes("search", {"space": {"lr": [1e-3]}, "epochs": epochs}))
+
+
+@pytest.mark.xfail(strict=True, reason="bug: ArtifactSpec is not validated; the bad value raises after training, "
+                                       "and _guarded then records the finished run as failed")
+@pytest.mark.parametrize(("key", "value"), [("trajectories", -1), ("input_map", -2), ("feature_snapshots", -1),
+                                            ("timesteps", 1)])
+def test_artifact_counts_are_validated(key, value):
+    with pytest.raises(ConfigError, match=rf"config\.artifacts: {key} must be"):
+        parse_config(with_changes(f"artifacts.{key}", value))
+
+
+@pytest.mark.xfail(strict=True, reason="bug: dataset/model values are checked only when the run builds them, so "
+                                       "every run of the experiment is recorded as failed instead of a ConfigError")
+@pytest.mark.parametrize(("path", "value"), [
+    ("datasets.0.dim", 0),
+    ("datasets.0.inner_range", [0.5, 0.0]),
+    ("datasets.0.outer_range", [0.2, 0.4]),
+    ("datasets.0.holdout_angle", [1.0, 0.5]),
+    ("models.0.non_linearity", "swishy"),
+])
+def test_values_checked_at_run_time_are_rejected_at_load_time(path, value):
+    with pytest.raises(ConfigError, match=r"config\.(datasets|models)\[0\]"):
+        parse_config(with_changes(path, value))
+
+
+@pytest.mark.xfail(strict=True, reason="bug: ImageSpec.dataset/normalization are not validated at load time")
+@pytest.mark.parametrize(("key", "value"), [("dataset", "imagenet"), ("normalization", "zscore")])
+def test_image_spec_choices_are_validated(key, value):
+    data = {**MINIMAL, "datasets": [{"kind": "image", "name": "m", key: value}]}
+    with pytest.raises(ConfigError, match=rf"config\.datasets\[0\]: unknown {key}"):
+        parse_config(data)
+
+
+@pytest.mark.xfail(strict=True, reason="bug: kind 'flow' predicts h(1)[:, :d]; on d = 2 data with 1-d targets the "
+                                       "prediction is [N, 2] and the loss silently broadcasts against [N, 1]")
+def test_flow_model_prediction_matches_the_targets():
+    cfg = parse_config({**MINIMAL, "models": [{"name": "F", "kind": "flow", "hidden_dim": 4}]})
+    data = PreparedData((2,), 1, True, torch.zeros(4, 2), torch.zeros(4, 1))
+    try:
+        model = build_model(cfg.model("F"), cfg, data, seed=0)
+    except ValueError:
+        return  # rejecting the combination is a fix too
+    assert model(torch.randn(3, 2)).shape == (3, 1)

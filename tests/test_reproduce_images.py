@@ -204,7 +204,7 @@ def test_reproduce_images_on_tiny_idx_paper_models(tmp_path):
     assert [g["num_parameters"]["mean"] for g in summary["aggregate"]["groups"]] == [84_395, 84_816]
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # about 20 s (reads and checksums all 70,000 images); the fast idx test covers the pipeline
 @pytest.mark.skipif(not SHARED_MNIST.is_dir(), reason=f"shared MNIST not found at {SHARED_MNIST}")
 def test_reproduce_images_on_real_mnist_smoke(tmp_path):
     out = tmp_path / "out"

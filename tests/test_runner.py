@@ -304,7 +304,6 @@ def test_random_search_draws_a_seeded_subset():
 # ----------------------------------------------------------------------------- parallel runs
 
 
-@pytest.mark.slow
 def test_parallel_jobs_give_the_same_results_as_in_process(tiny_exp, tmp_path):
     _, out, agg = tiny_exp
     started = time.perf_counter()
@@ -330,7 +329,7 @@ def test_experiment_figures(tiny_exp):
     assert all(isinstance(f, Figure) for f in figs.values())
     loss_ax = figs["loss/spheres-2d"].axes[0]
     assert len(loss_ax.get_lines()) >= 2  # one mean curve per model
-    np.testing.assert_allclose(sorted(len(line.get_xdata()) for line in loss_ax.get_lines())[-1], 3)
+    assert max(len(line.get_xdata()) for line in loss_ax.get_lines()) == 3  # 3 iterations
 
 
 def test_save_experiment_figures_writes_pngs(tiny_exp, tmp_path):

@@ -353,12 +353,6 @@ def test_nan_field_adaptive_raises_solver_error() -> None:
         odesolve(lambda t, y: y * float("nan"), torch.ones(3, 2), torch.tensor([0.0, 1.0]), SolverConfig())
 
 
-@pytest.mark.xfail(
-    reason="bug in anode.solve: with adaptive methods a vector field returning NaN makes every step "
-    "rejected, dt becomes NaN -> 0 and torchdiffeq reports 'underflow in dt 0.0', so the user gets "
-    "StepSizeUnderflow instead of NonFiniteState",
-    strict=True,
-)
 def test_nan_field_adaptive_is_non_finite_state() -> None:
     with pytest.raises(anode.NonFiniteState):
         odesolve(lambda t, y: y * float("nan"), torch.ones(3, 2), torch.tensor([0.0, 1.0]), SolverConfig())

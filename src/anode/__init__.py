@@ -20,6 +20,7 @@ from .solve import NonFiniteState as NonFiniteState
 from .solve import SolverError as SolverError
 from .solve import StepSizeUnderflow as StepSizeUnderflow
 from .solve import odesolve as odesolve
+from .solve import translate_solver_errors as translate_solver_errors
 from .training import TrainConfig as TrainConfig
 from .training import Trainer as Trainer
 from .training import evaluate as evaluate
@@ -32,5 +33,5 @@ __all__ = [
     "METHODS", "NFE", "ConvODEFunc", "ConvODENet", "ConvResNet", "History", "MaxStepsExceeded",
     "NonFiniteState", "ODEBlock", "ODEFlow", "ODEFunc", "ODENet", "ResNet", "SolverConfig", "SolverError",
     "StepSizeUnderflow", "TrainConfig", "Trainer", "__version__", "count_parameters", "evaluate", "fit",
-    "load_checkpoint", "make_generator", "odesolve", "seeded",
+    "load_checkpoint", "make_generator", "odesolve", "seeded", "translate_solver_errors",
 ]

@@ -14,7 +14,7 @@ import numpy as np
 
 __all__ = ["History", "atomic_write", "read_json", "write_json"]
 
-ITERATION_FIELDS = ("iteration", "epoch", "loss", "nfe_forward", "nfe_backward", "time")
+ITERATION_FIELDS = ("iteration", "epoch", "loss", "accuracy", "nfe_forward", "nfe_backward", "time")
 
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None]) -> Path:
@@ -64,10 +64,10 @@ def _json_default(obj: Any) -> Any:
 class History:
     """What a training run recorded.
 
-    `iterations`: one dict per optimiser step with `ITERATION_FIELDS` (loss, forward and
-    backward NFE, wall time in seconds). `epochs`: one dict per epoch with the means over its
-    iterations and, when an evaluation loader was given, `eval_loss`/`eval_accuracy` (and
-    `train_accuracy` where computed).
+    `iterations`: one dict per optimiser step with `ITERATION_FIELDS` (loss, batch accuracy,
+    forward and backward NFE, wall time in seconds). `epochs`: one dict per epoch with the means
+    over its iterations (training loss and accuracy, NFE, time) and, when an evaluation loader was
+    given, `eval_loss`, `eval_accuracy` and `eval_nfe_forward`.
     """
 
     iterations: list[dict[str, float]] = field(default_factory=list)

@@ -115,13 +115,16 @@ class _Counted(nn.Module):
         self.func = func
         self.nfe = nfe
         self.in_forward_solve = False
+        self.last_output: torch.Tensor | None = None
 
     def forward(self, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         if self.in_forward_solve:
             self.nfe.forward += 1
         else:
             self.nfe.backward += 1
-        return self.func(t, y)
+        out = self.func(t, y)
+        self.last_output = out
+        return out
 
 
 class _CountedAdaptive(_Counted):
@@ -138,6 +141,18 @@ class _CountedAdaptive(_Counted):
 
     def callback_reject_step_adjoint(self, t0: torch.Tensor, y0: torch.Tensor, dt: torch.Tensor) -> None:
         self.nfe.backward_rejected_steps += 1
+
+
+@contextlib.contextmanager
+def _diagnose_non_finite(counted: _Counted) -> Iterator[None]:
+    """A NaN velocity makes every adaptive step fail until dt underflows: report it as non-finite."""
+    try:
+        yield
+    except StepSizeUnderflow as err:
+        last = counted.last_output
+        if last is not None and not bool(torch.isfinite(last).all()):
+            raise NonFiniteState(f"the vector field returned NaN or inf during the forward solve. {_ADVICE}") from err
+        raise
 
 
 def odesolve(
@@ -179,7 +194,7 @@ def odesolve(
     t = t.to(device=y0.device, dtype=y0.dtype)
     counted.in_forward_solve = True
     try:
-        with translate_solver_errors("forward solve"):
+        with _diagnose_non_finite(counted), translate_solver_errors("forward solve"):
             if solver.adjoint:
                 out = torchdiffeq.odeint_adjoint(
                     counted,
@@ -199,6 +214,7 @@ def odesolve(
                 )
     finally:
         counted.in_forward_solve = False
+        counted.last_output = None
     if solver.is_fixed_step and not bool(torch.isfinite(out[-1]).all()):
         raise NonFiniteState(f"the ODE state became non-finite (NaN or inf) during the forward solve. {_ADVICE}")
     return out

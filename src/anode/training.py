@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import pickle
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
@@ -187,8 +188,9 @@ class Trainer:
             loss.backward()
         self.optimizer.step()
         loss_value = float(loss.detach())  # synchronises, so the time below is complete
+        accuracy = int(_correct(pred.detach(), y, self.config.loss)) / x.shape[0]
         record = {
-            "iteration": self.iteration, "epoch": self.epoch, "loss": loss_value,
+            "iteration": self.iteration, "epoch": self.epoch, "loss": loss_value, "accuracy": accuracy,
             "nfe_forward": nfe_forward, "nfe_backward": _nfe(self.model)[1], "time": time.perf_counter() - start,
         }
         self.iteration += 1
@@ -244,7 +246,7 @@ class Trainer:
         if not records:
             return
         summary: dict[str, float] = {"epoch": self.epoch, "iterations": len(records)}
-        for key in ("loss", "nfe_forward", "nfe_backward", "time"):
+        for key in ("loss", "accuracy", "nfe_forward", "nfe_backward", "time"):
             summary[key] = sum(r[key] for r in records) / len(records)
         self.epoch += 1
         last = self.epoch >= self.config.epochs or self._budget_spent()
@@ -308,7 +310,10 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no checkpoint at {path}")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, EOFError, KeyError, RuntimeError, ValueError) as err:
+        raise ValueError(f"{path} is not an anode checkpoint (format {CHECKPOINT_FORMAT}): {err}") from err
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path} is not an anode checkpoint (format {CHECKPOINT_FORMAT})")
     return state
