@@ -356,16 +356,12 @@ def test_build_model_is_deterministic_in_the_seed():
 # as a failed run (or, for search.epochs = 0, silently ignored) instead of a ConfigError naming the key.
 
 
-@pytest.mark.xfail(strict=True, reason="bug: SearchSpec.epochs is not validated; 0 silently means the full training "
-                                       "epochs (`unit.epochs or cfg.train.epochs`) and < 0 makes every search run fail")
 @pytest.mark.parametrize("epochs", [0, -1])
 def test_search_epochs_must_be_positive(epochs):
     with pytest.raises(ConfigError, match=r"epochs must be >= 1"):
         parse_config(with_changes("search", {"space": {"lr": [1e-3]}, "epochs": epochs}))
 
 
-@pytest.mark.xfail(strict=True, reason="bug: ArtifactSpec is not validated; the bad value raises after training, "
-                                       "and _guarded then records the finished run as failed")
 @pytest.mark.parametrize(("key", "value"), [("trajectories", -1), ("input_map", -2), ("feature_snapshots", -1),
                                             ("timesteps", 1)])
 def test_artifact_counts_are_validated(key, value):
@@ -373,8 +369,6 @@ def test_artifact_counts_are_validated(key, value):
         parse_config(with_changes(f"artifacts.{key}", value))
 
 
-@pytest.mark.xfail(strict=True, reason="bug: dataset/model values are checked only when the run builds them, so "
-                                       "every run of the experiment is recorded as failed instead of a ConfigError")
 @pytest.mark.parametrize(("path", "value"), [
     ("datasets.0.dim", 0),
     ("datasets.0.inner_range", [0.5, 0.0]),
@@ -387,7 +381,6 @@ def test_values_checked_at_run_time_are_rejected_at_load_time(path, value):
         parse_config(with_changes(path, value))
 
 
-@pytest.mark.xfail(strict=True, reason="bug: ImageSpec.dataset/normalization are not validated at load time")
 @pytest.mark.parametrize(("key", "value"), [("dataset", "imagenet"), ("normalization", "zscore")])
 def test_image_spec_choices_are_validated(key, value):
     data = {**MINIMAL, "datasets": [{"kind": "image", "name": "m", key: value}]}
@@ -395,8 +388,6 @@ def test_image_spec_choices_are_validated(key, value):
         parse_config(data)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: kind 'flow' predicts h(1)[:, :d]; on d = 2 data with 1-d targets the "
-                                       "prediction is [N, 2] and the loss silently broadcasts against [N, 1]")
 def test_flow_model_prediction_matches_the_targets():
     cfg = parse_config({**MINIMAL, "models": [{"name": "F", "kind": "flow", "hidden_dim": 4}]})
     data = PreparedData((2,), 1, True, torch.zeros(4, 2), torch.zeros(4, 1))

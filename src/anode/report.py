@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from . import __version__
-from .claims import HOLDS, INCONCLUSIVE, NOT_HOLD, Claim
+from .claims import HOLDS, INCONCLUSIVE, NOT_HOLD, NOT_RUN, Claim
 from .history import atomic_write
 
 __all__ = ["Section", "machine_description", "results_rows", "write_report"]
@@ -118,7 +118,7 @@ def write_report(
     claim_header = ("paper claim", "what we measured", "criterion", "holds?")
     claim_rows = [(c.claim, c.measured, c.criterion, c.verdict) for c in claims]
     rows = results_rows(aggregates)
-    counts = {v: sum(c.verdict == v for c in claims) for v in (HOLDS, NOT_HOLD, INCONCLUSIVE)}
+    counts = {v: sum(c.verdict == v for c in claims) for v in (HOLDS, NOT_HOLD, INCONCLUSIVE, NOT_RUN)}
     tally = ", ".join(f"{n} {v}" for v, n in counts.items() if n)
 
     md = [f"# {title}", "", *[f"- {line}" for line in summary], "", f"## Claims ({tally})", "",

@@ -94,6 +94,11 @@ def build_model(spec: ModelSpec, cfg: ExperimentConfig, data: PreparedData, *, s
         raise ValueError(f"model {spec.name!r} of kind {spec.kind!r} needs image data, got samples of shape {data.data_shape}")
     if spec.kind in ("odenet", "flow", "resnet") and is_image:
         raise ValueError(f"model {spec.name!r} of kind {spec.kind!r} needs vector data, got images of shape {data.data_shape}; use convodenet/convresnet")
+    if spec.kind == "flow" and data.output_dim != data.data_shape[0]:
+        raise ValueError(
+            f"model {spec.name!r} of kind 'flow' predicts the first d = {data.data_shape[0]} coordinates of h(1), "
+            f"but the targets have {data.output_dim}; use kind = 'odenet' (linear readout) for this dataset"
+        )
     with seeded(seed):
         return _instantiate(spec, cfg, data, _matched_width(spec, cfg, data))
 

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from ..config import SolverConfig
+from ..data.images import DATASET_NAMES, NORMALIZATIONS
+from ..models.fields import NON_LINEARITIES
 from ..training import LOSSES
 from .schema import ConfigError, build
 
@@ -38,6 +40,12 @@ class G1DSpec:
     target_flip: bool = True
     noise_scale: float = 0.0
 
+    def __post_init__(self) -> None:
+        if self.num_points < 1:
+            raise ValueError(f"num_points must be >= 1, got {self.num_points}")
+        if self.noise_scale < 0:
+            raise ValueError(f"noise_scale must be >= 0, got {self.noise_scale}")
+
 
 @dataclass(frozen=True)
 class SpheresSpec:
@@ -52,8 +60,21 @@ class SpheresSpec:
     holdout_angle: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
-        if self.holdout_angle is not None and self.dim < 2:
-            raise ValueError(f"holdout_angle needs dim >= 2, got dim = {self.dim}")
+        if self.dim < 1:
+            raise ValueError(f"dim must be >= 1, got {self.dim}")
+        if self.num_points_inner < 1 or self.num_points_outer < 1:
+            raise ValueError(f"num_points_inner and num_points_outer must be >= 1, got {self.num_points_inner} and {self.num_points_outer}")
+        for label, (low, high) in (("inner_range", self.inner_range), ("outer_range", self.outer_range)):
+            if not 0 <= low < high:
+                raise ValueError(f"{label} must satisfy 0 <= r_min < r_max, got {[low, high]}")
+        if self.outer_range[0] < self.inner_range[1]:
+            raise ValueError(f"outer_range {list(self.outer_range)} must start at or beyond the end of inner_range {list(self.inner_range)}")
+        if self.holdout_angle is not None:
+            if self.dim < 2:
+                raise ValueError(f"holdout_angle needs dim >= 2, got dim = {self.dim}")
+            start, end = self.holdout_angle
+            if not 0 <= start < end <= 2 * math.pi:
+                raise ValueError(f"holdout_angle must satisfy 0 <= start < end <= 2*pi, got {list(self.holdout_angle)}")
 
 
 @dataclass(frozen=True)
@@ -66,6 +87,14 @@ class SinesSpec:
     num_points_upper: int = 500
     num_points_lower: int = 500
     noise_scale: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.dim < 1:
+            raise ValueError(f"dim must be >= 1, got {self.dim}")
+        if self.num_points_upper < 0 or self.num_points_lower < 0 or self.num_points_upper + self.num_points_lower == 0:
+            raise ValueError(f"num_points_upper and num_points_lower must be >= 0 with a positive sum, got {self.num_points_upper} and {self.num_points_lower}")
+        if self.noise_scale < 0:
+            raise ValueError(f"noise_scale must be >= 0, got {self.noise_scale}")
 
 
 @dataclass(frozen=True)
@@ -81,6 +110,11 @@ class ImageSpec:
     options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        key = self.dataset.lower().replace("-", "").replace("_", "")
+        if key not in DATASET_NAMES:
+            raise ValueError(f"unknown dataset {self.dataset!r}; valid choices: {list(DATASET_NAMES)}")
+        if self.normalization not in NORMALIZATIONS:
+            raise ValueError(f"unknown normalization {self.normalization!r}; valid choices: {list(NORMALIZATIONS)}")
         _positive("train_subset", self.train_subset)
         _positive("test_subset", self.test_subset)
 
@@ -94,7 +128,7 @@ class ModelSpec:
     """One model of an experiment.
 
     `kind`: "odenet" (NODE/ANODE with a linear readout), "flow" (the ODE flow alone: prediction =
-    first coordinate of h(1)), "resnet", "convodenet", "convresnet". `hidden_dim` is the MLP width
+    the first d coordinates of h(1); needs targets of the data's dimension d), "resnet", "convodenet", "convresnet". `hidden_dim` is the MLP width
     or the number of conv filters. `match_parameters` (resnets) names another model whose parameter
     count the width is chosen to match. `lr`/`weight_decay` override the experiment's training values.
     """
@@ -113,6 +147,8 @@ class ModelSpec:
     def __post_init__(self) -> None:
         if self.kind not in MODEL_KINDS:
             raise ValueError(f"unknown model kind {self.kind!r}; valid choices: {list(MODEL_KINDS)}")
+        if self.non_linearity not in NON_LINEARITIES:
+            raise ValueError(f"unknown non_linearity {self.non_linearity!r}; valid choices: {sorted(NON_LINEARITIES)}")
         if self.match_parameters is not None and self.kind not in ("resnet",):
             raise ValueError("match_parameters is only supported for kind = 'resnet'")
         for name in ("hidden_dim", "num_layers"):
@@ -175,6 +211,8 @@ class SearchSpec:
                 raise ValueError(f"search.space.{key} must be a non-empty list, got {values!r}")
         if self.num_samples < 1:
             raise ValueError(f"num_samples must be >= 1, got {self.num_samples}")
+        if self.epochs is not None and self.epochs < 1:
+            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
 
 
 @dataclass(frozen=True)
@@ -192,6 +230,15 @@ class ArtifactSpec:
     feature_snapshots: int = 0
     input_map: int = 0
     vector_field: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("trajectories", "feature_snapshots", "input_map"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.timesteps < 2:
+            raise ValueError(f"timesteps must be >= 2, got {self.timesteps}")
+        if self.input_map == 1:
+            raise ValueError("input_map is a grid resolution: use 0 (none) or >= 2")
 
 
 @dataclass(frozen=True)

@@ -72,7 +72,7 @@ def run_unit(unit: RunUnit) -> dict[str, Any]:
     lr = overrides.get("lr", spec.lr if spec.lr is not None else cfg.train.lr)
     weight_decay = overrides.get("weight_decay", spec.weight_decay if spec.weight_decay is not None else cfg.train.weight_decay)
     train_cfg = TrainConfig(
-        epochs=unit.epochs or cfg.train.epochs, lr=lr, weight_decay=weight_decay, loss=cfg.train.loss,
+        epochs=unit.epochs if unit.epochs is not None else cfg.train.epochs, lr=lr, weight_decay=weight_decay, loss=cfg.train.loss,
         max_iterations=cfg.train.max_iterations, eval_every=cfg.train.eval_every, progress=unit.progress,
     )
     loader = data.train_loader(cfg.train.batch_size, seed=unit.seed)
@@ -219,9 +219,9 @@ def run_experiment(
         out_dir: where results go.
         jobs: runs trained in parallel worker processes (one thread each); 1 runs in-process.
         device: "cpu", "cuda", ...; None picks CUDA when available.
-        progress: progress bars and a one-line summary per finished run.
+        progress: progress bars (one-line summaries of finished runs go to `log` either way).
         retry_failed: rerun runs recorded as failed.
-        log: where one-line summaries go (default: tqdm.write when progress is on).
+        log: where one-line summaries go (default: tqdm.write; pass `lambda _: None` to silence).
 
     Returns:
         The aggregate (also written to `aggregate.json`).

@@ -71,11 +71,9 @@ class ODENet(_ODEClassifier):
     ) -> None:
         super().__init__()
         _check_int("output_dim", output_dim, minimum=1)
-        odefunc = ODEFunc(
-            data_dim, hidden_dim, augment_dim=augment_dim, time_dependent=time_dependent, non_linearity=non_linearity
-        )
-        self.odeblock = ODEBlock(odefunc, solver=solver)
-        self.linear_layer = nn.Linear(odefunc.input_dim, output_dim)
+        self.odeblock = ODEBlock(ODEFunc(data_dim, hidden_dim, augment_dim=augment_dim, time_dependent=time_dependent,
+                                         non_linearity=non_linearity), solver=solver)
+        self.linear_layer = nn.Linear(data_dim + augment_dim, output_dim)
 
 
 class ODEFlow(_ODEClassifier):
@@ -105,10 +103,8 @@ class ODEFlow(_ODEClassifier):
         solver: SolverConfig = SolverConfig(),
     ) -> None:
         super().__init__()
-        odefunc = ODEFunc(
-            data_dim, hidden_dim, augment_dim=augment_dim, time_dependent=time_dependent, non_linearity=non_linearity
-        )
-        self.odeblock = ODEBlock(odefunc, solver=solver)
+        self.odeblock = ODEBlock(ODEFunc(data_dim, hidden_dim, augment_dim=augment_dim, time_dependent=time_dependent,
+                                         non_linearity=non_linearity), solver=solver)
         self.data_dim = data_dim
 
     def forward(
