@@ -99,12 +99,12 @@ def test_unknown_budget_lists_choices():
 
 def test_small_budget():
     cfg, note = ri.image_experiment("mnist", budget="small", data_dir="/some/where")
-    assert cfg.train.batch_size == 64 and cfg.train.max_iterations == 150
+    assert cfg.train.batch_size == 64 and cfg.train.max_iterations == 100
     assert cfg.repeats == 2 and cfg.train.epochs == 1
     (ds,) = cfg.datasets
     assert isinstance(ds, ImageSpec) and ds.test_subset == 1000 and ds.train_subset is None
     assert ds.data_dir == "/some/where" and ds.dataset == "mnist"
-    assert "150 iterations" in note
+    assert "100 iterations" in note
     assert [(m.name, m.hidden_dim, m.augment_dim) for m in cfg.models] == [("NODE", 92, 0), ("ANODE (p=5)", 64, 5)]
 
 

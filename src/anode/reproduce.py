@@ -88,6 +88,9 @@ _SECTIONS: list[tuple[str, str, list[tuple[str, str, str]]]] = [
     ("Weight decay x augmentation",
      "Forward NFE and loss of NODE and ANODE with and without weight decay (1e-3) on g(x), d = 2.",
      [("weight_decay", "nfe/spheres-2d", "forward NFE"), ("weight_decay", "loss/spheres-2d", "training loss")]),
+    ("How much augmentation: p = 0, 1, 2, 5",
+     "Training loss and forward NFE of NODE and ANODE with p = 1, 2, 5 on g(x), d = 2.",
+     [("augmentation", "loss/spheres-2d", "training loss"), ("augmentation", "nfe/spheres-2d", "forward NFE")]),
 ]
 
 

@@ -165,7 +165,7 @@ def reproduce_images(
         f"Command: `{budget_cmd}`.",
         f"Data: {data.description}; normalisation: {cfg.datasets[0].normalization} (pixels scaled to [0, 1], as the 2019 code).",
         f"Budget: {budget}: {note}.",
-        f"Models: " + "; ".join(f"{m.name}: {m.hidden_dim} filters, p = {m.augment_dim}" for m in cfg.models) + ".",
+        "Models: " + "; ".join(f"{m.name}: {m.hidden_dim} filters, p = {m.augment_dim}" for m in cfg.models) + ".",
         f"Solver: {cfg.solver.method}, rtol = atol = {cfg.solver.rtol:g}, adjoint = {cfg.solver.adjoint}.",
         f"Machine: {machine_description(device or 'cpu')}. Wall time of this invocation: {elapsed / 60:.1f} min.",
         f"Loss level for the iteration/NFE claims: {level:.4g} (the higher of the two models' mean final training losses, smoothed over 10 iterations)." if level is not None else "Loss level: not available (a model has no completed run).",

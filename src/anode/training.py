@@ -166,6 +166,7 @@ class Trainer:
         self.loss_fn = _loss_fn(config.loss)
         self.history = History()
         self._train_loader: Any = None
+        self._saved_at = -1  # iteration count at the last checkpoint
         self.epoch = 0  # epochs completed
         self.iteration = 0  # optimiser steps completed
 
@@ -233,10 +234,15 @@ class Trainer:
                     break
             self._end_epoch(first, eval_loader)
         if self.out_dir is not None:
-            self.save_checkpoint(self.checkpoint_path, train_loader=train_loader)
-            self.history.save(self.out_dir)
+            if self._saved_at != self.iteration:
+                self._save(self.out_dir, train_loader)
             write_json(self.out_dir / "summary.json", self.summary())
         return self.history
+
+    def _save(self, out_dir: Path, train_loader: Any) -> None:
+        self.history.save(out_dir)
+        self.save_checkpoint(out_dir / "checkpoint.pt", train_loader=train_loader)
+        self._saved_at = self.iteration
 
     def _budget_spent(self) -> bool:
         return self.config.max_iterations is not None and self.iteration >= self.config.max_iterations
@@ -255,8 +261,7 @@ class Trainer:
             summary.update({f"eval_{k}": v for k, v in metrics.items()})
         self.history.epochs.append(summary)
         if self.out_dir is not None and (self.epoch % self.config.checkpoint_every == 0 or last):
-            self.history.save(self.out_dir)
-            self.save_checkpoint(self.checkpoint_path, train_loader=self._train_loader)
+            self._save(self.out_dir, self._train_loader)
 
     def summary(self) -> dict[str, Any]:
         """Final numbers of the run: last-epoch means, totals, last evaluation, parameter count."""

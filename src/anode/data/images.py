@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from . import readers as R
+from . import sources as S
 from .loader import TensorLoader, make_generator
 
 __all__ = [
@@ -151,15 +152,15 @@ def load_image_dataset(
     if not base.exists():
         raise FileNotFoundError(f"data directory {base} does not exist")
     if key in ("mnist", "idx"):
-        out = R.load_idx_dataset(base, key, verify_checksums)
+        out = S.load_idx_dataset(base, key, verify_checksums)
     elif key == "cifar10":
-        out = R.load_cifar10(base, verify_checksums, max_per_class)
+        out = S.load_cifar10(base, verify_checksums, max_per_class)
     elif key == "svhn":
-        out = R.load_svhn(base, verify_checksums)
+        out = S.load_svhn(base, verify_checksums)
     elif key == "tinyimagenet":
-        out = R.load_tiny_imagenet(base, verify_checksums, max_per_class, tiny_val_split)
+        out = S.load_tiny_imagenet(base, verify_checksums, max_per_class, tiny_val_split)
     else:
-        out = R.load_folder(base, max_per_class)
+        out = S.load_folder(base, max_per_class)
     tx, ty, vx, vy, classes, source = out
     if max_per_class is not None:
         source += f" [first {max_per_class} per class]"

@@ -90,9 +90,9 @@ def _artifact_figures(arts: dict[str, Any], key: str, dataset: str, model: str) 
             out[f"flow/{key}/{mkey}"] = plotting.plot_trajectories(
                 traj["times"], states, labels=traj["labels"], title=f"Flow of {_title(dataset, model)}")
     snaps = arts.get("feature_snapshots")
-    if snaps and traj is not None and len(snaps[0]["features"][0]) <= 3:
+    if snaps and len(snaps[0]["features"][0]) <= 3:
         out[f"features/{key}/{mkey}"] = plotting.plot_feature_evolution(
-            [s["features"] for s in snaps], labels=traj["labels"],
+            [s["features"] for s in snaps], labels=arts.get("feature_labels"),
             titles=[f"iteration {s['iteration']}" for s in snaps])
     imap = arts.get("input_map")
     if imap is not None and "ys" in imap:
@@ -135,7 +135,7 @@ def save_experiment_figures(exp_dir: str | os.PathLike[str], out_dir: str | os.P
                 stem = f"{slug(d.name)}__{slug(m.name)}"
                 if traj is not None and np.asarray(traj["states"]).shape[-1] == 2:
                     paths.append(plotting.trajectory_gif(np.asarray(traj["states"]), out / f"flow__{stem}.gif", labels=traj["labels"]))
-                if snaps and traj is not None and len(snaps[0]["features"][0]) in (2, 3):
+                if snaps and len(snaps[0]["features"][0]) in (2, 3):
                     paths.append(plotting.feature_evolution_gif([s["features"] for s in snaps], out / f"features__{stem}.gif",
-                                                                labels=traj["labels"]))
+                                                                labels=arts.get("feature_labels")))
     return paths

@@ -77,18 +77,20 @@ def run_unit(unit: RunUnit) -> dict[str, Any]:
     )
     loader = data.train_loader(cfg.train.batch_size, seed=unit.seed)
     snapshots: list[dict[str, Any]] = []
-    callback = None
+    callback: Callable[[Trainer, dict[str, float]], None] | None = None
     if unit.save_artifacts and cfg.artifacts.feature_snapshots and data.is_toy:
-        points, _ = art.select_points(data.train_x, data.train_y, cfg.artifacts.trajectories or 200)
+        points, point_targets = art.select_points(data.train_x, data.train_y, cfg.artifacts.trajectories or 200)
         planned = train_cfg.epochs * len(loader)
         if train_cfg.max_iterations is not None:
             planned = min(planned, train_cfg.max_iterations)
         marks = {round(i * (planned - 1) / max(cfg.artifacts.feature_snapshots - 1, 1)) for i in range(cfg.artifacts.feature_snapshots)}
 
-        def callback(trainer: Trainer, record: dict[str, float]) -> None:
+        def snapshot(trainer: Trainer, record: dict[str, float]) -> None:
             if record["iteration"] in marks:
                 feats = art.features_of(trainer.model, points.to(device))
                 snapshots.append({"iteration": record["iteration"], "features": feats.cpu().tolist()})
+
+        callback = snapshot
 
     extra = {
         "experiment": cfg.name, "model": unit.model, "dataset": unit.dataset, "seed": unit.seed,
@@ -108,6 +110,7 @@ def run_unit(unit: RunUnit) -> dict[str, Any]:
         result_artifacts = _artifacts(model, data, cfg, device)
         if snapshots:
             result_artifacts["feature_snapshots"] = snapshots
+            result_artifacts["feature_labels"] = point_targets[:, 0].tolist()
         write_json(run_dir / "artifacts.json", result_artifacts)
     write_json(run_dir / "result.json", result)
     return result
