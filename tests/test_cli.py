@@ -12,7 +12,6 @@ import matplotlib
 matplotlib.use("Agg")
 
 import pytest
-import torch
 
 import anode
 import anode.experiments.runner as runner_mod
@@ -21,6 +20,8 @@ from anode.claims import HOLDS, INCONCLUSIVE, NOT_HOLD, NOT_RUN
 from anode.cli import main
 from anode.experiments import parse_config
 from anode.history import read_json
+
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 VERDICTS = {HOLDS, NOT_HOLD, INCONCLUSIVE, NOT_RUN}
 
@@ -58,12 +59,6 @@ input_map = 6
 """
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 # ----------------------------------------------------------------------------- version, help, usage errors

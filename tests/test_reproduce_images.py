@@ -13,24 +13,19 @@ matplotlib.use("Agg")
 
 import numpy as np
 import pytest
-import torch
 
 import anode.reproduce_images as ri
 from anode.claims import HOLDS, INCONCLUSIVE, NOT_HOLD, NOT_RUN
 from anode.experiments import ConfigError
 from anode.experiments.config import ImageSpec
 
+pytestmark = pytest.mark.usefixtures("single_thread")
+
 SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 VERDICTS = {HOLDS, NOT_HOLD, INCONCLUSIVE, NOT_RUN}
 IDX_STEMS = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def idx_bytes(arr: np.ndarray) -> bytes:

@@ -14,7 +14,6 @@ matplotlib.use("Agg")
 
 import numpy as np
 import pytest
-import torch
 from matplotlib.figure import Figure
 
 import anode
@@ -22,6 +21,8 @@ import anode.experiments.runner as runner_mod
 from anode.experiments import aggregate_experiment, load_histories, parse_config, run_experiment
 from anode.experiments.figures import experiment_figures, load_experiment, read_artifacts, save_experiment_figures
 from anode.history import read_json
+
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 TINY = {
     "name": "tiny",
@@ -51,13 +52,6 @@ def run(cfg, out, **kwargs):
     return run_experiment(cfg, out, **kwargs)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    # Tiny models: extra intra-op threads only contend with other processes (100x slower under load).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,16 @@ def _config_path(value: str) -> Path:
     return path if path.suffix in (".toml", ".json") or path.exists() else builtin_config(value)
 
 
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 1,2,10, got {text!r}") from None
+    if any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"augment dims must be >= 1, got {text!r}")
+    return values
+
+
 def _cmd_experiment(args: argparse.Namespace) -> int:
     from .experiments import load_config, run_experiment
     from .experiments.figures import save_experiment_figures
@@ -64,9 +74,8 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
         if args.dataset is None:
             raise ValueError("reproduce images needs --dataset (mnist, idx, cifar10, svhn or tinyimagenet)")
         budget = "paper" if args.full else (args.budget or "small")
-        sweep = tuple(int(p) for p in args.sweep_p.split(",")) if args.sweep_p else ()
         path = reproduce_images(args.out, dataset=args.dataset, data_dir=args.data_dir, budget=budget,
-                                device=args.device, progress=not args.no_progress, sweep_p=sweep,
+                                device=args.device, progress=not args.no_progress, sweep_p=args.sweep_p,
                                 weight_decay=args.weight_decay)
     print(f"report: {path} (and report.md beside it)")
     return 0
@@ -107,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--dataset", default=None, help="images: mnist | idx | cifar10 | svhn | tinyimagenet")
     rep.add_argument("--data-dir", default=None, help="images: data folder (or set ANODE_DATA_DIR)")
     rep.add_argument("--device", default=None, help="images: cpu, cuda, ... (default: cuda when available)")
-    rep.add_argument("--sweep-p", default=None, help="images: extra ANODE models with these augment dims, e.g. 1,2,10")
+    rep.add_argument("--sweep-p", type=_int_list, default=(), help="images: extra ANODE models with these augment dims, e.g. 1,2,10")
     rep.add_argument("--weight-decay", type=float, default=None, help="images: weight decay for every model")
     rep.add_argument("--gif", action="store_true", help="toy: also write animated GIFs")
     rep.add_argument("--no-progress", action="store_true", help="no progress bars")
