@@ -205,11 +205,11 @@ def test_reproduce_unknown_suite(tmp_path, capsys):
 
 def test_smoke_budget_of_the_suite():
     suite, configs, note = reproduce_mod.load_suite("toy", "smoke")
-    assert [c.name for c in configs] == ["flow_g1d", "spheres", "generalisation", "weight_decay"]
+    assert [c.name for c in configs] == ["flow_g1d", "spheres", "generalisation", "weight_decay", "augmentation"]
     assert all((c.repeats, c.train.epochs, c.train.max_iterations) == (1, 1, 5) for c in configs)
     assert "smoke" in note and suite["title"]
     _, default, _ = reproduce_mod.load_suite("toy", "default")
-    assert [c.repeats for c in default] == [4, 4, 4, 4]
+    assert [c.repeats for c in default] == [4, 4, 4, 4, 4]
 
 
 TINY_G1D = {
@@ -264,7 +264,7 @@ def test_reproduce_toy_smoke_end_to_end(tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["reproduce", "toy", "--budget", "smoke", "--out", str(out), "--no-progress", "--jobs", "1"]) == 0
     summary = check_toy_report(out, "smoke")
-    assert set(summary["aggregates"]) == {"flow_g1d", "spheres", "generalisation", "weight_decay"}
+    assert set(summary["aggregates"]) == {"flow_g1d", "spheres", "generalisation", "weight_decay", "augmentation"}
     assert all(g["completed"] == 1 for agg in summary["aggregates"].values() for g in agg["groups"])
     assert NOT_RUN not in [c["verdict"] for c in summary["claims"]]
     assert len(list((out / "figures").glob("*.png"))) >= 10

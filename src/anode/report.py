@@ -46,7 +46,7 @@ def _cell(stats: Mapping[str, Any] | None, digits: int = 4) -> str:
     return f"{stats['mean']:.{digits}g}"
 
 
-RESULT_COLUMNS = ("experiment", "dataset", "model", "runs (ok/failed)", "params", "final loss", "mean NFE",
+RESULT_COLUMNS = ("experiment", "dataset", "model", "runs (ok/failed)", "params", "last-epoch loss", "mean NFE",
                   "final NFE", "NFE growth", "eval loss", "eval accuracy", "s / iteration")
 
 

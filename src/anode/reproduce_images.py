@@ -17,7 +17,8 @@ from .experiments.aggregate import load_histories, mean_std
 from .experiments.builders import build_data
 from .experiments.config import ExperimentConfig, ImageSpec, load_config
 from .experiments.figures import experiment_figures
-from .experiments.runner import run_experiment, slug
+from .experiments.paths import slug
+from .experiments.runner import run_experiment
 from .experiments.schema import ConfigError
 from .history import History, write_json
 from .report import Section, machine_description, write_report

@@ -10,6 +10,7 @@ import numpy as np
 
 from ..history import History, read_json
 from .config import ExperimentConfig
+from .paths import model_dir
 
 __all__ = ["aggregate_experiment", "load_histories", "mean_std"]
 
@@ -24,9 +25,7 @@ def mean_std(values: list[float]) -> dict[str, float | int | None]:
 
 
 def _run_dirs(out: Path, dataset: str, model: str) -> list[Path]:
-    from .runner import slug
-
-    base = out / "runs" / slug(dataset) / slug(model)
+    base = model_dir(out, dataset, model)
     return sorted(p for p in base.glob("seed-*") if (p / "result.json").exists())
 
 

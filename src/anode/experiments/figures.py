@@ -13,7 +13,7 @@ from .. import plotting
 from ..history import read_json
 from .aggregate import load_histories
 from .config import ExperimentConfig, parse_config
-from .runner import slug
+from .paths import model_dir, slug
 
 __all__ = ["experiment_figures", "load_experiment", "read_artifacts", "save_experiment_figures"]
 
@@ -32,8 +32,7 @@ def load_experiment(exp_dir: str | os.PathLike[str]) -> ExperimentConfig:
 
 def read_artifacts(exp_dir: str | os.PathLike[str], dataset: str, model: str) -> dict[str, Any] | None:
     """The artifacts (trajectories, maps, snapshots) of the first repeat, or None."""
-    base = Path(exp_dir) / "runs" / slug(dataset) / slug(model)
-    for run in sorted(base.glob("seed-*")):
+    for run in sorted(model_dir(exp_dir, dataset, model).glob("seed-*")):
         if (run / "artifacts.json").exists():
             return read_json(run / "artifacts.json")
     return None

@@ -6,7 +6,6 @@ import dataclasses
 import itertools
 import multiprocessing
 import os
-import re
 import time
 import traceback
 from collections.abc import Callable
@@ -26,13 +25,9 @@ from . import artifacts as art
 from .aggregate import aggregate_experiment
 from .builders import build_data, build_model
 from .config import ExperimentConfig, ModelSpec
+from .paths import model_dir
 
-__all__ = ["RunUnit", "run_experiment", "run_unit", "slug"]
-
-
-def slug(name: str) -> str:
-    """A file-system-safe version of a model or dataset name ("ANODE (p=1)" -> "anode-p-1")."""
-    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "x"
+__all__ = ["RunUnit", "run_experiment", "run_unit"]
 
 
 @dataclass(frozen=True)
@@ -256,7 +251,7 @@ def run_experiment(
     if config.search is not None:
         candidates = _search_candidates(config)
         units = [
-            RunUnit(config, m.name, d.name, str(out / "runs" / slug(d.name) / slug(m.name) / "search" / f"candidate-{i}"),
+            RunUnit(config, m.name, d.name, str(model_dir(out, d.name, m.name) / "search" / f"candidate-{i}"),
                     _run_seed(config.seed, 0), None, tuple(sorted(c.items())), config.search.epochs, False, device,
                     inner_progress)
             for d in config.datasets for m in config.models for i, c in enumerate(candidates)
@@ -264,10 +259,10 @@ def run_experiment(
         _execute(pending(units), jobs, progress, f"{config.name}: search", report)
         for d in config.datasets:
             for m in config.models:
-                chosen[(d.name, m.name)] = _pick_best(out / "runs" / slug(d.name) / slug(m.name), candidates)
+                chosen[(d.name, m.name)] = _pick_best(model_dir(out, d.name, m.name), candidates)
 
     units = [
-        RunUnit(config, m.name, d.name, str(out / "runs" / slug(d.name) / slug(m.name) / f"seed-{_run_seed(config.seed, r)}"),
+        RunUnit(config, m.name, d.name, str(model_dir(out, d.name, m.name) / f"seed-{_run_seed(config.seed, r)}"),
                 _run_seed(config.seed, r), r, tuple(sorted(chosen.get((d.name, m.name), {}).items())), None,
                 r == 0 and _wants_artifacts(config), device, inner_progress)
         for r in range(config.repeats) for d in config.datasets for m in config.models
