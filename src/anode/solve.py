@@ -118,12 +118,12 @@ class _Counted(nn.Module):
         self.last_output: torch.Tensor | None = None
 
     def forward(self, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        if self.in_forward_solve:
-            self.nfe.forward += 1
-        else:
+        if not self.in_forward_solve:
             self.nfe.backward += 1
+            return self.func(t, y)
+        self.nfe.forward += 1
         out = self.func(t, y)
-        self.last_output = out
+        self.last_output = out  # kept only during the forward solve, to diagnose failures
         return out
 
 
