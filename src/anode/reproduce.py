@@ -19,7 +19,7 @@ from .experiments.schema import ConfigError
 from .history import write_json
 from .report import Section, machine_description, write_report
 
-__all__ = ["BUDGET_KEYS", "builtin_config", "load_suite", "reproduce_toy"]
+__all__ = ["BUDGET_KEYS", "builtin_config", "check_budget_keys", "load_suite", "read_budget", "reproduce_toy"]
 
 BUDGET_KEYS = ("repeats", "epochs", "max_iterations")
 
@@ -38,24 +38,42 @@ def builtin_config(name: str) -> Path:
     return path
 
 
-def load_suite(kind: str, budget: str) -> tuple[dict[str, Any], list[ExperimentConfig], str]:
-    """The suite's experiments with `budget` applied: (suite table, configs, budget note).
+def read_budget(kind: str, budget: str) -> tuple[dict[str, Any], dict[str, Any], str]:
+    """The suite file of `kind` ("toy" or "images") and its `budget` table: (suite, table, note).
 
     Raises:
-        ConfigError: unknown budget (choices listed) or a malformed suite file.
+        ConfigError: unknown budget (the valid ones are listed).
     """
     suite = tomllib.loads(builtin_config(f"{kind}/suite").read_text(encoding="utf-8"))
     budgets = suite.get("budgets", {})
     if budget not in budgets:
         raise ConfigError(f"unknown budget {budget!r}; valid choices: {sorted(budgets)}")
     table = dict(budgets[budget])
-    note = str(table.pop("note", budget))
+    return suite, table, str(table.pop("note", budget))
+
+
+def check_budget_keys(where: str, table: dict[str, Any], allowed: tuple[str, ...]) -> None:
+    """Reject a budget table with keys outside `allowed`, naming the first one.
+
+    Raises:
+        ConfigError: an unknown key.
+    """
+    bad = sorted(set(table) - set(allowed))
+    if bad:
+        raise ConfigError(f"{where}: unknown key {bad[0]!r}; valid keys: {list(allowed)}")
+
+
+def load_suite(kind: str, budget: str) -> tuple[dict[str, Any], list[ExperimentConfig], str]:
+    """The suite's experiments with `budget` applied: (suite table, configs, budget note).
+
+    Raises:
+        ConfigError: unknown budget (choices listed) or a malformed suite file.
+    """
+    suite, table, note = read_budget(kind, budget)
     configs = []
     for name in suite["experiments"]:
         overrides = table.pop(name, {})
-        bad = sorted(set(overrides) - set(BUDGET_KEYS))
-        if bad:
-            raise ConfigError(f"budgets.{budget}.{name}: unknown key {bad[0]!r}; valid keys: {list(BUDGET_KEYS)}")
+        check_budget_keys(f"budgets.{budget}.{name}", overrides, BUDGET_KEYS)
         configs.append(load_config(builtin_config(f"{kind}/{name}")).with_budget(**overrides))
     if table:
         raise ConfigError(f"budgets.{budget} names unknown experiments {sorted(table)}; experiments: {suite['experiments']}")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -43,19 +42,12 @@ def image_experiment(dataset: str, *, budget: str, data_dir: str | None = None,
     Raises:
         ConfigError: unknown dataset or budget (choices listed).
     """
-    from .reproduce import builtin_config
+    from .reproduce import builtin_config, check_budget_keys, read_budget
 
     if dataset not in _DATASETS:
         raise ConfigError(f"unknown image dataset {dataset!r}; valid choices: {list(_DATASETS)}")
-    suite = tomllib.loads(builtin_config("images/suite").read_text(encoding="utf-8"))
-    budgets = suite["budgets"]
-    if budget not in budgets:
-        raise ConfigError(f"unknown budget {budget!r}; valid choices: {sorted(budgets)}")
-    table = dict(budgets[budget])
-    note = str(table.pop("note", budget))
-    bad = sorted(set(table) - set(IMAGE_BUDGET_KEYS))
-    if bad:
-        raise ConfigError(f"budgets.{budget}: unknown key {bad[0]!r}; valid keys: {list(IMAGE_BUDGET_KEYS)}")
+    _, table, note = read_budget("images", budget)
+    check_budget_keys(f"budgets.{budget}", table, IMAGE_BUDGET_KEYS)
     cfg = load_config(builtin_config(f"images/{dataset}"))
     cfg = cfg.with_budget(repeats=table.get("repeats"), epochs=table.get("epochs"), max_iterations=table.get("max_iterations"))
     train = dataclasses.replace(cfg.train, batch_size=table.get("batch_size", cfg.train.batch_size))
