@@ -185,6 +185,20 @@ def test_reproduce_toy_unknown_budget(tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
+def test_reproduce_toy_refuses_image_only_options(tmp_path, capsys):
+    assert main(["reproduce", "toy", "--epochs", "2", "--report-only", "--out", str(tmp_path / "out")]) == 2
+    assert "--epochs, --report-only apply to `reproduce images` only" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_python_dash_m_anode_runs_the_cli():
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "anode", "--version"], capture_output=True, text=True, check=True)
+    assert done.stdout.startswith("anode ")
+
+
 def test_reproduce_images_needs_a_dataset(tmp_path, capsys):
     assert main(["reproduce", "images", "--out", str(tmp_path / "out")]) == 2
     assert "needs --dataset" in capsys.readouterr().err

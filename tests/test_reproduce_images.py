@@ -130,6 +130,20 @@ def test_weight_decay_applies_to_every_model():
     assert [m.weight_decay for m in base.models] == [None, None]
 
 
+def test_repeats_and_epochs_override_the_budget_and_say_so():
+    cfg, note = ri.image_experiment("mnist", budget="paper", repeats=3, epochs=2)
+    assert (cfg.repeats, cfg.train.epochs, cfg.train.batch_size) == (3, 2, 256)
+    assert note.endswith("overridden on the command line: repeats = 3, epochs = 2")
+    _, plain = ri.image_experiment("mnist", budget="paper")
+    assert "overridden" not in plain
+
+
+@pytest.mark.parametrize("key, value", [("repeats", 0), ("epochs", -1), ("epochs", 1.5), ("repeats", True)])
+def test_bad_overrides_are_refused(key, value):
+    with pytest.raises(ConfigError, match=f"{key} must be a positive integer, got {value!r}"):
+        ri.image_experiment("mnist", budget="paper", **{key: value})
+
+
 # ----------------------------------------------------------------------------- data errors before training
 
 
@@ -188,6 +202,25 @@ def test_reproduce_images_sweep_p_fast(tmp_path, monkeypatch):
                         sweep_p=(1,))
     check_report(out, "idx", ["NODE", "ANODE (p=5)", "ANODE (p=1)"])
     assert (out / "idx" / "runs" / "idx" / "anode-p-1" / "seed-0" / "result.json").is_file()
+
+
+def test_report_only_after_a_cut_off_job_fast(tmp_path, monkeypatch):
+    """A job stopped after its first repeat: --report-only reports the finished runs and trains nothing."""
+    data = write_idx(tmp_path / "data")
+    monkeypatch.setattr(ri, "image_experiment", shrunk({"NODE": 4, "ANODE (p=5)": 3}))
+    out = tmp_path / "out"
+    ri.reproduce_images(out, dataset="idx", data_dir=str(data), budget="smoke", device="cpu", progress=False)
+    monkeypatch.setattr(ri, "run_experiment", lambda *a, **k: pytest.fail("must not train"))
+    ri.reproduce_images(out, dataset="idx", data_dir=str(data), budget="smoke", device="cpu", progress=False,
+                        repeats=2, train=False)
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["runs_expected"], summary["runs_finished"]) == (4, 2)
+    assert summary["command"].endswith("--data-dir " + str(data) + " --repeats 2")
+    assert summary["runs_wall_time_s"] > 0
+    md = (out / "report.md").read_text()
+    assert "Runs finished: 2 of 4. The missing runs were not trained" in md
+    assert "report only: nothing was trained" in md and "repeats = 2" in md
+    assert [g["completed"] for g in summary["aggregate"]["groups"]] == [1, 1]
 
 
 @pytest.mark.slow

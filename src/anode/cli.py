@@ -29,6 +29,16 @@ def _int_list(text: str) -> tuple[int, ...]:
     return values
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
 def _cmd_experiment(args: argparse.Namespace) -> int:
     from .experiments import load_config, run_experiment
     from .experiments.figures import save_experiment_figures
@@ -66,6 +76,12 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     if args.suite == "toy":
         from .reproduce import reproduce_toy
 
+        image_only = [flag for flag, value in (("--repeats", args.repeats), ("--epochs", args.epochs),
+                                               ("--report-only", args.report_only)) if value]
+        if image_only:
+            raise ValueError(f"{', '.join(image_only)} apply to `reproduce images` only; the toy suite's size is "
+                             "set by --budget (smoke, default, full)")
+
         budget = "full" if args.full else (args.budget or "default")
         path = reproduce_toy(args.out, budget=budget, jobs=args.jobs, progress=not args.no_progress, gifs=args.gif)
     else:
@@ -76,7 +92,8 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
         budget = "paper" if args.full else (args.budget or "small")
         path = reproduce_images(args.out, dataset=args.dataset, data_dir=args.data_dir, budget=budget,
                                 device=args.device, progress=not args.no_progress, sweep_p=args.sweep_p,
-                                weight_decay=args.weight_decay)
+                                weight_decay=args.weight_decay, repeats=args.repeats, epochs=args.epochs,
+                                jobs=args.jobs or 1, train=not args.report_only)
     print(f"report: {path} (and report.md beside it)")
     return 0
 
@@ -112,12 +129,17 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--out", required=True, help="output directory (rerunning resumes it)")
     rep.add_argument("--budget", default=None, help="toy: default | full | smoke; images: small | paper | smoke")
     rep.add_argument("--full", action="store_true", help="the paper's settings (same as --budget full/paper)")
-    rep.add_argument("--jobs", type=int, default=None, help="toy: parallel runs (default: CPU cores)")
+    rep.add_argument("--jobs", type=int, default=None,
+                     help="runs trained at once (toy default: CPU cores; images default: 1, on a GPU they share the card)")
     rep.add_argument("--dataset", default=None, help="images: mnist | idx | cifar10 | svhn | tinyimagenet")
     rep.add_argument("--data-dir", default=None, help="images: data folder (or set ANODE_DATA_DIR)")
     rep.add_argument("--device", default=None, help="images: cpu, cuda, ... (default: cuda when available)")
     rep.add_argument("--sweep-p", type=_int_list, default=(), help="images: extra ANODE models with these augment dims, e.g. 1,2,10")
     rep.add_argument("--weight-decay", type=float, default=None, help="images: weight decay for every model")
+    rep.add_argument("--repeats", type=_positive_int, default=None, help="images: override the budget's repeats")
+    rep.add_argument("--epochs", type=_positive_int, default=None, help="images: override the budget's epochs")
+    rep.add_argument("--report-only", action="store_true",
+                     help="images: write the report from the runs already in --out (after a killed job); train nothing")
     rep.add_argument("--gif", action="store_true", help="toy: also write animated GIFs")
     rep.add_argument("--no-progress", action="store_true", help="no progress bars")
     rep.set_defaults(func=_cmd_reproduce)

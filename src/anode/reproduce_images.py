@@ -9,17 +9,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from . import plotting
 from .claims import image_claims
-from .experiments.aggregate import load_histories, mean_std
+from .experiments.aggregate import aggregate_experiment, load_histories, mean_std
 from .experiments.builders import build_data
 from .experiments.config import ExperimentConfig, ImageSpec, load_config
 from .experiments.figures import experiment_figures
-from .experiments.paths import slug
+from .experiments.paths import model_dir, slug
 from .experiments.runner import run_experiment
 from .experiments.schema import ConfigError
-from .history import History, write_json
+from .history import History, read_json, write_json
 from .report import Section, machine_description, write_report
 
 __all__ = ["IMAGE_BUDGET_KEYS", "image_experiment", "loss_level_metrics", "reproduce_images"]
@@ -29,7 +30,8 @@ _DATASETS = ("mnist", "idx", "cifar10", "svhn", "tinyimagenet")
 
 
 def image_experiment(dataset: str, *, budget: str, data_dir: str | None = None,
-                     sweep_p: tuple[int, ...] = (), weight_decay: float | None = None) -> tuple[ExperimentConfig, str]:
+                     sweep_p: tuple[int, ...] = (), weight_decay: float | None = None,
+                     repeats: int | None = None, epochs: int | None = None) -> tuple[ExperimentConfig, str]:
     """The built-in config of `dataset` with `budget` applied; returns (config, budget note).
 
     Arguments:
@@ -38,9 +40,11 @@ def image_experiment(dataset: str, *, budget: str, data_dir: str | None = None,
         data_dir: where the data lives (None: $ANODE_DATA_DIR).
         sweep_p: extra ANODE models with these augment dims (same filters as the paper's ANODE).
         weight_decay: weight decay for every model (None: the config's).
+        repeats: override the budget's number of repeats (the note says so).
+        epochs: override the budget's number of epochs (the note says so).
 
     Raises:
-        ConfigError: unknown dataset or budget (choices listed).
+        ConfigError: unknown dataset or budget (choices listed), or a non-positive override.
     """
     from .reproduce import builtin_config, check_budget_keys, read_budget
 
@@ -49,7 +53,14 @@ def image_experiment(dataset: str, *, budget: str, data_dir: str | None = None,
     _, table, note = read_budget("images", budget)
     check_budget_keys(f"budgets.{budget}", table, IMAGE_BUDGET_KEYS)
     cfg = load_config(builtin_config(f"images/{dataset}"))
+    for key, value in (("repeats", repeats), ("epochs", epochs)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ConfigError(f"{key} must be a positive integer, got {value!r}")
     cfg = cfg.with_budget(repeats=table.get("repeats"), epochs=table.get("epochs"), max_iterations=table.get("max_iterations"))
+    cfg = cfg.with_budget(repeats=repeats, epochs=epochs)
+    changed = [f"{k} = {v}" for k, v in (("repeats", repeats), ("epochs", epochs)) if v is not None]
+    if changed:
+        note += f"; overridden on the command line: {', '.join(changed)}"
     train = dataclasses.replace(cfg.train, batch_size=table.get("batch_size", cfg.train.batch_size))
     datasets = tuple(
         dataclasses.replace(d, data_dir=data_dir if data_dir is not None else d.data_dir,
@@ -65,6 +76,16 @@ def image_experiment(dataset: str, *, budget: str, data_dir: str | None = None,
     if weight_decay is not None:
         models = [dataclasses.replace(m, weight_decay=weight_decay) for m in models]
     return dataclasses.replace(cfg, train=train, datasets=datasets, models=tuple(models)), note
+
+
+def _run_wall_times(exp_dir: Path, cfg: ExperimentConfig) -> float:
+    """Sum of the finished runs' own wall times (seconds)."""
+    total = 0.0
+    for d in cfg.datasets:
+        for m in cfg.models:
+            for run in sorted(model_dir(exp_dir, d.name, m.name).glob("seed-*/result.json")):
+                total += float(read_json(run).get("wall_time") or 0.0)
+    return total
 
 
 def _smooth(x: np.ndarray, window: int = 10) -> np.ndarray:
@@ -116,10 +137,25 @@ def reproduce_images(
     progress: bool = True,
     sweep_p: tuple[int, ...] = (),
     weight_decay: float | None = None,
+    repeats: int | None = None,
+    epochs: int | None = None,
+    jobs: int = 1,
+    train: bool = True,
 ) -> Path:
     """Train NODE and ANODE on an image dataset and write the report with figures and verdicts.
 
     The data are read once before any training, so a missing or corrupt file fails at once.
+
+    Arguments:
+        out_dir: where the report, figures and runs go (rerunning resumes finished runs).
+        dataset, data_dir, budget, sweep_p, weight_decay, repeats, epochs: see `image_experiment`.
+        device: "cpu", "cuda", ... (None: CUDA when available).
+        progress: progress bars.
+        jobs: runs trained at once in worker processes. On a GPU they share the card, which pays
+            when a single run leaves it mostly idle (small convolutions, many solver steps); the
+            recorded time per iteration then includes the sharing.
+        train: False writes the report from the runs already finished in `out_dir` (for example
+            after a job was killed) and trains nothing; missing runs are listed as such.
 
     Returns:
         The path of `report.html`.
@@ -127,13 +163,20 @@ def reproduce_images(
     Raises:
         ConfigError, FileNotFoundError, ValueError: unknown dataset/budget, missing or malformed data.
     """
-    cfg, note = image_experiment(dataset, budget=budget, data_dir=data_dir, sweep_p=sweep_p, weight_decay=weight_decay)
+    cfg, note = image_experiment(dataset, budget=budget, data_dir=data_dir, sweep_p=sweep_p, weight_decay=weight_decay,
+                                 repeats=repeats, epochs=epochs)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     data = build_data(cfg.datasets[0], cfg, seed=cfg.seed)  # fail early on missing data
     out = Path(out_dir)
     exp_dir = out / cfg.name
     started = time.perf_counter()
-    agg = run_experiment(cfg, exp_dir, jobs=1, device=device, progress=progress)
+    if train:
+        agg = run_experiment(cfg, exp_dir, jobs=jobs, device=device, progress=progress)
+    else:
+        agg = aggregate_experiment(cfg, exp_dir)
+        write_json(exp_dir / "aggregate.json", agg)
     elapsed = time.perf_counter() - started
+    run_seconds = _run_wall_times(exp_dir, cfg)
     ds = cfg.datasets[0].name
     histories = {m.name: load_histories(exp_dir, ds, m.name, completed_only=True) for m in cfg.models}
     pair = {m.name: histories[m.name] for m in cfg.models[:2]}
@@ -152,19 +195,30 @@ def reproduce_images(
         fig = figs.get(f"{key}/{slug(ds)}")
         if fig is not None:
             section.figures.append((key.replace("_", " "), plotting.save_figure(fig, out / "figures" / f"{key}.png")))
-    budget_cmd = f"anode reproduce images --dataset {dataset} --budget {budget} --out {out}" + (
-        f" --data-dir {data_dir}" if data_dir else "")
+    options = [("--data-dir", data_dir), ("--repeats", repeats), ("--epochs", epochs), ("--jobs", jobs if jobs > 1 else None),
+               ("--sweep-p", ",".join(map(str, sweep_p)) or None), ("--weight-decay", weight_decay)]
+    budget_cmd = f"anode reproduce images --dataset {dataset} --budget {budget} --out {out}" + "".join(
+        f" {flag} {value}" for flag, value in options if value is not None)
+    expected = cfg.repeats * len(cfg.models)
+    finished = sum(g["completed"] + g["failed"] for g in agg["groups"])
+    sharing = f" with {jobs} runs sharing the device at a time (times per iteration include the sharing)" if jobs > 1 else ""
     summary = [
         f"Command: `{budget_cmd}`.",
         f"Data: {data.description}; normalisation: {cfg.datasets[0].normalization} (pixels scaled to [0, 1], as the 2019 code).",
         f"Budget: {budget}: {note}.",
         "Models: " + "; ".join(f"{m.name}: {m.hidden_dim} filters, p = {m.augment_dim}" for m in cfg.models) + ".",
         f"Solver: {cfg.solver.method}, rtol = atol = {cfg.solver.rtol:g}, adjoint = {cfg.solver.adjoint}.",
-        f"Machine: {machine_description(device or 'cpu')}. Wall time of this invocation: {elapsed / 60:.1f} min.",
+        f"Machine: {machine_description(device)}. Wall time of this invocation: {elapsed / 60:.1f} min"
+        + ("" if train else " (report only: nothing was trained)")
+        + f"; runs' own training time summed: {run_seconds / 60:.1f} min{sharing}.",
+        f"Runs finished: {finished} of {expected}." + ("" if finished == expected else
+                                                       " The missing runs were not trained (the job stopped before them); statistics use the finished ones."),
         f"Loss level for the iteration/NFE claims: {level:.4g} (the higher of the two models' mean final training losses, smoothed over 10 iterations)." if level is not None else "Loss level: not available (a model has no completed run).",
         "Verdicts are computed from the numbers by the stated criteria (anode.claims); 'inconclusive' means within two standard errors.",
     ]
-    write_json(out / "summary.json", {"budget": budget, "note": note, "wall_time_s": elapsed, "loss_level": level,
+    write_json(out / "summary.json", {"budget": budget, "note": note, "command": budget_cmd, "device": machine_description(device),
+                                      "wall_time_s": elapsed, "runs_wall_time_s": run_seconds, "runs_expected": expected,
+                                      "runs_finished": finished, "loss_level": level,
                                       "claims": [c.to_dict() for c in claims], "aggregate": agg})
     _, html_path = write_report(out, title=f"Augmented Neural ODEs on {ds}", summary=summary, claims=claims,
                                 aggregates={cfg.name: agg}, sections=[section])

@@ -215,7 +215,8 @@ def run_experiment(
     Arguments:
         config: the experiment.
         out_dir: where results go.
-        jobs: runs trained in parallel worker processes (one thread each); 1 runs in-process.
+        jobs: runs trained in parallel worker processes (one thread each); 1 runs in-process. On a
+            GPU the workers share the card, which pays when one run leaves it mostly idle.
         device: "cpu", "cuda", ...; None picks CUDA when available.
         progress: progress bars (one-line summaries of finished runs go to `log` either way).
         retry_failed: rerun runs recorded as failed.
@@ -230,8 +231,6 @@ def run_experiment(
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"jobs must be a positive integer, got {jobs!r}")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if device != "cpu" and jobs > 1:
-        jobs = 1  # one accelerator: runs share it sequentially
     out = Path(out_dir)
     write_json(out / "experiment.json", config.to_dict())
     log = log or tqdm.write

@@ -1,0 +1,7 @@
+"""`python -m anode` runs the `anode` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
