@@ -191,6 +191,13 @@ def test_reproduce_toy_refuses_image_only_options(tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
+def test_reproduce_images_refuses_zero_jobs(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["reproduce", "images", "--dataset", "mnist", "--jobs", "0", "--out", str(tmp_path / "out")])
+    assert "argument --jobs: expected a positive integer, got '0'" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
 def test_python_dash_m_anode_runs_the_cli():
     import subprocess
     import sys

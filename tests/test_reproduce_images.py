@@ -218,7 +218,7 @@ def test_report_only_after_a_cut_off_job_fast(tmp_path, monkeypatch):
     assert summary["command"].endswith("--data-dir " + str(data) + " --repeats 2")
     assert summary["runs_wall_time_s"] > 0
     md = (out / "report.md").read_text()
-    assert "Runs finished: 2 of 4. The missing runs were not trained" in md
+    assert "Runs finished (completed or failed in the solver): 2 of 4. The missing runs were not trained" in md
     assert "report only: nothing was trained" in md and "repeats = 2" in md
     assert [g["completed"] for g in summary["aggregate"]["groups"]] == [1, 1]
 

@@ -93,7 +93,8 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
         path = reproduce_images(args.out, dataset=args.dataset, data_dir=args.data_dir, budget=budget,
                                 device=args.device, progress=not args.no_progress, sweep_p=args.sweep_p,
                                 weight_decay=args.weight_decay, repeats=args.repeats, epochs=args.epochs,
-                                jobs=args.jobs or 1, train=not args.report_only)
+                                jobs=args.jobs if args.jobs is not None else 1,
+                                train=not args.report_only)
     print(f"report: {path} (and report.md beside it)")
     return 0
 
@@ -129,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--out", required=True, help="output directory (rerunning resumes it)")
     rep.add_argument("--budget", default=None, help="toy: default | full | smoke; images: small | paper | smoke")
     rep.add_argument("--full", action="store_true", help="the paper's settings (same as --budget full/paper)")
-    rep.add_argument("--jobs", type=int, default=None,
+    rep.add_argument("--jobs", type=_positive_int, default=None,
                      help="runs trained at once (toy default: CPU cores; images default: 1, on a GPU they share the card)")
     rep.add_argument("--dataset", default=None, help="images: mnist | idx | cifar10 | svhn | tinyimagenet")
     rep.add_argument("--data-dir", default=None, help="images: data folder (or set ANODE_DATA_DIR)")

@@ -151,9 +151,10 @@ def reproduce_images(
         dataset, data_dir, budget, sweep_p, weight_decay, repeats, epochs: see `image_experiment`.
         device: "cpu", "cuda", ... (None: CUDA when available).
         progress: progress bars.
-        jobs: runs trained at once in worker processes. On a GPU they share the card, which pays
-            when a single run leaves it mostly idle (small convolutions, many solver steps); the
-            recorded time per iteration then includes the sharing.
+        jobs: runs trained at once in worker processes; on a GPU they share the card and the
+            recorded time per iteration includes the sharing. For Table 1's MNIST models on an H100,
+            ten at once gave 0.87x the throughput of one at a time (`benchmarks/image_iteration.py
+            --processes K` measures it on your machine).
         train: False writes the report from the runs already finished in `out_dir` (for example
             after a job was killed) and trains nothing; missing runs are listed as such.
 
@@ -211,7 +212,7 @@ def reproduce_images(
         f"Machine: {machine_description(device)}. Wall time of this invocation: {elapsed / 60:.1f} min"
         + ("" if train else " (report only: nothing was trained)")
         + f"; runs' own training time summed: {run_seconds / 60:.1f} min{sharing}.",
-        f"Runs finished: {finished} of {expected}." + ("" if finished == expected else
+        f"Runs finished (completed or failed in the solver): {finished} of {expected}." + ("" if finished == expected else
                                                        " The missing runs were not trained (the job stopped before them); statistics use the finished ones."),
         f"Loss level for the iteration/NFE claims: {level:.4g} (the higher of the two models' mean final training losses, smoothed over 10 iterations)." if level is not None else "Loss level: not available (a model has no completed run).",
         "Verdicts are computed from the numbers by the stated criteria (anode.claims); 'inconclusive' means within two standard errors.",

@@ -216,7 +216,7 @@ def run_experiment(
         config: the experiment.
         out_dir: where results go.
         jobs: runs trained in parallel worker processes (one thread each); 1 runs in-process. On a
-            GPU the workers share the card, which pays when one run leaves it mostly idle.
+            GPU the workers share the card (worth it only when one run leaves it mostly idle).
         device: "cpu", "cuda", ...; None picks CUDA when available.
         progress: progress bars (one-line summaries of finished runs go to `log` either way).
         retry_failed: rerun runs recorded as failed.
