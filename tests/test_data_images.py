@@ -448,3 +448,48 @@ def test_download_without_torchvision(tmp_path, monkeypatch):
         download_dataset("mnist", tmp_path)
     with pytest.raises(ValueError, match="tinyimagenet"):
         download_dataset("tinyimagenet", tmp_path)
+
+
+class _FakeTorchvisionDatasets:
+    """Stands in for `torchvision.datasets`: each class writes its files where torchvision puts them
+    (MNIST: `<root>/MNIST/raw/` holding the .gz files and their extracted copies; CIFAR-10:
+    `<root>/cifar-10-batches-py/`; SVHN: `<root>/{train,test}_32x32.mat`) and records its call."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+        fake = self
+
+        class MNIST:
+            def __init__(self, root, train=True, download=False):
+                fake.calls.append(("MNIST", root, train, download))
+                raw = Path(root) / "MNIST" / "raw"
+                write_idx_set(raw, gz=True)
+                write_idx_set(raw, gz=False)
+
+        class CIFAR10:
+            def __init__(self, root, train=True, download=False):
+                fake.calls.append(("CIFAR10", root, train, download))
+                write_cifar_batches(Path(root) / "cifar-10-batches-py")
+
+        class SVHN:
+            def __init__(self, root, split="train", download=False):
+                fake.calls.append(("SVHN", root, split, download))
+                write_svhn(Path(root))
+
+        self.MNIST, self.CIFAR10, self.SVHN = MNIST, CIFAR10, SVHN
+
+
+@pytest.mark.parametrize("name, splits, counts", [("mnist", [True, False], (12, 5)), ("cifar10", [True], (15, 3)),
+                                                  ("svhn", ["train", "test"], (6, 6))])
+def test_download_puts_files_where_the_reader_finds_them(tmp_path, monkeypatch, name, splits, counts):
+    fake = _FakeTorchvisionDatasets()
+    module = type(sys)("torchvision")
+    module.datasets = fake
+    monkeypatch.setitem(sys.modules, "torchvision", module)
+    root = tmp_path / "downloads"
+    folder = download_dataset(name, root)
+    assert [c[2] for c in fake.calls] == splits and all(c[1] == str(root) and c[3] for c in fake.calls)
+    # the returned folder and the download root both load (checksums are off: the files are synthetic)
+    for where in (folder, root):
+        ds = load_image_dataset(name, where, verify_checksums=False)
+        assert (ds.train_images.shape[0], ds.test_images.shape[0]) == counts
