@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import matplotlib
@@ -13,171 +14,278 @@ import pytest
 from matplotlib.figure import Figure
 
 from anode import History
-from anode.claims import HOLDS, INCONCLUSIVE, NOT_HOLD, NOT_RUN, Claim, compare_lower, image_claims, toy_claims
+from anode.claims import (HOLDS, INCONCLUSIVE, NOT_HOLD, NOT_RUN, TOO_FEW, Claim, ClaimSpec, Selector, TestSpec,
+                          check_claims, evaluate_claims, load_claims)
+from anode.experiments.config import load_config
+from anode.experiments.schema import ConfigError
 from anode.plotting import save_figure
 from anode.report import Section, machine_description, results_rows, write_report
-from anode.reproduce_images import loss_level_metrics
+from anode.reproduce import builtin_config
+from anode.reproduce_images import _with_level_metrics, loss_level_metrics
 
 METRICS = ("final_loss", "final_nfe_forward", "final_nfe_backward", "mean_nfe_forward", "nfe_growth",
            "eval_loss", "eval_accuracy", "time_per_iteration", "num_parameters")
+TOY = ("flow_g1d", "spheres", "generalisation", "weight_decay", "augmentation")
 
 
-def s(mean: float | None, std: float = 0.01, n: int = 5) -> dict:
-    return {"mean": None, "std": None, "n": 0} if mean is None else {"mean": mean, "std": std, "n": n}
+def s(mean: float | None, std: float = 0.01, n: int = 5, **extra) -> dict:
+    return {"mean": None, "std": None, "n": 0} if mean is None else {"mean": mean, "std": std, "n": n, **extra}
 
 
-def group(dataset: str, model: str, **metrics: float) -> dict:
+def group(dataset: str, model: str, *, n: int = 5, failed: int = 0, **metrics: float) -> dict:
     """A group shaped like aggregate_experiment's output (unset metrics: never measured)."""
-    out = {"dataset": dataset, "model": model, "completed": 5, "failed": 0, "failures": []}
-    out.update({k: s(metrics.get(k)) for k in METRICS})
+    out = {"dataset": dataset, "model": model, "completed": n, "failed": failed, "failures": []}
+    out.update({k: s(metrics.get(k), n=n) for k in METRICS})
     return out
 
 
-def toy_aggregates(holds: bool) -> dict:
-    """Synthetic aggregates of the four toy experiments where every claim holds (or is reversed)."""
+@pytest.fixture(scope="module")
+def toy():
+    """The built-in toy claims and experiment configs."""
+    configs = {name: load_config(builtin_config(f"toy/{name}")) for name in TOY}
+    return load_claims(builtin_config("toy/claims")), configs
+
+
+def toy_aggregates(holds: bool, n: int = 5) -> dict:
+    """Synthetic aggregates of the toy experiments where every claim holds (or is reversed)."""
     good, bad = (0.01, 0.3) if holds else (0.3, 0.01)
     few, many = (20.0, 40.0) if holds else (40.0, 20.0)
     flat, growing = (1.0, 2.0) if holds else (2.0, 1.0)
+    g = lambda *a, **k: group(*a, n=n, **k)  # noqa: E731
     spheres = []
     for ds in ("spheres 1d", "spheres 2d"):
         spheres += [
-            group(ds, "ResNet", final_loss=good, nfe_growth=float("nan"), mean_nfe_forward=0.0),
-            group(ds, "NODE", final_loss=bad, nfe_growth=growing, mean_nfe_forward=many),
-            group(ds, "ANODE (p=1)", final_loss=good, nfe_growth=flat, mean_nfe_forward=few),
+            g(ds, "ResNet", final_loss=good, nfe_growth=float("nan"), mean_nfe_forward=0.0),
+            g(ds, "NODE", final_loss=bad, nfe_growth=growing, mean_nfe_forward=many),
+            g(ds, "ANODE (p=1)", final_loss=good, nfe_growth=flat, mean_nfe_forward=few),
         ]
-    spheres.append(group("sines 2d", "NODE", final_loss=good if holds else 0.5))
+    spheres.append(g("sines 2d", "NODE", final_loss=good if holds else 0.5))
     held = "spheres 2d, slice held out"
     return {
         "flow_g1d": {"groups": [
-            group("identity", "NODE", final_loss=0.01 if holds else 0.5),
-            group("g1d", "NODE", final_loss=1.0 if holds else 0.2),
-            group("g1d", "ANODE (p=1)", final_loss=0.01 if holds else 0.5),
+            g("identity", "NODE", final_loss=0.01 if holds else 0.5),
+            g("g1d", "NODE", final_loss=1.0 if holds else 0.2),
+            g("g1d", "ANODE (p=1)", final_loss=0.01 if holds else 0.5),
         ]},
         "spheres": {"groups": spheres},
-        "generalisation": {"groups": [group(held, "NODE", eval_loss=0.4 if holds else 0.05),
-                                      group(held, "ANODE (p=1)", eval_loss=0.05 if holds else 0.4)]},
+        "generalisation": {"groups": [g(held, "NODE", eval_loss=0.4 if holds else 0.05),
+                                      g(held, "ANODE (p=1)", eval_loss=0.05 if holds else 0.4)]},
         "weight_decay": {"groups": [
-            group("spheres 2d", "NODE", mean_nfe_forward=many),
-            group("spheres 2d", "NODE + weight decay", mean_nfe_forward=few),
-            group("spheres 2d", "ANODE (p=1)", mean_nfe_forward=few),
-            group("spheres 2d", "ANODE (p=1) + weight decay", mean_nfe_forward=few / 2 if holds else few * 2),
+            g("spheres 2d", "NODE", mean_nfe_forward=many),
+            g("spheres 2d", "NODE + weight decay", mean_nfe_forward=few),
+            g("spheres 2d", "ANODE (p=1)", mean_nfe_forward=few),
+            g("spheres 2d", "ANODE (p=1) + weight decay", mean_nfe_forward=few / 2 if holds else few * 2),
         ]},
     }
 
 
-# ----------------------------------------------------------------------------- compare_lower
+# ----------------------------------------------------------------------------- one comparison, every verdict
 
 
-def test_compare_lower_both_directions():
-    assert compare_lower(s(1.0), s(2.0)) == HOLDS
-    assert compare_lower(s(2.0), s(1.0)) == NOT_HOLD
+def pair_experiment(tmp_path, *, metric: str = "mean_nfe_forward"):
+    """A two-model experiment (NODE vs ANODE) and the claim "ANODE's metric is better"."""
+    path = tmp_path / "pair.toml"
+    path.write_text("""name = "pair"
+[[datasets]]
+kind = "g1d"
+name = "g1d"
+[[models]]
+name = "NODE"
+role = "baseline"
+[[models]]
+name = "ANODE"
+role = "augmented"
+augment_dim = 1
+""")
+    claim = ClaimSpec("ANODE is better.", (TestSpec(metric, better=Selector("augmented"), worse=Selector("baseline")),))
+    return claim, {"pair": load_config(path)}
 
 
-def test_compare_lower_within_noise_is_inconclusive():
-    assert compare_lower(s(0.29, 0.1), s(0.30, 0.1)) == INCONCLUSIVE  # right way, within 2 SE
-    assert compare_lower(s(0.31, 0.1), s(0.30, 0.1)) == INCONCLUSIVE  # wrong way, within 2 SE
+def judge(claim, configs, better: dict, worse: dict, *, metric: str = "mean_nfe_forward", failed=(0, 0)) -> Claim:
+    agg = {"groups": [{"dataset": "g1d", "model": "ANODE", "failed": failed[0], metric: better},
+                      {"dataset": "g1d", "model": "NODE", "failed": failed[1], metric: worse}]}
+    return evaluate_claims([claim], configs, {"pair": agg})[0]
 
 
-def test_compare_lower_uses_standard_errors():
-    # gap 0.1; SE = sqrt(2 * 0.1^2 / n): n = 5 -> 0.063 (2 SE > gap), n = 20 -> 0.032 (2 SE < gap)
-    assert compare_lower(s(1.0, 0.1, 5), s(1.1, 0.1, 5)) == INCONCLUSIVE
-    assert compare_lower(s(1.0, 0.1, 20), s(1.1, 0.1, 20)) == HOLDS
-    assert compare_lower(s(1.1, 0.1, 20), s(1.0, 0.1, 20)) == NOT_HOLD
+@pytest.mark.parametrize(("better", "worse", "verdict", "detail"), [
+    (s(14.0, 0.0, 1), s(20.0, 0.0, 1), TOO_FEW, "n = 1 vs 1"),          # one repeat: never a verdict
+    (s(14.0, 0.5, 2), s(20.0, 0.5, 2), TOO_FEW, "n = 2 vs 2"),          # a big gap, still too few
+    (s(14.0, 0.5, 3), s(20.0, 0.5, 2), TOO_FEW, "n = 3 vs 2"),
+    (s(14.0, 0.5, 3), s(20.0, 0.5, 3), HOLDS, "p = "),                  # three a side, clear gap
+    (s(26.0, 0.5, 3), s(20.0, 0.5, 3), NOT_HOLD, "p = "),               # clearly the wrong way
+    (s(19.9, 1.0, 3), s(20.0, 1.0, 3), INCONCLUSIVE, "p = "),           # right way within noise
+    (s(20.1, 1.0, 3), s(20.0, 1.0, 3), INCONCLUSIVE, "p = "),           # wrong way within noise
+    (s(20.0, 0.0, 5), s(20.0, 0.0, 5), INCONCLUSIVE, "tie with zero spread"),  # dopri5's floor on both sides
+    (s(14.0, 0.0, 3), s(20.0, 0.0, 3), HOLDS, "zero spread"),
+    (s(None), s(20.0), NOT_RUN, ""),
+])
+def test_comparison_verdicts(tmp_path, better, worse, verdict, detail):
+    claim, configs = pair_experiment(tmp_path)
+    row = judge(claim, configs, better, worse)
+    assert row.verdict == verdict and (detail in row.display or detail in row.measured)
+    assert "Welch" in row.criterion and "α = 0.05" in row.criterion
 
 
-def test_compare_lower_single_repeats_and_ties():
-    assert compare_lower(s(1.0, 0.0, 1), s(1.5, 0.0, 1)) == HOLDS
-    assert compare_lower(s(1.5, 0.0, 1), s(1.0, 0.0, 1)) == NOT_HOLD
-    assert compare_lower(s(1.0, 0.0, 1), s(1.0, 0.0, 1)) == NOT_HOLD  # no effect at all
+def test_welch_needs_more_than_two_standard_errors_at_small_n(tmp_path):
+    # a 2.05-standard-error gap with 3 repeats a side: the old 2-SE rule said "holds"; Welch (df = 4, p = 0.055) does not
+    claim, configs = pair_experiment(tmp_path)
+    se = (2 * 1.0 / 3) ** 0.5
+    assert judge(claim, configs, s(20.0 - 2.05 * se, 1.0, 3), s(20.0, 1.0, 3)).verdict == INCONCLUSIVE
+    assert judge(claim, configs, s(20.0 - 2.05 * se, 1.0, 30), s(20.0, 1.0, 30)).verdict == HOLDS
 
 
-def test_compare_lower_factor():
-    assert compare_lower(s(0.4), s(1.0), factor=2.0) == HOLDS
-    assert compare_lower(s(0.6), s(1.0), factor=2.0) == NOT_HOLD  # lower, but not half
-    assert compare_lower(s(0.6), s(1.0)) == HOLDS
+def test_higher_is_better_metrics_flip_the_test(tmp_path):
+    claim, configs = pair_experiment(tmp_path, metric="eval_accuracy")
+    claim = ClaimSpec("acc", (TestSpec("eval_accuracy", better=Selector("augmented"), worse=Selector("baseline")),))
+    assert judge(claim, configs, s(0.98, 0.001, 5), s(0.96, 0.001, 5), metric="eval_accuracy").verdict == HOLDS
+    assert judge(claim, configs, s(0.96, 0.001, 5), s(0.98, 0.001, 5), metric="eval_accuracy").verdict == NOT_HOLD
 
 
-@pytest.mark.parametrize(("lower", "higher"), [(None, s(1.0)), (s(1.0), None), (s(None), s(1.0)), ({}, s(1.0))])
-def test_compare_lower_not_run(lower, higher):
-    assert compare_lower(lower, higher) == NOT_RUN
+def test_censored_runs_of_the_favoured_model_block_holds(tmp_path):
+    claim, configs = pair_experiment(tmp_path, metric="iterations_to_level")
+    claim = ClaimSpec("faster", (TestSpec("iterations_to_level", better=Selector("augmented"), worse=Selector("baseline")),))
+    clear = judge(claim, configs, s(50.0, 2.0, 5, censored=0), s(100.0, 2.0, 5, censored=0), metric="iterations_to_level")
+    assert clear.verdict == HOLDS
+    blocked = judge(claim, configs, s(50.0, 2.0, 5, censored=2), s(100.0, 2.0, 5, censored=1), metric="iterations_to_level")
+    assert blocked.verdict == INCONCLUSIVE and "2 censored or failed runs of the favoured model vs 1" in blocked.detail
+    assert "not reached 2 of 5" in blocked.measured and "not reached 1 of 5" in blocked.measured
 
 
-# ----------------------------------------------------------------------------- toy claims
+def test_failed_runs_are_evidence(tmp_path):
+    claim, configs = pair_experiment(tmp_path)
+    row = judge(claim, configs, s(14.0, 0.5, 4), s(20.0, 0.5, 5), failed=(1, 0))
+    assert row.verdict == INCONCLUSIVE and "1 failed" in row.measured
+    row = judge(claim, configs, s(14.0, 0.5, 5), s(20.0, 0.5, 4), failed=(0, 1))
+    assert row.verdict == HOLDS and "1 failed" in row.measured  # the failure is named either way
 
 
-def test_toy_claims_hold_when_the_paper_is_right():
-    claims = toy_claims(toy_aggregates(holds=True))
-    assert len(claims) == 9
-    assert [c.verdict for c in claims] == [HOLDS] * 9, [(c.claim, c.measured) for c in claims if c.verdict != HOLDS]
-    assert [c.source for c in claims] == ["flow_g1d", "flow_g1d", "spheres", "spheres", "spheres", "generalisation",
-                                          "spheres", "spheres", "weight_decay"]
-    assert all(isinstance(c, Claim) and c.criterion and c.measured for c in claims)
+def test_threshold_verdicts(tmp_path):
+    _, configs = pair_experiment(tmp_path)
+    claim = ClaimSpec("fits", (TestSpec("final_loss", model=Selector("augmented"), below=0.05),))
+    row = lambda stats, failed=0: evaluate_claims([claim], configs, {"pair": {"groups": [  # noqa: E731
+        {"dataset": "g1d", "model": "ANODE", "failed": failed, "final_loss": stats}]}})[0]
+    assert row(s(0.01, 0.005, 3)).verdict == HOLDS
+    assert row(s(0.2, 0.005, 3)).verdict == NOT_HOLD
+    assert row(s(0.049, 0.05, 3)).verdict == INCONCLUSIVE
+    assert row(s(0.01, 0.005, 1)).display == "too few repeats (n = 1)"
+    assert row(s(0.01, 0.005, 3), failed=1).verdict == INCONCLUSIVE
+    assert "one-sample t-test" in row(s(0.01, 0.005, 3)).criterion
 
 
-def test_toy_claims_do_not_hold_when_reversed():
-    claims = toy_claims(toy_aggregates(holds=False))
-    assert [c.verdict for c in claims] == [NOT_HOLD] * 9, [(c.claim, c.measured) for c in claims if c.verdict != NOT_HOLD]
+# ----------------------------------------------------------------------------- the toy claims
 
 
-def test_toy_claims_not_run_without_results():
-    claims = toy_claims({})
-    assert len(claims) == 9 and {c.verdict for c in claims} == {NOT_RUN}
-    assert all("n/a" in c.measured for c in claims)
+def test_toy_claims_hold_when_the_paper_is_right(toy):
+    claims, configs = toy
+    rows = evaluate_claims(claims, configs, toy_aggregates(holds=True))
+    assert len(rows) == 9
+    assert [c.verdict for c in rows] == [HOLDS] * 9, [(c.claim, c.measured) for c in rows if c.verdict != HOLDS]
+    assert [c.source for c in rows] == ["flow_g1d", "flow_g1d", "spheres", "spheres", "spheres", "generalisation",
+                                        "spheres", "spheres", "weight_decay"]
+    assert all(c.criterion and c.measured for c in rows)
 
 
-def test_toy_claims_partial_results():
+def test_toy_claims_do_not_hold_when_reversed(toy):
+    claims, configs = toy
+    rows = evaluate_claims(claims, configs, toy_aggregates(holds=False))
+    assert [c.verdict for c in rows] == [NOT_HOLD] * 9, [(c.claim, c.measured) for c in rows if c.verdict != NOT_HOLD]
+
+
+def test_one_repeat_gives_no_verdict(toy):
+    claims, configs = toy
+    rows = evaluate_claims(claims, configs, toy_aggregates(holds=True, n=1))
+    assert {c.verdict for c in rows} == {TOO_FEW} and all("n = 1" in c.display for c in rows)
+
+
+def test_toy_claims_not_run_without_results(toy):
+    claims, configs = toy
+    rows = evaluate_claims(claims, configs, {})
+    assert len(rows) == 9 and {c.verdict for c in rows} == {NOT_RUN}
+    assert all("n/a" in c.measured for c in rows)
+
+
+def test_toy_claims_partial_results(toy):
+    claims, configs = toy
     aggs = toy_aggregates(holds=True)
-    claims = toy_claims({"flow_g1d": aggs["flow_g1d"]})
-    assert [c.verdict for c in claims] == [HOLDS, HOLDS] + [NOT_RUN] * 7
-    # a missing model inside a run experiment is "not run" too
+    assert [c.verdict for c in evaluate_claims(claims, configs, {"flow_g1d": aggs["flow_g1d"]})] == [HOLDS, HOLDS] + [NOT_RUN] * 7
     aggs["spheres"]["groups"] = [g for g in aggs["spheres"]["groups"] if g["model"] != "ResNet"]
-    by_claim = {c.claim: c.verdict for c in toy_claims(aggs)}
+    by_claim = {c.claim: c.verdict for c in evaluate_claims(claims, configs, aggs)}
     assert by_claim["ResNets fit g(x) easily, unlike NODEs (Fig. 5)."] == NOT_RUN
     assert sum(v == HOLDS for v in by_claim.values()) == 8
 
 
-def test_toy_claim_measured_text_reports_the_numbers():
-    claims = toy_claims(toy_aggregates(holds=True))
-    assert "NODE 1 ± 0.01 (n=5), ANODE 0.01 ± 0.01 (n=5)" in claims[1].measured
-    assert "(ratio 0.50)" in claims[4].measured
+def test_renaming_models_changes_no_verdict(toy):
+    claims, configs = toy
+    aggs = toy_aggregates(holds=True)
+    renamed_configs = {}
+    for name, cfg in configs.items():
+        models = tuple(dataclasses.replace(m, name=f"model {i} of {name}", match_parameters=None if m.match_parameters is None
+                                           else f"model {[x.name for x in cfg.models].index(m.match_parameters)} of {name}")
+                       for i, m in enumerate(cfg.models))
+        renamed_configs[name] = dataclasses.replace(cfg, models=models)
+        old_to_new = {m.name: n.name for m, n in zip(cfg.models, models)}
+        for g in aggs.get(name, {"groups": []})["groups"]:
+            g["model"] = old_to_new[g["model"]]
+    rows = evaluate_claims(claims, renamed_configs, aggs)
+    assert [c.verdict for c in rows] == [HOLDS] * 9
+    assert "model 2 of spheres" in rows[2].measured  # the labels follow the new names
 
 
-def test_toy_claim_mixed_dimensions_do_not_hold():
+def test_toy_claim_measured_text_reports_the_numbers(toy):
+    claims, configs = toy
+    rows = evaluate_claims(claims, configs, toy_aggregates(holds=True))
+    assert "g1d: NODE 1 ± 0.01 (n=5) vs 0.9" in rows[1].measured and "ANODE (p=1) 0.01 ± 0.01 (n=5) vs 0.05" in rows[1].measured
+    assert "ratio 0.50" in rows[4].measured and "p = " in rows[4].measured
+
+
+def test_toy_claim_mixed_dimensions_do_not_hold(toy):
+    claims, configs = toy
     aggs = toy_aggregates(holds=True)
     for g in aggs["spheres"]["groups"]:  # ANODE worse than NODE in d = 1 only
         if g["dataset"] == "spheres 1d" and g["model"] == "ANODE (p=1)":
             g["final_loss"] = s(0.9)
-    assert toy_claims(aggs)[2].verdict == NOT_HOLD
+    assert evaluate_claims(claims, configs, aggs)[2].verdict == NOT_HOLD
 
 
-# ----------------------------------------------------------------------------- image claims
+# ----------------------------------------------------------------------------- declaring claims
 
 
-def image_agg(acc_node: float, acc_anode: float) -> dict:
-    return {"groups": [group("mnist", "NODE", eval_accuracy=acc_node), group("mnist", "ANODE (p=5)", eval_accuracy=acc_anode)]}
+def test_check_claims_fails_before_training_when_a_role_is_missing(toy):
+    claims, configs = toy
+    spheres = configs["spheres"]
+    no_resnet = dataclasses.replace(spheres, models=tuple(m for m in spheres.models if m.role != "reference"))
+    with pytest.raises(ConfigError, match=r"has no model with role reference"):
+        check_claims(claims, {**configs, "spheres": no_resnet})
+    with pytest.raises(ConfigError, match=r"no experiment 'weight_decay'"):
+        check_claims(claims, {k: v for k, v in configs.items() if k != "weight_decay"})
+    renamed = dataclasses.replace(spheres, datasets=tuple(dataclasses.replace(d, name=d.name.upper()) for d in spheres.datasets))
+    with pytest.raises(ConfigError, match=r"has no dataset 'spheres 1d'"):
+        check_claims(claims, {**configs, "spheres": renamed})
+    check_claims(claims, configs)  # the built-in suite is consistent
 
 
-def test_image_claims_hold():
-    claims = image_claims(image_agg(0.96, 0.98), node="NODE", anode="ANODE (p=5)", dataset="mnist", loss_level=0.1,
-                          iterations_to_level={"NODE": s(100.0, 2.0), "ANODE (p=5)": s(50.0, 2.0)},
-                          nfe_at_level={"NODE": s(30.0, 1.0), "ANODE (p=5)": s(20.0, 1.0)})
-    assert len(claims) == 3 and [c.verdict for c in claims] == [HOLDS] * 3
-    assert all(c.source == "mnist" for c in claims)
-    assert "loss 0.1" in claims[0].measured and "ANODE 50 ± 2 (n=5) vs NODE 100 ± 2 (n=5)" in claims[0].measured
+def test_ambiguous_selector_is_a_config_error(toy):
+    claims, configs = toy
+    wd = configs["weight_decay"]
+    claim = ClaimSpec("x", (TestSpec("mean_nfe_forward", datasets=("spheres 2d",), better=Selector("augmented"),
+                                     worse=Selector("baseline")),), experiment="weight_decay")
+    with pytest.raises(ConfigError, match=r"matches several models \['ANODE \(p=1\)', 'ANODE \(p=1\) \+ weight decay'\]"):
+        evaluate_claims([claim], {"weight_decay": wd}, {})
 
 
-def test_image_claims_reversed():
-    claims = image_claims(image_agg(0.98, 0.96), node="NODE", anode="ANODE (p=5)", dataset="mnist", loss_level=0.1,
-                          iterations_to_level={"NODE": s(50.0, 2.0), "ANODE (p=5)": s(100.0, 2.0)},
-                          nfe_at_level={"NODE": s(20.0, 1.0), "ANODE (p=5)": s(30.0, 1.0)})
-    assert [c.verdict for c in claims] == [NOT_HOLD] * 3
-
-
-def test_image_claims_not_run():
-    claims = image_claims({"groups": []}, node="NODE", anode="ANODE (p=5)", dataset="mnist", loss_level=None,
-                          iterations_to_level={}, nfe_at_level={})
-    assert [c.verdict for c in claims] == [NOT_RUN] * 3
-    assert "loss n/a" in claims[0].measured
+def test_load_claims_validates(tmp_path):
+    path = tmp_path / "claims.toml"
+    path.write_text('[[claims]]\nclaim = "x"\ntests = [{ metric = "speed", better = { role = "augmented" }, worse = { role = "baseline" } }]\n')
+    with pytest.raises(ConfigError, match=r"unknown metric 'speed'; valid choices: \['final_loss'"):
+        load_claims(path)
+    path.write_text('[[claims]]\nclaim = "x"\ntests = [{ metric = "final_loss", better = { role = "hero" }, worse = { role = "baseline" } }]\n')
+    with pytest.raises(ConfigError, match=r"unknown role 'hero'; valid choices"):
+        load_claims(path)
+    path.write_text('[[claims]]\nclaim = "x"\ntests = [{ metric = "final_loss", model = { role = "baseline" } }]\n')
+    with pytest.raises(ConfigError, match=r"exactly one of below/above"):
+        load_claims(path)
+    with pytest.raises(FileNotFoundError, match="no claims file"):
+        load_claims(tmp_path / "missing.toml")
 
 
 # ----------------------------------------------------------------------------- loss-level metrics
@@ -188,21 +296,48 @@ def history(losses, nfe: float) -> History:
                                 "time": 0.01} for i, v in enumerate(losses)])
 
 
-def test_loss_level_metrics_faster_model_reaches_the_level_first():
+def image_setup(tmp_path):
+    cfg = load_config(builtin_config("images/mnist"))
+    return load_claims(builtin_config("images/claims")), {cfg.name: cfg}
+
+
+def test_loss_level_metrics_faster_model_reaches_the_level_first(tmp_path):
     t = np.arange(200)
     histories = {
-        "slow": [history(np.exp(-0.01 * t) + 0.001 * k, 30.0) for k in range(2)],
-        "fast": [history(np.exp(-0.05 * t) + 0.001 * k, 10.0) for k in range(2)],
+        "NODE": [history(np.exp(-0.01 * t) + 0.001 * k, 30.0 + k) for k in range(3)],
+        "ANODE (p=5)": [history(np.exp(-0.05 * t) + 0.001 * k, 10.0 + k) for k in range(3)],
     }
     level, iters, nfes = loss_level_metrics(histories)
-    smooth_final = [np.mean(np.exp(-0.01 * t[-10:]) + 0.001 * k) for k in range(2)]
-    assert level == pytest.approx(np.mean(smooth_final))  # the higher (slow model's) mean final loss
-    assert iters["fast"]["n"] == 2 and iters["slow"]["n"] >= 1
-    assert iters["fast"]["mean"] < iters["slow"]["mean"] / 3
-    assert nfes["fast"]["mean"] == 10.0 and nfes["slow"]["mean"] == 30.0
-    claims = image_claims(image_agg(0.9, 0.9), node="slow", anode="fast", dataset="mnist", loss_level=level,
-                          iterations_to_level=iters, nfe_at_level=nfes)
-    assert claims[0].verdict == HOLDS and claims[1].verdict == HOLDS
+    smooth_final = [np.mean(np.exp(-0.01 * t[-10:]) + 0.001 * k) for k in range(3)]
+    assert level == pytest.approx(max(smooth_final))  # the highest final loss: every completed run reaches it
+    assert iters["ANODE (p=5)"]["n"] == 3 and iters["ANODE (p=5)"]["censored"] == 0
+    assert iters["NODE"]["n"] == 3 and iters["NODE"]["censored"] == 0
+    assert iters["ANODE (p=5)"]["mean"] < iters["NODE"]["mean"] / 3
+    assert nfes["ANODE (p=5)"]["mean"] == 11.0
+    claims, configs = image_setup(tmp_path)
+    agg = {"groups": [group("mnist", "NODE", eval_accuracy=0.9), group("mnist", "ANODE (p=5)", eval_accuracy=0.9)]}
+    rows = evaluate_claims(claims, configs, {"mnist": _with_level_metrics(agg, "mnist", iters, nfes)})
+    assert [r.verdict for r in rows[:2]] == [HOLDS, HOLDS] and rows[2].verdict == INCONCLUSIVE
+    assert rows[0].source == "mnist" and "iterations to reach the loss level" in rows[0].criterion
+
+
+def test_loss_level_metrics_never_drops_runs_that_miss_the_level(tmp_path):
+    t = np.arange(100)
+    node = [history(np.exp(-0.02 * t) + 0.1 + 0.001 * k, 20.0) for k in range(3)]
+    fast = history(np.exp(-0.1 * t), 20.0)
+    failed = [history(np.full(30 + k, 1.0), 20.0) for k in range(2)]  # solver failures before the level
+    level, iters, nfes = loss_level_metrics({"NODE": node, "ANODE (p=5)": [fast, *failed]})
+    assert level == pytest.approx(max(np.mean(h.array("loss")[-10:]) for h in node))
+    anode = iters["ANODE (p=5)"]
+    assert anode["n"] == 3 and anode["censored"] == 2  # the failed runs count, censored at the budget of 100
+    first = iters["NODE"]["mean"]  # NODE is slower than the fast ANODE run
+    assert anode["mean"] > (0 + 100 + 100) / 3 and first > 30
+    assert nfes["ANODE (p=5)"]["n"] == 1 and nfes["ANODE (p=5)"]["censored"] == 2
+    claims, configs = image_setup(tmp_path)
+    agg = {"groups": [group("mnist", "NODE"), group("mnist", "ANODE (p=5)")]}
+    rows = evaluate_claims(claims, configs, {"mnist": _with_level_metrics(agg, "mnist", iters, nfes)})
+    assert rows[0].verdict != HOLDS and "not reached 2 of 3" in rows[0].measured
+    assert rows[1].verdict == TOO_FEW  # one run reached it: an NFE there is known for n = 1 only
 
 
 def test_loss_level_metrics_counts_iterations_from_one():
@@ -229,8 +364,8 @@ def figure_png(tmp_path):
 
 def test_write_report_markdown_and_self_contained_html(tmp_path, figure_png):
     aggs = toy_aggregates(holds=True)
-    claims = toy_claims(aggs)
-    claims[0] = Claim("A claim with <markup> & a | pipe", "x", NOT_HOLD, "crit", "flow_g1d")
+    claims = [Claim(f"claim {i}", "m", HOLDS, "crit", "spheres") for i in range(8)]
+    claims.insert(0, Claim("A claim with <markup> & a | pipe", "x", NOT_HOLD, "crit", "flow_g1d"))
     section = Section("Figure 5 <loss>", "Mean ± std.", [("training loss", figure_png)])
     md_path, html_path = write_report(tmp_path, title="Toy <report>", summary=["budget: smoke", "machine: test"],
                                       claims=claims, aggregates=aggs, sections=[section])
@@ -241,7 +376,6 @@ def test_write_report_markdown_and_self_contained_html(tmp_path, figure_png):
     assert "## Claims (8 holds, 1 does not hold)" in md
     assert "| paper claim | what we measured | criterion | holds? |" in md
     assert "A claim with <markup> & a \\| pipe" in md  # pipes escaped in the table
-    assert "| The flow of a NODE fits" not in md  # replaced above
     for c in claims[1:]:
         assert f"| {c.verdict} |" in md and c.claim.replace("|", "\\|") in md
     assert "![training loss](figures/loss.png)" in md
@@ -261,12 +395,15 @@ def test_write_report_markdown_and_self_contained_html(tmp_path, figure_png):
 
 
 def test_write_report_counts_every_verdict(tmp_path):
-    claims = [Claim(f"c{i}", "m", v, "k", "x") for i, v in enumerate([HOLDS, INCONCLUSIVE, INCONCLUSIVE, NOT_RUN])]
+    claims = [Claim(f"c{i}", "m", v, "k", "x", d) for i, (v, d) in enumerate(
+        [(HOLDS, ""), (INCONCLUSIVE, ""), (INCONCLUSIVE, ""), (NOT_RUN, ""), (TOO_FEW, "n = 1 vs 1")])]
     md_path, html_path = write_report(tmp_path / "out", title="T", summary=[], claims=claims, aggregates={}, sections=[])
-    heading = next(line for line in md_path.read_text().splitlines() if line.startswith("## Claims"))
-    assert "1 holds" in heading and "2 inconclusive" in heading and "does not hold" not in heading
+    md = md_path.read_text()
+    heading = next(line for line in md.splitlines() if line.startswith("## Claims"))
+    assert "1 holds" in heading and "2 inconclusive" in heading and "1 too few repeats" in heading
+    assert "does not hold" not in heading and "| too few repeats (n = 1 vs 1) |" in md
     page = html_path.read_text()
-    assert page.count(">not run</span>") == 1 and "src=" not in page
+    assert page.count(">not run</span>") == 1 and ">too few repeats (n = 1 vs 1)</span>" in page and "src=" not in page
 
 
 def test_results_rows_format_mean_and_std():
@@ -289,7 +426,7 @@ def test_machine_description_names_the_software():
     assert f"torch {torch.__version__}" in line and f"anode {anode.__version__}" in line and "CPU cores" in line
 
 
-def test_report_tally_counts_not_run(tmp_path):
-    claims = toy_claims({})
+def test_report_tally_counts_not_run(tmp_path, toy):
+    claims = evaluate_claims(*toy, {})
     md_path, _ = write_report(tmp_path, title="T", summary=[], claims=claims, aggregates={}, sections=[])
     assert "## Claims (9 not run)" in md_path.read_text()

@@ -16,14 +16,14 @@ import pytest
 import anode
 import anode.experiments.runner as runner_mod
 import anode.reproduce as reproduce_mod
-from anode.claims import HOLDS, INCONCLUSIVE, NOT_HOLD, NOT_RUN
+from anode.claims import NOT_RUN, TOO_FEW, VERDICTS
 from anode.cli import main
 from anode.experiments import parse_config
 from anode.history import read_json
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
-VERDICTS = {HOLDS, NOT_HOLD, INCONCLUSIVE, NOT_RUN}
+
 
 TINY_TOML = """
 name = "tiny"
@@ -238,8 +238,8 @@ TINY_G1D = {
     "train": {"epochs": 1, "batch_size": 16, "max_iterations": 2, "loss": "mse"},
     "datasets": [{"kind": "g1d", "name": "identity", "num_points": 16, "target_flip": False},
                  {"kind": "g1d", "name": "g1d", "num_points": 16}],
-    "models": [{"name": "NODE", "kind": "flow", "hidden_dim": 8},
-               {"name": "ANODE (p=1)", "kind": "flow", "hidden_dim": 8, "augment_dim": 1}],
+    "models": [{"name": "NODE", "role": "baseline", "kind": "flow", "hidden_dim": 8},
+               {"name": "ANODE (p=1)", "role": "augmented", "kind": "flow", "hidden_dim": 8, "augment_dim": 1}],
     "artifacts": {"trajectories": 4, "timesteps": 5, "vector_field": True},
 }
 
@@ -273,7 +273,7 @@ def test_reproduce_toy_cli_fast(tmp_path, capsys, monkeypatch):
     assert f"report: {out / 'report.html'}" in capsys.readouterr().out
     summary = check_toy_report(out, "smoke")
     verdicts = [c["verdict"] for c in summary["claims"]]
-    assert NOT_RUN not in verdicts[:2] and verdicts[2:] == [NOT_RUN] * 7  # only flow_g1d ran
+    assert verdicts[:2] == [TOO_FEW] * 2 and verdicts[2:] == [NOT_RUN] * 7  # only flow_g1d ran, once
     assert summary["jobs"] == 1 and set(summary["aggregates"]) == {"flow_g1d"}
     assert (out / "flow_g1d" / "aggregate.json").is_file()
     figs = {p.name for p in (out / "figures").glob("*.png")}
@@ -287,5 +287,7 @@ def test_reproduce_toy_smoke_end_to_end(tmp_path, capsys):
     summary = check_toy_report(out, "smoke")
     assert set(summary["aggregates"]) == {"flow_g1d", "spheres", "generalisation", "weight_decay", "augmentation"}
     assert all(g["completed"] == 1 for agg in summary["aggregates"].values() for g in agg["groups"])
-    assert NOT_RUN not in [c["verdict"] for c in summary["claims"]]
+    assert {c["verdict"] for c in summary["claims"]} == {TOO_FEW}  # one repeat: no "holds", no "does not hold"
+    md = (out / "report.md").read_text()
+    assert "| holds |" not in md and "| does not hold |" not in md and "Welch" in md
     assert len(list((out / "figures").glob("*.png"))) >= 10

@@ -19,7 +19,7 @@ from anode.experiments.config import ImageSpec, ModelSpec, SpheresSpec
 from anode.models import count_parameters
 
 CONFIG_ROOT = Path(str(resources.files("anode") / "configs"))
-BUILTIN = sorted(p for p in CONFIG_ROOT.glob("*/*.toml") if p.stem != "suite")
+BUILTIN = sorted(p for p in CONFIG_ROOT.glob("*/*.toml") if p.stem not in ("suite", "claims"))
 
 MINIMAL = {
     "name": "tiny",
@@ -396,3 +396,33 @@ def test_flow_model_prediction_matches_the_targets():
     except ValueError:
         return  # rejecting the combination is a fix too
     assert model(torch.randn(3, 2)).shape == (3, 1)
+
+
+# ----------------------------------------------------------------------------- roles
+
+
+@pytest.mark.parametrize(("table", "message"), [
+    ({"name": "m", "role": "hero"}, r"model 'm': unknown role 'hero'; valid choices: \['baseline', 'augmented', 'reference', 'variant'\]"),
+    ({"name": "m", "role": "baseline", "augment_dim": 2}, r"role 'baseline' is a NODE .* got kind 'odenet' with augment_dim 2"),
+    ({"name": "m", "role": "augmented"}, r"role 'augmented' is an ANODE .* augment_dim 0"),
+    ({"name": "m", "role": "reference"}, r"role 'reference' is a non-ODE model .* got kind 'odenet'"),
+    ({"name": "m", "role": "augmented", "kind": "resnet", "augment_dim": 1}, r"role 'augmented' is an ANODE"),
+])
+def test_model_roles_are_validated(table, message):
+    data = {"name": "x", "datasets": [{"kind": "g1d", "name": "g1d"}], "models": [table]}
+    with pytest.raises(ConfigError, match=message):
+        parse_config(data)
+
+
+def test_search_over_augment_dim_keeps_roles_valid():
+    data = {"name": "x", "datasets": [{"kind": "g1d", "name": "g1d"}],
+            "models": [{"name": "NODE", "role": "baseline"}], "search": {"space": {"augment_dim": [0, 1]}}}
+    with pytest.raises(ConfigError, match=r"role 'baseline' is a NODE .* augment_dim 1"):
+        parse_config(data)
+    data["models"][0]["role"] = "variant"
+    assert parse_config(data).models[0].role == "variant"
+
+
+def test_every_builtin_model_declares_a_role():
+    for path in BUILTIN:
+        assert all(m.role is not None for m in load_config(path).models), path

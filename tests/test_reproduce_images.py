@@ -15,14 +15,14 @@ import numpy as np
 import pytest
 
 import anode.reproduce_images as ri
-from anode.claims import HOLDS, INCONCLUSIVE, NOT_HOLD, NOT_RUN
+from anode.claims import VERDICTS
 from anode.experiments import ConfigError
 from anode.experiments.config import ImageSpec
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
 SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
-VERDICTS = {HOLDS, NOT_HOLD, INCONCLUSIVE, NOT_RUN}
+
 IDX_STEMS = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
 

@@ -1,199 +1,442 @@
-"""The paper's claims as functions of measured results, each with a computed verdict.
+"""The paper's claims as declared data, and the one evaluator that turns results into verdicts.
 
-Verdicts are never written by hand: each claim states its criterion, reads the aggregates
-(mean, std, n across repeats) and returns "holds", "does not hold", "inconclusive" (the effect
-points the right way but is within noise) or "not run" (the experiment's results are missing).
+A claim (`ClaimSpec`, read from `configs/*/claims.toml`) is a sentence plus one or more tests.
+A test compares a metric of two models (`better` vs `worse`) or of one model with a threshold, on
+one or more datasets. Models are found by their declared **role** in the experiment config
+("baseline", "augmented", "reference", optionally narrowed by `augment_dim`/`weight_decay`), never
+by display name, so renaming a model changes nothing.
+
+The verdict rule (`VERDICT_RULE`, printed in every report):
+
+- "holds": a one-sided Welch t-test (for a threshold: a one-sided one-sample t-test) rejects "no
+  difference" at α = 0.05, with at least 3 completed repeats per side;
+- "does not hold": the same test rejects "no difference" at α = 0.05 in the opposite direction;
+- "inconclusive": neither (a tie with zero spread included);
+- "too few repeats (n = …)": fewer than 3 repeats on a side;
+- "not run": the results are missing.
+
+Nothing is dropped: a run that never reaches a loss level is censored at its budget, and a claim
+cannot hold when the model it favours has more censored or failed runs than the other. Failed runs
+are named in the row. A claim made of several tests holds only when every test holds; it does not
+hold when any does not hold.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+import os
+import tomllib
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
-__all__ = ["Claim", "HOLDS", "INCONCLUSIVE", "NOT_HOLD", "NOT_RUN", "compare_lower", "toy_claims", "image_claims"]
+from .experiments.config import ROLES, ExperimentConfig, ModelSpec
+from .experiments.schema import ConfigError, build
+from .stats import TTest, one_sample_one_sided, welch_one_sided
 
-HOLDS, NOT_HOLD, INCONCLUSIVE, NOT_RUN = "holds", "does not hold", "inconclusive", "not run"
+__all__ = [
+    "ALPHA", "HOLDS", "INCONCLUSIVE", "METRICS", "MIN_REPEATS", "NOT_HOLD", "NOT_RUN", "TOO_FEW", "VERDICTS",
+    "VERDICT_RULE", "Claim", "ClaimSpec", "Selector", "TestSpec", "check_claims", "evaluate_claims", "load_claims",
+]
 
-Stats = Mapping[str, Any]  # {"mean", "std", "n"}
-Aggregates = Mapping[str, Mapping[str, Any]]  # experiment name -> aggregate
+HOLDS, NOT_HOLD, INCONCLUSIVE, TOO_FEW, NOT_RUN = "holds", "does not hold", "inconclusive", "too few repeats", "not run"
+VERDICTS = (HOLDS, NOT_HOLD, INCONCLUSIVE, TOO_FEW, NOT_RUN)
+ALPHA = 0.05
+MIN_REPEATS = 3
+VERDICT_RULE = (
+    f"A claim holds only when a one-sided Welch t-test (a one-sided one-sample t-test for a threshold) rejects "
+    f"'no difference' at α = {ALPHA} with at least {MIN_REPEATS} completed repeats per side; it does not hold when the "
+    f"same test rejects it in the opposite direction; otherwise it is inconclusive (ties with zero spread included); "
+    f"with fewer than {MIN_REPEATS} repeats on a side it reads 'too few repeats'. Runs that never reach a loss level "
+    "are censored at their budget, and a claim cannot hold when the model it favours has more censored or failed "
+    "runs than the other; failed runs are named in the row."
+)
+
+#: Metrics a claim may test: name -> (what it is, whether lower values are better).
+METRICS: dict[str, tuple[str, bool]] = {
+    "final_loss": ("last-epoch training loss", True),
+    "eval_loss": ("evaluation loss", True),
+    "eval_accuracy": ("test accuracy", False),
+    "mean_nfe_forward": ("forward NFE averaged over training", True),
+    "final_nfe_forward": ("last-epoch forward NFE", True),
+    "nfe_growth": ("NFE growth (mean forward NFE of the last tenth of training over the first tenth)", True),
+    "iterations_to_level": ("iterations to reach the loss level (censored at the budget when never reached)", True),
+    "nfe_at_level": ("forward NFE when the loss level is first reached", True),
+}
+
+Stats = Mapping[str, Any]  # {"mean", "std", "n"[, "censored"]}
+
+
+@dataclass(frozen=True)
+class Selector:
+    """Picks one model of an experiment by role (and, to disambiguate, augment_dim / weight decay).
+
+    `weight_decay` is matched against the model's effective weight decay (its own, else the
+    experiment's). `dataset` fixes the dataset for this side of a comparison (e.g. the same model on
+    two datasets); otherwise the test's `datasets` apply.
+    """
+
+    role: str
+    augment_dim: int | None = None
+    weight_decay: float | None = None
+    dataset: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.role not in ROLES:
+            raise ValueError(f"unknown role {self.role!r}; valid choices: {list(ROLES)}")
+
+    def matches(self, model: ModelSpec, config: ExperimentConfig) -> bool:
+        wd = model.weight_decay if model.weight_decay is not None else config.train.weight_decay
+        return (model.role == self.role
+                and (self.augment_dim is None or model.augment_dim == self.augment_dim)
+                and (self.weight_decay is None or math.isclose(wd, self.weight_decay, rel_tol=0, abs_tol=1e-15)))
+
+    def describe(self) -> str:
+        extra = [f"p = {self.augment_dim}"] if self.augment_dim is not None else []
+        extra += [f"weight decay {self.weight_decay:g}"] if self.weight_decay is not None else []
+        return self.role + (f" ({', '.join(extra)})" if extra else "")
+
+
+@dataclass(frozen=True)
+class TestSpec:
+    """One statistical test of a claim.
+
+    A comparison gives `better` and `worse`: the claim is that `better`'s metric is better (lower,
+    or higher for accuracy) than `worse`'s, by `factor` (2 means "below half of"). A threshold gives
+    `model` and one of `below`/`above`. `datasets` lists where the test runs (each must hold); with
+    neither `datasets` nor selector datasets, it runs on every dataset of the experiment.
+    """
+
+    __test__ = False  # not a pytest test class
+
+    metric: str
+    datasets: tuple[str, ...] = ()
+    better: Selector | None = None
+    worse: Selector | None = None
+    factor: float = 1.0
+    model: Selector | None = None
+    below: float | None = None
+    above: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.metric not in METRICS:
+            raise ValueError(f"unknown metric {self.metric!r}; valid choices: {list(METRICS)}")
+        compare = self.better is not None or self.worse is not None
+        threshold = self.model is not None or self.below is not None or self.above is not None
+        if compare == threshold:
+            raise ValueError("a test is either a comparison (better, worse) or a threshold (model with below or above)")
+        if compare and (self.better is None or self.worse is None):
+            raise ValueError("a comparison needs both better and worse")
+        if threshold and (self.model is None or (self.below is None) == (self.above is None)):
+            raise ValueError("a threshold test needs model and exactly one of below/above")
+        if not (math.isfinite(self.factor) and self.factor >= 1):
+            raise ValueError(f"factor must be a finite number >= 1, got {self.factor!r}")
+        sides = [s for s in (self.better, self.worse, self.model) if s is not None]
+        if self.datasets and any(s.dataset is not None for s in sides):
+            raise ValueError("give datasets for the test or a dataset on each selector, not both")
+        if any(s.dataset is None for s in sides) and any(s.dataset is not None for s in sides):
+            raise ValueError("give a dataset on every selector of the test, or on none")
+
+    @property
+    def is_comparison(self) -> bool:
+        return self.better is not None
+
+
+@dataclass(frozen=True)
+class ClaimSpec:
+    """A claim of the paper: its text, the experiment it rests on (None: the only one) and its tests."""
+
+    claim: str
+    tests: tuple[TestSpec, ...]
+    experiment: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.tests:
+            raise ValueError("a claim needs at least one test")
 
 
 @dataclass(frozen=True)
 class Claim:
-    """One row of the report's claim table."""
+    """One row of the report's claim table. `detail` qualifies the verdict (e.g. "n = 1 vs 1")."""
 
     claim: str
     measured: str
     verdict: str
     criterion: str
     source: str
+    detail: str = ""
+
+    @property
+    def display(self) -> str:
+        """The verdict as shown in reports, e.g. "too few repeats (n = 1 vs 1)"."""
+        return f"{self.verdict} ({self.detail})" if self.detail else self.verdict
 
     def to_dict(self) -> dict[str, str]:
         return asdict(self)
 
 
-def _fmt(stats: Stats | None, digits: int = 3) -> str:
-    if not stats or stats.get("mean") is None:
-        return "n/a"
-    if stats.get("n", 0) > 1:
-        return f"{stats['mean']:.{digits}g} ± {stats['std']:.2g} (n={stats['n']})"
-    return f"{stats['mean']:.{digits}g} (n={stats.get('n', 0)})"
+def load_claims(path: str | os.PathLike[str]) -> list[ClaimSpec]:
+    """Read `[[claims]]` from a TOML file (data only).
 
-
-def compare_lower(lower: Stats | None, higher: Stats | None, *, factor: float = 1.0) -> str:
-    """Verdict for "`lower` is below `higher` / factor" from two {mean, std, n} summaries.
-
-    Holds when the gap exceeds two standard errors (or is positive with a single repeat each);
-    does not hold when it is negative beyond two standard errors (or negative at all with single
-    repeats); otherwise inconclusive. `factor` > 1 asks for `lower` to be `factor` times smaller.
+    Raises:
+        FileNotFoundError: no such file.
+        ConfigError: malformed claims (the key is named).
     """
-    if not lower or not higher or lower.get("mean") is None or higher.get("mean") is None:
-        return NOT_RUN
-    gap = higher["mean"] / factor - lower["mean"]
-    se = math.sqrt(lower["std"] ** 2 / max(lower["n"], 1) + (higher["std"] / factor) ** 2 / max(higher["n"], 1))
-    if gap > 2 * se and gap > 0:
-        return HOLDS
-    if gap < -2 * se or (se == 0 and gap <= 0):
-        return NOT_HOLD
-    return INCONCLUSIVE
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no claims file at {path}")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: cannot parse: {err}") from err
+    raw = data.get("claims")
+    if not isinstance(raw, list) or not raw:
+        raise ConfigError(f"{path.name}: needs a non-empty list of [[claims]] tables")
+    return [build(ClaimSpec, table, f"{path.name}.claims[{i}]") for i, table in enumerate(raw)]
 
 
-def _combine(verdicts: list[str]) -> str:
-    if not verdicts or NOT_RUN in verdicts:
-        return NOT_RUN
-    if NOT_HOLD in verdicts:
-        return NOT_HOLD
-    return HOLDS if all(v == HOLDS for v in verdicts) else INCONCLUSIVE
+# ----------------------------------------------------------------------------- finding the evidence
 
 
-def _group(aggs: Aggregates, experiment: str, dataset: str, model: str) -> Mapping[str, Any] | None:
-    agg = aggs.get(experiment)
+def _config(claim: ClaimSpec, configs: Mapping[str, ExperimentConfig]) -> ExperimentConfig | None:
+    if claim.experiment is None:
+        return next(iter(configs.values())) if len(configs) == 1 else None
+    return configs.get(claim.experiment)
+
+
+def _select(sel: Selector, config: ExperimentConfig) -> ModelSpec | None:
+    """The one model `sel` picks (None if none).
+
+    Raises:
+        ConfigError: the selector matches several models.
+    """
+    found = [m for m in config.models if sel.matches(m, config)]
+    if len(found) > 1:
+        raise ConfigError(f"experiment {config.name!r}: selector {sel.describe()} matches several models "
+                          f"{[m.name for m in found]}; add augment_dim or weight_decay to the selector, or give the extra "
+                          "models role = 'variant'")
+    return found[0] if found else None
+
+
+def _sides(test: TestSpec) -> list[Selector]:
+    return [s for s in (test.better, test.worse, test.model) if s is not None]
+
+
+def check_claims(claims: Sequence[ClaimSpec], configs: Mapping[str, ExperimentConfig]) -> None:
+    """Fail before any training when a claim cannot find its experiment, datasets or models.
+
+    Raises:
+        ConfigError: naming the claim and what is missing or ambiguous.
+    """
+    for claim in claims:
+        config = _config(claim, configs)
+        if config is None:
+            raise ConfigError(f"claim {claim.claim!r}: no experiment {claim.experiment!r}; experiments: {sorted(configs)}")
+        names = {d.name for d in config.datasets}
+        for test in claim.tests:
+            for ds in test.datasets + tuple(s.dataset for s in _sides(test) if s.dataset):
+                if ds not in names:
+                    raise ConfigError(f"claim {claim.claim!r}: experiment {config.name!r} has no dataset {ds!r}; datasets: {sorted(names)}")
+            for sel in _sides(test):
+                if _select(sel, config) is None:
+                    raise ConfigError(f"claim {claim.claim!r}: experiment {config.name!r} has no model with role {sel.describe()}; "
+                                      f"models: {[(m.name, m.role) for m in config.models]}")
+
+
+def _group(agg: Mapping[str, Any] | None, dataset: str, model: str) -> Mapping[str, Any] | None:
     if agg is None:
         return None
     return next((g for g in agg["groups"] if g["dataset"] == dataset and g["model"] == model), None)
 
 
-def _metric(aggs: Aggregates, experiment: str, dataset: str, model: str, metric: str) -> Stats | None:
-    group = _group(aggs, experiment, dataset, model)
-    return None if group is None else group.get(metric)
+# ----------------------------------------------------------------------------- verdicts
 
 
-def _threshold(stats: Stats | None, *, below: float | None = None, above: float | None = None) -> str:
-    if not stats or stats.get("mean") is None:
-        return NOT_RUN
-    ok = (below is None or stats["mean"] < below) and (above is None or stats["mean"] >= above)
-    return HOLDS if ok else NOT_HOLD
+@dataclass(frozen=True)
+class _Side:
+    """One side of a test: its label, statistics, and runs that failed or were censored."""
+
+    label: str
+    stats: Stats | None
+    failed: int = 0
+
+    @property
+    def n(self) -> int:
+        return int(self.stats.get("n") or 0) if self.stats and self.stats.get("mean") is not None else 0
+
+    @property
+    def censored(self) -> int:
+        return int((self.stats or {}).get("censored") or 0)
+
+    def summary(self) -> tuple[float, float, int]:
+        """(mean, std, n); only called once `n` >= MIN_REPEATS."""
+        stats = self.stats or {}
+        return float(stats["mean"]), float(stats.get("std") or 0.0), self.n
+
+    def text(self, digits: int = 3) -> str:
+        notes = []
+        if self.censored:
+            notes.append(f"not reached {self.censored} of {self.n}")
+        if self.failed:
+            notes.append(f"{self.failed} failed")
+        tail = "; " + "; ".join(notes) if notes else ""
+        if not self.n:
+            return f"{self.label} n/a" + (f" ({tail[2:]})" if tail else "")
+        mean, std = float(self.stats["mean"]), float(self.stats.get("std") or 0.0)  # type: ignore[index]
+        spread = f" ± {std:.2g}" if self.n > 1 else ""
+        return f"{self.label} {mean:.{digits}g}{spread} (n={self.n}{tail})"
 
 
-NODE, ANODE, RESNET = "NODE", "ANODE (p=1)", "ResNet"
+def _judge(test: TTest) -> tuple[str, str]:
+    if test.p < ALPHA:
+        return HOLDS, test.describe()
+    if test.p_opposite < ALPHA:
+        return NOT_HOLD, test.describe()
+    return INCONCLUSIVE, test.describe()
 
 
-def toy_claims(aggs: Aggregates) -> list[Claim]:
-    """Claims of the low-dimensional experiments (Sections 3, 4.1, 5.1; Figs. 3, 5, 7, 8, 9)."""
-    claims: list[Claim] = []
-    m = lambda exp, ds, model, metric="final_loss": _metric(aggs, exp, ds, model, metric)  # noqa: E731
-
-    ident = m("flow_g1d", "identity", NODE)
-    claims.append(Claim(
-        "The flow of a NODE fits the identity map (Sec. 3).", f"final MSE of the NODE flow on the identity: {_fmt(ident)}",
-        _threshold(ident, below=0.05), "mean final MSE < 0.05", "flow_g1d"))
-    node_g, anode_g = m("flow_g1d", "g1d", NODE), m("flow_g1d", "g1d", ANODE)
-    claims.append(Claim(
-        "A NODE cannot represent g1d(x) = -x; with one augmented dimension it can (Prop. 1, Fig. 3).",
-        f"final MSE on g1d: NODE {_fmt(node_g)}, ANODE {_fmt(anode_g)}",
-        _combine([_threshold(node_g, above=0.9), _threshold(anode_g, below=0.05)]),
-        "NODE mean final MSE >= 0.9 (an exact flow cannot go below 1) and ANODE mean final MSE < 0.05", "flow_g1d"))
-
-    parts, verdicts = [], []
-    for ds in ("spheres 1d", "spheres 2d"):
-        a, n = m("spheres", ds, ANODE), m("spheres", ds, NODE)
-        parts.append(f"{ds}: ANODE {_fmt(a)} vs NODE {_fmt(n)}")
-        verdicts.append(compare_lower(a, n))
-    claims.append(Claim(
-        "ANODE reaches a lower training loss than NODE on g(x) in d = 1 and d = 2 (Fig. 7).", "; ".join(parts),
-        _combine(verdicts), "final Huber loss: ANODE below NODE by more than two standard errors, in both d", "spheres"))
-
-    parts, verdicts = [], []
-    for ds in ("spheres 1d", "spheres 2d"):
-        a, n = m("spheres", ds, ANODE, "nfe_growth"), m("spheres", ds, NODE, "nfe_growth")
-        parts.append(f"{ds}: NFE(last 10%)/NFE(first 10%) NODE {_fmt(n)}, ANODE {_fmt(a)}")
-        verdicts.append(_combine([compare_lower(a, n), _threshold(a, below=1.25)]))
-    claims.append(Claim(
-        "NODE's NFE grows during training while ANODE's stays nearly flat (Fig. 8).", "; ".join(parts), _combine(verdicts),
-        "ANODE's NFE growth ratio below NODE's by two standard errors, and ANODE's below 1.25, in both d", "spheres"))
-
-    parts, verdicts = [], []
-    for ds in ("spheres 1d", "spheres 2d"):
-        a, n = m("spheres", ds, ANODE, "mean_nfe_forward"), m("spheres", ds, NODE, "mean_nfe_forward")
-        ratio = f" (ratio {a['mean'] / n['mean']:.2f})" if a and n and a.get("mean") and n.get("mean") else ""
-        parts.append(f"{ds}: mean forward NFE ANODE {_fmt(a)} vs NODE {_fmt(n)}{ratio}")
-        verdicts.append(compare_lower(a, n))
-    claims.append(Claim(
-        "ANODE needs fewer function evaluations than NODE (Fig. 8; about half in the paper).", "; ".join(parts),
-        _combine(verdicts), "mean forward NFE over training: ANODE below NODE by two standard errors, in both d", "spheres"))
-
-    held = "spheres 2d, slice held out"
-    a, n = m("generalisation", held, ANODE, "eval_loss"), m("generalisation", held, NODE, "eval_loss")
-    claims.append(Claim(
-        "ANODE generalises better: its validation loss on the held-out slice [0, pi/5] is far below NODE's (Fig. 9).",
-        f"held-out Huber loss: ANODE {_fmt(a)} vs NODE {_fmt(n)}", compare_lower(a, n, factor=2.0),
-        "ANODE's mean held-out loss below half of NODE's, by two standard errors", "generalisation"))
-
-    parts, verdicts = [], []
-    for ds in ("spheres 1d", "spheres 2d"):
-        r, n = m("spheres", ds, RESNET), m("spheres", ds, NODE)
-        parts.append(f"{ds}: ResNet {_fmt(r)} vs NODE {_fmt(n)}")
-        verdicts.append(_combine([compare_lower(r, n), _threshold(r, below=0.05)]))
-    claims.append(Claim(
-        "ResNets fit g(x) easily, unlike NODEs (Fig. 5).", "; ".join(parts), _combine(verdicts),
-        "ResNet mean final loss < 0.05 and below NODE's by two standard errors, in both d", "spheres"))
-
-    s, g = m("spheres", "sines 2d", NODE), m("spheres", "spheres 2d", NODE)
-    claims.append(Claim(
-        "NODEs fit the separable (shifted sines) data; only g(x) is hard for them (Fig. 5).",
-        f"NODE final loss: sines {_fmt(s)} vs spheres {_fmt(g)}", compare_lower(s, g),
-        "NODE's final loss on sines below its loss on g(x) by two standard errors", "spheres"))
-
-    parts, verdicts = [], []
-    for base in (NODE, ANODE):
-        w, b = m("weight_decay", "spheres 2d", f"{base} + weight decay", "mean_nfe_forward"), m("weight_decay", "spheres 2d", base, "mean_nfe_forward")
-        parts.append(f"{base}: mean NFE {_fmt(b)} without, {_fmt(w)} with weight decay")
-        verdicts.append(compare_lower(w, b))
-    claims.append(Claim(
-        "Weight decay lowers the NFE of both NODE and ANODE (Sec. 5.1).", "; ".join(parts), _combine(verdicts),
-        "mean forward NFE with weight decay below that without, by two standard errors, for both", "weight_decay"))
-    return claims
+def _too_few(*sides: _Side) -> tuple[str, str] | None:
+    if any(s.n == 0 for s in sides):
+        return NOT_RUN, ""
+    if any(s.n < MIN_REPEATS for s in sides):
+        return TOO_FEW, "n = " + " vs ".join(str(s.n) for s in sides)
+    return None
 
 
-def image_claims(agg: Mapping[str, Any], *, node: str, anode: str, dataset: str,
-                 loss_level: float | None, iterations_to_level: Mapping[str, Stats | None],
-                 nfe_at_level: Mapping[str, Stats | None]) -> list[Claim]:
-    """Claims of the image experiments (Sec. 5.2, Figs. 10-12, Table 1) for one dataset.
+def compare(better: _Side, worse: _Side, *, lower_is_better: bool, factor: float = 1.0) -> tuple[str, str]:
+    """Verdict and detail for "`better`'s metric beats `worse`'s" (see the module docstring)."""
+    early = _too_few(better, worse)
+    if early:
+        return early
+    if lower_is_better:
+        result = welch_one_sided(better.summary(), worse.summary(), factor=factor)
+    else:
+        result = welch_one_sided(worse.summary(), better.summary(), factor=factor)
+    verdict, detail = _judge(result)
+    lost_b, lost_w = better.censored + better.failed, worse.censored + worse.failed
+    if verdict == HOLDS and lost_b > lost_w:
+        return INCONCLUSIVE, f"{detail}; but {lost_b} censored or failed runs of the favoured model vs {lost_w}"
+    return verdict, detail
+
+
+def threshold(side: _Side, *, below: float | None = None, above: float | None = None) -> tuple[str, str]:
+    """Verdict and detail for "the mean is below `below`" (or above `above`)."""
+    early = _too_few(side)
+    if early:
+        return early
+    bound = below if below is not None else above
+    verdict, detail = _judge(one_sample_one_sided(side.summary(), float(bound), below=below is not None))  # type: ignore[arg-type]
+    if verdict == HOLDS and side.failed + side.censored:
+        return INCONCLUSIVE, f"{detail}; but {side.failed + side.censored} failed or censored runs"
+    return verdict, detail
+
+
+def _combine(parts: Sequence[tuple[str, str]]) -> tuple[str, str]:
+    """All tests must hold; any "not run", "does not hold" or "too few" decides (in that order).
+
+    The detail is the deciding part's for a single test, "too few" counts, or caveats ("but ...").
+    """
+    verdicts = [v for v, _ in parts]
+    verdict = next((v for v in (NOT_RUN, NOT_HOLD, TOO_FEW) if v in verdicts), None)
+    if verdict is None:
+        verdict = HOLDS if all(v == HOLDS for v in verdicts) else INCONCLUSIVE
+    details = [d for v, d in parts if v == verdict and d and (len(parts) == 1 or v == TOO_FEW or "; but " in d)]
+    return verdict, details[0] if details else ""
+
+
+def _criterion(test: TestSpec, config: ExperimentConfig) -> str:
+    what, lower_better = METRICS[test.metric]
+    how = (f"one-sided Welch t-test, α = {ALPHA}, ≥ {MIN_REPEATS} repeats a side" if test.is_comparison
+           else f"one-sided one-sample t-test, α = {ALPHA}, ≥ {MIN_REPEATS} repeats")
+    where = f" on {', '.join(test.datasets)}" if test.datasets else ""  # else: selector datasets, or all
+    if test.is_comparison:
+        b, w = (_label(s, config) for s in (test.better, test.worse))  # type: ignore[arg-type]
+        op = "<" if lower_better else ">"
+        scale = "" if test.factor == 1 else (f" / {test.factor:g}" if lower_better else f" × {test.factor:g}")
+        return f"{what}{where}: {b} {op} {w}{scale} ({how})"
+    bound, op = (test.below, "<") if test.below is not None else (test.above, ">")
+    return f"{what}{where}: {_label(test.model, config)} {op} {bound:g} ({how})"  # type: ignore[arg-type]
+
+
+def _label(sel: Selector, config: ExperimentConfig) -> str:
+    model = _select(sel, config)
+    name = model.name if model is not None else f"[no {sel.describe()}]"
+    return f"{name} on {sel.dataset}" if sel.dataset else name
+
+
+def _side(sel: Selector, config: ExperimentConfig, agg: Mapping[str, Any] | None, dataset: str, metric: str) -> _Side:
+    model = _select(sel, config)
+    if model is None:
+        return _Side(f"[no {sel.describe()}]", None)
+    group = _group(agg, sel.dataset or dataset, model.name)
+    label = model.name + (f" on {sel.dataset}" if sel.dataset else "")
+    if group is None:
+        return _Side(label, None)
+    return _Side(label, group.get(metric), int(group.get("failed") or 0))
+
+
+def _datasets(test: TestSpec, config: ExperimentConfig) -> tuple[str | None, ...]:
+    """Where a test runs: its datasets; None once when the selectors fix them; else every dataset."""
+    if test.datasets:
+        return test.datasets
+    if any(s.dataset is not None for s in _sides(test)):
+        return (None,)
+    return tuple(d.name for d in config.datasets)
+
+
+def _evaluate_test(test: TestSpec, config: ExperimentConfig, agg: Mapping[str, Any] | None) -> tuple[list[tuple[str, str]], list[str]]:
+    lower_better = METRICS[test.metric][1]
+    parts, measured = [], []
+    for ds in _datasets(test, config):
+        if test.is_comparison:
+            b = _side(test.better, config, agg, ds, test.metric)  # type: ignore[arg-type]
+            w = _side(test.worse, config, agg, ds, test.metric)  # type: ignore[arg-type]
+            verdict = compare(b, w, lower_is_better=lower_better, factor=test.factor)
+            text = f"{b.text()} vs {w.text()}"
+            if test.metric.startswith(("mean_nfe", "final_nfe")) and b.n and w.n and float(w.stats["mean"]):  # type: ignore[index]
+                text += f", ratio {float(b.stats['mean']) / float(w.stats['mean']):.2f}"  # type: ignore[index]
+        else:
+            m = _side(test.model, config, agg, ds, test.metric)  # type: ignore[arg-type]
+            verdict = threshold(m, below=test.below, above=test.above)
+            text = f"{m.text()} vs {test.below if test.below is not None else test.above:g}"
+        parts.append(verdict)
+        prefix = f"{ds}: " if ds else ""
+        measured.append(f"{prefix}{text}" + (f" [{verdict[1]}]" if verdict[1] and verdict[0] != TOO_FEW else ""))
+    return parts, measured
+
+
+def evaluate_claims(claims: Sequence[ClaimSpec], configs: Mapping[str, ExperimentConfig],
+                    aggregates: Mapping[str, Mapping[str, Any]]) -> list[Claim]:
+    """Evaluate every claim against the aggregates of the experiments it names.
 
     Arguments:
-        agg: the experiment's aggregate.
-        node, anode: model names.
-        dataset: dataset name in the aggregate.
-        loss_level: the training loss both models are compared at (None if not reached by both).
-        iterations_to_level, nfe_at_level: per model, iterations needed to reach `loss_level` and
-            the forward NFE there (across repeats).
+        claims: declared claims (see `load_claims`).
+        configs: experiment name -> its config (where roles are declared).
+        aggregates: experiment name -> aggregate (`aggregate_experiment`'s output, possibly with
+            extra metrics such as `iterations_to_level`); a missing experiment gives "not run".
+
+    Returns:
+        One `Claim` row per claim.
+
+    Raises:
+        ConfigError: a selector matching several models (a config error, never a verdict).
     """
-    aggs = {"images": agg}
-    acc_a, acc_n = (_metric(aggs, "images", dataset, x, "eval_accuracy") for x in (anode, node))
-    it_a, it_n = iterations_to_level.get(anode), iterations_to_level.get(node)
-    nfe_a, nfe_n = nfe_at_level.get(anode), nfe_at_level.get(node)
-    level = f"{loss_level:.3g}" if loss_level is not None else "n/a"
-    neg = lambda s: None if not s or s.get("mean") is None else {**s, "mean": -s["mean"]}  # noqa: E731
-    return [
-        Claim("ANODE reaches a given training loss in fewer iterations than NODE (Fig. 10).",
-              f"iterations to reach loss {level}: ANODE {_fmt(it_a)} vs NODE {_fmt(it_n)}", compare_lower(it_a, it_n),
-              "iterations to the loss level: ANODE below NODE by two standard errors", dataset),
-        Claim("ANODE needs fewer NFEs than NODE at equal loss (Fig. 11).",
-              f"forward NFE at loss {level}: ANODE {_fmt(nfe_a)} vs NODE {_fmt(nfe_n)}", compare_lower(nfe_a, nfe_n),
-              "forward NFE when the loss level is first reached: ANODE below NODE by two standard errors", dataset),
-        Claim("ANODE's test accuracy is higher than NODE's (Table 1).",
-              f"test accuracy: ANODE {_fmt(acc_a, 4)} vs NODE {_fmt(acc_n, 4)}", compare_lower(neg(acc_a), neg(acc_n)),
-              "mean test accuracy: ANODE above NODE by two standard errors", dataset),
-    ]
+    rows = []
+    for claim in claims:
+        config = _config(claim, configs)
+        source = claim.experiment or (config.name if config else "?")
+        if config is None:
+            rows.append(Claim(claim.claim, "n/a (experiment not configured)", NOT_RUN, "", source))
+            continue
+        agg = aggregates.get(config.name)
+        parts: list[tuple[str, str]] = []
+        measured: list[str] = []
+        for test in claim.tests:
+            p, m = _evaluate_test(test, config, agg)
+            parts += p
+            measured += m
+        verdict, detail = _combine(parts)
+        criterion = "; and ".join(_criterion(t, config) for t in claim.tests)
+        rows.append(Claim(claim.claim, "; ".join(measured), verdict, criterion, source, detail))
+    return rows

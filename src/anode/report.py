@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from . import __version__
-from .claims import HOLDS, INCONCLUSIVE, NOT_HOLD, NOT_RUN, Claim
+from .claims import HOLDS, INCONCLUSIVE, NOT_HOLD, TOO_FEW, VERDICTS, Claim
 from .history import atomic_write
 
 __all__ = ["Section", "machine_description", "results_rows", "write_report"]
@@ -65,7 +65,7 @@ def results_rows(aggregates: Mapping[str, Mapping[str, Any]]) -> list[list[str]]
     return rows
 
 
-_BADGE = {HOLDS: "#1a7f37", NOT_HOLD: "#cf222e", INCONCLUSIVE: "#9a6700"}
+_BADGE = {HOLDS: "#1a7f37", NOT_HOLD: "#cf222e", INCONCLUSIVE: "#9a6700", TOO_FEW: "#8250df"}
 
 
 def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -116,9 +116,9 @@ def write_report(
     """
     out = Path(out_dir)
     claim_header = ("paper claim", "what we measured", "criterion", "holds?")
-    claim_rows = [(c.claim, c.measured, c.criterion, c.verdict) for c in claims]
+    claim_rows = [(c.claim, c.measured, c.criterion, c.display) for c in claims]
     rows = results_rows(aggregates)
-    counts = {v: sum(c.verdict == v for c in claims) for v in (HOLDS, NOT_HOLD, INCONCLUSIVE, NOT_RUN)}
+    counts = {v: sum(c.verdict == v for c in claims) for v in VERDICTS}
     tally = ", ".join(f"{n} {v}" for v, n in counts.items() if n)
 
     md = [f"# {title}", "", *[f"- {line}" for line in summary], "", f"## Claims ({tally})", "",
@@ -130,14 +130,14 @@ def write_report(
             md += [f"![{caption}]({os.path.relpath(path, out)})", f"*{caption}*", ""]
     md_path = atomic_write(out / "report.md", lambda fh: fh.write("\n".join(md).encode()))
 
-    def badge(verdict: str) -> str:
-        colour = _BADGE.get(verdict, "#57606a")
-        return f'<span class="badge" style="background:{colour}">{html.escape(verdict)}</span>'
+    def badge(claim: Claim) -> str:
+        colour = _BADGE.get(claim.verdict, "#57606a")
+        return f'<span class="badge" style="background:{colour}">{html.escape(claim.display)}</span>'
 
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{_CSS}</style></head><body>",
              f"<h1>{html.escape(title)}</h1><ul>" + "".join(f"<li>{html.escape(s)}</li>" for s in summary) + "</ul>",
              f"<h2>Claims ({html.escape(tally)})</h2>",
-             _html_table(claim_header, [(*r[:3], badge(r[3])) for r in claim_rows], raw_last=True),
+             _html_table(claim_header, [(*r[:3], badge(c)) for r, c in zip(claim_rows, claims)], raw_last=True),
              "<h2>Results (mean ± std over completed repeats)</h2>", _html_table(RESULT_COLUMNS, rows)]
     for sec in sections:
         parts.append(f"<h2>{html.escape(sec.title)}</h2>" + (f"<p>{html.escape(sec.text)}</p>" if sec.text else ""))

@@ -11,7 +11,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from .claims import toy_claims
+from .claims import VERDICT_RULE, check_claims, evaluate_claims, load_claims
 from .experiments.config import ExperimentConfig, load_config
 from .experiments.figures import save_experiment_figures
 from .experiments.runner import run_experiment
@@ -22,6 +22,8 @@ from .report import Section, machine_description, write_report
 __all__ = ["BUDGET_KEYS", "builtin_config", "check_budget_keys", "load_suite", "read_budget", "reproduce_toy"]
 
 BUDGET_KEYS = ("repeats", "epochs", "max_iterations")
+#: Files of a suite folder that are not experiment configs.
+SUITE_FILES = ("suite", "claims")
 
 
 def builtin_config(name: str) -> Path:
@@ -33,7 +35,7 @@ def builtin_config(name: str) -> Path:
     root = Path(str(resources.files("anode") / "configs"))
     path = root / f"{name}.toml"
     if not path.exists():
-        known = sorted(str(p.relative_to(root).with_suffix("")) for p in root.glob("*/*.toml") if p.stem != "suite")
+        known = sorted(str(p.relative_to(root).with_suffix("")) for p in root.glob("*/*.toml") if p.stem not in SUITE_FILES)
         raise FileNotFoundError(f"no built-in config {name!r}; built-in configs: {known}")
     return path
 
@@ -137,6 +139,9 @@ def reproduce_toy(
     """
     out = Path(out_dir)
     suite, configs, note = load_suite("toy", budget)
+    claim_specs = load_claims(builtin_config("toy/claims"))
+    names = {cfg.name for cfg in configs}
+    check_claims([c for c in claim_specs if c.experiment in names], {cfg.name: cfg for cfg in configs})
     jobs = jobs or max(os.cpu_count() or 1, 1)
     started = time.perf_counter()
     aggregates: dict[str, Any] = {}
@@ -144,7 +149,7 @@ def reproduce_toy(
         aggregates[cfg.name] = run_experiment(cfg, out / cfg.name, jobs=jobs, progress=progress, log=log)
         save_experiment_figures(out / cfg.name, gifs=gifs)
     elapsed = time.perf_counter() - started
-    claims = toy_claims(aggregates)
+    claims = evaluate_claims(claim_specs, {cfg.name: cfg for cfg in configs}, aggregates)
     sections = []
     for title, text, figs in _SECTIONS:
         section = Section(title, text)
@@ -162,7 +167,7 @@ def reproduce_toy(
         f"Budget: {budget}: {note}. Seeds: data from seed 0, repeat r uses seed r for weights and batch order.",
         f"Machine: {machine_description()}; {jobs} parallel run(s).",
         f"Wall time of this invocation: {elapsed / 60:.1f} min.",
-        "Verdicts are computed from the numbers below by the stated criteria (anode.claims); 'inconclusive' means the effect points the paper's way but is within two standard errors.",
+        f"Verdicts are computed from the numbers below (anode.claims, declared in configs/toy/claims.toml). {VERDICT_RULE}",
     ]
     write_json(out / "summary.json", {"budget": budget, "note": note, "wall_time_s": elapsed, "jobs": jobs,
                                       "claims": [c.to_dict() for c in claims], "aggregates": aggregates})

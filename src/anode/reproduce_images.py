@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from . import plotting
-from .claims import image_claims
+from .claims import VERDICT_RULE, check_claims, evaluate_claims, load_claims
 from .experiments.aggregate import aggregate_experiment, load_histories, mean_std
 from .experiments.builders import build_data
 from .experiments.config import ExperimentConfig, ImageSpec, load_config
@@ -71,11 +71,20 @@ def image_experiment(dataset: str, *, budget: str, data_dir: str | None = None,
     models = list(cfg.models)
     if sweep_p:
         base = models[-1]
-        models += [dataclasses.replace(base, name=f"ANODE (p={p})", augment_dim=p) for p in sweep_p
+        models += [dataclasses.replace(base, name=f"ANODE (p={p})", augment_dim=p, role="variant") for p in sweep_p
                    if f"ANODE (p={p})" not in {m.name for m in models}]
     if weight_decay is not None:
         models = [dataclasses.replace(m, weight_decay=weight_decay) for m in models]
     return dataclasses.replace(cfg, train=train, datasets=datasets, models=tuple(models)), note
+
+
+def _image_claims(cfg: ExperimentConfig) -> list[Any]:
+    """The image claims, checked against `cfg` (a missing role fails before any training)."""
+    from .reproduce import builtin_config
+
+    specs = load_claims(builtin_config("images/claims"))
+    check_claims(specs, {cfg.name: cfg})
+    return specs
 
 
 def _run_wall_times(exp_dir: Path, cfg: ExperimentConfig) -> float:
@@ -97,34 +106,55 @@ def _smooth(x: np.ndarray, window: int = 10) -> np.ndarray:
 
 
 def loss_level_metrics(histories: dict[str, list[History]], *, window: int = 10) -> tuple[float | None, dict[str, Any], dict[str, Any]]:
-    """The loss level both models reach, and per model the iterations and forward NFE to reach it.
+    """The loss level the models reach, and per model the iterations and forward NFE to reach it.
 
-    The level is the highest of the models' mean final smoothed training losses (so every model
-    reaches it on average). For each run, the first iteration whose smoothed loss is at or below
-    the level is found; runs that never reach it are left out (visible in `n`).
+    `histories` holds every finished run of each model, failed ones included. The budget is the
+    longest run's length; the level is the highest final smoothed training loss among the
+    full-length runs of all models, so every run that completed its budget reaches it (a level
+    set by a mean would censor about half of one model's runs by construction). For each run, the
+    first iteration whose smoothed loss is at or below the level is found. Nothing is dropped: a
+    run that never reaches the level (one that failed before it) is **censored** at the budget — it
+    enters the iteration statistics with the budget as its value (a lower bound of the truth), and
+    the NFE statistics only through its count (`censored` in both), so that a claim can refuse to
+    hold when the favoured model has more censored runs.
 
     Returns:
-        (level, {model: {mean, std, n} iterations}, {model: {mean, std, n} forward NFE there}).
+        (level, {model: {mean, std, n, censored} iterations}, {model: {mean, std, n, censored}
+        forward NFE there}); level None when a model has no full-length run.
     """
-    finals = {m: [float(_smooth(h.array("loss"), window)[-1]) for h in hs if h.iterations] for m, hs in histories.items()}
-    finals = {m: v for m, v in finals.items() if v}
-    if len(finals) < 2:
+    runs = {m: [h for h in hs if h.iterations] for m, hs in histories.items()}
+    budget = max((len(h.iterations) for hs in runs.values() for h in hs), default=0)
+    finals = {m: [float(_smooth(h.array("loss"), window)[-1]) for h in hs if len(h.iterations) == budget]
+              for m, hs in runs.items()}
+    if len(finals) < 2 or not all(finals.values()):
         return None, {}, {}
-    level = max(float(np.mean(v)) for v in finals.values())
+    level = max(max(v) for v in finals.values())
     iters: dict[str, Any] = {}
     nfes: dict[str, Any] = {}
-    for model, hs in histories.items():
-        its, nf = [], []
+    for model, hs in runs.items():
+        its, nf, censored = [], [], 0
         for h in hs:
-            if not h.iterations:
-                continue
             loss, nfe = _smooth(h.array("loss"), window), _smooth(h.array("nfe_forward"), window)
             hit = np.flatnonzero(loss <= level)
             if hit.size:
                 its.append(float(hit[0] + 1))
                 nf.append(float(nfe[hit[0]]))
-        iters[model], nfes[model] = mean_std(its), mean_std(nf)
+            else:
+                its.append(float(budget))
+                censored += 1
+        iters[model] = {**mean_std(its), "censored": censored}
+        nfes[model] = {**mean_std(nf), "censored": censored}
     return level, iters, nfes
+
+
+def _with_level_metrics(agg: dict[str, Any], dataset: str, iters: dict[str, Any], nfes: dict[str, Any]) -> dict[str, Any]:
+    """A copy of the aggregate whose groups carry `iterations_to_level` and `nfe_at_level`."""
+    groups = []
+    for g in agg["groups"]:
+        if g["dataset"] == dataset and g["model"] in iters:
+            g = {**g, "iterations_to_level": iters[g["model"]], "nfe_at_level": nfes[g["model"]]}
+        groups.append(g)
+    return {**agg, "groups": groups}
 
 
 def reproduce_images(
@@ -166,6 +196,7 @@ def reproduce_images(
     """
     cfg, note = image_experiment(dataset, budget=budget, data_dir=data_dir, sweep_p=sweep_p, weight_decay=weight_decay,
                                  repeats=repeats, epochs=epochs)
+    claim_specs = _image_claims(cfg)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     data = build_data(cfg.datasets[0], cfg, seed=cfg.seed)  # fail early on missing data
     out = Path(out_dir)
@@ -180,10 +211,9 @@ def reproduce_images(
     run_seconds = _run_wall_times(exp_dir, cfg)
     ds = cfg.datasets[0].name
     histories = {m.name: load_histories(exp_dir, ds, m.name, completed_only=True) for m in cfg.models}
-    pair = {m.name: histories[m.name] for m in cfg.models[:2]}
+    pair = {m.name: load_histories(exp_dir, ds, m.name) for m in cfg.models if m.role in ("baseline", "augmented")}
     level, iters, nfes = loss_level_metrics(pair)
-    claims = image_claims(agg, node=cfg.models[0].name, anode=cfg.models[1].name, dataset=ds, loss_level=level,
-                          iterations_to_level=iters, nfe_at_level=nfes)
+    claims = evaluate_claims(claim_specs, {cfg.name: cfg}, {cfg.name: _with_level_metrics(agg, ds, iters, nfes)})
 
     figs = experiment_figures(exp_dir)
     acc_points = {name: (np.concatenate([h.epoch_array("eval_nfe_forward") for h in hs]),
@@ -214,12 +244,13 @@ def reproduce_images(
         + f"; runs' own training time summed: {run_seconds / 60:.1f} min{sharing}.",
         f"Runs finished (completed or failed in the solver): {finished} of {expected}." + ("" if finished == expected else
                                                        " The missing runs were not trained (the job stopped before them); statistics use the finished ones."),
-        f"Loss level for the iteration/NFE claims: {level:.4g} (the higher of the two models' mean final training losses, smoothed over 10 iterations)." if level is not None else "Loss level: not available (a model has no completed run).",
-        "Verdicts are computed from the numbers by the stated criteria (anode.claims); 'inconclusive' means within two standard errors.",
+        f"Loss level for the iteration/NFE claims: {level:.4g} (the highest final training loss, smoothed over 10 iterations, among the two models' full-length runs, so every completed run reaches it; runs that failed before reaching it are censored at the budget)." if level is not None else "Loss level: not available (a model has no full-length run).",
+        f"Verdicts are computed from the numbers (anode.claims, declared in configs/images/claims.toml). {VERDICT_RULE}",
     ]
     write_json(out / "summary.json", {"budget": budget, "note": note, "command": budget_cmd, "device": machine_description(device),
                                       "wall_time_s": elapsed, "runs_wall_time_s": run_seconds, "runs_expected": expected,
                                       "runs_finished": finished, "loss_level": level,
+                                      "iterations_to_level": iters, "nfe_at_level": nfes,
                                       "claims": [c.to_dict() for c in claims], "aggregate": agg})
     _, html_path = write_report(out, title=f"Augmented Neural ODEs on {ds}", summary=summary, claims=claims,
                                 aggregates={cfg.name: agg}, sections=[section])

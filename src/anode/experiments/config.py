@@ -23,6 +23,10 @@ __all__ = [
 ]
 
 MODEL_KINDS = ("odenet", "flow", "resnet", "convodenet", "convresnet")
+ODE_KINDS = ("odenet", "flow", "convodenet")
+#: What a model stands for in the claims: a NODE (p = 0), an ANODE (p > 0), a non-ODE reference
+#: (ResNet), or a variant the claims do not test (e.g. extra models of a sweep).
+ROLES = ("baseline", "augmented", "reference", "variant")
 SEARCHABLE = ("lr", "hidden_dim", "augment_dim", "weight_decay")
 
 
@@ -123,6 +127,19 @@ DATASET_KINDS: dict[str, type] = {"g1d": G1DSpec, "spheres": SpheresSpec, "sines
 DatasetSpec = G1DSpec | SpheresSpec | SinesSpec | ImageSpec
 
 
+def _check_role(name: str, role: str, kind: str, augment_dim: int) -> None:
+    if role not in ROLES:
+        raise ValueError(f"model {name!r}: unknown role {role!r}; valid choices: {list(ROLES)}")
+    if role == "baseline" and (kind not in ODE_KINDS or augment_dim != 0):
+        raise ValueError(f"model {name!r}: role 'baseline' is a NODE (kind in {list(ODE_KINDS)}, augment_dim = 0), "
+                         f"got kind {kind!r} with augment_dim {augment_dim}")
+    if role == "augmented" and (kind not in ODE_KINDS or augment_dim < 1):
+        raise ValueError(f"model {name!r}: role 'augmented' is an ANODE (kind in {list(ODE_KINDS)}, augment_dim >= 1), "
+                         f"got kind {kind!r} with augment_dim {augment_dim}")
+    if role == "reference" and kind in ODE_KINDS:
+        raise ValueError(f"model {name!r}: role 'reference' is a non-ODE model (resnet, convresnet), got kind {kind!r}")
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """One model of an experiment.
@@ -131,9 +148,13 @@ class ModelSpec:
     the first d coordinates of h(1); needs targets of the data's dimension d), "resnet", "convodenet", "convresnet". `hidden_dim` is the MLP width
     or the number of conv filters. `match_parameters` (resnets) names another model whose parameter
     count the width is chosen to match. `lr`/`weight_decay` override the experiment's training values.
+    `role` is what the model stands for in claims: "baseline" (a NODE, p = 0), "augmented" (an
+    ANODE, p > 0), "reference" (a non-ODE model such as a ResNet) or "variant" (not tested by
+    claims); claims find models by role, never by name.
     """
 
     name: str
+    role: str | None = None
     kind: str = "odenet"
     hidden_dim: int = 32
     augment_dim: int = 0
@@ -147,6 +168,8 @@ class ModelSpec:
     def __post_init__(self) -> None:
         if self.kind not in MODEL_KINDS:
             raise ValueError(f"unknown model kind {self.kind!r}; valid choices: {list(MODEL_KINDS)}")
+        if self.role is not None:
+            _check_role(self.name, self.role, self.kind, self.augment_dim)
         if self.non_linearity not in NON_LINEARITIES:
             raise ValueError(f"unknown non_linearity {self.non_linearity!r}; valid choices: {sorted(NON_LINEARITIES)}")
         if self.match_parameters is not None and self.kind not in ("resnet",):
@@ -270,6 +293,11 @@ class ExperimentConfig:
         for m in self.models:
             if m.match_parameters is not None and m.match_parameters not in names:
                 raise ValueError(f"model {m.name!r}: match_parameters {m.match_parameters!r} is not a model of this experiment {sorted(names)}")
+        if self.search is not None and "augment_dim" in self.search.space:
+            for m in self.models:  # a searched p must not turn a declared NODE into an ANODE or back
+                for p in self.search.space["augment_dim"]:
+                    if m.role is not None:
+                        _check_role(m.name, m.role, m.kind, p)
 
     def model(self, name: str) -> ModelSpec:
         return next(m for m in self.models if m.name == name)
