@@ -237,16 +237,27 @@ def test_unexpected_crash_is_recorded_as_failed(tmp_path, monkeypatch):
     real_build = runner_mod.build_model
 
     def build(spec, cfg, data, *, seed):
+        model = real_build(spec, cfg, data, seed=seed)
         if spec.name == "NODE":
-            raise RuntimeError("out of memory (simulated)")
-        return real_build(spec, cfg, data, seed=seed)
+            def crash(*args, **kwargs):
+                raise RuntimeError("out of memory (simulated) " + "with a long explanation " * 12 + "END")
+
+            model.forward = crash
+        return model
 
     monkeypatch.setattr(runner_mod, "build_model", build)
-    agg = run(parse_config(tiny(repeats=1, artifacts={})), tmp_path / "exp")
+    lines = []
+    agg = run(parse_config(tiny(repeats=1, artifacts={})), tmp_path / "exp", log=lines.append)
     result = read_json(tmp_path / "exp" / "runs" / "spheres-2d" / "node" / "seed-0" / "result.json")
-    assert result["status"] == "failed" and result["error_type"] == "RuntimeError"
+    assert result["status"] == "failed" and result["error_type"] == "RuntimeError" and result["failure_kind"] == "crash"
     assert "out of memory (simulated)" in result["reason"] and "Traceback" in result["traceback"]
+    assert result["fingerprint"]["model"]["hidden_dim"] == 8
     assert agg["groups"][0]["failed"] == 1 and agg["groups"][1]["completed"] == 1
+    assert agg["groups"][0]["failures"][0]["failure_kind"] == "crash"
+    assert (agg["runs_expected"], agg["runs_finished"], agg["runs_failed"]) == (2, 2, 1)
+    (failed,) = [line for line in lines if line.startswith("[failed]")]
+    assert failed.split(": ", 1)[1].startswith(result["reason"])  # the whole reason, not cut mid-word
+    assert "END" in failed and "unexpected error; traceback in" in failed
 
 
 # ----------------------------------------------------------------------------- search
