@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import json
+import os
 import shutil
+import signal
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -17,6 +23,7 @@ import pytest
 from matplotlib.figure import Figure
 
 import anode
+import anode.experiments
 import anode.experiments.runner as runner_mod
 from anode.experiments import aggregate_experiment, load_histories, parse_config, run_experiment
 from anode.experiments.figures import experiment_figures, load_experiment, read_artifacts, save_experiment_figures
@@ -352,3 +359,117 @@ def test_save_experiment_figures_writes_pngs(tiny_exp, tmp_path):
 def test_figures_need_an_experiment_dir(tmp_path):
     with pytest.raises(FileNotFoundError, match="not an experiment directory"):
         experiment_figures(tmp_path)
+
+
+# ----------------------------------------------------------------------------- kill -9 and rerun
+
+KILL_TOML = """
+name = "killed"
+seed = 3
+repeats = 2
+
+[train]
+epochs = 4
+batch_size = 16
+lr = 1e-2
+
+[[datasets]]
+kind = "spheres"
+name = "spheres"
+dim = 2
+num_points_inner = 40
+num_points_outer = 80
+
+[[models]]
+name = "NODE"
+hidden_dim = 8
+
+[[models]]
+name = "ANODE"
+hidden_dim = 8
+augment_dim = 1
+
+[artifacts]
+trajectories = 4
+timesteps = 3
+feature_snapshots = 4
+"""
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+def _children(pid: int) -> list[int]:
+    """Pool workers (spawned `spawn_main` processes) whose parent is `pid`."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and b"spawn_main" in cmdline:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")  # a zombie waiting to be reaped has stopped running
+
+
+def _records(run: Path) -> tuple[list[dict], list[dict]]:
+    """A run's per-iteration and per-epoch records without their wall-clock fields."""
+    iterations = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
+    epochs = read_json(run / "epochs.json")
+    drop = lambda rec: {k: v for k, v in rec.items() if k != "time"}  # noqa: E731
+    return [drop(r) for r in iterations], [drop(r) for r in epochs]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc; workers die with their parent on Linux only")
+def test_kill_9_mid_run_then_rerun_gives_the_undisturbed_histories(tmp_path):
+    config_path = tmp_path / "killed.toml"
+    config_path.write_text(KILL_TOML)
+    reference = tmp_path / "reference"
+    run(anode.experiments.load_config(config_path), reference)
+
+    env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"}
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "anode", "experiment", str(config_path), "--out", str(out), "--jobs", "2",
+           "--no-progress", "--no-figures"]
+    log = (tmp_path / "first.log").open("wb")
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline, in_flight = time.monotonic() + 60, []
+        while not in_flight and time.monotonic() < deadline and proc.poll() is None:
+            in_flight = [p.parent for p in out.glob("runs/*/*/seed-*/checkpoint.pt") if not (p.parent / "result.json").exists()]
+            time.sleep(0.005)
+        workers = _children(proc.pid)
+        os.kill(proc.pid, signal.SIGKILL)  # kill -9 of the main process only
+        proc.wait(timeout=10)
+        assert in_flight, f"no run was seen mid-training: {(tmp_path / 'first.log').read_text()}"
+        assert workers, "the experiment had no pool workers to kill"
+        deadline = time.monotonic() + 2  # SIGKILLed at once by the kernel; a run's rest would take longer
+        while any(_alive(w) for w in workers) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not any(_alive(w) for w in workers), "pool workers outlived the killed main process"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # nothing of the test may linger
+        log.close()
+    unfinished = [d for d in out.glob("runs/*/*/seed-*") if not (d / "result.json").exists()]
+    assert set(in_flight) & set(unfinished), "the run seen mid-training finished before the kill: nothing was cut"
+
+    again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stdout + again.stderr
+    ref_runs = sorted(p.relative_to(reference) for p in reference.glob("runs/*/*/seed-*"))
+    assert ref_runs == sorted(p.relative_to(out) for p in out.glob("runs/*/*/seed-*")) and len(ref_runs) == 4
+    for rel in ref_runs:
+        assert _records(out / rel) == _records(reference / rel), rel
+        assert read_json(out / rel / "result.json")["status"] == "completed"
+        assert not list((out / rel).glob(".*.tmp"))
+    for rel in (p.relative_to(reference) for p in reference.glob("runs/*/*/seed-*/artifacts.json")):
+        killed, ref = read_json(out / rel), read_json(reference / rel)
+        assert killed["feature_snapshots"] == ref["feature_snapshots"] and len(ref["feature_snapshots"]) == 4
+        assert killed["trajectories"] == ref["trajectories"]
