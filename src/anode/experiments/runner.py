@@ -29,7 +29,12 @@ from .aggregate import aggregate_experiment
 from .builders import build_data, build_model
 from .config import DatasetSpec, ExperimentConfig, ModelSpec
 from .fingerprint import (
-    FINGERPRINT_FILE, FingerprintMismatch, diff_fingerprints, fingerprint_digest, read_fingerprint, run_fingerprint,
+    FINGERPRINT_FILE,
+    FingerprintMismatch,
+    diff_fingerprints,
+    fingerprint_digest,
+    read_fingerprint,
+    run_fingerprint,
     write_fingerprint,
 )
 from .paths import model_dir, run_seed
