@@ -15,6 +15,7 @@ import anode
 from anode import ODEBlock, ODEFunc, ODENet, SolverConfig, TrainConfig, Trainer, evaluate, load_checkpoint
 from anode.data import ConcentricSpheres, Data1D
 from anode.history import ITERATION_FIELDS
+from anode.training import RESUME_FREE_KEYS, resume_conflicts
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -260,6 +261,30 @@ def test_resume_matches_uninterrupted_run(tmp_path: Path) -> None:
     full_state = load_checkpoint(tmp_path / "full" / "checkpoint.pt")["model"]
     for name, value in resumed_trainer.model.state_dict().items():
         assert torch.equal(value, full_state[name]), name
+
+
+def test_resume_refuses_changed_result_settings(tmp_path: Path) -> None:
+    _run(0, 1, tmp_path)
+    changed = _config(epochs=2, lr=0.1, loss="mse")
+    trainer = Trainer(_model(), changed, out_dir=tmp_path)
+    with pytest.raises(ValueError, match=r"cannot resume from .*checkpoint\.pt: .*lr: 0\.01 -> 0\.1; loss: 'huber' -> 'mse'.*"
+                       r"Start a fresh run \(delete the checkpoint / use --fresh\) or resume with the original settings"):
+        trainer.fit(_spheres().loader(batch_size=32, seed=5))
+    assert trainer.iteration == 0 and trainer.history.iterations == []  # nothing restored, nothing trained
+    for key, value in (("weight_decay", 1e-4), ("eval_every", 2)):
+        with pytest.raises(ValueError, match=rf"{key}: .* -> {value!r}"):
+            Trainer(_model(), _config(**{key: value}), out_dir=tmp_path).fit(_spheres().loader(batch_size=32, seed=5))
+
+
+def test_resume_applies_current_budget_and_bookkeeping(tmp_path: Path) -> None:
+    assert RESUME_FREE_KEYS == {"epochs", "max_iterations", "checkpoint_every", "progress"}
+    _run(0, 1, tmp_path)
+    trainer = Trainer(_model(), _config(epochs=3, max_iterations=7, checkpoint_every=2, progress=False), out_dir=tmp_path)
+    history = trainer.fit(_spheres().loader(batch_size=32, seed=5))
+    assert trainer.iteration == 7 and len(history.iterations) == 7  # the new budget applies
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["train_config"]["max_iterations"] == 7
+    assert resume_conflicts({"lr": 0.01, "epochs": 1}, _config(epochs=5)) == []  # missing keys count as defaults
+    assert resume_conflicts({"lr": 0.01, "loss": "mse"}, _config()) == ["loss: 'mse' -> 'huber'"]
 
 
 def test_resume_false_starts_over(tmp_path: Path) -> None:

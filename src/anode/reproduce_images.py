@@ -17,7 +17,7 @@ from .experiments.aggregate import aggregate_experiment, load_histories, mean_st
 from .experiments.builders import build_data
 from .experiments.config import ExperimentConfig, ImageSpec, load_config
 from .experiments.figures import experiment_figures
-from .experiments.paths import model_dir, slug
+from .experiments.paths import repeat_dirs, slug
 from .experiments.runner import run_experiment
 from .experiments.schema import ConfigError
 from .history import History, read_json, write_json
@@ -92,8 +92,9 @@ def _run_wall_times(exp_dir: Path, cfg: ExperimentConfig) -> float:
     total = 0.0
     for d in cfg.datasets:
         for m in cfg.models:
-            for run in sorted(model_dir(exp_dir, d.name, m.name).glob("seed-*/result.json")):
-                total += float(read_json(run).get("wall_time") or 0.0)
+            for run in repeat_dirs(exp_dir, d.name, m.name, seed=cfg.seed, repeats=cfg.repeats):
+                if (run / "result.json").exists():
+                    total += float(read_json(run / "result.json").get("wall_time") or 0.0)
     return total
 
 
@@ -210,8 +211,8 @@ def reproduce_images(
     elapsed = time.perf_counter() - started
     run_seconds = _run_wall_times(exp_dir, cfg)
     ds = cfg.datasets[0].name
-    histories = {m.name: load_histories(exp_dir, ds, m.name, completed_only=True) for m in cfg.models}
-    pair = {m.name: load_histories(exp_dir, ds, m.name) for m in cfg.models if m.role in ("baseline", "augmented")}
+    histories = {m.name: load_histories(exp_dir, ds, m.name, completed_only=True, config=cfg) for m in cfg.models}
+    pair = {m.name: load_histories(exp_dir, ds, m.name, config=cfg) for m in cfg.models if m.role in ("baseline", "augmented")}
     level, iters, nfes = loss_level_metrics(pair)
     claims = evaluate_claims(claim_specs, {cfg.name: cfg}, {cfg.name: _with_level_metrics(agg, ds, iters, nfes)})
 

@@ -19,10 +19,15 @@ from tqdm.auto import tqdm
 from .history import History, atomic_write, write_json
 from .solve import translate_solver_errors
 
-__all__ = ["LOSSES", "TrainConfig", "Trainer", "evaluate", "fit", "load_checkpoint"]
+__all__ = ["LOSSES", "RESUME_FREE_KEYS", "TrainConfig", "Trainer", "evaluate", "fit", "load_checkpoint", "resume_conflicts"]
 
 LOSSES: tuple[str, ...] = ("huber", "mse", "cross_entropy")
 CHECKPOINT_FORMAT = 1
+#: `TrainConfig` fields that may differ between a checkpoint and the run resuming from it: they only
+#: extend or shorten the budget (epochs, max_iterations) or are bookkeeping (checkpoint_every,
+#: progress); the current value applies. Every other field changes results, so a resume with a
+#: different value is refused (a field added later is result-relevant unless listed here).
+RESUME_FREE_KEYS: frozenset[str] = frozenset({"epochs", "max_iterations", "checkpoint_every", "progress"})
 
 
 class _Batches(Protocol):
@@ -43,6 +48,10 @@ class TrainConfig:
         eval_every: evaluate on the eval loader every this many epochs (and after the last).
         checkpoint_every: with an output directory, checkpoint every this many epochs.
         progress: show tqdm progress bars.
+
+    On resume from a checkpoint, `epochs`, `max_iterations`, `checkpoint_every` and `progress`
+    (`RESUME_FREE_KEYS`) may differ from the checkpoint's and the current value applies (a budget
+    already spent stops the run at once); any other difference is refused (`resume_conflicts`).
 
     Raises:
         ValueError: non-positive counts or rates, or an unknown loss (choices listed).
@@ -207,13 +216,16 @@ class Trainer:
             train_loader: iterable of (inputs, targets); a `TensorLoader` is checkpointed with its
                 shuffling state so that a resumed run sees the same batches.
             eval_loader: evaluated every `config.eval_every` epochs (loss, accuracy, NFE).
-            resume: continue from `out_dir/checkpoint.pt` when it exists.
+            resume: continue from `out_dir/checkpoint.pt` when it exists. The checkpoint's
+                result-relevant settings must equal `config`'s; `epochs`, `max_iterations`,
+                `checkpoint_every` and `progress` (`RESUME_FREE_KEYS`) take their current values.
 
         Returns:
             The history.
 
         Raises:
             SolverError: a solve failed (the run's records so far stay in `history`).
+            ValueError: the checkpoint was made with other result-relevant settings (see `load_checkpoint`).
         """
         if resume and self.checkpoint_path is not None and self.checkpoint_path.exists():
             self.load_checkpoint(self.checkpoint_path, train_loader=train_loader)
@@ -295,14 +307,50 @@ class Trainer:
         return atomic_write(path, lambda fh: fh.write(buffer.getvalue()))
 
     def load_checkpoint(self, path: str | os.PathLike[str], *, train_loader: Any = None) -> None:
-        """Restore a checkpoint written by `save_checkpoint` (loaded with `weights_only=True`)."""
+        """Restore a checkpoint written by `save_checkpoint` (loaded with `weights_only=True`).
+
+        The checkpoint's training settings must match this trainer's on every result-relevant
+        key (all but `RESUME_FREE_KEYS`); for the budget and bookkeeping keys the trainer's current
+        values apply (e.g. a larger `epochs` extends the run).
+
+        Arguments:
+            path: the checkpoint file.
+            train_loader: a loader with `load_state_dict` gets its shuffling state back.
+
+        Raises:
+            FileNotFoundError: no file at `path`.
+            ValueError: not an anode checkpoint, or made with other result-relevant settings
+                (each changed key is named with the checkpoint's and the current value).
+        """
         state = load_checkpoint(path)
+        conflicts = resume_conflicts(state.get("train_config") or {}, self.config)
+        if conflicts:
+            raise ValueError(
+                f"cannot resume from {path}: it was made with other training settings ({'; '.join(conflicts)}), "
+                "and resuming would continue its optimiser state under the new ones. Start a fresh run "
+                "(delete the checkpoint / use --fresh) or resume with the original settings."
+            )
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.epoch, self.iteration = state["epoch"], state["iteration"]
         self.history = History(iterations=list(state["iterations"]), epochs=list(state["epochs"]))
         if state.get("loader") is not None and hasattr(train_loader, "load_state_dict"):
             train_loader.load_state_dict(state["loader"])
+
+
+def resume_conflicts(saved: dict[str, Any], current: TrainConfig) -> list[str]:
+    """The result-relevant settings in which a checkpoint's `saved` config differs from `current`.
+
+    Arguments:
+        saved: the `train_config` dict stored in a checkpoint (a key it lacks counts as the default).
+        current: the settings of the run that wants to resume.
+
+    Returns:
+        One "key: old -> new" line per differing key outside `RESUME_FREE_KEYS` (empty: may resume).
+    """
+    defaults, now = TrainConfig().to_dict(), current.to_dict()
+    return [f"{key}: {saved.get(key, defaults[key])!r} -> {value!r}" for key, value in now.items()
+            if key not in RESUME_FREE_KEYS and saved.get(key, defaults[key]) != value]
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 
 from ..history import History, read_json
-from .config import ExperimentConfig
-from .paths import model_dir
+from .config import ExperimentConfig, parse_config
+from .paths import repeat_dirs
 
 __all__ = ["aggregate_experiment", "load_histories", "mean_std"]
 
@@ -24,15 +24,37 @@ def mean_std(values: list[float]) -> dict[str, float | int | None]:
     return {"mean": float(arr.mean()), "std": float(arr.std(ddof=1)) if len(arr) > 1 else 0.0, "n": len(arr)}
 
 
-def _run_dirs(out: Path, dataset: str, model: str) -> list[Path]:
-    base = model_dir(out, dataset, model)
-    return sorted(p for p in base.glob("seed-*") if (p / "result.json").exists())
+def _run_dirs(out: Path, config: ExperimentConfig, dataset: str, model: str) -> list[Path]:
+    """The finished (result.json) repeat folders of the runs `config` produces, in seed order."""
+    dirs = repeat_dirs(out, dataset, model, seed=config.seed, repeats=config.repeats)
+    return [p for p in dirs if (p / "result.json").exists()]
 
 
-def load_histories(out: str | Path, dataset: str, model: str, *, completed_only: bool = False) -> list[History]:
-    """Histories of the repeats of one model on one dataset (in seed order)."""
+def _saved_config(out: Path) -> ExperimentConfig:
+    path = out / "experiment.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{out} is not an experiment directory (no experiment.json); run `anode experiment` first")
+    return parse_config(read_json(path), where=str(path))
+
+
+def load_histories(out: str | Path, dataset: str, model: str, *, completed_only: bool = False,
+                   config: ExperimentConfig | None = None) -> list[History]:
+    """Histories of the repeats of one model on one dataset (in seed order).
+
+    Arguments:
+        out: the experiment folder.
+        dataset, model: names as in the config.
+        completed_only: skip runs recorded as failed.
+        config: the experiment whose repeats to read (default: `out/experiment.json`, the config of
+            the last `run_experiment` there); runs of other seeds in the folder are ignored.
+
+    Raises:
+        FileNotFoundError: no `config` given and `out` holds no experiment.json.
+    """
+    out = Path(out)
+    config = config if config is not None else _saved_config(out)
     histories = []
-    for run in _run_dirs(Path(out), dataset, model):
+    for run in _run_dirs(out, config, dataset, model):
         if completed_only and read_json(run / "result.json").get("status") != "completed":
             continue
         if (run / "history.jsonl").exists():
@@ -43,9 +65,13 @@ def load_histories(out: str | Path, dataset: str, model: str, *, completed_only:
 def aggregate_experiment(config: ExperimentConfig, out: str | Path) -> dict[str, Any]:
     """Summarise every (dataset, model) pair across its repeats.
 
+    Only the repeat folders `config` produces are read (seeds `seed * 1000 + r`, r < repeats).
+
     Returns:
-        `{"experiment", "groups": [{dataset, model, completed, failed, failures, final_loss, ...}]}`
-        where each metric is `{"mean", "std", "n"}` over completed runs. `mean_nfe_forward` is the
+        `{"experiment", ..., "runs_expected", "runs_finished", "runs_failed", "groups": [{dataset,
+        model, completed, failed, failures, final_loss, ...}]}`: `runs_expected` counts the repeat
+        runs of the config, `runs_finished` those with a result (completed or failed), `runs_failed`
+        the failed ones (search runs are not counted). Each metric is `{"mean", "std", "n"}` over completed runs. `mean_nfe_forward` is the
         NFE averaged over all iterations of a run; `nfe_growth` the ratio of the mean forward NFE in
         the last tenth of the run to that in the first tenth.
     """
@@ -53,7 +79,7 @@ def aggregate_experiment(config: ExperimentConfig, out: str | Path) -> dict[str,
     groups = []
     for d in config.datasets:
         for m in config.models:
-            results = [(run, read_json(run / "result.json")) for run in _run_dirs(out, d.name, m.name)]
+            results = [(run, read_json(run / "result.json")) for run in _run_dirs(out, config, d.name, m.name)]
             done = [(run, r) for run, r in results if r.get("status") == "completed"]
             metrics: dict[str, list[float]] = {k: [] for k in (
                 "final_loss", "final_nfe_forward", "final_nfe_backward", "mean_nfe_forward", "nfe_growth",
@@ -74,9 +100,13 @@ def aggregate_experiment(config: ExperimentConfig, out: str | Path) -> dict[str,
                     metrics["eval_accuracy"].append(r["eval"]["accuracy"])
             groups.append({
                 "dataset": d.name, "model": m.name, "completed": len(done), "failed": len(results) - len(done),
-                "failures": [{"seed": r.get("seed"), "reason": r.get("reason"), "error_type": r.get("error_type")}
+                "failures": [{"seed": r.get("seed"), "reason": r.get("reason"), "error_type": r.get("error_type"),
+                              "failure_kind": r.get("failure_kind")}
                              for _, r in results if r.get("status") != "completed"],
                 **{k: mean_std(v) for k, v in metrics.items()},
             })
     return {"experiment": config.name, "description": config.description, "repeats": config.repeats,
-            "epochs": config.train.epochs, "max_iterations": config.train.max_iterations, "groups": groups}
+            "epochs": config.train.epochs, "max_iterations": config.train.max_iterations,
+            "runs_expected": config.repeats * len(config.datasets) * len(config.models),
+            "runs_finished": sum(g["completed"] + g["failed"] for g in groups),
+            "runs_failed": sum(g["failed"] for g in groups), "groups": groups}

@@ -13,7 +13,7 @@ from .. import plotting
 from ..history import read_json
 from .aggregate import load_histories
 from .config import ExperimentConfig, parse_config
-from .paths import model_dir, slug
+from .paths import repeat_dirs, slug
 
 __all__ = ["experiment_figures", "load_experiment", "read_artifacts", "save_experiment_figures"]
 
@@ -32,7 +32,8 @@ def load_experiment(exp_dir: str | os.PathLike[str]) -> ExperimentConfig:
 
 def read_artifacts(exp_dir: str | os.PathLike[str], dataset: str, model: str) -> dict[str, Any] | None:
     """The artifacts (trajectories, maps, snapshots) of the first repeat, or None."""
-    for run in sorted(model_dir(exp_dir, dataset, model).glob("seed-*")):
+    cfg = load_experiment(exp_dir)
+    for run in repeat_dirs(exp_dir, dataset, model, seed=cfg.seed, repeats=cfg.repeats):
         if (run / "artifacts.json").exists():
             return read_json(run / "artifacts.json")
     return None
@@ -52,7 +53,7 @@ def experiment_figures(exp_dir: str | os.PathLike[str]) -> dict[str, Figure]:
     cfg = load_experiment(exp_dir)
     figures: dict[str, Figure] = {}
     for d in cfg.datasets:
-        hist = {m.name: load_histories(exp_dir, d.name, m.name) for m in cfg.models}
+        hist = {m.name: load_histories(exp_dir, d.name, m.name, config=cfg) for m in cfg.models}
         hist = {name: hs for name, hs in hist.items() if hs and all(h.iterations for h in hs)}
         if not hist:
             continue

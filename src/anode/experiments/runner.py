@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import itertools
 import multiprocessing
 import os
+import signal
+import sys
 import time
 import traceback
 from collections.abc import Callable
@@ -24,10 +27,21 @@ from ..training import TrainConfig, Trainer
 from . import artifacts as art
 from .aggregate import aggregate_experiment
 from .builders import build_data, build_model
-from .config import ExperimentConfig, ModelSpec
-from .paths import model_dir
+from .config import DatasetSpec, ExperimentConfig, ModelSpec
+from .fingerprint import (
+    FINGERPRINT_FILE,
+    FingerprintMismatch,
+    diff_fingerprints,
+    fingerprint_digest,
+    read_fingerprint,
+    run_fingerprint,
+    write_fingerprint,
+)
+from .paths import model_dir, run_seed
+from .schema import ConfigError
 
-__all__ = ["RunUnit", "run_experiment", "run_unit"]
+__all__ = ["FingerprintMismatch", "RunUnit", "check_fingerprints", "move_aside", "preflight", "run_experiment",
+           "run_unit", "unit_fingerprint"]
 
 
 @dataclass(frozen=True)
@@ -45,33 +59,72 @@ class RunUnit:
     save_artifacts: bool = False
     device: str = "cpu"
     progress: bool = False
+    candidate: int | None = None  # the search candidate's index (search runs only)
 
 
-def _run_seed(base: int, repeat: int) -> int:
-    return base * 1000 + repeat
+SNAPSHOTS_FILE = "feature_snapshots.json"
 
 
-def run_unit(unit: RunUnit) -> dict[str, Any]:
-    """Train one model on one dataset; write history, summary, artifacts and `result.json`.
-
-    A `SolverError` is caught and recorded as a failed run (with its reason); the history up to
-    the failure is kept. Returns the result record.
-    """
-    cfg, run_dir = unit.config, Path(unit.run_dir)
-    overrides = dict(unit.overrides)
+def _resolve(unit: RunUnit) -> tuple[ModelSpec, DatasetSpec, TrainConfig]:
+    """The run's model spec (search values applied), dataset spec and training settings."""
+    cfg, overrides = unit.config, dict(unit.overrides)
     spec = model_spec_with(cfg.model(unit.model), overrides)
     dataset_spec = next(d for d in cfg.datasets if d.name == unit.dataset)
-    data = build_data(dataset_spec, cfg, seed=unit.seed)
-    device = torch.device(unit.device)
-    model = build_model(spec, cfg, data, seed=unit.seed).to(device)
     lr = overrides.get("lr", spec.lr if spec.lr is not None else cfg.train.lr)
     weight_decay = overrides.get("weight_decay", spec.weight_decay if spec.weight_decay is not None else cfg.train.weight_decay)
     train_cfg = TrainConfig(
         epochs=unit.epochs if unit.epochs is not None else cfg.train.epochs, lr=lr, weight_decay=weight_decay, loss=cfg.train.loss,
         max_iterations=cfg.train.max_iterations, eval_every=cfg.train.eval_every, progress=unit.progress,
     )
+    return spec, dataset_spec, train_cfg
+
+
+def unit_fingerprint(unit: RunUnit) -> dict[str, Any]:
+    """The fingerprint of everything that determines `unit`'s result (see `run_fingerprint`)."""
+    spec, dataset_spec, train_cfg = _resolve(unit)
+    return run_fingerprint(config=unit.config, model=spec, dataset=dataset_spec, train=train_cfg, seed=unit.seed,
+                           repeat=unit.repeat, candidate=unit.candidate,
+                           candidate_values=dict(unit.overrides) if unit.candidate is not None else None)
+
+
+def _start_run_dir(run_dir: Path, fingerprint: dict[str, Any]) -> None:
+    """Prepare a run folder before training: drop debris of a killed writer and a stale result, write the fingerprint.
+
+    A run counts as finished only once `result.json` exists, so a run being (re)trained must not
+    keep an old one (e.g. a failed result being retried); `artifacts.json` goes with it.
+    """
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for debris in run_dir.glob(".*.tmp"):  # temporary files of atomic writes cut short by a kill
+        debris.unlink(missing_ok=True)
+    for stale in ("result.json", "artifacts.json"):
+        (run_dir / stale).unlink(missing_ok=True)
+    write_fingerprint(run_dir, fingerprint)
+
+
+def run_unit(unit: RunUnit) -> dict[str, Any]:
+    """Train one model on one dataset; write history, summary, artifacts and `result.json`.
+
+    Write order: `fingerprint.json` first, then (during training) `history.jsonl`/`epochs.json`
+    and `checkpoint.pt` at every checkpoint, then `summary.json`, `artifacts.json`, and last
+    `result.json` (atomically): a run is finished exactly when `result.json` exists, and a run
+    killed before that resumes from its checkpoint with the same records an undisturbed run makes.
+
+    A `SolverError` is caught and recorded as a failed run (with its reason); the history up to
+    the failure is kept. Returns the result record.
+
+    Raises:
+        Exception: anything else (a crash); `_guarded` records it.
+    """
+    cfg, run_dir = unit.config, Path(unit.run_dir)
+    overrides = dict(unit.overrides)
+    spec, dataset_spec, train_cfg = _resolve(unit)
+    fingerprint = unit_fingerprint(unit)
+    _start_run_dir(run_dir, fingerprint)
+    data = build_data(dataset_spec, cfg, seed=unit.seed)
+    device = torch.device(unit.device)
+    model = build_model(spec, cfg, data, seed=unit.seed).to(device)
     loader = data.train_loader(cfg.train.batch_size, seed=unit.seed)
-    snapshots: list[dict[str, Any]] = []
+    snapshots: dict[int, dict[str, Any]] = {}
     callback: Callable[[Trainer, dict[str, float]], None] | None = None
     if unit.save_artifacts and cfg.artifacts.feature_snapshots and data.is_toy:
         points, point_targets = art.select_points(data.train_x, data.train_y, cfg.artifacts.trajectories or 200)
@@ -79,36 +132,48 @@ def run_unit(unit: RunUnit) -> dict[str, Any]:
         if train_cfg.max_iterations is not None:
             planned = min(planned, train_cfg.max_iterations)
         marks = {round(i * (planned - 1) / max(cfg.artifacts.feature_snapshots - 1, 1)) for i in range(cfg.artifacts.feature_snapshots)}
+        snapshots = _load_snapshots(run_dir)  # taken before a kill: a resumed run does not see those iterations again
 
         def snapshot(trainer: Trainer, record: dict[str, float]) -> None:
             if record["iteration"] in marks:
                 feats = art.features_of(trainer.model, points.to(device))
-                snapshots.append({"iteration": record["iteration"], "features": feats.cpu().tolist()})
+                snapshots[int(record["iteration"])] = {"iteration": record["iteration"], "features": feats.cpu().tolist()}
+                write_json(run_dir / SNAPSHOTS_FILE, sorted(snapshots.values(), key=lambda s: s["iteration"]))
 
         callback = snapshot
 
     extra = {
         "experiment": cfg.name, "model": unit.model, "dataset": unit.dataset, "seed": unit.seed,
-        "repeat": unit.repeat, "overrides": overrides, "model_spec": dataclasses.asdict(spec), "device": unit.device,
+        "repeat": unit.repeat, "candidate": unit.candidate, "overrides": overrides,
+        "model_spec": dataclasses.asdict(spec), "device": unit.device,
     }
     trainer = Trainer(model, train_cfg, out_dir=run_dir, callback=callback, extra_state=extra)
     started = time.perf_counter()
     try:
         trainer.fit(loader, eval_loader=data.eval_loader(cfg.train.batch_size))
-        status, reason, error_type = "completed", None, None
+        status, reason, error_type, kind = "completed", None, None, None
     except SolverError as err:
-        status, reason, error_type = "failed", str(err), type(err).__name__
+        status, reason, error_type, kind = "failed", str(err), type(err).__name__, "solver"
         trainer.history.save(run_dir)
-    result = {**trainer.summary(), "status": status, "reason": reason, "error_type": error_type,
-              "wall_time": time.perf_counter() - started}
+    result = {**trainer.summary(), "status": status, "reason": reason, "error_type": error_type, "failure_kind": kind,
+              "wall_time": time.perf_counter() - started, "fingerprint": fingerprint,
+              "fingerprint_sha256": fingerprint_digest(fingerprint)}
     if unit.save_artifacts and status == "completed" and data.is_toy:
         result_artifacts = _artifacts(model, data, cfg, device)
         if snapshots:
-            result_artifacts["feature_snapshots"] = snapshots
+            result_artifacts["feature_snapshots"] = sorted(snapshots.values(), key=lambda s: s["iteration"])
             result_artifacts["feature_labels"] = point_targets[:, 0].tolist()
         write_json(run_dir / "artifacts.json", result_artifacts)
     write_json(run_dir / "result.json", result)
     return result
+
+
+def _load_snapshots(run_dir: Path) -> dict[int, dict[str, Any]]:
+    """Feature snapshots an earlier (killed) attempt of this run saved, by iteration."""
+    path = run_dir / SNAPSHOTS_FILE
+    if not path.exists():
+        return {}
+    return {int(s["iteration"]): s for s in read_json(path)}
 
 
 def _artifacts(model: torch.nn.Module, data: Any, cfg: ExperimentConfig, device: torch.device) -> dict[str, Any]:
@@ -170,29 +235,152 @@ def _execute(units: list[RunUnit], jobs: int, progress: bool, desc: str,
     bar.close()
 
 
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _die_with_parent() -> bool:
+    """Ask Linux to SIGKILL this process when its parent dies (no-op elsewhere).
+
+    A worker of a killed experiment must not keep writing into a run folder while a rerun of
+    the same command starts training it again.
+
+    Returns:
+        True when the request is in place (Linux with a working `prctl`).
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+            return False
+    except (OSError, AttributeError):
+        return False
+    parent = multiprocessing.parent_process()
+    if parent is not None and os.getppid() != parent.pid:  # the parent died before prctl took effect
+        os._exit(1)
+    return True
+
+
 def _worker_init() -> None:
+    _die_with_parent()
     torch.set_num_threads(1)
 
 
 def _guarded(unit: RunUnit) -> dict[str, Any]:
-    """`run_unit`, turning an unexpected crash into a failed record so the experiment goes on."""
+    """`run_unit`, turning an unexpected crash into a failed record so the experiment goes on.
+
+    The record has `failure_kind` "crash" (a `SolverError` gives "solver"), the exception's type
+    in `error_type` and its traceback. Setup errors (missing data, a model that does not fit the
+    data) never reach here: `run_experiment`'s preflight raises them before any run starts.
+    """
     try:
         return run_unit(unit)
     except Exception as err:  # recorded, not swallowed: the result says what happened
-        result = {"status": "failed", "reason": f"{type(err).__name__}: {err}", "error_type": type(err).__name__,
-                  "traceback": traceback.format_exc(), "model": unit.model, "dataset": unit.dataset, "seed": unit.seed}
+        fingerprint = unit_fingerprint(unit)
+        result = {"status": "failed", "failure_kind": "crash", "reason": f"{type(err).__name__}: {err}",
+                  "error_type": type(err).__name__, "traceback": traceback.format_exc(), "model": unit.model,
+                  "dataset": unit.dataset, "seed": unit.seed, "repeat": unit.repeat, "candidate": unit.candidate,
+                  "fingerprint": fingerprint, "fingerprint_sha256": fingerprint_digest(fingerprint)}
         write_json(Path(unit.run_dir) / "result.json", result)
         return result
 
 
 def _one_line(unit: RunUnit, result: dict[str, Any]) -> str:
-    what = f"{unit.dataset} / {unit.model} / " + (f"seed {unit.seed}" if unit.repeat is not None else "search")
+    """A finished run in one line; a failure's reason is given whole (its first line)."""
+    what = f"{unit.dataset} / {unit.model} / " + (f"seed {unit.seed}" if unit.repeat is not None else f"search candidate {unit.candidate}")
     if result.get("status") != "completed":
-        return f"[failed] {what}: {str(result.get('reason'))[:160]}"
+        lines = str(result.get("reason") or "no reason recorded").strip().splitlines() or ["no reason recorded"]
+        line = f"[failed] {what}: {lines[0]}"
+        if result.get("failure_kind") == "crash":
+            line += f" (unexpected error; traceback in {Path(unit.run_dir) / 'result.json'})"
+        return line
     ev = result.get("eval") or {}
     extra = f", eval loss {ev['loss']:.4f}, acc {ev['accuracy']:.3f}" if ev else ""
     return (f"[done] {what}: loss {result['final_loss']:.4f}, NFE {result['final_nfe_forward']:.1f}"
             f"{extra}, {result['iterations']} it in {result['wall_time']:.1f}s")
+
+
+def preflight(config: ExperimentConfig, candidates: list[dict[str, Any]] | None = None) -> None:
+    """Build every dataset once and every model once (on CPU) so setup errors surface before any run.
+
+    Nothing is written. Search candidates' model specs are validated too.
+
+    Arguments:
+        config: the experiment.
+        candidates: its search candidates (default: computed from `config`).
+
+    Raises:
+        ConfigError: a search value the model spec rejects.
+        FileNotFoundError, ValueError: missing or malformed data, a model that does not fit its data.
+    """
+    candidates = _search_candidates(config) if candidates is None else candidates
+    for m in config.models:
+        for cand in candidates:
+            try:
+                model_spec_with(m, cand)
+            except (TypeError, ValueError) as err:
+                raise ConfigError(f"search.space: model {m.name!r} with {cand}: {err}; change the search values") from err
+    for d in config.datasets:
+        data = build_data(d, config, seed=run_seed(config.seed, 0))
+        for m in config.models:
+            build_model(m, config, data, seed=run_seed(config.seed, 0))
+
+
+def move_aside(out: Path) -> Path | None:
+    """Move a non-empty `out` to a sibling `<out>.old-<YYYYmmdd-HHMMSS>[-n]`; returns where (None: nothing to move)."""
+    if not out.exists() or (out.is_dir() and not any(out.iterdir())):
+        return None
+    out = out.resolve()
+    stem = f"{out.name}.old-{time.strftime('%Y%m%d-%H%M%S')}"
+    target, n = out.with_name(stem), 1
+    while target.exists():
+        n += 1
+        target = out.with_name(f"{stem}-{n}")
+    out.rename(target)
+    return target
+
+
+def check_fingerprints(units: list[RunUnit], out: Path) -> None:
+    """Refuse run folders on disk that were made with other settings than `units` give them.
+
+    Only folders of `units` that hold a `fingerprint.json`, `result.json` or `checkpoint.pt` are
+    checked; other folders under `out` are left alone.
+
+    Raises:
+        FingerprintMismatch: naming each differing run folder, its changed keys (old -> new) and
+            the ways out (`--fresh`, or a new `--out` folder).
+    """
+    problems: list[str] = []
+    for unit in units:
+        run_dir = Path(unit.run_dir)
+        if not any((run_dir / name).exists() for name in (FINGERPRINT_FILE, "result.json", "checkpoint.pt")):
+            continue
+        try:
+            stored = read_fingerprint(run_dir)
+        except ValueError as err:
+            problems.append(f"  {_rel(run_dir, out)}: {err}")
+            continue
+        if stored is None:
+            problems.append(f"  {_rel(run_dir, out)}: no fingerprint (made by an older anode); its settings are unknown")
+            continue
+        changes = diff_fingerprints(stored, unit_fingerprint(unit))
+        if changes:
+            problems.append(f"  {_rel(run_dir, out)}: " + "; ".join(changes))
+    if problems:
+        shown = problems[:20] + ([f"  ... and {len(problems) - 20} more"] if len(problems) > 20 else [])
+        raise FingerprintMismatch(
+            f"{out} holds {len(problems)} run(s) made with other settings than this config gives them "
+            "(changed keys: old -> new):\n" + "\n".join(shown) + "\n"
+            f"Results of different settings are not mixed. Either rerun with --fresh (moves {out} aside to "
+            f"{out.name}.old-<time> and starts over) or use a new --out folder."
+        )
+
+
+def _rel(path: Path, base: Path) -> str:
+    try:
+        return str(path.relative_to(base))
+    except ValueError:
+        return str(path)
 
 
 def run_experiment(
@@ -203,73 +391,115 @@ def run_experiment(
     device: str | None = None,
     progress: bool = True,
     retry_failed: bool = False,
+    fresh: bool = False,
     log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Run (or resume) an experiment and write its aggregate.
 
     Layout: `out_dir/experiment.json` (the resolved config), `runs/<dataset>/<model>/seed-<s>/`
-    (history.jsonl, epochs.json, summary.json, result.json, checkpoint.pt, artifacts.json),
-    `runs/<dataset>/<model>/search/` and `search.json` when searching, and `aggregate.json`.
-    Runs with a `result.json` are skipped, so rerunning a killed experiment resumes it.
+    (fingerprint.json, history.jsonl, epochs.json, summary.json, result.json, checkpoint.pt,
+    artifacts.json), `runs/<dataset>/<model>/search/` and `search.json` when searching, and
+    `aggregate.json`. Runs with a `result.json` are skipped, so rerunning a killed experiment
+    resumes it (runs in flight continue from their last checkpoint).
+
+    Order: (1) preflight: every dataset and model is built once, so setup errors raise before
+    anything is written; (2) with `fresh`, an existing `out_dir` is moved aside; (3) every run
+    folder of this config already on disk is checked against its fingerprint (folders the config
+    no longer produces are left alone and not read); (4) search, then repeats.
 
     Arguments:
         config: the experiment.
         out_dir: where results go.
-        jobs: runs trained in parallel worker processes (one thread each); 1 runs in-process. On a
-            GPU the workers share the card (worth it only when one run leaves it mostly idle).
+        jobs: runs trained in parallel worker processes (one thread each; they die with this
+            process on Linux); 1 runs in-process. On a GPU the workers share the card.
         device: "cpu", "cuda", ...; None picks CUDA when available.
         progress: progress bars (one-line summaries of finished runs go to `log` either way).
         retry_failed: rerun runs recorded as failed.
+        fresh: move a non-empty `out_dir` aside to `<out_dir>.old-<YYYYmmdd-HHMMSS>` (logged) and start over.
         log: where one-line summaries go (default: tqdm.write; pass `lambda _: None` to silence).
 
     Returns:
-        The aggregate (also written to `aggregate.json`).
+        The aggregate (also written to `aggregate.json`), with `runs_expected`, `runs_finished`
+        and `runs_failed` counts of the repeat runs.
 
     Raises:
-        ValueError: `jobs` < 1.
+        ValueError: `jobs` < 1; a model that does not fit its data (preflight).
+        FileNotFoundError: missing data (preflight).
+        ConfigError: an invalid search value (preflight).
+        FingerprintMismatch: run folders made with other settings (a `ConfigError`).
     """
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"jobs must be a positive integer, got {jobs!r}")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     out = Path(out_dir)
-    write_json(out / "experiment.json", config.to_dict())
     log = log or tqdm.write
     inner_progress = progress and jobs == 1
+    candidates = _search_candidates(config)
+    preflight(config, candidates)
+    if fresh:
+        moved = move_aside(out)
+        if moved is not None:
+            log(f"--fresh: moved the previous results in {out} aside to {moved}")
 
     def report(unit: RunUnit, result: dict[str, Any]) -> None:
         log(_one_line(unit, result))
 
     def pending(units: list[RunUnit]) -> list[RunUnit]:
-        todo = []
-        for unit in units:
-            if _finished(Path(unit.run_dir), retry_failed) is None:
-                todo.append(unit)
-        return todo
+        return [unit for unit in units if _finished(Path(unit.run_dir), retry_failed) is None]
 
+    search_units = _search_units(config, out, candidates, device=device, progress=inner_progress)
+    known = {pair: best for pair, best in _known_choices(config, out, candidates).items() if best is not None}
+    check_fingerprints(search_units + _repeat_units(config, out, known, device=device, progress=inner_progress,
+                                                    pairs=set(known) if config.search is not None else None), out)
+    write_json(out / "experiment.json", config.to_dict())
     chosen: dict[tuple[str, str], dict[str, Any]] = {}
     if config.search is not None:
-        candidates = _search_candidates(config)
-        units = [
-            RunUnit(config, m.name, d.name, str(model_dir(out, d.name, m.name) / "search" / f"candidate-{i}"),
-                    _run_seed(config.seed, 0), None, tuple(sorted(c.items())), config.search.epochs, False, device,
-                    inner_progress)
-            for d in config.datasets for m in config.models for i, c in enumerate(candidates)
-        ]
-        _execute(pending(units), jobs, progress, f"{config.name}: search", report)
+        _execute(pending(search_units), jobs, progress, f"{config.name}: search", report)
         for d in config.datasets:
             for m in config.models:
                 chosen[(d.name, m.name)] = _pick_best(model_dir(out, d.name, m.name), candidates)
-
-    units = [
-        RunUnit(config, m.name, d.name, str(model_dir(out, d.name, m.name) / f"seed-{_run_seed(config.seed, r)}"),
-                _run_seed(config.seed, r), r, tuple(sorted(chosen.get((d.name, m.name), {}).items())), None,
-                r == 0 and _wants_artifacts(config), device, inner_progress)
-        for r in range(config.repeats) for d in config.datasets for m in config.models
-    ]
+    units = _repeat_units(config, out, chosen, device=device, progress=inner_progress)
+    check_fingerprints(units, out)  # repeats after a search: their values are known only now
     _execute(pending(units), jobs, progress, f"{config.name}: runs", report)
     aggregate = aggregate_experiment(config, out)
     write_json(out / "aggregate.json", aggregate)
     return aggregate
+
+
+def _search_units(config: ExperimentConfig, out: Path, candidates: list[dict[str, Any]], *, device: str,
+                  progress: bool) -> list[RunUnit]:
+    """One run per (dataset, model, search candidate)."""
+    return [
+        RunUnit(config, m.name, d.name, str(model_dir(out, d.name, m.name) / "search" / f"candidate-{i}"),
+                run_seed(config.seed, 0), None, tuple(sorted(c.items())), config.search.epochs if config.search else None,
+                False, device, progress, candidate=i)
+        for d in config.datasets for m in config.models for i, c in enumerate(candidates)
+    ]
+
+
+def _repeat_units(config: ExperimentConfig, out: Path, chosen: dict[tuple[str, str], dict[str, Any]], *, device: str,
+                  progress: bool, pairs: set[tuple[str, str]] | None = None) -> list[RunUnit]:
+    """One run per (repeat, dataset, model) with the search's chosen values (`pairs`: only these pairs)."""
+    return [
+        RunUnit(config, m.name, d.name, str(model_dir(out, d.name, m.name) / f"seed-{run_seed(config.seed, r)}"),
+                run_seed(config.seed, r), r, tuple(sorted(chosen.get((d.name, m.name), {}).items())), None,
+                r == 0 and _wants_artifacts(config), device, progress)
+        for r in range(config.repeats) for d in config.datasets for m in config.models
+        if pairs is None or (d.name, m.name) in pairs
+    ]
+
+
+def _known_choices(config: ExperimentConfig, out: Path, candidates: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any] | None]:
+    """Per (dataset, model), the search's choice if every candidate already has a result (else None); nothing is written."""
+    choices: dict[tuple[str, str], dict[str, Any] | None] = {}
+    if config.search is None:
+        return choices
+    for d in config.datasets:
+        for m in config.models:
+            base = model_dir(out, d.name, m.name)
+            done = all((base / "search" / f"candidate-{i}" / "result.json").exists() for i in range(len(candidates)))
+            choices[(d.name, m.name)] = _score_candidates(base, candidates)[1] if done else None
+    return choices
 
 
 def _wants_artifacts(config: ExperimentConfig) -> bool:
@@ -277,8 +507,8 @@ def _wants_artifacts(config: ExperimentConfig) -> bool:
     return bool(a.trajectories or a.feature_snapshots or a.input_map or a.vector_field)
 
 
-def _pick_best(model_dir: Path, candidates: list[dict[str, Any]]) -> dict[str, Any]:
-    """Best candidate by final training loss (failed runs rank last); written to `search.json`."""
+def _score_candidates(model_dir: Path, candidates: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Each candidate's final loss and status, and the best one (failed runs rank last; {} if none completed)."""
     scored = []
     for i, cand in enumerate(candidates):
         result = read_json(model_dir / "search" / f"candidate-{i}" / "result.json")
@@ -286,6 +516,12 @@ def _pick_best(model_dir: Path, candidates: list[dict[str, Any]]) -> dict[str, A
         scored.append({"candidate": cand, "final_loss": loss, "status": result.get("status"), "reason": result.get("reason")})
     ok = [s for s in scored if s["final_loss"] is not None]
     best = min(ok, key=lambda s: s["final_loss"])["candidate"] if ok else {}
+    return scored, best
+
+
+def _pick_best(model_dir: Path, candidates: list[dict[str, Any]]) -> dict[str, Any]:
+    """Best candidate by final training loss (failed runs rank last); written to `search.json`."""
+    scored, best = _score_candidates(model_dir, candidates)
     write_json(model_dir / "search.json", {"candidates": scored, "best": best})
     return best
 
