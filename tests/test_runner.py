@@ -308,6 +308,14 @@ def test_fingerprint_ignores_display_fields_and_names_changes():
     assert diff_fingerprints(fp(cfg), fp(longer)) == ["experiment.seed: 0 -> 4", "train.epochs: 1 -> 2"]
     assert diff_fingerprints(fp(cfg), fp(cfg, model=dataclasses.replace(spec, augment_dim=2))) == ["model.augment_dim: 1 -> 2"]
     assert diff_fingerprints({"a": {"b": 1}}, {"a": {"c": "x"}}) == ['a.b: 1 -> (absent)', 'a.c: (absent) -> "x"']
+    # a setting added to anode after a run was made is no change while it sits at its default ...
+    older = fp(cfg)
+    del older["solver"]["max_num_steps"], older["train"]["eval_every"]
+    assert diff_fingerprints(older, fp(cfg)) == []
+    # ... but is one when set otherwise, and a stored value that differs from today's default is caught
+    other = fp(parse_config(tiny(solver={"max_num_steps": 50})))
+    assert diff_fingerprints(older, other) == ["solver.max_num_steps: (absent) -> 50"]
+    assert diff_fingerprints(other, fp(cfg)) == ["solver.max_num_steps: 50 -> 1000"]
     search = fp(cfg, repeat=None, candidate=2, candidate_values={"lr": 0.1})
     assert search["run"] == {"kind": "search", "candidate": 2, "values": {"lr": 0.1}, "seed": 1}
 

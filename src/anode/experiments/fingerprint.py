@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ..config import SolverConfig
 from ..history import read_json, write_json
 from ..training import TrainConfig
 from .config import DATASET_KINDS, DatasetSpec, ExperimentConfig, ModelSpec
@@ -124,8 +125,27 @@ def _show(value: Any) -> str:
     return "(absent)" if value is _ABSENT else json.dumps(value, sort_keys=True)
 
 
+def _defaults(fingerprint: dict[str, Any]) -> dict[str, Any]:
+    """Flattened default values of the settings a fingerprint holds (model, dataset, solver, train)."""
+    kind = fingerprint.get("dataset", {}).get("kind")
+    parts: dict[str, Any] = {
+        "model": {f.name: f.default for f in dataclasses.fields(ModelSpec) if f.default is not dataclasses.MISSING},
+        "solver": dataclasses.asdict(SolverConfig()),
+        "train": TrainConfig().to_dict(),
+    }
+    if kind in DATASET_KINDS:
+        parts["dataset"] = {f.name: f.default for f in dataclasses.fields(DATASET_KINDS[kind])
+                            if f.default is not dataclasses.MISSING}
+    return _flatten(_plain(parts))
+
+
 def diff_fingerprints(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """The keys in which two fingerprints differ, as sorted "dotted.key: old -> new" lines.
+
+    A setting the stored fingerprint lacks and the current one holds at its default value is not a
+    change: settings are added with defaults that keep the earlier behaviour (a project rule), so
+    runs made before a new option existed stay valid. A changed default of an existing setting is
+    still caught, since the stored fingerprint holds its explicit old value.
 
     Arguments:
         old: the stored fingerprint.
@@ -134,10 +154,12 @@ def diff_fingerprints(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     Returns:
         e.g. `["train.epochs: 2 -> 3"]`; a key only one side has shows "(absent)" on the other.
     """
-    flat_old, flat_new = _flatten(old), _flatten(new)
+    flat_old, flat_new, defaults = _flatten(old), _flatten(new), _defaults(new)
     lines = []
     for key in sorted(set(flat_old) | set(flat_new)):
         a, b = flat_old.get(key, _ABSENT), flat_new.get(key, _ABSENT)
+        if a is _ABSENT and key in defaults and b == defaults[key]:
+            continue
         if a != b or type(a) is not type(b):
             lines.append(f"{key}: {_show(a)} -> {_show(b)}")
     return lines
