@@ -5,16 +5,13 @@ from __future__ import annotations
 import base64
 import html
 import os
-import platform
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from . import __version__
 from .claims import HOLDS, INCONCLUSIVE, NOT_HOLD, TOO_FEW, VERDICTS, Claim
+from .environment import machine_description
 from .history import atomic_write
 
 __all__ = ["Section", "machine_description", "results_rows", "write_report"]
@@ -27,15 +24,6 @@ class Section:
     title: str
     text: str = ""
     figures: list[tuple[str, Path]] = field(default_factory=list)
-
-
-def machine_description(device: str = "cpu") -> str:
-    """One line naming the machine the numbers come from."""
-    cpu = platform.processor() or platform.machine()
-    line = f"{platform.system()} {platform.machine()} ({cpu}), {os.cpu_count()} CPU cores, Python {platform.python_version()}, torch {torch.__version__}, anode {__version__}"
-    if device.startswith("cuda") and torch.cuda.is_available():
-        line += f", GPU {torch.cuda.get_device_name(0)}"
-    return line
 
 
 def _cell(stats: Mapping[str, Any] | None, digits: int = 4) -> str:

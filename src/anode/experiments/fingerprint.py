@@ -85,7 +85,8 @@ def run_fingerprint(
         candidate_values: the searched values of that candidate.
 
     Returns:
-        `{"model", "dataset", "solver", "train", "run", "experiment"}` as JSON-ready data. Display
+        `{"model", "dataset", "solver", "train", "run", "experiment", "code"}` as JSON-ready data
+        (`code` is anode's version: bump it when numbers change, and old runs are refused). Display
         fields (names, roles, descriptions, the experiment's paper, a data folder) are left out;
         so is the number of repeats (adding repeats does not change the existing ones).
     """
@@ -99,8 +100,14 @@ def run_fingerprint(
     return _plain({
         "model": _model_part(model, config), "dataset": _dataset_part(dataset),
         "solver": dataclasses.asdict(config.solver), "train": train_part, "run": run,
-        "experiment": {"seed": config.seed},
+        "experiment": {"seed": config.seed}, "code": {"anode_version": _anode_version()},
     })
+
+
+def _anode_version() -> str:
+    from .. import __version__
+
+    return __version__
 
 
 def fingerprint_digest(fingerprint: dict[str, Any]) -> str:

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from ..environment import provenance
 from ..history import read_json, write_json
 from ..rng import make_generator
 from ..solve import SolverError
@@ -155,7 +156,7 @@ def run_unit(unit: RunUnit) -> dict[str, Any]:
     except SolverError as err:
         status, reason, error_type, kind = "failed", str(err), type(err).__name__, "solver"
         trainer.history.save(run_dir)
-    result = {**trainer.summary(), "status": status, "reason": reason, "error_type": error_type, "failure_kind": kind,
+    result = {**trainer.summary(), **provenance(unit.device), "status": status, "reason": reason, "error_type": error_type, "failure_kind": kind,
               "wall_time": time.perf_counter() - started, "fingerprint": fingerprint,
               "fingerprint_sha256": fingerprint_digest(fingerprint)}
     if unit.save_artifacts and status == "completed" and data.is_toy:
@@ -392,6 +393,7 @@ def run_experiment(
     progress: bool = True,
     retry_failed: bool = False,
     fresh: bool = False,
+    select: Callable[[RunUnit], bool] | None = None,
     log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Run (or resume) an experiment and write its aggregate.
@@ -416,6 +418,8 @@ def run_experiment(
         progress: progress bars (one-line summaries of finished runs go to `log` either way).
         retry_failed: rerun runs recorded as failed.
         fresh: move a non-empty `out_dir` aside to `<out_dir>.old-<YYYYmmdd-HHMMSS>` (logged) and start over.
+        select: train only the pending repeat runs for which `select(unit)` is true (e.g. the runs
+            that fit a time window); the others stay missing and the aggregate counts what exists.
         log: where one-line summaries go (default: tqdm.write; pass `lambda _: None` to silence).
 
     Returns:
@@ -460,7 +464,8 @@ def run_experiment(
                 chosen[(d.name, m.name)] = _pick_best(model_dir(out, d.name, m.name), candidates)
     units = _repeat_units(config, out, chosen, device=device, progress=inner_progress)
     check_fingerprints(units, out)  # repeats after a search: their values are known only now
-    _execute(pending(units), jobs, progress, f"{config.name}: runs", report)
+    todo = [unit for unit in pending(units) if select is None or select(unit)]
+    _execute(todo, jobs, progress, f"{config.name}: runs", report)
     aggregate = aggregate_experiment(config, out)
     write_json(out / "aggregate.json", aggregate)
     return aggregate
