@@ -1,69 +1,52 @@
 #!/usr/bin/env bash
-# A Table 1 row on a lent GPU within a fixed wall-clock allowance, in one command.
+# Add finished Table 1 runs (the authors' protocol: 20 epochs, batch 256, dopri5 1e-3, adjoint) to
+# docs/results/table1/ within a fixed wall-clock allowance on a lent GPU, in one command:
 #
-#   LIMIT=540 DATA=.devdata OUT=/tmp/out bash tools/device_table1.sh                    # MNIST, epochs planned
-#   DATASET=cifar10 EPOCHS=1 LIMIT=450 DATA=.devdata OUT=/tmp/out bash tools/device_table1.sh  # fixed epochs
+#   LIMIT=480 DATA=.devdata DATASETS="mnist cifar10" OUT=/tmp/out bash tools/device_table1.sh
 #
-# 1. unless EPOCHS is given, benchmarks/image_iteration.py times NODE and ANODE iterations side by side (batch 256, adjoint)
-#    and with 2 x REPEATS processes sharing the GPU;
-# 2. the number of epochs is the largest that fits what is left of LIMIT (rule below, fixed before
-#    any result was seen; at most the config's 30), with REPEATS repeats, all runs sharing the card
-#    when that raised throughput by 30% or more and fits as many epochs;
-# 3. `anode reproduce images --budget paper --repeats R --epochs E` runs under a timeout; if it is cut
-#    off, the report is written from the finished runs (--report-only) and says how many finished;
-# 4. the results folder (no checkpoints) is packed into $OUT/results.tgz.
+# For each dataset in turn, while time is left: `anode table1 --minutes M` plans the missing runs
+# that fit whole (seconds per epoch from the finished runs already in the folder, else a short
+# probe; alternating NODE and ANODE so both sides grow), trains them one at a time under an outer
+# timeout, and rewrites the dataset's report ("k of 5 repeats"). A run cut off by the timeout has no
+# result.json and is left out of the pack. Then everything to commit is packed into
+# $OUT/table1.tgz: on the development machine, `tar xzf table1.tgz -C docs/results` and commit.
+# A fingerprint mismatch (another config or anode version than the finished runs) stops with exit 2.
 set -u
 START=$(date +%s)
-LIMIT=${LIMIT:-540}            # seconds this script may take in all
-DATA=${DATA:-.devdata}         # folder holding mnist/ (or cifar10/ ...)
-DATASET=${DATASET:-mnist}
-REPEATS=${REPEATS:-5}
-RESULTS=${RESULTS:-docs/results/$DATASET-gpu}
+LIMIT=${LIMIT:-480}                 # seconds this script may take in all
+DATA=${DATA:-.devdata}              # folder holding mnist/ cifar10/ ...
+DATASETS=${DATASETS:-mnist cifar10}
+RESULTS=${RESULTS:-docs/results/table1}
 OUT=${OUT:-/tmp/device-out}
+RESERVE=${RESERVE:-45}              # seconds kept for start-up, the probe, the report and packing
+CONFIG=${CONFIG:-}                  # a config file instead of the built-in one (CPU test of this script)
+DEVICE=${DEVICE:-}
 mkdir -p "$OUT"
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 MPLBACKEND=Agg
 left() { echo $(( LIMIT - ($(date +%s) - START) )); }
 
-{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1
+{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo "no GPU"
   python3 -c "import sys, torch, torchdiffeq; print(sys.version.split()[0], torch.__version__, torchdiffeq.__version__, torch.cuda.is_available())"
   nproc; } | tee "$OUT/machine.txt"
 
-if [ -z "${EPOCHS:-}" ]; then
-timeout -k 5 200 python3 benchmarks/image_iteration.py --dataset "$DATASET" --data-dir "$DATA" --iterations "${PROBE_ITERS:-8}" --warmup 3 \
-    --processes $(( 2 * REPEATS )) ${PROBE_BATCH:+--batch-size $PROBE_BATCH} --json "$OUT/probe.json" 2>&1 | tee "$OUT/probe.txt"
-[ -s "$OUT/probe.json" ] || { echo "probe failed"; exit 1; }
-pkill -9 -f multiprocessing.spawn  # a hung concurrency probe leaves nothing behind
-
-read -r EPOCHS JOBS < <(python3 - "$OUT/probe.json" "$(left)" "$REPEATS" "$DATASET" <<'PY'
-import json, math, sys
-probe, left, repeats = json.load(open(sys.argv[1])), float(sys.argv[2]), int(sys.argv[3])
-its = math.ceil({"mnist": 60000, "cifar10": 50000, "svhn": 73257}[sys.argv[4]] / 256)  # iterations per epoch
-avail = left - 75              # the report, figures and packing
-# Allowances for NFE growth over training, test evaluation and start-up: 1.6 one run at a time (a
-# cut-off then loses only the last runs), 2.0 when all runs share the card (a cut-off loses them all).
-seq = probe["side_by_side"]
-seq_epochs = int(avail // (repeats * sum(r["s_per_iteration"] for r in seq.values()) * its * 1.6))
-conc = probe.get("concurrent", {})
-conc_epochs = int(avail // (max(conc["s_per_iteration"].values()) * its * 2.0)) if conc else 0
-if conc.get("throughput_vs_one_at_a_time", 0) >= 1.3 and conc_epochs >= max(seq_epochs, 1):
-    epochs, jobs = conc_epochs, conc["processes"]
-else:
-    epochs, jobs = seq_epochs, 1
-print(max(1, min(30, epochs)), jobs)
-PY
-)
-fi
-JOBS=${JOBS:-1}
-echo "plan: $REPEATS repeats x $EPOCHS epochs, $JOBS runs at a time, $(left) s left" | tee "$OUT/plan.txt"
-
-CMD=(python3 -m anode reproduce images --dataset "$DATASET" --data-dir "$DATA" --budget paper
-     --repeats "$REPEATS" --epochs "$EPOCHS" --jobs "$JOBS" --out "$RESULTS" --no-progress)
-RUN_FOR=$(( $(left) - 60 )); [ "$RUN_FOR" -ge 30 ] || RUN_FOR=30
-timeout -k 5 "$RUN_FOR" "${CMD[@]}" 2>&1 | tee "$OUT/run.log"
-if [ "${PIPESTATUS[0]}" -ne 0 ]; then
-  echo "cut off or failed: writing the report from the finished runs" | tee -a "$OUT/run.log"
-  pkill -9 -f multiprocessing.spawn; sleep 1
-  "${CMD[@]}" --report-only 2>&1 | tee -a "$OUT/run.log"
-fi
-tar czf "$OUT/results.tgz" --exclude=checkpoint.pt "$RESULTS"
+status=0
+for DATASET in $DATASETS; do
+  BUDGET=$(( $(left) - RESERVE ))
+  if [ "$BUDGET" -lt 60 ]; then echo "skip $DATASET: $(left) s left" | tee -a "$OUT/run.log"; continue; fi
+  MINUTES=$(python3 -c "print(round($BUDGET / 60, 2))")
+  echo "== $DATASET: $MINUTES min of training planned, $(left) s left" | tee -a "$OUT/run.log"
+  timeout -k 5 $(( $(left) - 10 )) python3 -m anode table1 --dataset "$DATASET" --data-dir "$DATA" --minutes "$MINUTES" \
+      --results "$RESULTS" --no-progress ${CONFIG:+--config "$CONFIG"} ${DEVICE:+--device "$DEVICE"} 2>&1 | tee -a "$OUT/run.log"
+  rc=${PIPESTATUS[0]}
+  echo "exit $rc" | tee -a "$OUT/run.log"
+  case $rc in
+    0) ;;
+    1) status=1 ;;                          # a run failed in the solver: it is evidence, keep going
+    2) exit 2 ;;                            # setup error or fingerprint mismatch: nothing to pack
+    *) status=1; echo "cut off: unfinished runs stay out of the pack" | tee -a "$OUT/run.log" ;;
+  esac
+done
+python3 -c "import sys; from anode.table1 import pack_finished; print(len(pack_finished(sys.argv[1], sys.argv[2])), 'files packed')" \
+    "$RESULTS" "$OUT/table1.tgz" | tee -a "$OUT/run.log"
 echo "done in $(( $(date +%s) - START )) s"
+exit $status

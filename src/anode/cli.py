@@ -99,6 +99,22 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_table1(args: argparse.Namespace) -> int:
+    from .table1 import pack_finished, run_table1
+
+    out = run_table1(args.dataset, results_dir=args.results, minutes=args.minutes, data_dir=args.data_dir,
+                     config=args.config, device=args.device, progress=not args.no_progress)
+    if args.pack:
+        packed = pack_finished(args.results, args.pack)
+        print(f"packed {len(packed)} files into {args.pack}")
+    print(f"report: {out['report']}")
+    failed = out["aggregate"]["runs_failed"]
+    if failed:
+        print(f"{failed} of {out['aggregate']['runs_finished']} finished runs failed in the solver (they count as evidence)")
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the `anode` command."""
     parser = argparse.ArgumentParser(prog="anode", description="Augmented Neural ODEs: experiments, figures and reproduction reports.")
@@ -144,6 +160,16 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--gif", action="store_true", help="toy: also write animated GIFs")
     rep.add_argument("--no-progress", action="store_true", help="no progress bars")
     rep.set_defaults(func=_cmd_reproduce)
+    t1 = sub.add_parser("table1", help="add the next Table 1 runs that fit a time window to an accumulating results folder")
+    t1.add_argument("--dataset", required=True, help="mnist | cifar10 | svhn (the built-in image configs)")
+    t1.add_argument("--minutes", type=float, required=True, help="training time this call may use; runs are planned to fit whole")
+    t1.add_argument("--data-dir", default=None, help="data folder (or set ANODE_DATA_DIR)")
+    t1.add_argument("--results", default="docs/results/table1", help="the accumulating folder (default: %(default)s)")
+    t1.add_argument("--config", default=None, help="a config file instead of the built-in one (e.g. a tiny stand-in)")
+    t1.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
+    t1.add_argument("--pack", default=None, help="then write a .tgz of exactly what to commit (finished runs, no checkpoints)")
+    t1.add_argument("--no-progress", action="store_true", help="no progress bars")
+    t1.set_defaults(func=_cmd_table1)
     return parser
 
 

@@ -23,7 +23,7 @@ from .experiments.schema import ConfigError
 from .history import History, read_json, write_json
 from .report import Section, machine_description, write_report
 
-__all__ = ["IMAGE_BUDGET_KEYS", "image_experiment", "loss_level_metrics", "reproduce_images"]
+__all__ = ["IMAGE_BUDGET_KEYS", "image_experiment", "judge_images", "loss_level_metrics", "reproduce_images"]
 
 IMAGE_BUDGET_KEYS = ("repeats", "epochs", "max_iterations", "batch_size", "train_subset", "test_subset")
 _DATASETS = ("mnist", "idx", "cifar10", "svhn", "tinyimagenet")
@@ -76,6 +76,21 @@ def image_experiment(dataset: str, *, budget: str, data_dir: str | None = None,
     if weight_decay is not None:
         models = [dataclasses.replace(m, weight_decay=weight_decay) for m in models]
     return dataclasses.replace(cfg, train=train, datasets=datasets, models=tuple(models)), note
+
+
+def judge_images(cfg: ExperimentConfig, exp_dir: Path, agg: dict[str, Any],
+                 claim_specs: list[Any] | None = None) -> tuple[list[Any], float | None, dict[str, Any], dict[str, Any]]:
+    """The image claims' verdicts for the runs in `exp_dir`, with the loss-level metrics they use.
+
+    Returns:
+        (claim rows, loss level, iterations to it per model, NFE there per model).
+    """
+    specs = claim_specs if claim_specs is not None else _image_claims(cfg)
+    ds = cfg.datasets[0].name
+    pair = {m.name: load_histories(exp_dir, ds, m.name, config=cfg) for m in cfg.models if m.role in ("baseline", "augmented")}
+    level, iters, nfes = loss_level_metrics(pair)
+    claims = evaluate_claims(specs, {cfg.name: cfg}, {cfg.name: _with_level_metrics(agg, ds, iters, nfes)})
+    return claims, level, iters, nfes
 
 
 def _image_claims(cfg: ExperimentConfig) -> list[Any]:
@@ -212,9 +227,7 @@ def reproduce_images(
     run_seconds = _run_wall_times(exp_dir, cfg)
     ds = cfg.datasets[0].name
     histories = {m.name: load_histories(exp_dir, ds, m.name, completed_only=True, config=cfg) for m in cfg.models}
-    pair = {m.name: load_histories(exp_dir, ds, m.name, config=cfg) for m in cfg.models if m.role in ("baseline", "augmented")}
-    level, iters, nfes = loss_level_metrics(pair)
-    claims = evaluate_claims(claim_specs, {cfg.name: cfg}, {cfg.name: _with_level_metrics(agg, ds, iters, nfes)})
+    claims, level, iters, nfes = judge_images(cfg, exp_dir, agg, claim_specs)
 
     figs = experiment_figures(exp_dir)
     acc_points = {name: (np.concatenate([h.epoch_array("eval_nfe_forward") for h in hs]),
