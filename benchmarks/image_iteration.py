@@ -6,7 +6,10 @@ rtol = atol = 1e-3, adjoint) at the config's batch size (256), on real batches i
 loader's order. Both models start from their seed-0 weights; their iterations are interleaved
 (NODE, ANODE, NODE, ...) so that machine noise hits both alike. Printed: median seconds per
 iteration, forward/backward NFE, and the ratio ANODE / NODE (the paper: at equal parameters ANODE
-is cheaper per iteration).
+is cheaper per iteration). Beside each model's step it measures the step's floor, what its function
+evaluations alone cost: nfe_f x t_f + nfe_b x t_vjp, with t_f one bare evaluation of the vector
+field on the solver's state and t_vjp one evaluation plus its vector-Jacobian product; the last
+lines print `step/floor node: x` and `step/floor anode: x` (the rest of a step is solver overhead).
 
 With `--processes K` it then runs K worker processes at once (alternately NODE and ANODE, one
 thread each), all starting their timed iterations together, and prints the throughput (iterations
@@ -73,6 +76,38 @@ def _worker(args: argparse.Namespace, model_index: int, barrier: Any, queue: Any
     queue.put({"model": name, "elapsed": time.perf_counter() - start, "times": [r["time"] for r in records]})
 
 
+def field_floor(trainer: Trainer, x: torch.Tensor, device: torch.device, repeats: int = 20) -> tuple[float, float]:
+    """Median seconds of one bare vector-field evaluation (t_f) and of one evaluation plus its VJP (t_vjp).
+
+    The state has the solver's shape: the batch augmented with the block's p zero channels.
+    """
+    block = trainer.model.odeblock
+    field = block.odefunc
+    h = block.augment(x.to(device)).detach()
+    t = torch.tensor(0.5, device=device)
+    params = [p for p in field.parameters() if p.requires_grad]
+
+    def timed(fn: Any) -> float:
+        times = []
+        for _ in range(repeats + 2):
+            _sync(device)
+            start = time.perf_counter()
+            fn()
+            _sync(device)
+            times.append(time.perf_counter() - start)
+        return statistics.median(times[2:])
+
+    with torch.no_grad():
+        t_f = timed(lambda: field(t, h))
+
+    def vjp() -> None:
+        hh = h.clone().requires_grad_(True)
+        out = field(t, hh)
+        torch.autograd.grad(out, [hh, *params], torch.ones_like(out))
+
+    return t_f, timed(vjp)
+
+
 def side_by_side(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
     """Interleaved iterations of the two models in this process."""
     setups = [_setup(args, i, device) for i in (0, 1)]
@@ -83,11 +118,16 @@ def side_by_side(args: argparse.Namespace, device: torch.device) -> dict[str, An
         for name, trainer, batches in setups:
             records[name] += _timed_steps(trainer, batches, 1, device)
     out = {}
-    for name, recs in records.items():
-        out[name] = {"s_per_iteration": statistics.median(r["time"] for r in recs),
-                     "nfe_forward": statistics.mean(r["nfe_forward"] for r in recs),
-                     "nfe_backward": statistics.mean(r["nfe_backward"] for r in recs),
-                     "loss_last": recs[-1]["loss"]}
+    for name, trainer, batches in setups:
+        recs = records[name]
+        x, _ = next(batches)
+        t_f, t_vjp = field_floor(trainer, x, device)
+        nfe_f = statistics.mean(r["nfe_forward"] for r in recs)
+        nfe_b = statistics.mean(r["nfe_backward"] for r in recs)
+        step = statistics.median(r["time"] for r in recs)
+        floor = nfe_f * t_f + nfe_b * t_vjp
+        out[name] = {"s_per_iteration": step, "nfe_forward": nfe_f, "nfe_backward": nfe_b, "loss_last": recs[-1]["loss"],
+                     "t_f": t_f, "t_vjp": t_vjp, "floor_s": floor, "step_over_floor": step / floor}
     return out
 
 
@@ -133,7 +173,8 @@ def main() -> None:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {args.threads} thread(s)"
     print(f"device: {name}; {args.iterations} timed iterations per model after {args.warmup} warm-up")
     for model, r in seq.items():
-        print(f"  {model:14s} {r['s_per_iteration'] * 1e3:8.1f} ms/it  NFE fwd {r['nfe_forward']:.1f}  bwd {r['nfe_backward']:.1f}")
+        print(f"  {model:14s} {r['s_per_iteration'] * 1e3:8.1f} ms/it  NFE fwd {r['nfe_forward']:.1f}  bwd {r['nfe_backward']:.1f}"
+              f"  t_f {r['t_f'] * 1e3:.2f} ms  t_vjp {r['t_vjp'] * 1e3:.2f} ms  floor {r['floor_s'] * 1e3:.1f} ms")
     print(f"ratio {anode_name} / {node} time per iteration: {b['s_per_iteration'] / a['s_per_iteration']:.2f}")
     result: dict[str, Any] = {"device": name, "side_by_side": seq}
     _write(args.json, result)
@@ -146,6 +187,8 @@ def main() -> None:
         print(f"{args.processes} processes at once: {times}; throughput / one at a time: "
               f"{conc['throughput_vs_one_at_a_time']:.2f}")
     _write(args.json, result)
+    for label, r in (("node", a), ("anode", b)):  # last lines: one ratio a line
+        print(f"step/floor {label}: {r['step_over_floor']:.2f}")
 
 
 def _write(path: str | None, result: dict[str, Any]) -> None:
