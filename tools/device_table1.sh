@@ -7,7 +7,7 @@
 # 1. unless EPOCHS is given, benchmarks/image_iteration.py times NODE and ANODE iterations side by side (batch 256, adjoint)
 #    and with 2 x REPEATS processes sharing the GPU;
 # 2. the number of epochs is the largest that fits what is left of LIMIT (rule below, fixed before
-#    any result was seen; at most the config's 30), with REPEATS repeats, all runs sharing the card
+#    any result was seen; at most the config's 20), with REPEATS repeats, all runs sharing the card
 #    when that raised throughput by 30% or more and fits as many epochs;
 # 3. `anode reproduce images --budget paper --repeats R --epochs E` runs under a timeout; if it is cut
 #    off, the report is written from the finished runs (--report-only) and says how many finished;
@@ -49,7 +49,7 @@ if conc.get("throughput_vs_one_at_a_time", 0) >= 1.3 and conc_epochs >= max(seq_
     epochs, jobs = conc_epochs, conc["processes"]
 else:
     epochs, jobs = seq_epochs, 1
-print(max(1, min(30, epochs)), jobs)
+print(max(1, min(20, epochs)), jobs)
 PY
 )
 fi
