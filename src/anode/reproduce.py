@@ -17,7 +17,7 @@ from .experiments.figures import save_experiment_figures
 from .experiments.runner import run_experiment
 from .experiments.schema import ConfigError
 from .history import write_json
-from .report import Section, machine_description, write_report
+from .report import Section, machine_description, runs_line, write_report
 
 __all__ = ["BUDGET_KEYS", "builtin_config", "check_budget_keys", "load_suite", "read_budget", "reproduce_toy"]
 
@@ -119,6 +119,8 @@ def reproduce_toy(
     jobs: int | None = None,
     progress: bool = True,
     gifs: bool = False,
+    fresh: bool = False,
+    retry_failed: bool = False,
     log: Callable[[str], None] | None = None,
 ) -> Path:
     """Run the toy suite (resuming finished runs), draw every figure and write the report.
@@ -131,6 +133,8 @@ def reproduce_toy(
         jobs: parallel training processes (default: the number of CPU cores).
         progress: progress bars and per-run summaries.
         gifs: also write animated GIFs of flows and feature evolution.
+        fresh: move each experiment's previous results aside before running it (see `run_experiment`).
+        retry_failed: rerun the runs recorded as failed instead of reusing them.
         log: where one-line messages go.
 
     Returns:
@@ -142,7 +146,8 @@ def reproduce_toy(
     started = time.perf_counter()
     aggregates: dict[str, Any] = {}
     for cfg in configs:
-        aggregates[cfg.name] = run_experiment(cfg, out / cfg.name, jobs=jobs, progress=progress, log=log)
+        aggregates[cfg.name] = run_experiment(cfg, out / cfg.name, jobs=jobs, progress=progress, log=log, fresh=fresh,
+                                              retry_failed=retry_failed)
         save_experiment_figures(out / cfg.name, gifs=gifs)
     elapsed = time.perf_counter() - started
     claims = toy_claims(aggregates)
@@ -163,6 +168,7 @@ def reproduce_toy(
         f"Budget: {budget}: {note}. Seeds: data from seed 0, repeat r uses seed r for weights and batch order.",
         f"Machine: {machine_description()}; {jobs} parallel run(s).",
         f"Wall time of this invocation: {elapsed / 60:.1f} min.",
+        runs_line(aggregates),
         "Verdicts are computed from the numbers below by the stated criteria (anode.claims); 'inconclusive' means the effect points the paper's way but is within two standard errors.",
     ]
     write_json(out / "summary.json", {"budget": budget, "note": note, "wall_time_s": elapsed, "jobs": jobs,

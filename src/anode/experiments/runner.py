@@ -203,6 +203,7 @@ def run_experiment(
     device: str | None = None,
     progress: bool = True,
     retry_failed: bool = False,
+    fresh: bool = False,
     log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Run (or resume) an experiment and write its aggregate.
@@ -220,6 +221,7 @@ def run_experiment(
         device: "cpu", "cuda", ...; None picks CUDA when available.
         progress: progress bars (one-line summaries of finished runs go to `log` either way).
         retry_failed: rerun runs recorded as failed.
+        fresh: move a non-empty `out_dir` aside to `<out_dir>.old-<YYYYmmdd-HHMMSS>` (logged) and start over.
         log: where one-line summaries go (default: tqdm.write; pass `lambda _: None` to silence).
 
     Returns:
@@ -232,8 +234,12 @@ def run_experiment(
         raise ValueError(f"jobs must be a positive integer, got {jobs!r}")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     out = Path(out_dir)
-    write_json(out / "experiment.json", config.to_dict())
     log = log or tqdm.write
+    if fresh:
+        moved = move_aside(out)
+        if moved is not None:
+            log(f"--fresh: moved the previous results in {out} aside to {moved}")
+    write_json(out / "experiment.json", config.to_dict())
     inner_progress = progress and jobs == 1
 
     def report(unit: RunUnit, result: dict[str, Any]) -> None:
@@ -270,6 +276,20 @@ def run_experiment(
     aggregate = aggregate_experiment(config, out)
     write_json(out / "aggregate.json", aggregate)
     return aggregate
+
+
+def move_aside(out: Path) -> Path | None:
+    """Move a non-empty `out` to a sibling `<out>.old-<YYYYmmdd-HHMMSS>[-n]`; returns where (None: nothing to move)."""
+    if not out.exists() or (out.is_dir() and not any(out.iterdir())):
+        return None
+    out = out.resolve()
+    stem = f"{out.name}.old-{time.strftime('%Y%m%d-%H%M%S')}"
+    target, n = out.with_name(stem), 1
+    while target.exists():
+        n += 1
+        target = out.with_name(f"{stem}-{n}")
+    out.rename(target)
+    return target
 
 
 def _wants_artifacts(config: ExperimentConfig) -> bool:
