@@ -141,7 +141,7 @@ def results_listing(out_dir: str | os.PathLike[str]) -> str:
         names.append("runs/")
     figures = [p for p in (out / "figures").glob("*") if p.is_file()] if (out / "figures").is_dir() else []
     if figures:
-        names.append(f"figures/ ({len(figures)} files)")
+        names.append(f"figures/ ({len(figures)} file{'s' if len(figures) != 1 else ''})")
     return f"results in {out}: " + (", ".join(names) if names else "nothing was written")
 
 
