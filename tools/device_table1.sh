@@ -60,7 +60,9 @@ CMD=(python3 -m anode reproduce images --dataset "$DATASET" --data-dir "$DATA" -
      --repeats "$REPEATS" --epochs "$EPOCHS" --jobs "$JOBS" --out "$RESULTS" --no-progress)
 RUN_FOR=$(( $(left) - 60 )); [ "$RUN_FOR" -ge 30 ] || RUN_FOR=30
 timeout -k 5 "$RUN_FOR" "${CMD[@]}" 2>&1 | tee "$OUT/run.log"
-if [ "${PIPESTATUS[0]}" -ne 0 ]; then
+STATUS=${PIPESTATUS[0]}
+# 0: done; 1: done with failed runs (the report is written and counts them); else cut off or crashed
+if [ "$STATUS" -ne 0 ] && [ "$STATUS" -ne 1 ]; then
   echo "cut off or failed: writing the report from the finished runs" | tee -a "$OUT/run.log"
   pkill -9 -f multiprocessing.spawn; sleep 1
   "${CMD[@]}" --report-only 2>&1 | tee -a "$OUT/run.log"
