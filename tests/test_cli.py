@@ -373,6 +373,22 @@ def test_reproduce_images_passes_options_and_exits_1_on_failed_runs(tmp_path, ca
     assert last.endswith(f"to retry only the failed runs: {retry}")
 
 
+def test_retry_hint_after_report_only_drops_report_only(tmp_path, capsys, monkeypatch):
+    import anode.reproduce_images as ri
+
+    def fake(out_dir, **kwargs):
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        (Path(out_dir) / "summary.json").write_text(json.dumps({"aggregate": {"groups": [{"completed": 0, "failed": 2}]}}))
+        return Path(out_dir) / "report.html"
+
+    monkeypatch.setattr(ri, "reproduce_images", fake)
+    out = tmp_path / "out"
+    assert main(["reproduce", "images", "--dataset", "mnist", "--report-only", "--out", str(out)]) == 1
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("anode: 2 of 2 runs failed")
+    assert last.endswith(f"anode reproduce images --dataset mnist --out {out} --retry-failed")
+
+
 def test_reproduce_unknown_suite(tmp_path, capsys):
     err = usage_error(capsys, ["reproduce", "imagenet", "--out", str(tmp_path)])
     assert "invalid choice: 'imagenet'" in err

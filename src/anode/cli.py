@@ -85,8 +85,9 @@ def _command_line(argv: Sequence[str]) -> str:
 
 
 def _retry_command(argv: Sequence[str]) -> str:
-    """The same command with `--retry-failed` (and without `--fresh`, which would discard the results)."""
-    args = [a for a in argv if a != "--fresh"]
+    """The same command with `--retry-failed`, without `--fresh` (it would discard the results) and
+    without `--report-only` (it trains nothing)."""
+    args = [a for a in argv if a not in ("--fresh", "--report-only")]
     return _command_line(args if "--retry-failed" in args else [*args, "--retry-failed"])
 
 

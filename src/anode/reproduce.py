@@ -164,7 +164,7 @@ def reproduce_toy(
         sections.append(section)
     cmd = f"anode reproduce toy --out {out}" + ("" if budget == "default" else f" --budget {budget}")
     summary = [
-        f"Command: `{cmd}` (finished runs are reused; delete the folder to start afresh).",
+        f"Command: `{cmd}` (finished runs are reused; `--fresh` moves them aside and starts afresh).",
         f"Budget: {budget}: {note}. Seeds: data from seed 0, repeat r uses seed r for weights and batch order.",
         f"Machine: {machine_description()}; {jobs} parallel run(s).",
         f"Wall time of this invocation: {elapsed / 60:.1f} min.",
