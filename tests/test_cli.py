@@ -117,8 +117,8 @@ def test_experiment_help_has_fresh_and_retry(capsys):
 
 
 def test_cli_choices_match_the_library():
-    import anode.cli as cli
     import anode.reproduce_images as ri
+    from anode import cli
 
     for kind, choices in (("toy", cli.TOY_BUDGETS), ("images", cli.IMAGE_BUDGETS)):
         _, _, _ = reproduce_mod.read_budget(kind, choices[0])

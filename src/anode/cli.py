@@ -141,8 +141,8 @@ def _cmd_plot(args: argparse.Namespace) -> int:
 
 
 def _cmd_reproduce_toy(args: argparse.Namespace) -> int:
-    from .reproduce import reproduce_toy
     from .report import summary_run_counts
+    from .reproduce import reproduce_toy
 
     budget = "full" if args.full else args.budget
     path = reproduce_toy(args.out, budget=budget, jobs=args.jobs, progress=not args.no_progress, gifs=args.gif,
@@ -152,8 +152,8 @@ def _cmd_reproduce_toy(args: argparse.Namespace) -> int:
 
 
 def _cmd_reproduce_images(args: argparse.Namespace) -> int:
-    from .reproduce_images import reproduce_images
     from .report import summary_run_counts
+    from .reproduce_images import reproduce_images
 
     budget = "paper" if args.full else args.budget
     path = reproduce_images(args.out, dataset=args.dataset, data_dir=args.data_dir, budget=budget, device=args.device,

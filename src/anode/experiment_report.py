@@ -108,8 +108,8 @@ def summary_lines(config: ExperimentConfig, aggregate: dict[str, Any], *, comman
         f"Budget: {budget}; training: {train.loss} loss, Adam lr {train.lr:g}, weight decay {train.weight_decay:g}.",
         "Models: " + "; ".join(f"{m.name} ({m.kind}, hidden {m.hidden_dim}, p = {m.augment_dim})" for m in config.models)
         + ". Datasets: " + ", ".join(d.name for d in config.datasets) + ".",
-        f"Solver: {config.solver.method}, rtol = {config.solver.rtol:g}, atol = {config.solver.atol:g}, "
-        f"adjoint = {config.solver.adjoint}.",
+        (f"Solver: {config.solver.method}, rtol = {config.solver.rtol:g}, atol = {config.solver.atol:g}, "
+         f"adjoint = {config.solver.adjoint}."),
         f"Machine: {machine_description(device)}.",
         f"Wall time of this invocation: {wall_time_s / 60:.1f} min.",
         runs_line({config.name: aggregate}),
