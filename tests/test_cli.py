@@ -79,12 +79,52 @@ def test_help(capsys):
     assert out.startswith("usage: anode") and all(cmd in out for cmd in ("experiment", "plot", "reproduce"))
 
 
-def test_subcommand_help(capsys):
+def help_text(capsys, argv: list[str]) -> str:
     with pytest.raises(SystemExit) as info:
-        main(["reproduce", "--help"])
+        main([*argv, "--help"])
     assert info.value.code == 0
-    out = capsys.readouterr().out
-    assert "--budget" in out and "--dataset" in out and "--sweep-p" in out
+    return " ".join(capsys.readouterr().out.split())  # argparse wraps lines: compare with single spaces
+
+
+def test_reproduce_help_names_the_two_suites(capsys):
+    out = help_text(capsys, ["reproduce"])
+    assert "{toy,images}" in out and "--budget" not in out
+
+
+def test_reproduce_toy_help_has_only_toy_options_with_defaults(capsys):
+    out = help_text(capsys, ["reproduce", "toy"])
+    for option in ("--out", "--budget {smoke,default,full}", "--full", "--jobs", "--gif", "--fresh", "--retry-failed",
+                   "--no-progress"):
+        assert option in out, option
+    assert "(default: default)" in out and "(default: the number of CPU cores)" in out
+    for image_only in ("--dataset", "--sweep-p", "--epochs", "--report-only", "--device"):
+        assert image_only not in out, image_only
+
+
+def test_reproduce_images_help_has_only_image_options_with_defaults(capsys):
+    out = help_text(capsys, ["reproduce", "images"])
+    for option in ("--dataset {mnist,idx,cifar10,svhn,tinyimagenet}", "--data-dir", "--budget {smoke,small,paper}", "--full",
+                   "--device", "--sweep-p", "--weight-decay", "--repeats", "--epochs", "--jobs", "--report-only", "--fresh",
+                   "--retry-failed", "--no-progress"):
+        assert option in out, option
+    assert "(default: small)" in out and "(default: 1)" in out
+    assert "--gif" not in out
+
+
+def test_experiment_help_has_fresh_and_retry(capsys):
+    out = help_text(capsys, ["experiment"])
+    assert "--fresh" in out and "--retry-failed" in out and "(default: 1)" in out
+
+
+def test_cli_choices_match_the_library():
+    import anode.reproduce_images as ri
+    from anode import cli
+
+    for kind, choices in (("toy", cli.TOY_BUDGETS), ("images", cli.IMAGE_BUDGETS)):
+        _, _, _ = reproduce_mod.read_budget(kind, choices[0])
+        suite = reproduce_mod.tomllib.loads(reproduce_mod.builtin_config(f"{kind}/suite").read_text())
+        assert sorted(choices) == sorted(suite["budgets"]), kind
+    assert cli.IMAGE_DATASETS == ri._DATASETS
 
 
 def test_missing_command_is_a_usage_error(capsys):
@@ -146,7 +186,13 @@ def test_experiment_then_plot_redraws_without_retraining(tmp_path, capsys, monke
     code = main(["experiment", str(cfg_path), "--out", str(out), "--no-progress", "--repeats", "1",
                  "--max-iterations", "2"])
     assert code == 0
-    assert f"results in {out}" in capsys.readouterr().out
+    printed = capsys.readouterr().out.strip().splitlines()[-1]
+    assert printed.startswith(f"results in {out}: report.html, report.md, aggregate.json, experiment.json, runs/, figures/ (")
+    md = (out / "report.md").read_text()
+    assert "No claims are declared for this experiment." in md and "| paper claim |" not in md
+    assert f"exp.toml --out {out} --no-progress --repeats 1 --max-iterations 2" in md
+    assert "Runs finished: 2, of which 0 failed." in md and "## Figures" in md and "![loss / spheres-2d](figures/loss__spheres-2d.png)" in md
+    assert "data:image/png;base64," in (out / "report.html").read_text()
     # the overrides reached the runs
     assert sorted(p.name for p in (out / "runs" / "spheres-2d" / "node").glob("seed-*")) == ["seed-0"]
     assert read_json(out / "runs" / "spheres-2d" / "node" / "seed-0" / "result.json")["iterations"] == 2
@@ -175,20 +221,83 @@ def test_plot_of_a_non_experiment_dir(tmp_path, capsys):
     assert "not an experiment directory" in capsys.readouterr().err
 
 
+def test_plot_of_an_experiment_without_results(tmp_path, capsys):
+    (tmp_path / "experiment.json").write_text(json.dumps(parse_config(TINY_G1D).to_dict()))
+    assert main(["plot", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"no figures could be drawn from {tmp_path}: it has no finished run with a history" in err
+    assert not list(tmp_path.glob("figures/*"))
+
+
+def test_experiment_with_failed_runs_writes_everything_then_exits_1(tmp_path, capsys):
+    cfg_path, out = tmp_path / "exp.toml", tmp_path / "out"
+    cfg_path.write_text(TINY_TOML + "\n[solver]\nmax_num_steps = 1\n")  # every solve exceeds one step: runs fail
+    argv = ["experiment", str(cfg_path), "--out", str(out), "--no-progress", "--repeats", "1", "--max-iterations", "2"]
+    assert main(argv) == 1
+    captured = capsys.readouterr()
+    assert f"results in {out}: report.html, report.md, aggregate.json" in captured.out
+    last = captured.err.strip().splitlines()[-1]
+    assert last.startswith("anode: 2 of 2 runs failed")
+    assert last.endswith("to retry only the failed runs: anode " + " ".join(argv) + " --retry-failed")
+    md = (out / "report.md").read_text()
+    assert "Runs finished: 2, of which 2 failed" in md
+    failed = read_json(out / "runs" / "spheres-2d" / "node" / "seed-0" / "result.json")
+    assert failed["status"] == "failed" and failed["error_type"] == "MaxStepsExceeded"
+
+    stamp = (out / "runs" / "spheres-2d" / "node" / "seed-0" / "result.json").stat().st_mtime_ns
+    time.sleep(0.01)
+    assert main([*argv, "--retry-failed"]) == 1  # retried (they fail again)
+    assert (out / "runs" / "spheres-2d" / "node" / "seed-0" / "result.json").stat().st_mtime_ns != stamp
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(" ".join(argv) + " --retry-failed")
+
+
+def test_experiment_fresh_moves_the_previous_results_aside(tmp_path, capsys):
+    cfg_path, out = tmp_path / "exp.toml", tmp_path / "out"
+    cfg_path.write_text(TINY_TOML)
+    argv = ["experiment", str(cfg_path), "--out", str(out), "--no-progress", "--repeats", "1", "--max-iterations", "1",
+            "--no-figures"]
+    assert main(argv) == 0
+    assert main([*argv, "--fresh"]) == 0
+    (old,) = tmp_path.glob("out.old-*")
+    assert (old / "runs" / "spheres-2d" / "node" / "seed-0" / "result.json").is_file()
+    assert (out / "runs" / "spheres-2d" / "node" / "seed-0" / "result.json").is_file()
+    assert "figures/" not in capsys.readouterr().out.strip().splitlines()[-1]
+    assert "## Figures" not in (out / "report.md").read_text()
+
+
 # ----------------------------------------------------------------------------- reproduce
 
 
+def usage_error(capsys, argv: list[str]) -> str:
+    """Run `anode ARGV`, expect argparse's usage error (exit 2) and return stderr."""
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    return capsys.readouterr().err
+
+
 def test_reproduce_toy_unknown_budget(tmp_path, capsys):
-    assert main(["reproduce", "toy", "--budget", "huge", "--out", str(tmp_path / "out")]) == 2
-    err = capsys.readouterr().err
-    assert "unknown budget 'huge'; valid choices: ['default', 'full', 'smoke']" in err
+    err = usage_error(capsys, ["reproduce", "toy", "--budget", "huge", "--out", str(tmp_path / "out")])
+    assert "argument --budget: invalid choice: 'huge' (choose from 'smoke', 'default', 'full')" in err
     assert not (tmp_path / "out").exists()
 
 
 def test_reproduce_toy_refuses_image_only_options(tmp_path, capsys):
-    assert main(["reproduce", "toy", "--epochs", "2", "--report-only", "--out", str(tmp_path / "out")]) == 2
-    assert "--epochs, --report-only apply to `reproduce images` only" in capsys.readouterr().err
+    err = usage_error(capsys, ["reproduce", "toy", "--epochs", "2", "--report-only", "--out", str(tmp_path / "out")])
+    assert "unrecognized arguments: --epochs 2 --report-only" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_reproduce_budget_and_full_exclude_each_other(tmp_path, capsys):
+    err = usage_error(capsys, ["reproduce", "toy", "--budget", "smoke", "--full", "--out", str(tmp_path / "out")])
+    assert "argument --full: not allowed with argument --budget" in err
+
+
+def test_out_must_not_be_a_file(tmp_path, capsys):
+    path = tmp_path / "taken"
+    path.write_text("")
+    err = usage_error(capsys, ["reproduce", "toy", "--budget", "smoke", "--out", str(path)])
+    assert f"'{path}' is a file, not a folder" in err
 
 
 def test_reproduce_images_refuses_zero_jobs(tmp_path, capsys):
@@ -207,21 +316,82 @@ def test_python_dash_m_anode_runs_the_cli():
 
 
 def test_reproduce_images_needs_a_dataset(tmp_path, capsys):
-    assert main(["reproduce", "images", "--out", str(tmp_path / "out")]) == 2
-    assert "needs --dataset" in capsys.readouterr().err
+    err = usage_error(capsys, ["reproduce", "images", "--out", str(tmp_path / "out")])
+    assert "the following arguments are required: --dataset" in err
 
 
 def test_reproduce_images_unknown_dataset_and_budget(tmp_path, capsys):
-    assert main(["reproduce", "images", "--dataset", "imagenet", "--out", str(tmp_path / "out")]) == 2
-    assert "unknown image dataset 'imagenet'; valid choices: ['mnist', 'idx'" in capsys.readouterr().err
-    assert main(["reproduce", "images", "--dataset", "mnist", "--budget", "huge", "--out", str(tmp_path / "out")]) == 2
-    assert "unknown budget 'huge'; valid choices: ['paper', 'small', 'smoke']" in capsys.readouterr().err
+    err = usage_error(capsys, ["reproduce", "images", "--dataset", "imagenet", "--out", str(tmp_path / "out")])
+    assert "argument --dataset: invalid choice: 'imagenet' (choose from 'mnist', 'idx'" in err
+    err = usage_error(capsys, ["reproduce", "images", "--dataset", "mnist", "--budget", "huge", "--out", str(tmp_path / "out")])
+    assert "argument --budget: invalid choice: 'huge' (choose from 'smoke', 'small', 'paper')" in err
+
+
+def test_reproduce_images_missing_data_is_a_setup_error(tmp_path, capsys):
+    missing = tmp_path / "no-data-here"
+    assert main(["reproduce", "images", "--dataset", "mnist", "--budget", "smoke", "--data-dir", str(missing),
+                 "--out", str(tmp_path / "out"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("anode: error:") and str(missing) in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_reproduce_images_report_only_refuses_fresh(tmp_path, capsys):
+    assert main(["reproduce", "images", "--dataset", "mnist", "--report-only", "--fresh", "--out", str(tmp_path / "out")]) == 2
+    assert "--report-only trains nothing, so --fresh and --retry-failed cannot apply" in capsys.readouterr().err
+
+
+def test_reproduce_images_passes_options_and_exits_1_on_failed_runs(tmp_path, capsys, monkeypatch):
+    """The CLI side of `reproduce images`: every option reaches the library; failed runs give exit 1."""
+    import anode.reproduce_images as ri
+
+    calls = []
+
+    def fake(out_dir, **kwargs):
+        calls.append(kwargs)
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        groups = [{"completed": 1, "failed": 1}, {"completed": 2, "failed": 0}]
+        (out / "summary.json").write_text(json.dumps({"aggregate": {"groups": groups}}))
+        (out / "report.html").write_text("<html></html>")
+        return out / "report.html"
+
+    monkeypatch.setattr(ri, "reproduce_images", fake)
+    out = tmp_path / "out"
+    argv = ["reproduce", "images", "--dataset", "cifar10", "--full", "--out", str(out), "--sweep-p", "1,2",
+            "--repeats", "3", "--epochs", "2", "--jobs", "2", "--device", "cpu", "--fresh", "--no-progress"]
+    assert main(argv) == 1
+    (kwargs,) = calls
+    assert kwargs == {"dataset": "cifar10", "data_dir": None, "budget": "paper", "device": "cpu", "progress": False,
+                      "sweep_p": (1, 2), "weight_decay": None, "repeats": 3, "epochs": 2, "jobs": 2, "train": True,
+                      "fresh": True, "retry_failed": False}
+    captured = capsys.readouterr()
+    assert f"report: {out / 'report.html'}" in captured.out
+    last = captured.err.strip().splitlines()[-1]
+    assert last.startswith("anode: 1 of 4 runs failed")
+    retry = "anode " + " ".join(a for a in argv if a != "--fresh") + " --retry-failed"
+    assert last.endswith(f"to retry only the failed runs: {retry}")
+
+
+def test_retry_hint_after_report_only_drops_report_only(tmp_path, capsys, monkeypatch):
+    import anode.reproduce_images as ri
+
+    def fake(out_dir, **kwargs):
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        (Path(out_dir) / "summary.json").write_text(json.dumps({"aggregate": {"groups": [{"completed": 0, "failed": 2}]}}))
+        return Path(out_dir) / "report.html"
+
+    monkeypatch.setattr(ri, "reproduce_images", fake)
+    out = tmp_path / "out"
+    assert main(["reproduce", "images", "--dataset", "mnist", "--report-only", "--out", str(out)]) == 1
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("anode: 2 of 2 runs failed")
+    assert last.endswith(f"anode reproduce images --dataset mnist --out {out} --retry-failed")
 
 
 def test_reproduce_unknown_suite(tmp_path, capsys):
-    with pytest.raises(SystemExit) as info:
-        main(["reproduce", "imagenet", "--out", str(tmp_path)])
-    assert info.value.code == 2 and "invalid choice" in capsys.readouterr().err
+    err = usage_error(capsys, ["reproduce", "imagenet", "--out", str(tmp_path)])
+    assert "invalid choice: 'imagenet'" in err
 
 
 def test_smoke_budget_of_the_suite():
@@ -268,8 +438,17 @@ def test_reproduce_toy_cli_fast(tmp_path, capsys, monkeypatch):
         return suite, [parse_config(TINY_G1D)], note
 
     monkeypatch.setattr(reproduce_mod, "load_suite", tiny_suite)
+    real_run, run_kwargs = reproduce_mod.run_experiment, []
+
+    def recording_run(config, out_dir, **kwargs):
+        run_kwargs.append(kwargs)
+        return real_run(config, out_dir, **kwargs)
+
+    monkeypatch.setattr(reproduce_mod, "run_experiment", recording_run)
     out = tmp_path / "out"
-    assert main(["reproduce", "toy", "--budget", "smoke", "--out", str(out), "--no-progress", "--jobs", "1"]) == 0
+    assert main(["reproduce", "toy", "--budget", "smoke", "--out", str(out), "--no-progress", "--jobs", "1",
+                 "--fresh", "--retry-failed"]) == 0
+    assert [(k["fresh"], k["retry_failed"], k["jobs"]) for k in run_kwargs] == [(True, True, 1)]
     assert f"report: {out / 'report.html'}" in capsys.readouterr().out
     summary = check_toy_report(out, "smoke")
     verdicts = [c["verdict"] for c in summary["claims"]]

@@ -29,3 +29,20 @@ def test_ci_runs_the_readme_test_command() -> None:
     install, run = (part.strip() for part in test_cmd.split("&&"))
     assert install.replace("pip install", "python -m pip install") in ci or install in ci
     assert run in ci
+
+
+TOY_TIME = "about 6–11 minutes on 2 CPU cores (682 s measured on 2026-11-27)"
+
+
+@pytest.mark.parametrize("path", ["README.md", "src/anode/configs/toy/suite.toml", "src/anode/reproduce.py"])
+def test_one_figure_for_the_toy_report_time(path: str) -> None:
+    text = (ROOT / path).read_text(encoding="utf-8")
+    assert TOY_TIME in text, f"{path} must state the toy report's time as {TOY_TIME!r}"
+    assert "about 15 minutes" not in text
+
+
+def test_no_30_epoch_image_protocol_left() -> None:
+    for path in [ROOT / "docs" / "images.md", *sorted((ROOT / "src" / "anode" / "configs" / "images").glob("*.toml"))]:
+        text = path.read_text(encoding="utf-8")
+        assert "30 epochs" not in text and "epochs = 30" not in text, path
+    assert "config_img.json" in (ROOT / "docs" / "images.md").read_text(encoding="utf-8")

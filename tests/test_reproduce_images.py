@@ -105,7 +105,7 @@ def test_small_budget():
 
 def test_paper_budget_keeps_the_config():
     cfg, _ = ri.image_experiment("cifar10", budget="paper")
-    assert (cfg.repeats, cfg.train.epochs, cfg.train.batch_size, cfg.train.max_iterations) == (5, 30, 256, None)
+    assert (cfg.repeats, cfg.train.epochs, cfg.train.batch_size, cfg.train.max_iterations) == (5, 20, 256, None)
     assert cfg.datasets[0].train_subset is None and cfg.datasets[0].test_subset is None
     assert cfg.solver.adjoint and cfg.solver.method == "dopri5"
 

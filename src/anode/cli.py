@@ -1,15 +1,44 @@
-"""Command line: `anode experiment | plot | reproduce`. Parses arguments and calls the library."""
+"""Command line: `anode experiment | plot | reproduce toy | reproduce images | config-docs`.
+
+Parses arguments and calls the library. Exit status: 0 success; 1 the command finished (results and
+report written) but some runs failed; 2 a usage or setup error (bad option, missing data, bad path,
+invalid config, unknown name), reported before any run, or `plot` on a folder with nothing to draw;
+130 interrupted.
+"""
 
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
 
-__all__ = ["main"]
+__all__ = ["IMAGE_BUDGETS", "IMAGE_DATASETS", "TOY_BUDGETS", "build_parser", "main"]
+
+# Choices of the reproduce subcommands, kept here so that `--help` needs no torch import; a test
+# checks them against the suite files and `anode.reproduce_images`.
+TOY_BUDGETS = ("smoke", "default", "full")
+IMAGE_BUDGETS = ("smoke", "small", "paper")
+IMAGE_DATASETS = ("mnist", "idx", "cifar10", "svhn", "tinyimagenet")
+
+EXIT_RUNS_FAILED = 1
+EXIT_SETUP_ERROR = 2
+
+
+class _Formatter(argparse.HelpFormatter):
+    """Help that shows each option's default, except for flags and options without one."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if "%(default)" in text or default in (None, False, argparse.SUPPRESS) or default == ():
+            return text
+        if action.option_strings and action.nargs != 0:
+            text += " (default: %(default)s)"
+        return text
 
 
 def _config_path(value: str) -> Path:
@@ -39,20 +68,54 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _out_dir(text: str) -> str:
+    """An output folder: it may not exist yet, but it must not be a file."""
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} is a file, not a folder: give a new or existing folder")
+    return text
+
+
+# ----------------------------------------------------------------------------- results of a command
+
+
+def _command_line(argv: Sequence[str]) -> str:
+    """The command as typed (re-quoted), for reports and retry hints."""
+    return shlex.join(["anode", *argv])
+
+
+def _retry_command(argv: Sequence[str]) -> str:
+    """The same command with `--retry-failed`, without `--fresh` (it would discard the results) and
+    without `--report-only` (it trains nothing)."""
+    args = [a for a in argv if a not in ("--fresh", "--report-only")]
+    return _command_line(args if "--retry-failed" in args else [*args, "--retry-failed"])
+
+
+def _exit_status(argv: Sequence[str], failed: int, finished: int) -> int:
+    """0 when no run failed; otherwise print, as the last line, how many failed and how to retry, and return 1."""
+    if not failed:
+        return 0
+    print(f"anode: {failed} of {finished} runs failed (the report and each run's result.json say why); "
+          f"results and the report were written; to retry only the failed runs: {_retry_command(argv)}", file=sys.stderr)
+    return EXIT_RUNS_FAILED
+
+
+# ----------------------------------------------------------------------------- commands
+
+
 def _cmd_experiment(args: argparse.Namespace) -> int:
-    from .experiments import load_config, run_experiment
-    from .experiments.figures import save_experiment_figures
+    from .experiment_report import results_listing, run_and_report
+    from .experiments import load_config
 
     cfg = load_config(_config_path(args.config))
     cfg = cfg.with_budget(repeats=args.repeats, epochs=args.epochs, max_iterations=args.max_iterations)
     if args.data_dir is not None:
         cfg = _with_data_dir(cfg, args.data_dir)
-    run_experiment(cfg, args.out, jobs=args.jobs, device=args.device, progress=not args.no_progress,
-                   retry_failed=args.retry_failed)
-    if not args.no_figures:
-        save_experiment_figures(args.out)
-    print(f"results in {args.out} (aggregate.json, runs/, figures/)")
-    return 0
+    outcome = run_and_report(cfg, args.out, jobs=args.jobs, device=args.device, progress=not args.no_progress,
+                             retry_failed=args.retry_failed, fresh=args.fresh, figures=not args.no_figures,
+                             command=_command_line(args.argv))
+    print(results_listing(args.out))
+    return _exit_status(args.argv, outcome.failed, outcome.finished)
 
 
 def _with_data_dir(cfg, data_dir: str):  # type: ignore[no-untyped-def]
@@ -68,34 +131,48 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     from .experiments.figures import save_experiment_figures
 
     paths = save_experiment_figures(args.run_dir, args.out, gifs=args.gif)
+    if not paths:
+        print(f"anode: error: no figures could be drawn from {args.run_dir}: it has no finished run with a history "
+              "(runs/<dataset>/<model>/seed-*/history.jsonl with at least one iteration). Run or resume it with "
+              f"`anode experiment CONFIG --out {args.run_dir}` first", file=sys.stderr)
+        return EXIT_SETUP_ERROR
     print(f"wrote {len(paths)} figures to {Path(args.out) if args.out else Path(args.run_dir) / 'figures'}")
     return 0
 
 
-def _cmd_reproduce(args: argparse.Namespace) -> int:
-    if args.suite == "toy":
-        from .reproduce import reproduce_toy
+def _cmd_reproduce_toy(args: argparse.Namespace) -> int:
+    from .report import summary_run_counts
+    from .reproduce import reproduce_toy
 
-        image_only = [flag for flag, value in (("--repeats", args.repeats), ("--epochs", args.epochs),
-                                               ("--report-only", args.report_only)) if value]
-        if image_only:
-            raise ValueError(f"{', '.join(image_only)} apply to `reproduce images` only; the toy suite's size is "
-                             "set by --budget (smoke, default, full)")
-
-        budget = "full" if args.full else (args.budget or "default")
-        path = reproduce_toy(args.out, budget=budget, jobs=args.jobs, progress=not args.no_progress, gifs=args.gif)
-    else:
-        from .reproduce_images import reproduce_images
-
-        if args.dataset is None:
-            raise ValueError("reproduce images needs --dataset (mnist, idx, cifar10, svhn or tinyimagenet)")
-        budget = "paper" if args.full else (args.budget or "small")
-        path = reproduce_images(args.out, dataset=args.dataset, data_dir=args.data_dir, budget=budget,
-                                device=args.device, progress=not args.no_progress, sweep_p=args.sweep_p,
-                                weight_decay=args.weight_decay, repeats=args.repeats, epochs=args.epochs,
-                                jobs=args.jobs if args.jobs is not None else 1,
-                                train=not args.report_only)
+    budget = "full" if args.full else args.budget
+    path = reproduce_toy(args.out, budget=budget, jobs=args.jobs, progress=not args.no_progress, gifs=args.gif,
+                         fresh=args.fresh, retry_failed=args.retry_failed)
     print(f"report: {path} (and report.md beside it)")
+    return _exit_status(args.argv, *summary_run_counts(args.out))
+
+
+def _cmd_reproduce_images(args: argparse.Namespace) -> int:
+    from .report import summary_run_counts
+    from .reproduce_images import reproduce_images
+
+    budget = "paper" if args.full else args.budget
+    path = reproduce_images(args.out, dataset=args.dataset, data_dir=args.data_dir, budget=budget, device=args.device,
+                            progress=not args.no_progress, sweep_p=args.sweep_p, weight_decay=args.weight_decay,
+                            repeats=args.repeats, epochs=args.epochs, jobs=args.jobs, train=not args.report_only,
+                            fresh=args.fresh, retry_failed=args.retry_failed)
+    print(f"report: {path} (and report.md beside it)")
+    return _exit_status(args.argv, *summary_run_counts(args.out))
+
+
+def _cmd_config_docs(args: argparse.Namespace) -> int:
+    from .docgen import config_reference
+
+    text = config_reference()
+    if args.out is None:
+        sys.stdout.write(text)
+    else:
+        Path(args.out).write_text(text, encoding="utf-8")
+        print(f"wrote {args.out}")
     return 0
 
 
@@ -115,67 +192,137 @@ def _cmd_table1(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the `anode` command."""
-    parser = argparse.ArgumentParser(prog="anode", description="Augmented Neural ODEs: experiments, figures and reproduction reports.")
-    parser.add_argument("--version", action="version", version=f"anode {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+# ----------------------------------------------------------------------------- parser
 
-    exp = sub.add_parser("experiment", help="run one experiment config (models x datasets x repeats)")
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    """--fresh, --retry-failed and --no-progress, shared by the commands that train."""
+    p.add_argument("--fresh", action="store_true",
+                   help="move existing results in --out aside to <out>.old-<time> and start over")
+    p.add_argument("--retry-failed", action="store_true", help="rerun the runs recorded as failed (others are reused)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _add_experiment(sub: argparse._SubParsersAction) -> None:
+    exp = sub.add_parser("experiment", help="run one experiment config (models x datasets x repeats) and write its report",
+                         description="Run one experiment config, draw its figures and write report.md and report.html "
+                                     "into --out. Rerunning resumes finished runs.", formatter_class=_Formatter)
     exp.add_argument("config", help="a .toml/.json file, or a built-in name such as toy/spheres or images/mnist")
-    exp.add_argument("--out", required=True, help="output directory (rerunning resumes it)")
-    exp.add_argument("--jobs", type=int, default=1, help="runs trained in parallel processes (CPU)")
+    exp.add_argument("--out", required=True, type=_out_dir, help="output folder (rerunning resumes it)")
+    exp.add_argument("--jobs", type=_positive_int, default=1, help="runs trained in parallel processes")
     exp.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
-    exp.add_argument("--repeats", type=int, default=None, help="override the number of repeats")
-    exp.add_argument("--epochs", type=int, default=None, help="override the number of epochs")
+    exp.add_argument("--repeats", type=int, default=None, help="override the config's number of repeats")
+    exp.add_argument("--epochs", type=int, default=None, help="override the config's number of epochs")
     exp.add_argument("--max-iterations", type=int, default=None, help="stop each run after this many iterations")
     exp.add_argument("--data-dir", default=None, help="where image data lives (overrides the config)")
-    exp.add_argument("--retry-failed", action="store_true", help="rerun runs recorded as failed")
-    exp.add_argument("--no-figures", action="store_true", help="do not draw figures at the end")
-    exp.add_argument("--no-progress", action="store_true", help="no progress bars")
+    exp.add_argument("--no-figures", action="store_true", help="draw no figures (the report then has none)")
+    _add_run_options(exp)
     exp.set_defaults(func=_cmd_experiment)
 
-    plot = sub.add_parser("plot", help="redraw all figures of an experiment directory from saved results")
-    plot.add_argument("run_dir", help="directory written by `anode experiment`")
-    plot.add_argument("--out", default=None, help="figure directory (default RUN_DIR/figures)")
+
+def _add_plot(sub: argparse._SubParsersAction) -> None:
+    plot = sub.add_parser("plot", help="redraw all figures of an experiment folder from saved results",
+                          formatter_class=_Formatter)
+    plot.add_argument("run_dir", help="folder written by `anode experiment`")
+    plot.add_argument("--out", default=None, help="figure folder (default: RUN_DIR/figures)")
     plot.add_argument("--gif", action="store_true", help="also write animated GIFs")
     plot.set_defaults(func=_cmd_plot)
 
-    rep = sub.add_parser("reproduce", help="run a suite of the paper's experiments and write a report")
-    rep.add_argument("suite", choices=("toy", "images"))
-    rep.add_argument("--out", required=True, help="output directory (rerunning resumes it)")
-    rep.add_argument("--budget", default=None, help="toy: default | full | smoke; images: small | paper | smoke")
-    rep.add_argument("--full", action="store_true", help="the paper's settings (same as --budget full/paper)")
-    rep.add_argument("--jobs", type=_positive_int, default=None,
-                     help="runs trained at once (toy default: CPU cores; images default: 1, on a GPU they share the card)")
-    rep.add_argument("--dataset", default=None, help="images: mnist | idx | cifar10 | svhn | tinyimagenet")
-    rep.add_argument("--data-dir", default=None, help="images: data folder (or set ANODE_DATA_DIR)")
-    rep.add_argument("--device", default=None, help="images: cpu, cuda, ... (default: cuda when available)")
-    rep.add_argument("--sweep-p", type=_int_list, default=(), help="images: extra ANODE models with these augment dims, e.g. 1,2,10")
-    rep.add_argument("--weight-decay", type=float, default=None, help="images: weight decay for every model")
-    rep.add_argument("--repeats", type=_positive_int, default=None, help="images: override the budget's repeats")
-    rep.add_argument("--epochs", type=_positive_int, default=None, help="images: override the budget's epochs")
-    rep.add_argument("--report-only", action="store_true",
-                     help="images: write the report from the runs already in --out (after a killed job); train nothing")
-    rep.add_argument("--gif", action="store_true", help="toy: also write animated GIFs")
-    rep.add_argument("--no-progress", action="store_true", help="no progress bars")
-    rep.set_defaults(func=_cmd_reproduce)
-    t1 = sub.add_parser("table1", help="add the next Table 1 runs that fit a time window to an accumulating results folder")
+
+def _add_reproduce_toy(sub: argparse._SubParsersAction) -> None:
+    toy = sub.add_parser("toy", help="the paper's low-dimensional experiments, figures and claim verdicts",
+                         description="Run the toy suite (resuming finished runs), draw every figure and write "
+                                     "OUT/report.html and OUT/report.md with a verdict per claim.",
+                         formatter_class=_Formatter)
+    toy.add_argument("--out", required=True, type=_out_dir, help="output folder (rerunning resumes it)")
+    size = toy.add_mutually_exclusive_group()
+    size.add_argument("--budget", choices=TOY_BUDGETS, default="default",
+                      help="default: reduced budget for 2 CPU cores; full: the paper's settings; smoke: seconds, for tests")
+    size.add_argument("--full", action="store_true", help="the paper's settings (same as --budget full)")
+    toy.add_argument("--jobs", type=_positive_int, default=None,
+                     help="runs trained at once in worker processes (default: the number of CPU cores)")
+    toy.add_argument("--gif", action="store_true", help="also write animated GIFs")
+    _add_run_options(toy)
+    toy.set_defaults(func=_cmd_reproduce_toy)
+
+
+def _add_reproduce_images(sub: argparse._SubParsersAction) -> None:
+    img = sub.add_parser("images", help="NODE vs ANODE on an image dataset with Table 1's parameter-matched models",
+                         description="Train NODE and ANODE on an image dataset and write OUT/report.html and "
+                                     "OUT/report.md with figures and claim verdicts (see docs/images.md).",
+                         formatter_class=_Formatter)
+    img.add_argument("--dataset", required=True, choices=IMAGE_DATASETS, help="which dataset")
+    img.add_argument("--out", required=True, type=_out_dir, help="output folder (rerunning resumes it)")
+    img.add_argument("--data-dir", default=None, help="data folder (default: $ANODE_DATA_DIR)")
+    size = img.add_mutually_exclusive_group()
+    size.add_argument("--budget", choices=IMAGE_BUDGETS, default="small",
+                      help="small: CPU budget; paper: Table 1's protocol (for a GPU); smoke: seconds, for tests")
+    size.add_argument("--full", action="store_true", help="Table 1's protocol (same as --budget paper)")
+    img.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
+    img.add_argument("--sweep-p", type=_int_list, default=(), help="extra ANODE models with these augment dims, e.g. 1,2,10")
+    img.add_argument("--weight-decay", type=float, default=None, help="weight decay for every model (default: the config's)")
+    img.add_argument("--repeats", type=_positive_int, default=None, help="override the budget's repeats")
+    img.add_argument("--epochs", type=_positive_int, default=None, help="override the budget's epochs")
+    img.add_argument("--jobs", type=_positive_int, default=1,
+                     help="runs trained at once; on a GPU they share the card")
+    img.add_argument("--report-only", action="store_true",
+                     help="write the report from the runs already in --out (after a killed job); train nothing")
+    _add_run_options(img)
+    img.set_defaults(func=_cmd_reproduce_images)
+
+
+def _add_table1(sub: argparse._SubParsersAction) -> None:
+    t1 = sub.add_parser("table1", help="add the next Table 1 runs that fit a time window to an accumulating results folder",
+                        description="Plan the missing Table 1 runs (the authors' protocol) that fit --minutes whole, "
+                                    "train them, and rewrite RESULTS/<dataset>/report.md (see docs/results/README.md).",
+                        formatter_class=_Formatter)
     t1.add_argument("--dataset", required=True, help="mnist | cifar10 | svhn (the built-in image configs)")
     t1.add_argument("--minutes", type=float, required=True, help="training time this call may use; runs are planned to fit whole")
-    t1.add_argument("--data-dir", default=None, help="data folder (or set ANODE_DATA_DIR)")
-    t1.add_argument("--results", default="docs/results/table1", help="the accumulating folder (default: %(default)s)")
+    t1.add_argument("--data-dir", default=None, help="data folder (default: $ANODE_DATA_DIR)")
+    t1.add_argument("--results", default="docs/results/table1", help="the accumulating folder")
     t1.add_argument("--config", default=None, help="a config file instead of the built-in one (e.g. a tiny stand-in)")
     t1.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
     t1.add_argument("--pack", default=None, help="then write a .tgz of exactly what to commit (finished runs, no checkpoints)")
     t1.add_argument("--no-progress", action="store_true", help="no progress bars")
     t1.set_defaults(func=_cmd_table1)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the `anode` command."""
+    parser = argparse.ArgumentParser(prog="anode", description="Augmented Neural ODEs: experiments, figures and "
+                                     "reproduction reports.\n\nExit status: 0 success; 1 some runs failed (results and "
+                                     "report still written); 2 usage or setup error, or nothing to plot; 130 interrupted.",
+                                     formatter_class=_Formatter)
+    parser.add_argument("--version", action="version", version=f"anode {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_experiment(sub)
+    _add_plot(sub)
+    rep = sub.add_parser("reproduce", help="run a suite of the paper's experiments and write a report (toy | images)",
+                         formatter_class=_Formatter)
+    suites = rep.add_subparsers(dest="suite", required=True, metavar="{toy,images}")
+    _add_reproduce_toy(suites)
+    _add_reproduce_images(suites)
+    docs = sub.add_parser("config-docs", help="print the config file reference (docs/config.md) generated from the schema",
+                          formatter_class=_Formatter)
+    docs.add_argument("--out", default=None, help="write it to this file instead of standard output")
+    docs.set_defaults(func=_cmd_config_docs)
+    _add_table1(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the `anode` console script; returns the exit status."""
+    """Entry point of the `anode` console script.
+
+    Arguments:
+        argv: the arguments (default: `sys.argv[1:]`).
+
+    Returns:
+        The exit status: 0, 1 (runs failed), 2 (usage or setup error; nothing to plot) or 130 (interrupted).
+        Usage errors found by the parser raise `SystemExit(2)` as argparse does.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv
     import matplotlib
 
     matplotlib.use("Agg")
@@ -183,9 +330,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return int(args.func(args))
-    except (ConfigError, FileNotFoundError, ValueError) as err:
+    except (ConfigError, OSError, ValueError) as err:
         print(f"anode: error: {err}", file=sys.stderr)
-        return 2
+        return EXIT_SETUP_ERROR
     except KeyboardInterrupt:
         print("anode: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130

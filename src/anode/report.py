@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import html
+import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -14,7 +15,8 @@ from .claims import HOLDS, INCONCLUSIVE, NOT_HOLD, TOO_FEW, VERDICTS, Claim
 from .environment import machine_description
 from .history import atomic_write
 
-__all__ = ["Section", "machine_description", "results_rows", "write_report"]
+__all__ = ["NO_CLAIMS", "Section", "machine_description", "results_rows", "run_counts", "runs_line", "summary_run_counts",
+           "write_report"]
 
 
 @dataclass
@@ -34,6 +36,8 @@ def _cell(stats: Mapping[str, Any] | None, digits: int = 4) -> str:
     return f"{stats['mean']:.{digits}g}"
 
 
+NO_CLAIMS = "No claims are declared for this experiment."
+
 RESULT_COLUMNS = ("experiment", "dataset", "model", "runs (ok/failed)", "params", "last-epoch loss", "mean NFE",
                   "final NFE", "NFE growth", "eval loss", "eval accuracy", "s / iteration")
 
@@ -51,6 +55,45 @@ def results_rows(aggregates: Mapping[str, Mapping[str, Any]]) -> list[list[str]]
                 _cell(g["eval_accuracy"]), _cell(g["time_per_iteration"], 2),
             ])
     return rows
+
+
+def run_counts(aggregates: Mapping[str, Mapping[str, Any]]) -> tuple[int, int]:
+    """Runs that failed and runs that finished (completed or failed), summed over every group.
+
+    Arguments:
+        aggregates: experiment name -> aggregate (as written to `aggregate.json`).
+
+    Returns:
+        (failed, finished).
+    """
+    groups = [g for agg in aggregates.values() for g in agg["groups"]]
+    failed = sum(int(g["failed"]) for g in groups)
+    return failed, failed + sum(int(g["completed"]) for g in groups)
+
+
+def summary_run_counts(out_dir: str | os.PathLike[str]) -> tuple[int, int]:
+    """(failed, finished) runs of a reproduction, read from the `summary.json` it wrote in `out_dir`.
+
+    Raises:
+        FileNotFoundError: no `summary.json` in `out_dir`.
+        ValueError: a `summary.json` with neither `aggregates` (toy) nor `aggregate` (images).
+    """
+    path = Path(out_dir) / "summary.json"
+    if not path.exists():
+        raise FileNotFoundError(f"no summary.json in {out_dir}: the reproduction did not finish writing its report")
+    summary = json.loads(path.read_text(encoding="utf-8"))
+    if "aggregates" in summary:
+        return run_counts(summary["aggregates"])
+    if "aggregate" in summary:
+        return run_counts({"images": summary["aggregate"]})
+    raise ValueError(f"{path} has neither 'aggregates' nor 'aggregate'; rerun the reproduction to rewrite it")
+
+
+def runs_line(aggregates: Mapping[str, Mapping[str, Any]]) -> str:
+    """The report's summary line on finished and failed runs."""
+    failed, finished = run_counts(aggregates)
+    line = f"Runs finished: {finished}, of which {failed} failed"
+    return line + (" (each failed run's reason is in its result.json under runs/; statistics use the completed runs)." if failed else ".")
 
 
 _BADGE = {HOLDS: "#1a7f37", NOT_HOLD: "#cf222e", INCONCLUSIVE: "#9a6700", TOO_FEW: "#8250df"}
@@ -95,7 +138,7 @@ def write_report(
         out_dir: destination; figure paths are linked relative to it in Markdown and embedded in HTML.
         title: page title.
         summary: lines describing what was run (budget, command, machine, wall time).
-        claims: the claim table's rows.
+        claims: the claim table's rows; with none, the page says `NO_CLAIMS` instead of a table.
         aggregates: experiment name -> aggregate (for the results table).
         sections: figure groups.
 
@@ -109,9 +152,10 @@ def write_report(
     counts = {v: sum(c.verdict == v for c in claims) for v in VERDICTS}
     tally = ", ".join(f"{n} {v}" for v, n in counts.items() if n)
 
-    md = [f"# {title}", "", *[f"- {line}" for line in summary], "", f"## Claims ({tally})", "",
-          _md_table(claim_header, claim_rows), "", "## Results (mean ± std over completed repeats)", "",
-          _md_table(RESULT_COLUMNS, rows), ""]
+    claims_title = f"Claims ({tally})" if claims else "Claims"
+    md = [f"# {title}", "", *[f"- {line}" for line in summary], "", f"## {claims_title}", "",
+          _md_table(claim_header, claim_rows) if claims else NO_CLAIMS, "",
+          "## Results (mean ± std over completed repeats)", "", _md_table(RESULT_COLUMNS, rows), ""]
     for sec in sections:
         md += [f"## {sec.title}", "", sec.text, ""] if sec.text else [f"## {sec.title}", ""]
         for caption, path in sec.figures:
@@ -124,8 +168,9 @@ def write_report(
 
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{_CSS}</style></head><body>",
              f"<h1>{html.escape(title)}</h1><ul>" + "".join(f"<li>{html.escape(s)}</li>" for s in summary) + "</ul>",
-             f"<h2>Claims ({html.escape(tally)})</h2>",
-             _html_table(claim_header, [(*r[:3], badge(c)) for r, c in zip(claim_rows, claims)], raw_last=True),
+             f"<h2>{html.escape(claims_title)}</h2>",
+             _html_table(claim_header, [(*r[:3], badge(c)) for r, c in zip(claim_rows, claims)], raw_last=True) if claims
+             else f"<p>{html.escape(NO_CLAIMS)}</p>",
              "<h2>Results (mean ± std over completed repeats)</h2>", _html_table(RESULT_COLUMNS, rows)]
     for sec in sections:
         parts.append(f"<h2>{html.escape(sec.title)}</h2>" + (f"<p>{html.escape(sec.text)}</p>" if sec.text else ""))

@@ -17,7 +17,7 @@ from .experiments.figures import save_experiment_figures
 from .experiments.runner import run_experiment
 from .experiments.schema import ConfigError
 from .history import write_json
-from .report import Section, machine_description, write_report
+from .report import Section, machine_description, runs_line, write_report
 
 __all__ = ["BUDGET_KEYS", "builtin_config", "check_budget_keys", "load_suite", "read_budget", "reproduce_toy"]
 
@@ -121,6 +121,8 @@ def reproduce_toy(
     jobs: int | None = None,
     progress: bool = True,
     gifs: bool = False,
+    fresh: bool = False,
+    retry_failed: bool = False,
     log: Callable[[str], None] | None = None,
 ) -> Path:
     """Run the toy suite (resuming finished runs), draw every figure and write the report.
@@ -128,10 +130,13 @@ def reproduce_toy(
     Arguments:
         out_dir: results go to `out_dir/<experiment>/`; the report to `out_dir/report.{md,html}`
             with its figures in `out_dir/figures/`.
-        budget: "default" (about 15 minutes on 2 cores), "full" (the paper's settings) or "smoke".
+        budget: "default": about 6–11 minutes on 2 CPU cores (682 s measured on 2026-11-27);
+            "full": the paper's settings; "smoke": seconds, for tests.
         jobs: parallel training processes (default: the number of CPU cores).
         progress: progress bars and per-run summaries.
         gifs: also write animated GIFs of flows and feature evolution.
+        fresh: move each experiment's previous results aside before running it (see `run_experiment`).
+        retry_failed: rerun the runs recorded as failed instead of reusing them.
         log: where one-line messages go.
 
     Returns:
@@ -146,7 +151,8 @@ def reproduce_toy(
     started = time.perf_counter()
     aggregates: dict[str, Any] = {}
     for cfg in configs:
-        aggregates[cfg.name] = run_experiment(cfg, out / cfg.name, jobs=jobs, progress=progress, log=log)
+        aggregates[cfg.name] = run_experiment(cfg, out / cfg.name, jobs=jobs, progress=progress, log=log, fresh=fresh,
+                                              retry_failed=retry_failed)
         save_experiment_figures(out / cfg.name, gifs=gifs)
     elapsed = time.perf_counter() - started
     claims = evaluate_claims(claim_specs, {cfg.name: cfg for cfg in configs}, aggregates)
@@ -163,10 +169,11 @@ def reproduce_toy(
         sections.append(section)
     cmd = f"anode reproduce toy --out {out}" + ("" if budget == "default" else f" --budget {budget}")
     summary = [
-        f"Command: `{cmd}` (finished runs are reused; delete the folder to start afresh).",
+        f"Command: `{cmd}` (finished runs are reused; `--fresh` moves them aside and starts afresh).",
         f"Budget: {budget}: {note}. Seeds: data from seed 0, repeat r uses seed r for weights and batch order.",
         f"Machine: {machine_description()}; {jobs} parallel run(s).",
         f"Wall time of this invocation: {elapsed / 60:.1f} min.",
+        runs_line(aggregates),
         f"Verdicts are computed from the numbers below (anode.claims, declared in configs/toy/claims.toml). {VERDICT_RULE}",
     ]
     write_json(out / "summary.json", {"budget": budget, "note": note, "wall_time_s": elapsed, "jobs": jobs,

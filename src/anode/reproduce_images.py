@@ -187,6 +187,8 @@ def reproduce_images(
     epochs: int | None = None,
     jobs: int = 1,
     train: bool = True,
+    fresh: bool = False,
+    retry_failed: bool = False,
 ) -> Path:
     """Train NODE and ANODE on an image dataset and write the report with figures and verdicts.
 
@@ -203,13 +205,18 @@ def reproduce_images(
             --processes K` measures it on your machine).
         train: False writes the report from the runs already finished in `out_dir` (for example
             after a job was killed) and trains nothing; missing runs are listed as such.
+        fresh: move the previous results of the experiment aside before training (see `run_experiment`).
+        retry_failed: rerun the runs recorded as failed instead of reusing them.
 
     Returns:
         The path of `report.html`.
 
     Raises:
-        ConfigError, FileNotFoundError, ValueError: unknown dataset/budget, missing or malformed data.
+        ConfigError, FileNotFoundError, ValueError: unknown dataset/budget, missing or malformed data;
+            `fresh` or `retry_failed` with `train=False` (nothing would be trained).
     """
+    if not train and (fresh or retry_failed):
+        raise ValueError("--report-only trains nothing, so --fresh and --retry-failed cannot apply: drop one of them")
     cfg, note = image_experiment(dataset, budget=budget, data_dir=data_dir, sweep_p=sweep_p, weight_decay=weight_decay,
                                  repeats=repeats, epochs=epochs)
     claim_specs = _image_claims(cfg)
@@ -219,7 +226,8 @@ def reproduce_images(
     exp_dir = out / cfg.name
     started = time.perf_counter()
     if train:
-        agg = run_experiment(cfg, exp_dir, jobs=jobs, device=device, progress=progress)
+        agg = run_experiment(cfg, exp_dir, jobs=jobs, device=device, progress=progress, fresh=fresh,
+                             retry_failed=retry_failed)
     else:
         agg = aggregate_experiment(cfg, exp_dir)
         write_json(exp_dir / "aggregate.json", agg)
