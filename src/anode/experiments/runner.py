@@ -69,6 +69,7 @@ def run_unit(unit: RunUnit) -> dict[str, Any]:
     train_cfg = TrainConfig(
         epochs=unit.epochs if unit.epochs is not None else cfg.train.epochs, lr=lr, weight_decay=weight_decay, loss=cfg.train.loss,
         max_iterations=cfg.train.max_iterations, eval_every=cfg.train.eval_every, progress=unit.progress,
+        kinetic_energy=cfg.train.kinetic_energy, jacobian_norm=cfg.train.jacobian_norm, regulariser_seed=unit.seed,
     )
     loader = data.train_loader(cfg.train.batch_size, seed=unit.seed)
     snapshots: list[dict[str, Any]] = []
