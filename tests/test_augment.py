@@ -309,3 +309,40 @@ def test_eval_times_on_the_block_is_t_with_the_trajectory() -> None:
     assert torch.equal(block(x, times), block(x, t=times, return_trajectory=True))
     with pytest.raises(ValueError, match="give the output times once"):
         block(x, times, t=times)
+
+
+# ---------------------------------------------------------------------------------------------
+# Experiment configs: augmentation by name, parameter matching for ODE models
+# ---------------------------------------------------------------------------------------------
+
+
+def test_config_builds_each_augmentation_and_matches_parameters() -> None:
+    from anode.experiments.builders import PreparedData, build_model
+    from anode.experiments.config import parse_config
+
+    cfg = parse_config({
+        "name": "aug", "datasets": [{"kind": "spheres", "name": "s2", "dim": 2}],
+        "models": [
+            {"name": "zeros", "hidden_dim": 32, "augment_dim": 2, "role": "augmented"},
+            {"name": "learned", "augment_dim": 2, "augmentation": "learned", "match_parameters": "zeros"},
+            {"name": "sonode", "augment_dim": 2, "augmentation": "second_order", "match_parameters": "zeros"},
+        ],
+    })
+    data = PreparedData((2,), 1, True, torch.zeros(4, 2), torch.zeros(4, 1))
+    models = {m.name: build_model(m, cfg, data, seed=0) for m in cfg.models}
+    assert {name: m.odeblock.augmentation for name, m in models.items()} == \
+        {"zeros": "zeros", "learned": "learned", "sonode": "second_order"}
+    counts = {name: count_parameters(m) for name, m in models.items()}
+    for name in ("learned", "sonode"):
+        assert abs(counts[name] - counts["zeros"]) <= 0.03 * counts["zeros"], counts
+    assert models["learned"].odeblock.odefunc.fc2.in_features <= 32  # never wider: it pays for its input layer
+    assert models["sonode"].odeblock.odefunc.fc2.in_features > 32  # wider: its output is d, not d + p
+
+
+def test_config_match_parameters_cycle_is_rejected() -> None:
+    from anode.experiments.config import parse_config
+    from anode.experiments.schema import ConfigError
+
+    with pytest.raises(ConfigError, match="match_parameters forms a cycle: a -> b -> a"):
+        parse_config({"name": "x", "datasets": [{"kind": "g1d", "name": "g"}],
+                      "models": [{"name": "a", "match_parameters": "b"}, {"name": "b", "match_parameters": "a"}]})

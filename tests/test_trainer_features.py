@@ -251,6 +251,13 @@ def test_first_step_option_reaches_the_solver() -> None:
                                atol=1e-3, rtol=0)
 
 
+def test_jump_t_option_runs() -> None:
+    nfe = NFE()
+    y = odesolve(lambda t, y: -y, torch.ones(2, dtype=torch.float64), torch.tensor([0.0, 1.0]),
+                 SolverConfig(rtol=1e-8, atol=1e-8, options={"jump_t": [0.5], "safety": 0.8}), nfe=nfe)
+    torch.testing.assert_close(y[-1], torch.full((2,), 0.36787944117144233, dtype=torch.float64), rtol=1e-6, atol=0)
+
+
 def test_solver_options_are_validated_and_serialised() -> None:
     cfg = SolverConfig(adjoint=True, options={"first_step": 0.1, "adjoint_options": {"norm": "seminorm"}})
     assert cfg.to_dict()["options"] == {"first_step": 0.1, "adjoint_options": {"norm": "seminorm"}}

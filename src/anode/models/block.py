@@ -75,12 +75,11 @@ def check_times(t: object, *, name: str = "t") -> torch.Tensor:
         raise TypeError(f"{name} must be a tensor or a sequence of numbers, got {t!r}") from err
     if not (times.is_floating_point() or times.dtype in (torch.int32, torch.int64)):
         raise TypeError(f"{name} must hold real numbers, got dtype {times.dtype}")
-    shown = times.tolist()
     if times.dim() != 1 or times.numel() < 2 or not bool(torch.isfinite(times).all()) \
             or not bool((times[1:] > times[:-1]).all()):
         raise ValueError(
             f"{name} must be a 1-D strictly increasing sequence of at least 2 finite times "
-            f"(t[0] is the start), got {shown}"
+            f"(t[0] is the start), got {times.tolist()}"
         )
     return t if isinstance(t, torch.Tensor) else times
 
