@@ -309,3 +309,18 @@ def test_subpackages_reachable_after_import_anode_and_lazy() -> None:
 
 def test_tensor_loader_is_reexported() -> None:
     assert anode.data.TensorLoader is TensorLoader
+
+
+def test_resume_with_scheduler_and_jacobian_noise_matches_uninterrupted_run(tmp_path: Path) -> None:
+    def run(epochs: int, out: Path, seed: int = 0) -> tuple[Trainer, list[dict]]:
+        trainer = Trainer(_model(seed=seed), _config(epochs=epochs, jacobian_norm=0.01), out_dir=out,
+                          optimizer=lambda ps: torch.optim.SGD(ps, lr=0.05),
+                          scheduler=lambda opt: torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5))
+        history = trainer.fit(_spheres().loader(batch_size=48, seed=3))
+        return trainer, [{k: v for k, v in r.items() if k != "time"} for r in history.iterations]
+
+    full_trainer, full = run(3, tmp_path / "full")
+    run(1, tmp_path / "split")
+    resumed_trainer, resumed = run(3, tmp_path / "split", seed=123)  # the checkpoint wins over the new weights
+    assert resumed == full
+    assert resumed_trainer.optimizer.param_groups[0]["lr"] == full_trainer.optimizer.param_groups[0]["lr"] == 0.05 / 8
