@@ -249,6 +249,12 @@ def test_legacy_attribute_still_augments() -> None:
     assert block.augment_dim == 3 and block.augmentation == "zeros"
     block = ODEBlock(ODEFunc(2, 4, augment_dim=3), augmentation=LearnedAugmentation((2,), 3))
     assert block.augmentation == "learned"
+    with pytest.raises(ValueError, match="augment_dim=2 contradicts the vector field's augment_dim = 3"):
+        ODEBlock(ODEFunc(2, 4, augment_dim=3), augmentation=LearnedAugmentation((2,), 2))
+    with pytest.raises(ValueError, match="augment_dim=1 contradicts the augmentation's augment_dim = 2"):
+        ODEBlock(MLPField(4), augment_dim=1, augmentation=ZeroAugmentation(2))
+    with pytest.raises(TypeError, match="augmentation must be a name from"):
+        ODEBlock(MLPField(4), augmentation=2)  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -142,6 +142,7 @@ class ODEBlock(nn.Module):
             if augment_dim is not None and augment_dim != augmentation.augment_dim:
                 raise ValueError(f"augment_dim={augment_dim} contradicts the augmentation's augment_dim = "
                                  f"{augmentation.augment_dim}: give one of them")
+            _resolve_augment_dim(odefunc, augmentation.augment_dim)  # the field's own attribute must agree
             augmenter = augmentation
         elif isinstance(augmentation, str):
             if augmentation not in AUGMENTATIONS:
