@@ -287,7 +287,7 @@ def test_runs_store_their_fingerprint(tiny_exp):
     assert fp["dataset"] == {"kind": "spheres", "dim": 2, "inner_range": [0.0, 0.5], "outer_range": [1.0, 1.5],
                              "num_points_inner": 30, "num_points_outer": 60, "holdout_angle": None}
     assert fp["train"] == {"epochs": 1, "lr": 1e-3, "weight_decay": 0.0, "loss": "huber", "max_iterations": 3,
-                           "eval_every": 1, "batch_size": 32}
+                           "eval_every": 1, "batch_size": 32, "kinetic_energy": 0.0, "jacobian_norm": 0.0}
     assert fp["run"] == {"kind": "repeat", "repeat": 1, "seed": 1} and fp["experiment"] == {"seed": 0}
     assert fp["solver"]["method"] == "dopri5"
 

@@ -1,8 +1,13 @@
 """anode: Augmented Neural ODEs (Dupont, Doucet, Teh, NeurIPS 2019), tested and reproducible."""
 
+import importlib as _importlib
+from types import ModuleType as _ModuleType
+
 from .config import METHODS as METHODS
 from .config import SolverConfig as SolverConfig
 from .history import History as History
+from .models import AUGMENTATIONS as AUGMENTATIONS
+from .models import Augmentation as Augmentation
 from .models import ConvODEFunc as ConvODEFunc
 from .models import ConvODENet as ConvODENet
 from .models import ConvResNet as ConvResNet
@@ -12,6 +17,9 @@ from .models import ODEFlow as ODEFlow
 from .models import ODENet as ODENet
 from .models import ResNet as ResNet
 from .models import count_parameters as count_parameters
+from .models import make_augmentation as make_augmentation
+from .regularisers import REGULARISERS as REGULARISERS
+from .regularisers import regularised_odesolve as regularised_odesolve
 from .rng import make_generator as make_generator
 from .rng import seeded as seeded
 from .solve import NFE as NFE
@@ -26,10 +34,28 @@ from .training import Trainer as Trainer
 from .training import evaluate as evaluate
 from .training import fit as fit
 from .training import load_checkpoint as load_checkpoint
+from .training import ode_blocks as ode_blocks
 
 __version__ = "0.1.0"
 
+#: Subpackages reachable as `anode.<name>` after `import anode`, imported on first use
+#: (so `import anode` stays fast: plotting pulls in matplotlib, experiments the data readers).
+_LAZY_SUBMODULES: tuple[str, ...] = ("data", "experiments", "plotting", "models", "regularisers", "training", "solve")
+
+
+def __getattr__(name: str) -> _ModuleType:
+    """Import a subpackage on first access, e.g. `anode.data.ConcentricSpheres`."""
+    if name in _LAZY_SUBMODULES:
+        return _importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'anode' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY_SUBMODULES))
+
+
 __all__ = [
+    "AUGMENTATIONS", "Augmentation", "REGULARISERS", "make_augmentation", "ode_blocks", "regularised_odesolve",
     "METHODS", "NFE", "ConvODEFunc", "ConvODENet", "ConvResNet", "History", "MaxStepsExceeded",
     "NonFiniteState", "ODEBlock", "ODEFlow", "ODEFunc", "ODENet", "ResNet", "SolverConfig", "SolverError",
     "StepSizeUnderflow", "TrainConfig", "Trainer", "__version__", "count_parameters", "evaluate", "fit",

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["ADAPTIVE_METHODS", "FIXED_STEP_METHODS", "METHODS", "SolverConfig"]
+__all__ = ["ADAPTIVE_METHODS", "ADAPTIVE_OPTIONS", "ADJOINT_OPTIONS", "FIXED_STEP_METHODS", "FIXED_STEP_OPTIONS",
+           "METHODS", "SolverConfig"]
 
 #: Adaptive-step methods of the torchdiffeq backend (error-controlled by rtol/atol).
 ADAPTIVE_METHODS: tuple[str, ...] = ("dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun")
@@ -22,6 +23,15 @@ FIXED_STEP_METHODS: tuple[str, ...] = (
 )
 METHODS: tuple[str, ...] = ADAPTIVE_METHODS + FIXED_STEP_METHODS
 
+#: Extra `SolverConfig.options` the torchdiffeq backend accepts for adaptive methods.
+ADAPTIVE_OPTIONS: tuple[str, ...] = ("first_step", "safety", "ifactor", "dfactor", "min_step", "max_step", "step_t", "jump_t")
+#: Extra `SolverConfig.options` for fixed-step methods.
+FIXED_STEP_OPTIONS: tuple[str, ...] = ("interp", "perturb")
+#: Options of the adjoint (backward) solve, allowed with `adjoint=True` only.
+ADJOINT_OPTIONS: tuple[str, ...] = ("adjoint_options",)
+#: Norms the adjoint solve accepts in `options["adjoint_options"]["norm"]`.
+ADJOINT_NORMS: tuple[str, ...] = ("seminorm",)
+
 
 def _check_positive(name: str, value: Any, *, allow_none: bool = False) -> None:
     if value is None and allow_none:
@@ -32,9 +42,67 @@ def _check_positive(name: str, value: Any, *, allow_none: bool = False) -> None:
         raise ValueError(f"{name} must be a finite positive number, got {value!r}")
 
 
+def _check_option(method_kind: str, name: str, value: Any, where: str) -> None:
+    """Validate one backend option (`where` names it in messages, e.g. "options['first_step']")."""
+    if name in ("first_step", "max_step"):
+        _check_positive(where, value)
+    elif name == "min_step":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            raise ValueError(f"{where} must be a finite number >= 0, got {value!r}")
+    elif name in ("safety", "dfactor"):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
+            raise ValueError(f"{where} must be a number in (0, 1], got {value!r}")
+    elif name == "ifactor":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 1:
+            raise ValueError(f"{where} must be a finite number >= 1, got {value!r}")
+    elif name in ("step_t", "jump_t"):
+        if not isinstance(value, (list, tuple)) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value
+        ):
+            raise ValueError(f"{where} must be a list of finite times, got {value!r}")
+    elif name == "interp":
+        if value not in ("linear", "cubic"):
+            raise ValueError(f"{where}: unknown interpolation {value!r}; valid choices: ['linear', 'cubic']")
+    elif name == "perturb":
+        if not isinstance(value, bool):
+            raise TypeError(f"{where} must be True or False, got {value!r}")
+
+
+def _check_options(options: Any, *, method: str, fixed: bool, adjoint: bool) -> None:
+    if not isinstance(options, dict):
+        raise TypeError(f"options must be a dict of solver options, got {type(options).__name__}")
+    kind = "fixed-step" if fixed else "adaptive"
+    own = FIXED_STEP_OPTIONS if fixed else ADAPTIVE_OPTIONS
+    for name, value in options.items():
+        if name in ("max_num_steps", "step_size", "method", "rtol", "atol"):
+            raise ValueError(f"options[{name!r}]: {name} is a SolverConfig field; pass it as SolverConfig({name}=...)")
+        if name in ADJOINT_OPTIONS:
+            if not adjoint:
+                raise ValueError(f"options[{name!r}] configures the adjoint solve: set adjoint=True or remove it")
+            if not isinstance(value, dict):
+                raise TypeError(f"options[{name!r}] must be a dict, got {type(value).__name__}")
+            for sub, sub_value in value.items():
+                where = f"options[{name!r}][{sub!r}]"
+                if sub == "norm":
+                    if sub_value not in ADJOINT_NORMS:
+                        raise ValueError(f"{where}: unknown adjoint norm {sub_value!r}; valid choices: {list(ADJOINT_NORMS)}")
+                elif sub in own:
+                    _check_option(kind, sub, sub_value, where)
+                else:
+                    raise ValueError(
+                        f"{where}: unknown adjoint option for the {kind} method {method!r}; "
+                        f"valid choices: {['norm', *own]}"
+                    )
+            continue
+        if name not in own:
+            valid = list(own) + (list(ADJOINT_OPTIONS) if adjoint else [])
+            raise ValueError(f"unknown solver option {name!r} for the {kind} method {method!r}; valid choices: {valid}")
+        _check_option(kind, name, value, f"options[{name!r}]")
+
+
 @dataclass(frozen=True)
 class SolverConfig:
-    """How an `ODEBlock` integrates its vector field over [0, 1].
+    """How an `ODEBlock` integrates its vector field over its time span (default [0, 1]).
 
     Arguments:
         method: one of `METHODS` (torchdiffeq names). Adaptive: dopri5, dopri8, bosh3,
@@ -49,11 +117,17 @@ class SolverConfig:
         step_size: step of fixed-step methods (required for them, rejected for adaptive ones).
         adjoint_rtol: tolerance of the adjoint (backward) solve; None means `rtol`.
         adjoint_atol: likewise for `atol`.
+        options: further backend options, validated against what the method accepts:
+            adaptive methods `ADAPTIVE_OPTIONS` (e.g. `{"first_step": 0.05}`), fixed-step methods
+            `FIXED_STEP_OPTIONS` (`interp`, `perturb`); with `adjoint=True` also
+            `{"adjoint_options": {...}}` for the backward solve (`{"norm": "seminorm"}` and the
+            method's own options). Forward options are inherited by the adjoint solve.
 
     Raises:
         ValueError: unknown method (the message lists the valid ones), non-positive or
             non-finite tolerance/step, fixed-step method without `step_size`, `step_size`
-            given for an adaptive method, adjoint tolerances without `adjoint=True`.
+            given for an adaptive method, adjoint tolerances without `adjoint=True`, an unknown
+            or invalid option (the message lists the valid ones).
         TypeError: a field of the wrong type.
     """
 
@@ -65,6 +139,7 @@ class SolverConfig:
     step_size: float | None = None
     adjoint_rtol: float | None = None
     adjoint_atol: float | None = None
+    options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -93,6 +168,8 @@ class SolverConfig:
             )
         if not self.adjoint and (self.adjoint_rtol is not None or self.adjoint_atol is not None):
             raise ValueError("adjoint_rtol/adjoint_atol are only used with adjoint=True: set adjoint=True or remove them")
+        _check_options(self.options, method=self.method, fixed=self.is_fixed_step, adjoint=self.adjoint)
+        object.__setattr__(self, "options", dict(self.options))  # a private copy: the config stays as validated
 
     @property
     def is_fixed_step(self) -> bool:

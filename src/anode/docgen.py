@@ -56,6 +56,10 @@ MEANINGS: dict[str, str] = {
     "TrainSpec.max_iterations": "Stop each run after this many iterations, whatever `epochs` says (omit: no limit).",
     "TrainSpec.eval_every": "Evaluate on the held-out data every this many epochs (and after the last).",
     # [solver]
+    "TrainSpec.kinetic_energy": "Weight of the kinetic-energy regulariser, the integral of |f|^2 along the solve "
+                                "(Finlay et al., 2020); 0 turns it off. It is added to the loss; the history records it.",
+    "TrainSpec.jacobian_norm": "Weight of the Jacobian Frobenius-norm regulariser (a Hutchinson estimate integrated "
+                               "along the solve, noise seeded from the run's seed); 0 turns it off.",
     "SolverConfig.method": "ODE method: adaptive dopri5, dopri8, bosh3, fehlberg2, adaptive_heun; fixed-step euler, "
                            "midpoint, heun2, heun3, rk4, explicit_adams, implicit_adams (need `step_size`).",
     "SolverConfig.rtol": "Relative tolerance of adaptive methods (the paper: 1e-3).",
@@ -67,6 +71,8 @@ MEANINGS: dict[str, str] = {
     "SolverConfig.step_size": "Step of fixed-step methods (required for them, rejected for adaptive ones).",
     "SolverConfig.adjoint_rtol": "Relative tolerance of the adjoint (backward) solve (omit: `rtol`; needs `adjoint = true`).",
     "SolverConfig.adjoint_atol": "Absolute tolerance of the adjoint solve (omit: `atol`; needs `adjoint = true`).",
+    "SolverConfig.options": "Extra solver options passed to the method, validated against what it accepts (e.g. "
+                            "`{ first_step = 0.1 }`, or `{ adjoint_options = { norm = \"seminorm\" } }` with the adjoint).",
     "SolverConfig.backend": "Which solver implementation runs the method: \"torchdiffeq\" (the reference) or "
                             "\"anode\" (own fused Runge-Kutta loop, same steps and numbers, less Python work per step).",
     # [[datasets]]
@@ -133,6 +139,9 @@ MEANINGS: dict[str, str] = {
     "ModelSpec.lr": "This model's learning rate (omit: `[train] lr`).",
     "ModelSpec.weight_decay": "This model's weight decay (omit: `[train] weight_decay`).",
     # [search]
+    "ModelSpec.augmentation": "How the p extra dimensions are made: \"zeros\" (the paper), \"learned\" (a linear "
+                              "or 1x1-conv layer of the input, Massaroli et al. 2020), \"second_order\" / "
+                              "\"second_order_learned\" (state [x, v], dx/dt = v, SONODE; p must equal the data's features).",
     "SearchSpec.space": "Candidate values per hyperparameter, e.g. `{ lr = [1e-3, 3e-3], hidden_dim = [16, 32] }`; "
                         f"searchable: {', '.join(SEARCHABLE)}.",
     "SearchSpec.mode": "\"grid\" tries every combination; \"random\" draws `num_samples` of them (seeded by `seed`).",

@@ -67,7 +67,9 @@ class History:
     `iterations`: one dict per optimiser step with `ITERATION_FIELDS` (loss, batch accuracy,
     forward and backward NFE, wall time in seconds). `epochs`: one dict per epoch with the means
     over its iterations (training loss and accuracy, NFE, time) and, when an evaluation loader was
-    given, `eval_loss`, `eval_accuracy` and `eval_nfe_forward`.
+    given, `eval_loss`, `eval_accuracy` and `eval_nfe_forward`. Models with more than one ODE
+    block add `nfe_forward_blocks`/`nfe_backward_blocks` (lists) to each iteration; regularised
+    runs add `kinetic_energy`, `jacobian_norm` and `regularisation` (iterations and epoch means).
     """
 
     iterations: list[dict[str, float]] = field(default_factory=list)

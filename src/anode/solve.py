@@ -90,7 +90,8 @@ class NFE:
     `forward` counts calls made by the latest forward solve. `backward` counts calls made by
     backward passes since that forward call: 0 when backpropagating through the solver (autograd
     replays operations without calling the vector field), positive with the adjoint method.
-    Steps are counted where the backend reports them (adaptive methods).
+    Adaptive methods report their accepted and rejected steps through the backend's callbacks;
+    fixed-step methods report the steps of their grid in `accepted_steps` (never a rejection).
     """
 
     forward: int = 0
@@ -191,6 +192,8 @@ def odesolve(
         options: dict[str, object] = {"step_size": solver.step_size}
     else:
         options = {"max_num_steps": solver.max_num_steps}
+    extra = {k: v for k, v in solver.options.items() if k != "adjoint_options"}
+    options.update({k: (torch.tensor(v, dtype=torch.float64) if k in ("step_t", "jump_t") else v) for k, v in extra.items()})
     t = t.to(device=y0.device, dtype=y0.dtype)
     counted.in_forward_solve = True
     try:
@@ -207,6 +210,7 @@ def odesolve(
                     adjoint_rtol=solver.adjoint_rtol if solver.adjoint_rtol is not None else solver.rtol,
                     adjoint_atol=solver.adjoint_atol if solver.adjoint_atol is not None else solver.atol,
                     adjoint_params=tuple(counted.parameters()),
+                    adjoint_options={**options, **solver.options.get("adjoint_options", {})},
                 )
             else:
                 out = torchdiffeq.odeint(
@@ -215,6 +219,15 @@ def odesolve(
     finally:
         counted.in_forward_solve = False
         counted.last_output = None
-    if solver.is_fixed_step and not bool(torch.isfinite(out[-1]).all()):
-        raise NonFiniteState(f"the ODE state became non-finite (NaN or inf) during the forward solve. {_ADVICE}")
+    if solver.is_fixed_step:
+        nfe.accepted_steps = _fixed_grid_steps(t, solver.step_size)
+        if not bool(torch.isfinite(out[-1]).all()):
+            raise NonFiniteState(f"the ODE state became non-finite (NaN or inf) during the forward solve. {_ADVICE}")
     return out
+
+
+def _fixed_grid_steps(t: torch.Tensor, step_size: float | None) -> int:
+    """Steps of torchdiffeq's fixed grid from t[0] to t[-1] (its `_grid_constructor_from_step_size`)."""
+    if step_size is None:  # pragma: no cover - SolverConfig requires step_size for fixed-step methods
+        return 0
+    return int(torch.ceil((t[-1] - t[0]) / step_size + 1).item()) - 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import os
@@ -12,16 +13,26 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
 from .history import History, atomic_write, write_json
+from .models.block import ODEBlock
+from .regularisers import NOISE_KINDS, REGULARISERS
 from .solve import translate_solver_errors
 
-__all__ = ["LOSSES", "RESUME_FREE_KEYS", "TrainConfig", "Trainer", "evaluate", "fit", "load_checkpoint", "resume_conflicts"]
+__all__ = ["LOSSES", "RESUME_FREE_KEYS", "SCHEDULER_INTERVALS", "TrainConfig", "Trainer", "evaluate", "fit", "load_checkpoint",
+           "ode_blocks", "resume_conflicts"]
 
 LOSSES: tuple[str, ...] = ("huber", "mse", "cross_entropy")
+#: When a learning-rate scheduler is stepped: after every epoch or after every optimiser step.
+SCHEDULER_INTERVALS: tuple[str, ...] = ("epoch", "iteration")
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+OptimizerArg = torch.optim.Optimizer | Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer] | None
+SchedulerArg = Any  # an LR scheduler instance, or a callable optimizer -> scheduler, or None
 CHECKPOINT_FORMAT = 1
 #: `TrainConfig` fields that may differ between a checkpoint and the run resuming from it: they only
 #: extend or shorten the budget (epochs, max_iterations) or are bookkeeping (checkpoint_every,
@@ -39,22 +50,33 @@ class _Batches(Protocol):
 class TrainConfig:
     """Optimisation settings (the paper's: Adam, lr 1e-3; Huber loss for the toy regressions).
 
+    The data part of training: plain values, validated, serialisable. Your own optimizer,
+    scheduler and loss function are keyword arguments of `Trainer`/`fit`, not fields here.
+
     Arguments:
         epochs: passes over the training loader.
-        lr: Adam learning rate.
-        weight_decay: Adam weight decay (L2).
-        loss: "huber" (the 2019 code's SmoothL1), "mse" or "cross_entropy".
+        lr: learning rate of the default Adam optimiser (unused when `Trainer` gets `optimizer=`).
+        weight_decay: weight decay (L2) of the default Adam (unused with `optimizer=`).
+        loss: "huber" (the 2019 code's SmoothL1), "mse" or "cross_entropy"; also picks the
+            accuracy rule (argmax for cross_entropy, sign agreement otherwise), also with `loss_fn=`.
         max_iterations: stop after this many optimiser steps in total (None: no limit).
         eval_every: evaluate on the eval loader every this many epochs (and after the last).
         checkpoint_every: with an output directory, checkpoint every this many epochs.
         progress: show tqdm progress bars.
+        kinetic_energy: weight of the kinetic-energy regulariser (integral of ||f||^2) added to
+            the loss, summed over every ODE block (Finlay et al. 2020); 0 turns it off.
+        jacobian_norm: weight of the Jacobian Frobenius-norm regulariser (Hutchinson estimate).
+        regulariser_seed: seed of the Hutchinson noise; the noise of iteration i and block j is
+            drawn from a generator seeded by (seed, i, j), so a resumed run draws the same noise.
+        jacobian_noise: "gaussian" or "rademacher" Hutchinson noise.
 
     On resume from a checkpoint, `epochs`, `max_iterations`, `checkpoint_every` and `progress`
     (`RESUME_FREE_KEYS`) may differ from the checkpoint's and the current value applies (a budget
     already spent stops the run at once); any other difference is refused (`resume_conflicts`).
 
     Raises:
-        ValueError: non-positive counts or rates, or an unknown loss (choices listed).
+        ValueError: non-positive counts or rates, negative weights, or an unknown loss or noise
+            (choices listed).
     """
 
     epochs: int = 50
@@ -65,10 +87,22 @@ class TrainConfig:
     eval_every: int = 1
     checkpoint_every: int = 1
     progress: bool = True
+    kinetic_energy: float = 0.0
+    jacobian_norm: float = 0.0
+    regulariser_seed: int = 0
+    jacobian_noise: str = "gaussian"
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
             raise ValueError(f"unknown loss {self.loss!r}; valid choices: {list(LOSSES)}")
+        if self.jacobian_noise not in NOISE_KINDS:
+            raise ValueError(f"unknown jacobian_noise {self.jacobian_noise!r}; valid choices: {list(NOISE_KINDS)}")
+        for name in REGULARISERS:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                raise ValueError(f"{name} must be a finite weight >= 0, got {value!r}")
+        if isinstance(self.regulariser_seed, bool) or not isinstance(self.regulariser_seed, int) or self.regulariser_seed < 0:
+            raise ValueError(f"regulariser_seed must be an integer >= 0, got {self.regulariser_seed!r}")
         for name in ("epochs", "eval_every", "checkpoint_every"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -83,7 +117,13 @@ class TrainConfig:
             raise ValueError(f"weight_decay must be a finite number >= 0, got {self.weight_decay!r}")
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain-data form; `TrainConfig(**d)` inverts it."""
         return asdict(self)
+
+    @property
+    def regularisers(self) -> dict[str, float]:
+        """The regularisers with a positive weight, name -> weight."""
+        return {name: float(getattr(self, name)) for name in REGULARISERS if getattr(self, name) > 0}
 
 
 def _loss_fn(name: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
@@ -102,24 +142,61 @@ def _device_of(model: nn.Module) -> torch.device:
     return param.device if param is not None else torch.device("cpu")
 
 
-def _nfe(model: nn.Module) -> tuple[int, int]:
+def ode_blocks(model: nn.Module) -> list[ODEBlock]:
+    """Every `ODEBlock` inside `model` (itself included), in `model.modules()` order."""
+    return [m for m in model.modules() if isinstance(m, ODEBlock)]
+
+
+def _nfe(model: nn.Module, blocks: list[ODEBlock] | None = None) -> tuple[int, int]:
+    """Forward/backward NFE summed over the model's ODE blocks (or its own `.nfe`, e.g. a ResNet's)."""
+    blocks = ode_blocks(model) if blocks is None else blocks
+    if blocks:
+        return sum(b.nfe.forward for b in blocks), sum(b.nfe.backward for b in blocks)
     nfe = getattr(model, "nfe", None)
     return (nfe.forward, nfe.backward) if nfe is not None else (0, 0)
 
 
+def _check_loss_fn(loss_fn: object) -> None:
+    if loss_fn is not None and not callable(loss_fn):
+        raise TypeError(f"loss_fn must be a callable (pred, target) -> scalar tensor, got {type(loss_fn).__name__}")
+
+
+def _scalar_loss(value: object) -> torch.Tensor:
+    if not isinstance(value, torch.Tensor) or value.dim() != 0:
+        shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+        raise ValueError(f"loss_fn must return a scalar tensor (e.g. a mean over the batch), got {shape}")
+    return value
+
+
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: Iterable[tuple[torch.Tensor, torch.Tensor]], *, loss: str = "huber") -> dict[str, float]:
+def evaluate(
+    model: nn.Module,
+    loader: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    *,
+    loss: str = "huber",
+    loss_fn: LossFn | None = None,
+) -> dict[str, float]:
     """Mean loss, accuracy and forward NFE of `model` over `loader`, in eval mode without gradients.
 
     Accuracy is argmax agreement for "cross_entropy" and sign agreement with the (+-1) targets
-    otherwise. The model's train/eval mode is restored afterwards.
+    otherwise. NFE is summed over every ODE block of the model. The model's train/eval mode is
+    restored afterwards.
+
+    Arguments:
+        model: the model.
+        loader: iterable of (inputs, targets).
+        loss: a name from `LOSSES`; picks the loss (unless `loss_fn`) and the accuracy rule.
+        loss_fn: your own loss `(pred, target) -> scalar` (the batch mean).
 
     Raises:
-        ValueError: unknown loss or an empty loader.
+        ValueError: unknown loss, an empty loader, or a `loss_fn` returning a non-scalar.
+        TypeError: `loss_fn` not callable.
     """
     if loss not in LOSSES:
         raise ValueError(f"unknown loss {loss!r}; valid choices: {list(LOSSES)}")
-    fn, device, was_training = _loss_fn(loss), _device_of(model), model.training
+    _check_loss_fn(loss_fn)
+    fn, device, was_training = loss_fn or _loss_fn(loss), _device_of(model), model.training
+    blocks = ode_blocks(model)
     model.eval()
     total = correct = 0
     loss_sum = nfe_sum = 0.0
@@ -128,10 +205,10 @@ def evaluate(model: nn.Module, loader: Iterable[tuple[torch.Tensor, torch.Tensor
         for x, y in loader:
             x, y = x.to(device), y.to(device)
             pred = model(x)
-            loss_sum += float(fn(pred, y)) * x.shape[0]
+            loss_sum += float(_scalar_loss(fn(pred, y))) * x.shape[0]
             correct += int(_correct(pred, y, loss))
             total += x.shape[0]
-            nfe_sum += _nfe(model)[0]
+            nfe_sum += _nfe(model, blocks)[0]
             batches += 1
     finally:
         model.train(was_training)
@@ -147,12 +224,36 @@ class Trainer:
     `summary.json` and `checkpoint.pt`; `fit` then resumes from an existing checkpoint and
     continues exactly as an uninterrupted run would (same batches, same updates).
 
+    NFE is summed over every `ODEBlock` inside the model (found with `model.modules()`, so an
+    `nn.Sequential` of blocks and layers is counted in full); a model with more than one block
+    also records the per-block counts as `nfe_forward_blocks` / `nfe_backward_blocks` (lists in
+    `model.modules()` order). With regulariser weights in the config, every block integrates
+    the regularisers, `loss` stays the data loss and the records add `kinetic_energy` /
+    `jacobian_norm` (summed over blocks) and `regularisation` (their weighted sum, which is
+    added to the loss that is minimised).
+
     Arguments:
-        model: any module mapping a batch to predictions (ODE models also expose `.nfe`).
-        config: optimisation settings.
+        model: any module mapping a batch to predictions.
+        config: optimisation settings (data only).
         out_dir: directory for history, summary and checkpoints (None: keep in memory only).
         callback: called as `callback(trainer, record)` after every iteration (e.g. to snapshot features).
         extra_state: plain data stored in checkpoints and the summary (e.g. the run's config).
+        optimizer: an optimiser instance over the model's parameters, or a factory
+            `params -> optimizer` (e.g. `lambda ps: torch.optim.SGD(ps, lr=0.1)`); None: Adam with
+            the config's `lr` and `weight_decay`.
+        scheduler: a learning-rate scheduler over this trainer's optimiser, or a factory
+            `optimizer -> scheduler`; None: constant rate. `ReduceLROnPlateau` is stepped with the
+            epoch's mean training loss.
+        scheduler_interval: "epoch" (step after every epoch) or "iteration" (after every optimiser step).
+        loss_fn: your own loss `(pred, target) -> scalar tensor`; None: the config's `loss`.
+        tensorboard_dir: also log every record to TensorBoard there (needs `pip install
+            "anode[tensorboard]"`); None: no TensorBoard.
+
+    Raises:
+        TypeError: a config that is not a `TrainConfig`, or an optimiser/scheduler/loss of the wrong kind.
+        ValueError: an unknown `scheduler_interval`, a scheduler bound to another optimiser, or
+            `ReduceLROnPlateau` stepped per iteration.
+        ImportError: `tensorboard_dir` given without the tensorboard package.
     """
 
     def __init__(
@@ -163,16 +264,30 @@ class Trainer:
         out_dir: str | os.PathLike[str] | None = None,
         callback: Callable[[Trainer, dict[str, float]], None] | None = None,
         extra_state: dict[str, Any] | None = None,
+        optimizer: OptimizerArg = None,
+        scheduler: SchedulerArg = None,
+        scheduler_interval: str = "epoch",
+        loss_fn: LossFn | None = None,
+        tensorboard_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         if not isinstance(config, TrainConfig):
             raise TypeError(f"config must be an anode.TrainConfig, got {type(config).__name__}")
+        if scheduler_interval not in SCHEDULER_INTERVALS:
+            raise ValueError(f"unknown scheduler_interval {scheduler_interval!r}; valid choices: {list(SCHEDULER_INTERVALS)}")
+        _check_loss_fn(loss_fn)
         self.model = model
         self.config = config
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.callback = callback
         self.extra_state = dict(extra_state or {})
-        self.optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-        self.loss_fn = _loss_fn(config.loss)
+        self.optimizer = _make_optimizer(model, config, optimizer)
+        self.scheduler = _make_scheduler(self.optimizer, scheduler, scheduler_interval)
+        self.scheduler_interval = scheduler_interval
+        self.loss_fn = loss_fn or _loss_fn(config.loss)
+        self.blocks = ode_blocks(model)
+        if config.regularisers and not self.blocks:
+            raise ValueError(f"regulariser weights {config.regularisers} need ODE blocks, but the model has no anode.ODEBlock")
+        self._tensorboard = _tensorboard_writer(tensorboard_dir) if tensorboard_dir is not None else None
         self.history = History()
         self._train_loader: Any = None
         self._saved_at = -1  # iteration count at the last checkpoint
@@ -188,26 +303,60 @@ class Trainer:
 
         Raises:
             SolverError: the forward or (adjoint) backward solve failed.
+            ValueError: `loss_fn` returned a non-scalar.
         """
         start = time.perf_counter()
         self.optimizer.zero_grad(set_to_none=True)
-        pred = self.model(x)
-        nfe_forward = _nfe(self.model)[0]
-        loss = self.loss_fn(pred, y)
+        weights = self.config.regularisers
+        with contextlib.ExitStack() as stack:
+            terms = [stack.enter_context(self._regularised(block, index)) for index, block in enumerate(self.blocks)] \
+                if weights else []
+            pred = self.model(x)
+        nfe_forward = _nfe(self.model, self.blocks)[0]
+        forward_blocks = [b.nfe.forward for b in self.blocks]
+        data_loss = _scalar_loss(self.loss_fn(pred, y))
+        reg_values: dict[str, torch.Tensor] = {}
+        for name in weights:
+            found = [term[name] for term in terms if name in term]
+            reg_values[name] = torch.stack(found).sum() if found else data_loss.new_zeros(())
+        regularisation = sum((w * reg_values[n] for n, w in weights.items()), data_loss.new_zeros(()))
+        loss = data_loss + regularisation if weights else data_loss
         with translate_solver_errors("backward pass (adjoint solve)"):
             loss.backward()
         self.optimizer.step()
-        loss_value = float(loss.detach())  # synchronises, so the time below is complete
+        if self.scheduler is not None and self.scheduler_interval == "iteration":
+            self.scheduler.step()
+        loss_value = float(data_loss.detach())  # synchronises, so the time below is complete
         accuracy = int(_correct(pred.detach(), y, self.config.loss)) / x.shape[0]
-        record = {
+        record: dict[str, Any] = {
             "iteration": self.iteration, "epoch": self.epoch, "loss": loss_value, "accuracy": accuracy,
-            "nfe_forward": nfe_forward, "nfe_backward": _nfe(self.model)[1], "time": time.perf_counter() - start,
+            "nfe_forward": nfe_forward, "nfe_backward": _nfe(self.model, self.blocks)[1], "time": time.perf_counter() - start,
         }
+        if len(self.blocks) > 1:
+            record["nfe_forward_blocks"] = forward_blocks
+            record["nfe_backward_blocks"] = [b.nfe.backward for b in self.blocks]
+        if weights:
+            record.update({name: float(value.detach()) for name, value in reg_values.items()})
+            record["regularisation"] = float(regularisation.detach())
         self.iteration += 1
         self.history.iterations.append(record)
+        if self._tensorboard is not None:
+            for key, value in record.items():
+                if key not in ("iteration", "epoch") and isinstance(value, (int, float)):
+                    self._tensorboard.add_scalar(f"train/{key}", value, record["iteration"])
         if self.callback is not None:
             self.callback(self, record)
         return record
+
+    def _regularised(self, block: ODEBlock, index: int) -> contextlib.AbstractContextManager[dict[str, torch.Tensor]]:
+        """The regularising context of one block for this iteration (noise seeded by (seed, iteration, block))."""
+        cfg = self.config
+        generator = None
+        if cfg.jacobian_norm > 0:
+            seed = int(np.random.SeedSequence([cfg.regulariser_seed, self.iteration, index]).generate_state(1)[0])
+            generator = torch.Generator().manual_seed(seed)
+        return block.regularised(kinetic_energy=cfg.kinetic_energy > 0, jacobian_norm=cfg.jacobian_norm > 0,
+                                 generator=generator, noise_kind=cfg.jacobian_noise)
 
     def fit(self, train_loader: _Batches, *, eval_loader: _Batches | None = None, resume: bool = True) -> History:
         """Train for `config.epochs` epochs (or `config.max_iterations` steps).
@@ -249,6 +398,8 @@ class Trainer:
             if self._saved_at != self.iteration:
                 self._save(self.out_dir, train_loader)
             write_json(self.out_dir / "summary.json", self.summary())
+        if self._tensorboard is not None:
+            self._tensorboard.flush()
         return self.history
 
     def _save(self, out_dir: Path, train_loader: Any) -> None:
@@ -264,13 +415,23 @@ class Trainer:
         if not records:
             return
         summary: dict[str, float] = {"epoch": self.epoch, "iterations": len(records)}
-        for key in ("loss", "accuracy", "nfe_forward", "nfe_backward", "time"):
-            summary[key] = sum(r[key] for r in records) / len(records)
+        for key in ("loss", "accuracy", "nfe_forward", "nfe_backward", "time", *REGULARISERS, "regularisation"):
+            if key in records[0]:
+                summary[key] = sum(r[key] for r in records) / len(records)
         self.epoch += 1
         last = self.epoch >= self.config.epochs or self._budget_spent()
         if eval_loader is not None and (self.epoch % self.config.eval_every == 0 or last):
-            metrics = evaluate(self.model, eval_loader, loss=self.config.loss)
+            metrics = evaluate(self.model, eval_loader, loss=self.config.loss, loss_fn=self.loss_fn)
             summary.update({f"eval_{k}": v for k, v in metrics.items()})
+        if self.scheduler is not None and self.scheduler_interval == "epoch":
+            if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                self.scheduler.step(summary["loss"])
+            else:
+                self.scheduler.step()
+        if self._tensorboard is not None:
+            for key, value in summary.items():
+                if key not in ("epoch", "iterations"):
+                    self._tensorboard.add_scalar(f"epoch/{key}", value, self.epoch)
         self.history.epochs.append(summary)
         if self.out_dir is not None and (self.epoch % self.config.checkpoint_every == 0 or last):
             self._save(self.out_dir, self._train_loader)
@@ -301,6 +462,7 @@ class Trainer:
             "epoch": self.epoch, "iteration": self.iteration,
             "iterations": self.history.iterations, "epochs": self.history.epochs,
             "loader": train_loader.state_dict() if hasattr(train_loader, "state_dict") else None,
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
         }
         buffer = io.BytesIO()
         torch.save(state, buffer)
@@ -332,6 +494,8 @@ class Trainer:
             )
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None and state.get("scheduler") is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
         self.epoch, self.iteration = state["epoch"], state["iteration"]
         self.history = History(iterations=list(state["iterations"]), epochs=list(state["epochs"]))
         if state.get("loader") is not None and hasattr(train_loader, "load_state_dict"):
@@ -380,6 +544,68 @@ def fit(
     eval_loader: _Batches | None = None,
     out_dir: str | os.PathLike[str] | None = None,
     callback: Callable[[Trainer, dict[str, float]], None] | None = None,
+    optimizer: OptimizerArg = None,
+    scheduler: SchedulerArg = None,
+    scheduler_interval: str = "epoch",
+    loss_fn: LossFn | None = None,
+    tensorboard_dir: str | os.PathLike[str] | None = None,
 ) -> History:
-    """Functional form of `Trainer(model, config, out_dir=..., callback=...).fit(train_loader, eval_loader=...)`."""
-    return Trainer(model, config, out_dir=out_dir, callback=callback).fit(train_loader, eval_loader=eval_loader)
+    """Functional form of `Trainer(model, config, ...).fit(train_loader, eval_loader=...)` (same keyword arguments).
+
+    Returns:
+        The history.
+
+    Raises:
+        As `Trainer` and `Trainer.fit`.
+    """
+    trainer = Trainer(model, config, out_dir=out_dir, callback=callback, optimizer=optimizer, scheduler=scheduler,
+                      scheduler_interval=scheduler_interval, loss_fn=loss_fn, tensorboard_dir=tensorboard_dir)
+    return trainer.fit(train_loader, eval_loader=eval_loader)
+
+
+def _make_optimizer(model: nn.Module, config: TrainConfig, optimizer: OptimizerArg) -> torch.optim.Optimizer:
+    if optimizer is None:
+        return torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    if isinstance(optimizer, torch.optim.Optimizer):
+        made = optimizer
+    elif callable(optimizer):
+        made = optimizer(model.parameters())
+        if not isinstance(made, torch.optim.Optimizer):
+            raise TypeError(f"the optimizer factory must return a torch.optim.Optimizer, got {type(made).__name__}")
+    else:
+        raise TypeError(f"optimizer must be a torch.optim.Optimizer or a callable params -> optimizer, "
+                        f"got {type(optimizer).__name__}")
+    owned = {id(p) for p in model.parameters()}
+    stray = [p for group in made.param_groups for p in group["params"] if id(p) not in owned]
+    if stray:
+        raise ValueError(f"the optimizer holds {len(stray)} parameter(s) that are not the model's: "
+                         "build it from model.parameters()")
+    return made
+
+
+def _make_scheduler(optimizer: torch.optim.Optimizer, scheduler: SchedulerArg, interval: str) -> Any:
+    if scheduler is None:
+        return None
+    kinds = (torch.optim.lr_scheduler.LRScheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
+    made = scheduler if isinstance(scheduler, kinds) else scheduler(optimizer) if callable(scheduler) else None
+    if not isinstance(made, kinds):
+        raise TypeError(f"scheduler must be an LR scheduler or a callable optimizer -> scheduler, got "
+                        f"{type(scheduler).__name__ if made is None else 'a factory returning ' + type(made).__name__}")
+    if made.optimizer is not optimizer:
+        raise ValueError("the scheduler drives another optimizer: build it on trainer's optimizer "
+                         "(pass a factory such as lambda opt: StepLR(opt, 10), or the instance given as optimizer=)")
+    if isinstance(made, torch.optim.lr_scheduler.ReduceLROnPlateau) and interval != "epoch":
+        raise ValueError("ReduceLROnPlateau is stepped with the epoch's mean loss: use scheduler_interval='epoch'")
+    return made
+
+
+def _tensorboard_writer(log_dir: str | os.PathLike[str]) -> Any:
+    """A TensorBoard `SummaryWriter`, imported here so that tensorboard stays optional."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError as err:
+        raise ImportError(
+            "TensorBoard logging needs the tensorboard package: pip install \"anode[tensorboard]\" "
+            "(or pip install tensorboard), or leave tensorboard_dir out"
+        ) from err
+    return SummaryWriter(log_dir=str(log_dir))

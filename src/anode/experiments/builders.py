@@ -104,7 +104,7 @@ def build_model(spec: ModelSpec, cfg: ExperimentConfig, data: PreparedData, *, s
 
 
 def _instantiate(spec: ModelSpec, cfg: ExperimentConfig, data: PreparedData, width: int) -> nn.Module:
-    common = {"augment_dim": spec.augment_dim, "time_dependent": spec.time_dependent,
+    common = {"augment_dim": spec.augment_dim, "augmentation": spec.augmentation, "time_dependent": spec.time_dependent,
               "non_linearity": spec.non_linearity, "solver": cfg.solver}
     if spec.kind == "odenet":
         return ODENet(data.data_shape[0], width, output_dim=data.output_dim, **common)
@@ -120,7 +120,11 @@ def _instantiate(spec: ModelSpec, cfg: ExperimentConfig, data: PreparedData, wid
 
 
 def _matched_width(spec: ModelSpec, cfg: ExperimentConfig, data: PreparedData) -> int:
-    """`spec.hidden_dim`, or the width whose parameter count is closest to the model named in `match_parameters`."""
+    """`spec.hidden_dim`, or the width whose parameter count is closest to the model named in `match_parameters`.
+
+    Works for every kind (the parameter count grows with the width), e.g. an ANODE with
+    "learned" augmentation matched to a "zeros" ANODE or a NODE.
+    """
     if spec.match_parameters is None:
         return spec.hidden_dim
     target_spec = cfg.model(spec.match_parameters)

@@ -13,6 +13,7 @@ from typing import Any
 
 from ..config import SolverConfig
 from ..data.images import DATASET_NAMES, NORMALIZATIONS
+from ..models.augment import AUGMENTATIONS
 from ..models.fields import NON_LINEARITIES
 from ..training import LOSSES
 from .schema import ConfigError, build
@@ -146,8 +147,12 @@ class ModelSpec:
 
     `kind`: "odenet" (NODE/ANODE with a linear readout), "flow" (the ODE flow alone: prediction =
     the first d coordinates of h(1); needs targets of the data's dimension d), "resnet", "convodenet", "convresnet". `hidden_dim` is the MLP width
-    or the number of conv filters. `match_parameters` (resnets) names another model whose parameter
-    count the width is chosen to match. `lr`/`weight_decay` override the experiment's training values.
+    or the number of conv filters. `match_parameters` names another model whose parameter count
+    this model's width (`hidden_dim`, ignored then) is chosen to match, for any kind (e.g. a
+    "learned" ANODE matched to a "zeros" one). `lr`/`weight_decay` override the experiment's training values.
+    `augmentation` (ODE kinds) is how h(0) is built from x: "zeros" (the paper), "learned",
+    "second_order" or "second_order_learned" (these two need augment_dim = the data's dimension or
+    channels); see `anode.models.augment`.
     `role` is what the model stands for in claims: "baseline" (a NODE, p = 0), "augmented" (an
     ANODE, p > 0), "reference" (a non-ODE model such as a ResNet) or "variant" (not tested by
     claims); claims find models by role, never by name.
@@ -164,16 +169,26 @@ class ModelSpec:
     match_parameters: str | None = None
     lr: float | None = None
     weight_decay: float | None = None
+    augmentation: str = "zeros"
 
     def __post_init__(self) -> None:
         if self.kind not in MODEL_KINDS:
             raise ValueError(f"unknown model kind {self.kind!r}; valid choices: {list(MODEL_KINDS)}")
+        if self.augmentation not in AUGMENTATIONS:
+            raise ValueError(f"model {self.name!r}: unknown augmentation {self.augmentation!r}; "
+                             f"valid choices: {list(AUGMENTATIONS)}")
+        if self.augmentation != "zeros" and self.kind not in ODE_KINDS:
+            raise ValueError(f"model {self.name!r}: augmentation {self.augmentation!r} needs an ODE kind "
+                             f"{list(ODE_KINDS)}, got kind {self.kind!r}")
+        if self.augmentation != "zeros" and self.augment_dim < 1:
+            raise ValueError(f"model {self.name!r}: augmentation {self.augmentation!r} needs augment_dim >= 1, "
+                             f"got {self.augment_dim}")
         if self.role is not None:
             _check_role(self.name, self.role, self.kind, self.augment_dim)
         if self.non_linearity not in NON_LINEARITIES:
             raise ValueError(f"unknown non_linearity {self.non_linearity!r}; valid choices: {sorted(NON_LINEARITIES)}")
-        if self.match_parameters is not None and self.kind not in ("resnet",):
-            raise ValueError("match_parameters is only supported for kind = 'resnet'")
+        if self.match_parameters is not None and self.match_parameters == self.name:
+            raise ValueError(f"model {self.name!r}: match_parameters names the model itself")
         for name in ("hidden_dim", "num_layers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -186,7 +201,8 @@ class ModelSpec:
 
 @dataclass(frozen=True)
 class TrainSpec:
-    """Training settings shared by the models (the paper's defaults)."""
+    """Training settings shared by the models (the paper's defaults); `kinetic_energy` and
+    `jacobian_norm` are the regulariser weights of `anode.TrainConfig` (0: off)."""
 
     epochs: int = 50
     lr: float = 1e-3
@@ -195,10 +211,15 @@ class TrainSpec:
     loss: str = "huber"
     max_iterations: int | None = None
     eval_every: int = 1
+    kinetic_energy: float = 0.0
+    jacobian_norm: float = 0.0
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
             raise ValueError(f"unknown loss {self.loss!r}; valid choices: {list(LOSSES)}")
+        for name in ("kinetic_energy", "jacobian_norm"):
+            if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
+                raise ValueError(f"{name} must be a finite weight >= 0, got {getattr(self, name)!r}")
         for name in ("epochs", "batch_size", "eval_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -293,6 +314,12 @@ class ExperimentConfig:
         for m in self.models:
             if m.match_parameters is not None and m.match_parameters not in names:
                 raise ValueError(f"model {m.name!r}: match_parameters {m.match_parameters!r} is not a model of this experiment {sorted(names)}")
+        for m in self.models:  # chains of matches must end at a model with its own width
+            chain = [m.name]
+            while (target := self.model(chain[-1]).match_parameters) is not None:
+                if target in chain:
+                    raise ValueError(f"match_parameters forms a cycle: {' -> '.join([*chain, target])}")
+                chain.append(target)
         if self.search is not None and "augment_dim" in self.search.space:
             for m in self.models:  # a searched p must not turn a declared NODE into an ANODE or back
                 for p in self.search.space["augment_dim"]:

@@ -32,6 +32,8 @@ MODEL_DISPLAY_KEYS: frozenset[str] = frozenset({"name", "role", "description"})
 DATASET_DISPLAY_KEYS: frozenset[str] = frozenset({"name", "role", "description", "data_dir"})
 #: Training fields that are bookkeeping only (when checkpoints are written, progress bars).
 TRAIN_BOOKKEEPING_KEYS: frozenset[str] = frozenset({"checkpoint_every", "progress"})
+#: Training fields that matter only when a regulariser weight is non-zero.
+REGULARISER_ONLY_KEYS: frozenset[str] = frozenset({"regulariser_seed", "jacobian_noise"})
 
 
 class FingerprintMismatch(ConfigError):
@@ -91,6 +93,9 @@ def run_fingerprint(
         so is the number of repeats (adding repeats does not change the existing ones).
     """
     train_part = {k: v for k, v in train.to_dict().items() if k not in TRAIN_BOOKKEEPING_KEYS}
+    if not train_part.get("kinetic_energy") and not train_part.get("jacobian_norm"):
+        for key in REGULARISER_ONLY_KEYS:  # they change nothing while no regulariser is on
+            train_part.pop(key, None)
     train_part["batch_size"] = config.train.batch_size
     run: dict[str, Any] = {"seed": seed}
     if candidate is None:

@@ -1,14 +1,25 @@
-"""ODEBlock: augment the input with zeros and integrate the vector field over [0, 1]."""
+"""ODEBlock: augment the input, integrate the vector field over a time span, count NFE."""
 
 from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
 
 import torch
 from torch import nn
 
 from ..config import SolverConfig
+from ..regularisers import NOISE_KINDS, regularised_odesolve
 from ..solve import NFE, odesolve
+from .augment import AUGMENTATIONS, Augmentation, make_augmentation
+from .fields import _check_int
 
-__all__ = ["ODEBlock", "check_input"]
+__all__ = ["DEFAULT_T", "ODEBlock", "check_input", "check_times"]
+
+#: The default output times: integrate over [0, 1] and return h(1).
+DEFAULT_T: tuple[float, float] = (0.0, 1.0)
+
+Times = torch.Tensor | Sequence[float]
 
 
 def check_input(x: object, data_shape: tuple[int, ...], reference: torch.Tensor | None) -> torch.Tensor:
@@ -44,22 +55,81 @@ def check_input(x: object, data_shape: tuple[int, ...], reference: torch.Tensor 
     return x
 
 
-class ODEBlock(nn.Module):
-    """Solve dh/dt = f(h, t) on [0, 1] from h(0) = [x, 0] (p zero features or channels).
+def check_times(t: object, *, name: str = "t") -> torch.Tensor:
+    """Validate output times: a 1-D strictly increasing sequence of at least 2 finite numbers.
 
-    The number of augmented dimensions p and the expected sample shape are read from the
-    vector field's `augment_dim` and `data_shape` attributes (as on `ODEFunc`/`ConvODEFunc`;
-    a custom vector field without them is treated as p = 0 and is not shape-checked).
+    Arguments:
+        t: a tensor or a sequence of numbers.
+        name: the argument's name, used in messages.
+
+    Returns:
+        `t` as a tensor (its own dtype; cast later to the state's).
+
+    Raises:
+        TypeError: not a tensor or a sequence of numbers.
+        ValueError: not 1-D, fewer than 2 times, non-finite, or not strictly increasing (the value is named).
+    """
+    try:
+        times = t.detach() if isinstance(t, torch.Tensor) else torch.as_tensor(t, dtype=torch.float64)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise TypeError(f"{name} must be a tensor or a sequence of numbers, got {t!r}") from err
+    if not (times.is_floating_point() or times.dtype in (torch.int32, torch.int64)):
+        raise TypeError(f"{name} must hold real numbers, got dtype {times.dtype}")
+    if times.dim() != 1 or times.numel() < 2 or not bool(torch.isfinite(times).all()) \
+            or not bool((times[1:] > times[:-1]).all()):
+        raise ValueError(
+            f"{name} must be a 1-D strictly increasing sequence of at least 2 finite times "
+            f"(t[0] is the start), got {times.tolist()}"
+        )
+    return t if isinstance(t, torch.Tensor) else times
+
+
+class ODEBlock(nn.Module):
+    """Solve dh/dt = f(h, t) from h(t[0]) = augment(x) and return h at the output times `t`.
+
+    **Augmentation** is chosen explicitly: `augment_dim=p` and `augmentation=` one of
+    `AUGMENTATIONS` ("zeros": the paper's [x, 0]; "learned": [x, g(x)]; "second_order" and
+    "second_order_learned": [x, v] with dx/dt = v, dv/dt = f) or an `Augmentation` instance.
+    The vector field then acts on d + p features (or C + p channels). For backward compatibility
+    a field's `augment_dim` attribute (as on `ODEFunc`/`ConvODEFunc`) is used when `augment_dim`
+    is not given; both given and different is an error.
+
+    **Times**: `t` is any 1-D strictly increasing sequence (default `DEFAULT_T` = [0, 1]); the
+    solve starts at `t[0]` from h(t[0]) = augment(x), so `t=[0.5, 1]` integrates over [0.5, 1]
+    and `t=[0, 2]` over [0, 2]. The block returns h(t[-1]) unless `return_trajectory=True`, which
+    returns the states at every time in `t`, shape `[len(t), batch, ...]` (one rule, whatever
+    `len(t)`). The legacy `eval_times=` means `t=eval_times, return_trajectory=True`.
+
+    **Regularisers**: inside `with block.regularised(kinetic_energy=True, ...)`, each forward call
+    also integrates the chosen regularisers (see `anode.regularisers`) and adds their batch means
+    to `block.regularisation`.
 
     Arguments:
         odefunc: the vector field, a module called as `odefunc(t, h)`.
-        solver: method, tolerances and gradient mode.
+        solver: method, tolerances, gradient mode and extra backend options.
+        augment_dim: p, the number of augmented dimensions (None: the field's `augment_dim`
+            attribute, or 0).
+        augmentation: a name from `AUGMENTATIONS` or an `Augmentation` module.
+        data_shape: the shape of one input sample, (d,) or (C, H, W), used to check inputs and
+            to build learned/second-order augmentations (None: the field's `data_shape`
+            attribute, or unchecked).
 
     Raises:
-        TypeError: `odefunc` is not an `nn.Module` or `solver` not a `SolverConfig`.
+        TypeError: `odefunc` is not an `nn.Module`, `solver` not a `SolverConfig`, or
+            `augmentation` neither a name nor an `Augmentation`.
+        ValueError: an unknown augmentation name (choices listed), `augment_dim` < 0, or
+            arguments that contradict the field's own `augment_dim`/`data_shape`.
     """
 
-    def __init__(self, odefunc: nn.Module, *, solver: SolverConfig = SolverConfig()) -> None:
+    def __init__(
+        self,
+        odefunc: nn.Module,
+        *,
+        solver: SolverConfig = SolverConfig(),
+        augment_dim: int | None = None,
+        augmentation: str | Augmentation = "zeros",
+        data_shape: tuple[int, ...] | None = None,
+    ) -> None:
         super().__init__()
         if not isinstance(odefunc, nn.Module):
             raise TypeError(f"odefunc must be an nn.Module, got {type(odefunc).__name__}")
@@ -67,51 +137,153 @@ class ODEBlock(nn.Module):
             raise TypeError(f"solver must be an anode.SolverConfig, got {type(solver).__name__}")
         self.odefunc = odefunc
         self.solver = solver
-        self.augment_dim: int = int(getattr(odefunc, "augment_dim", 0))
-        self.data_shape: tuple[int, ...] | None = getattr(odefunc, "data_shape", None)
+        self.data_shape: tuple[int, ...] | None = _resolve_data_shape(odefunc, data_shape)
+        if isinstance(augmentation, Augmentation):
+            if augment_dim is not None and augment_dim != augmentation.augment_dim:
+                raise ValueError(f"augment_dim={augment_dim} contradicts the augmentation's augment_dim = "
+                                 f"{augmentation.augment_dim}: give one of them")
+            _resolve_augment_dim(odefunc, augmentation.augment_dim)  # the field's own attribute must agree
+            augmenter = augmentation
+        elif isinstance(augmentation, str):
+            if augmentation not in AUGMENTATIONS:
+                raise ValueError(f"unknown augmentation {augmentation!r}; valid choices: {list(AUGMENTATIONS)}")
+            augmenter = make_augmentation(augmentation, augment_dim=_resolve_augment_dim(odefunc, augment_dim),
+                                          data_shape=self.data_shape)
+        else:
+            raise TypeError(f"augmentation must be a name from {list(AUGMENTATIONS)} or an anode Augmentation, "
+                            f"got {type(augmentation).__name__}")
+        self.augmenter = augmenter
+        self.augment_dim: int = augmenter.augment_dim
         self.nfe = NFE()
+        self._regularise: dict[str, object] | None = None
+        self.regularisation: dict[str, torch.Tensor] = {}
+
+    @property
+    def augmentation(self) -> str:
+        """The augmentation strategy's name."""
+        return self.augmenter.name
 
     def augment(self, x: torch.Tensor) -> torch.Tensor:
-        """Return h(0) = [x, 0]: `augment_dim` zero features (vectors) or channels (images)."""
-        if self.augment_dim == 0:
-            return x
-        zeros = x.new_zeros((x.shape[0], self.augment_dim, *x.shape[2:]))
-        return torch.cat([x, zeros], 1)
+        """Return h(0) = augment(x), e.g. [x, 0] with `augment_dim` zero features (vectors) or channels (images)."""
+        return self.augmenter(x)
 
-    def forward(self, x: torch.Tensor, eval_times: torch.Tensor | None = None) -> torch.Tensor:
-        """Integrate from the augmented input.
+    @contextlib.contextmanager
+    def regularised(
+        self,
+        *,
+        kinetic_energy: bool = False,
+        jacobian_norm: bool = False,
+        generator: torch.Generator | None = None,
+        noise_kind: str = "gaussian",
+    ) -> Iterator[dict[str, torch.Tensor]]:
+        """Integrate regularisers along every forward solve inside the `with` block.
+
+        `block.regularisation` (also yielded) is reset on entry and maps each chosen regulariser
+        to the sum, over the forward calls in the block, of its batch-mean integral (a scalar
+        tensor that gradients flow through).
+
+        Arguments:
+            kinetic_energy: integrate ||f||^2.
+            jacobian_norm: integrate the Hutchinson estimate of ||df/dh||_F^2.
+            generator: draws the Hutchinson noise, once per forward call (required with `jacobian_norm`).
+            noise_kind: "gaussian" or "rademacher".
+
+        Raises:
+            ValueError: no regulariser chosen, `jacobian_norm` without `generator`, or an unknown `noise_kind`.
+        """
+        if not (kinetic_energy or jacobian_norm):
+            raise ValueError("regularised() needs kinetic_energy=True and/or jacobian_norm=True")
+        if jacobian_norm and generator is None:
+            raise ValueError("jacobian_norm needs generator= (a torch.Generator for the Hutchinson noise)")
+        if noise_kind not in NOISE_KINDS:
+            raise ValueError(f"unknown noise_kind {noise_kind!r}; valid choices: {list(NOISE_KINDS)}")
+        previous = self._regularise
+        self._regularise = {"kinetic_energy": kinetic_energy, "jacobian_norm": jacobian_norm,
+                            "generator": generator, "noise_kind": noise_kind}
+        self.regularisation = {}
+        try:
+            yield self.regularisation
+        finally:
+            self._regularise = previous
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        eval_times: Times | None = None,
+        *,
+        t: Times | None = None,
+        return_trajectory: bool = False,
+    ) -> torch.Tensor:
+        """Integrate from the augmented input over `t` (see the class docstring, "Times").
 
         Arguments:
             x: batch `[batch, *data_shape]`.
-            eval_times: 1-D increasing times in [0, 1] to return the state at; None for h(1) only.
+            eval_times: legacy; the same as `t=eval_times, return_trajectory=True`.
+            t: output times, 1-D strictly increasing, `t[0]` the start (None: `DEFAULT_T`).
+            return_trajectory: return the states at every time of `t`, not only the last.
 
         Returns:
-            h(1) of shape `[batch, d+p, ...]`, or `[len(eval_times), batch, d+p, ...]`.
+            h(t[-1]) of shape `[batch, d+p, ...]`, or `[len(t), batch, d+p, ...]` with `return_trajectory`.
 
         Raises:
-            TypeError, ValueError: bad input (see `check_input`) or bad `eval_times`.
+            TypeError, ValueError: bad input (see `check_input`) or bad times (the value is named).
             SolverError: the solver failed.
         """
+        if eval_times is not None:
+            if t is not None:
+                raise ValueError("give the output times once: t= (eval_times= is its legacy spelling)")
+            t, return_trajectory = check_times(eval_times, name="eval_times"), True
+        times = check_times(DEFAULT_T if t is None else t)
         if self.data_shape is not None:
             reference = next(self.odefunc.parameters(), None)
             check_input(x, self.data_shape, reference)
-        if eval_times is None:
-            times = torch.tensor([0.0, 1.0], dtype=x.dtype, device=x.device)
+        times = times.to(device=x.device, dtype=x.dtype)
+        field = self.augmenter.dynamics(self.odefunc)
+        h0 = self.augment(x)
+        if self._regularise is None:
+            out = odesolve(field, h0, times, self.solver, nfe=self.nfe)
         else:
-            times = torch.as_tensor(eval_times).to(device=x.device, dtype=x.dtype)
-            if times.dim() != 1 or times.numel() < 2 or not bool((times[1:] > times[:-1]).all()):
-                raise ValueError(
-                    f"eval_times must be a 1-D strictly increasing tensor with at least 2 times, got {times.tolist()}"
-                )
-        out = odesolve(self.odefunc, self.augment(x), times, self.solver, nfe=self.nfe)
-        return out[-1] if eval_times is None else out
+            out, integrals = regularised_odesolve(field, h0, times, self.solver, nfe=self.nfe, **self._regularise)
+            for name, value in integrals.items():
+                mean = value.mean()
+                self.regularisation[name] = self.regularisation[name] + mean if name in self.regularisation else mean
+        return out if return_trajectory else out[-1]
 
-    def trajectory(self, x: torch.Tensor, timesteps: int) -> torch.Tensor:
-        """States at `timesteps` evenly spaced times in [0, 1]: shape `[timesteps, batch, d+p, ...]`.
+    def trajectory(self, x: torch.Tensor, timesteps: int, *, t_span: tuple[float, float] = DEFAULT_T) -> torch.Tensor:
+        """States at `timesteps` evenly spaced times over `t_span`: shape `[timesteps, batch, d+p, ...]`.
 
         Raises:
-            ValueError: `timesteps` < 2.
+            ValueError: `timesteps` < 2 or a bad `t_span`.
         """
         if isinstance(timesteps, bool) or not isinstance(timesteps, int) or timesteps < 2:
             raise ValueError(f"timesteps must be an int >= 2, got {timesteps!r}")
-        return self.forward(x, eval_times=torch.linspace(0.0, 1.0, timesteps))
+        check_times(t_span, name="t_span")
+        if len(t_span) != 2:
+            raise ValueError(f"t_span must be (start, end), got {t_span!r}")
+        return self.forward(x, t=torch.linspace(float(t_span[0]), float(t_span[1]), timesteps), return_trajectory=True)
+
+
+def _resolve_augment_dim(odefunc: nn.Module, augment_dim: int | None) -> int:
+    own = getattr(odefunc, "augment_dim", None)
+    if augment_dim is None:
+        return int(own) if own is not None else 0
+    _check_int("augment_dim", augment_dim, minimum=0)
+    if own is not None and int(own) != augment_dim:
+        raise ValueError(f"augment_dim={augment_dim} contradicts the vector field's augment_dim = {own} "
+                         f"(its input has d + {own} features): make them equal")
+    return augment_dim
+
+
+def _resolve_data_shape(odefunc: nn.Module, data_shape: tuple[int, ...] | None) -> tuple[int, ...] | None:
+    own = getattr(odefunc, "data_shape", None)
+    if data_shape is None:
+        return tuple(own) if own is not None else None
+    if not isinstance(data_shape, (tuple, list)) or not data_shape:
+        raise ValueError(f"data_shape must be a non-empty tuple such as (d,) or (C, H, W), got {data_shape!r}")
+    for value in data_shape:
+        _check_int("data_shape entry", value, minimum=1)
+    if own is not None and tuple(own) != tuple(data_shape):
+        raise ValueError(f"data_shape={tuple(data_shape)} contradicts the vector field's data_shape = {tuple(own)}")
+    return tuple(data_shape)
+
+

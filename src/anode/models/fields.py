@@ -29,9 +29,11 @@ class ODEFunc(nn.Module):
     Arguments:
         data_dim: d, the dimension of the data.
         hidden_dim: width of the two hidden layers.
-        augment_dim: p, the number of augmented (zero-initialised) dimensions.
+        augment_dim: p, the number of augmented dimensions (the field's input has d + p features).
         time_dependent: feed t to the first layer as an extra input.
         non_linearity: one of "relu", "softplus", "tanh".
+        output_dim: size of the output (None: d + p, a velocity of the whole state); a
+            second-order model uses d, the acceleration.
 
     Raises:
         ValueError, TypeError: invalid sizes or an unknown non-linearity.
@@ -45,18 +47,21 @@ class ODEFunc(nn.Module):
         augment_dim: int = 0,
         time_dependent: bool = False,
         non_linearity: str = "relu",
+        output_dim: int | None = None,
     ) -> None:
         super().__init__()
         _check_int("data_dim", data_dim, minimum=1)
         _check_int("hidden_dim", hidden_dim, minimum=1)
         _check_int("augment_dim", augment_dim, minimum=0)
+        if output_dim is not None:
+            _check_int("output_dim", output_dim, minimum=1)
         self.data_shape: tuple[int, ...] = (data_dim,)
         self.augment_dim = augment_dim
         self.input_dim = data_dim + augment_dim
         self.time_dependent = time_dependent
         self.fc1 = nn.Linear(self.input_dim + int(time_dependent), hidden_dim)
         self.fc2 = nn.Linear(hidden_dim, hidden_dim)
-        self.fc3 = nn.Linear(hidden_dim, self.input_dim)
+        self.fc3 = nn.Linear(hidden_dim, self.input_dim if output_dim is None else output_dim)
         self.non_linearity = _activation(non_linearity)
 
     def forward(self, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -85,9 +90,10 @@ class ConvODEFunc(nn.Module):
     Arguments:
         img_size: (C, H, W) of the input images.
         num_filters: F, channels of the hidden feature maps.
-        augment_dim: p, the number of augmented zero channels.
+        augment_dim: p, the number of augmented channels (the field's input has C + p channels).
         time_dependent: give every conv layer t as an extra constant channel.
         non_linearity: one of "relu", "softplus", "tanh".
+        out_channels: channels of the output (None: C + p); a second-order model uses C.
 
     Raises:
         ValueError, TypeError: invalid sizes or an unknown non-linearity.
@@ -101,6 +107,7 @@ class ConvODEFunc(nn.Module):
         augment_dim: int = 0,
         time_dependent: bool = False,
         non_linearity: str = "relu",
+        out_channels: int | None = None,
     ) -> None:
         super().__init__()
         if not isinstance(img_size, (tuple, list)) or len(img_size) != 3:
@@ -109,6 +116,8 @@ class ConvODEFunc(nn.Module):
             _check_int(f"img_size {name}", value, minimum=1)
         _check_int("num_filters", num_filters, minimum=1)
         _check_int("augment_dim", augment_dim, minimum=0)
+        if out_channels is not None:
+            _check_int("out_channels", out_channels, minimum=1)
         self.data_shape = tuple(int(v) for v in img_size)
         self.augment_dim = augment_dim
         self.channels = img_size[0] + augment_dim
@@ -117,7 +126,7 @@ class ConvODEFunc(nn.Module):
         conv = _Conv2dTime if time_dependent else nn.Conv2d
         self.conv1 = conv(self.channels, num_filters, kernel_size=1, padding=0)
         self.conv2 = conv(num_filters, num_filters, kernel_size=3, padding=1)
-        self.conv3 = conv(num_filters, self.channels, kernel_size=1, padding=0)
+        self.conv3 = conv(num_filters, self.channels if out_channels is None else out_channels, kernel_size=1, padding=0)
         self.non_linearity = _activation(non_linearity)
 
     def forward(self, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
@@ -16,6 +18,31 @@ __all__ = ["ConvODENet", "ConvResNet", "ODEFlow", "ODENet", "ResNet", "count_par
 def count_parameters(model: nn.Module) -> int:
     """Number of trainable parameters (the paper's parameter counts)."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+_SECOND_ORDER = ("second_order", "second_order_learned")
+
+
+def _field_options(time_dependent: bool | None, non_linearity: str | None) -> dict[str, object]:
+    """Options for anode's own vector field; None keeps the field's default."""
+    return {k: v for k, v in (("time_dependent", time_dependent), ("non_linearity", non_linearity)) if v is not None}
+
+
+def _check_custom_field(
+    model: str, odefunc: nn.Module | None, width_name: str, width: int | None,
+    time_dependent: bool | None, non_linearity: str | None,
+) -> None:
+    """Either `odefunc` (the user's field) or the width of anode's own field, never both or neither."""
+    if odefunc is None:
+        if width is None:
+            raise TypeError(f"{model} needs {width_name} (the width of its own vector field) or odefunc= (your own field)")
+        return
+    if not isinstance(odefunc, nn.Module):
+        raise TypeError(f"odefunc must be an nn.Module called as odefunc(t, h), got {type(odefunc).__name__}")
+    given = [n for n, v in ((width_name, width), ("time_dependent", time_dependent), ("non_linearity", non_linearity))
+             if v is not None]
+    if given:
+        raise ValueError(f"{model}: {', '.join(given)} configure anode's own vector field; with odefunc= leave them out")
 
 
 class _ODEClassifier(nn.Module):
@@ -33,51 +60,104 @@ class _ODEClassifier(nn.Module):
     def augment_dim(self) -> int:
         return self.odeblock.augment_dim
 
+    def _readout(self, features: torch.Tensor) -> torch.Tensor:
+        return self.linear_layer(features.flatten(1))
+
     def forward(
-        self, x: torch.Tensor, return_features: bool = False
+        self,
+        x: torch.Tensor,
+        return_features: bool = False,
+        *,
+        t: torch.Tensor | Sequence[float] | None = None,
+        return_trajectory: bool = False,
+        eval_times: object = None,
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """Predict from `x`; with `return_features` return `(h(1), prediction)`."""
-        features = self.odeblock(x)
-        pred = self.linear_layer(features.flatten(1))
+        """Predict from h(t[-1]) (see `ODEBlock`, "Times").
+
+        Arguments:
+            x: batch `[batch, *data_shape]`.
+            return_features: also return the features h(t[-1]).
+            t: output times, 1-D strictly increasing, `t[0]` the start (None: [0, 1]).
+            return_trajectory: also return the states at every time of `t`, `[len(t), batch, ...]`.
+            eval_times: not accepted on models; the error points to `t=`.
+
+        Returns:
+            The prediction; `(h(t[-1]), prediction)` with `return_features`;
+            `(trajectory, prediction)` with `return_trajectory`.
+
+        Raises:
+            TypeError: `eval_times` given (use `t=..., return_trajectory=True`), or bad input.
+            ValueError: both `return_features` and `return_trajectory`, or bad times.
+            SolverError: the solver failed.
+        """
+        if eval_times is not None:
+            raise TypeError(f"{type(self).__name__} takes the output times as t=...; pass "
+                            "t=eval_times, return_trajectory=True for the states at every time")
+        if return_features and return_trajectory:
+            raise ValueError("choose return_features (h at the last time) or return_trajectory (h at every time)")
+        states = self.odeblock(x, t=t, return_trajectory=return_trajectory)
+        features = states[-1] if return_trajectory else states
+        pred = self._readout(features)
+        if return_trajectory:
+            return states, pred
         return (features, pred) if return_features else pred
 
 
 class ODENet(_ODEClassifier):
-    """NODE (augment_dim = 0) or ANODE on vectors: MLP vector field, dopri5 by default, linear readout.
+    """NODE (augment_dim = 0) or ANODE on vectors: a vector field, dopri5 by default, linear readout on d + p.
 
     Arguments:
         data_dim: d.
-        hidden_dim: width of the vector field's hidden layers.
+        hidden_dim: width of anode's MLP vector field (leave out with `odefunc`).
         output_dim: size of the prediction.
-        augment_dim: p, augmented zero dimensions.
-        time_dependent: the vector field sees t.
-        non_linearity: "relu", "softplus" or "tanh".
-        solver: method, tolerances and gradient mode.
+        augment_dim: p, augmented dimensions (p = d for second-order augmentation).
+        augmentation: "zeros" (the paper), "learned", "second_order" or "second_order_learned" (see `ODEBlock`).
+        time_dependent: anode's field sees t (None: the field's default, False).
+        non_linearity: "relu", "softplus" or "tanh" (None: the field's default, "relu").
+        solver: method, tolerances, gradient mode and options.
+        odefunc: your own vector field `odefunc(t, h)` on `[batch, d + p]` states, returning the
+            velocity (or, with second-order augmentation, the acceleration `[batch, d]`).
 
     Raises:
-        ValueError, TypeError: invalid sizes or options.
+        ValueError, TypeError: invalid sizes or options, both or neither of `hidden_dim` and `odefunc`.
     """
 
     def __init__(
         self,
         data_dim: int,
-        hidden_dim: int,
+        hidden_dim: int | None = None,
         *,
         output_dim: int = 1,
         augment_dim: int = 0,
-        time_dependent: bool = False,
-        non_linearity: str = "relu",
+        augmentation: str = "zeros",
+        time_dependent: bool | None = None,
+        non_linearity: str | None = None,
         solver: SolverConfig = SolverConfig(),
+        odefunc: nn.Module | None = None,
     ) -> None:
         super().__init__()
         _check_int("output_dim", output_dim, minimum=1)
-        self.odeblock = ODEBlock(ODEFunc(data_dim, hidden_dim, augment_dim=augment_dim, time_dependent=time_dependent,
-                                         non_linearity=non_linearity), solver=solver)
+        self.odeblock = _vector_block("ODENet", data_dim, hidden_dim, augment_dim, augmentation, time_dependent,
+                                      non_linearity, solver, odefunc)
         self.linear_layer = nn.Linear(data_dim + augment_dim, output_dim)
 
 
+def _vector_block(
+    model: str, data_dim: int, hidden_dim: int | None, augment_dim: int, augmentation: str,
+    time_dependent: bool | None, non_linearity: str | None, solver: SolverConfig, odefunc: nn.Module | None,
+) -> ODEBlock:
+    _check_custom_field(model, odefunc, "hidden_dim", hidden_dim, time_dependent, non_linearity)
+    _check_int("data_dim", data_dim, minimum=1)
+    _check_int("augment_dim", augment_dim, minimum=0)
+    if odefunc is None:
+        odefunc = ODEFunc(data_dim, hidden_dim, augment_dim=augment_dim,  # type: ignore[arg-type]
+                          output_dim=data_dim if augmentation in _SECOND_ORDER else None,
+                          **_field_options(time_dependent, non_linearity))  # type: ignore[arg-type]
+    return ODEBlock(odefunc, solver=solver, augment_dim=augment_dim, augmentation=augmentation, data_shape=(data_dim,))
+
+
 class ODEFlow(_ODEClassifier):
-    """The flow alone: prediction = the first `data_dim` coordinates of h(1), no trainable readout.
+    """The flow alone: prediction = the first `data_dim` coordinates of h(t[-1]), no trainable readout.
 
     This is the model of the paper's Section 3 (Prop. 1): with augment_dim = 0 it is a
     homeomorphism of R^d, so it cannot map x = -1 -> 1 and 1 -> -1 in d = 1; with augment_dim >= 1
@@ -85,35 +165,37 @@ class ODEFlow(_ODEClassifier):
 
     Arguments:
         data_dim: d.
-        hidden_dim: width of the vector field's hidden layers.
-        augment_dim: p, augmented zero dimensions.
-        time_dependent: the vector field sees t.
-        non_linearity: "relu", "softplus" or "tanh".
-        solver: method, tolerances and gradient mode.
+        hidden_dim: width of anode's MLP vector field (leave out with `odefunc`).
+        augment_dim: p, augmented dimensions.
+        augmentation: "zeros", "learned", "second_order" or "second_order_learned" (see `ODEBlock`).
+        time_dependent: anode's field sees t (None: the field's default).
+        non_linearity: "relu", "softplus" or "tanh" (None: the field's default).
+        solver: method, tolerances, gradient mode and options.
+        odefunc: your own vector field on `[batch, d + p]` states.
+
+    Raises:
+        ValueError, TypeError: invalid sizes or options, both or neither of `hidden_dim` and `odefunc`.
     """
 
     def __init__(
         self,
         data_dim: int,
-        hidden_dim: int,
+        hidden_dim: int | None = None,
         *,
         augment_dim: int = 0,
-        time_dependent: bool = False,
-        non_linearity: str = "relu",
+        augmentation: str = "zeros",
+        time_dependent: bool | None = None,
+        non_linearity: str | None = None,
         solver: SolverConfig = SolverConfig(),
+        odefunc: nn.Module | None = None,
     ) -> None:
         super().__init__()
-        self.odeblock = ODEBlock(ODEFunc(data_dim, hidden_dim, augment_dim=augment_dim, time_dependent=time_dependent,
-                                         non_linearity=non_linearity), solver=solver)
+        self.odeblock = _vector_block("ODEFlow", data_dim, hidden_dim, augment_dim, augmentation, time_dependent,
+                                      non_linearity, solver, odefunc)
         self.data_dim = data_dim
 
-    def forward(
-        self, x: torch.Tensor, return_features: bool = False
-    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """Predict h(1)[:, :d]; with `return_features` return `(h(1), prediction)`."""
-        features = self.odeblock(x)
-        pred = features[:, : self.data_dim]
-        return (features, pred) if return_features else pred
+    def _readout(self, features: torch.Tensor) -> torch.Tensor:
+        return features[:, : self.data_dim]
 
 
 class ConvODENet(_ODEClassifier):
@@ -124,36 +206,58 @@ class ConvODENet(_ODEClassifier):
 
     Arguments:
         img_size: (C, H, W).
-        num_filters: hidden channels of the vector field.
+        num_filters: hidden channels of anode's conv vector field (leave out with `odefunc`).
         output_dim: number of classes.
-        augment_dim: p, augmented zero channels.
-        time_dependent: the vector field sees t as an extra channel.
-        non_linearity: "relu", "softplus" or "tanh".
-        solver: method, tolerances and gradient mode.
+        augment_dim: p, augmented channels (p = C for second-order augmentation).
+        augmentation: "zeros", "learned" (1x1 conv), "second_order" or "second_order_learned".
+        time_dependent: anode's field sees t as an extra channel (None: the field's default).
+        non_linearity: "relu", "softplus" or "tanh" (None: the field's default).
+        solver: method, tolerances, gradient mode and options.
+        odefunc: your own vector field on `[batch, C + p, H, W]` states.
 
     Raises:
-        ValueError, TypeError: invalid sizes or options.
+        ValueError, TypeError: invalid sizes or options, both or neither of `num_filters` and `odefunc`.
     """
 
     def __init__(
         self,
         img_size: tuple[int, int, int],
-        num_filters: int,
+        num_filters: int | None = None,
         *,
         output_dim: int = 1,
         augment_dim: int = 0,
-        time_dependent: bool = False,
-        non_linearity: str = "relu",
+        augmentation: str = "zeros",
+        time_dependent: bool | None = None,
+        non_linearity: str | None = None,
         solver: SolverConfig = SolverConfig(),
+        odefunc: nn.Module | None = None,
     ) -> None:
         super().__init__()
         _check_int("output_dim", output_dim, minimum=1)
-        odefunc = ConvODEFunc(
-            img_size, num_filters, augment_dim=augment_dim, time_dependent=time_dependent, non_linearity=non_linearity
-        )
-        self.odeblock = ODEBlock(odefunc, solver=solver)
-        channels, height, width = odefunc.data_shape
+        _check_custom_field("ConvODENet", odefunc, "num_filters", num_filters, time_dependent, non_linearity)
+        _check_int("augment_dim", augment_dim, minimum=0)
+        _image_shape(img_size)
+        if odefunc is None:
+            odefunc = ConvODEFunc(
+                img_size, num_filters, augment_dim=augment_dim,  # type: ignore[arg-type]
+                out_channels=img_size[0] if augmentation in _SECOND_ORDER else None,
+                **_field_options(time_dependent, non_linearity),  # type: ignore[arg-type]
+            )
+            data_shape = odefunc.data_shape
+        else:
+            data_shape = _image_shape(img_size)
+        self.odeblock = ODEBlock(odefunc, solver=solver, augment_dim=augment_dim, augmentation=augmentation,
+                                 data_shape=data_shape)
+        channels, height, width = data_shape
         self.linear_layer = nn.Linear((channels + augment_dim) * height * width, output_dim)
+
+
+def _image_shape(img_size: object) -> tuple[int, int, int]:
+    if not isinstance(img_size, (tuple, list)) or len(img_size) != 3:
+        raise ValueError(f"img_size must be (channels, height, width), got {img_size!r}")
+    for name, value in zip(("channels", "height", "width"), img_size):
+        _check_int(f"img_size {name}", value, minimum=1)
+    return (int(img_size[0]), int(img_size[1]), int(img_size[2]))
 
 
 class _Residual(nn.Module):
