@@ -6,7 +6,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-__all__ = ["ADAPTIVE_METHODS", "FIXED_STEP_METHODS", "METHODS", "SolverConfig"]
+__all__ = ["ADAPTIVE_METHODS", "ANODE_BACKEND_METHODS", "BACKENDS", "FIXED_STEP_METHODS", "METHODS", "SolverConfig"]
 
 #: Adaptive-step methods of the torchdiffeq backend (error-controlled by rtol/atol).
 ADAPTIVE_METHODS: tuple[str, ...] = ("dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun")
@@ -21,6 +21,13 @@ FIXED_STEP_METHODS: tuple[str, ...] = (
     "implicit_adams",
 )
 METHODS: tuple[str, ...] = ADAPTIVE_METHODS + FIXED_STEP_METHODS
+
+#: Solver backends behind `anode.odesolve` (see `anode.solvers`): "torchdiffeq" calls torchdiffeq's
+#: `odeint`/`odeint_adjoint`; "anode" is anode's own fused explicit Runge-Kutta solver, which
+#: reproduces torchdiffeq's step control, step counts and dense output for the methods below.
+BACKENDS: tuple[str, ...] = ("torchdiffeq", "anode")
+#: Methods of the "anode" backend.
+ANODE_BACKEND_METHODS: tuple[str, ...] = ("dopri5", "bosh3", "euler", "midpoint", "heun2", "heun3", "rk4")
 
 
 def _check_positive(name: str, value: Any, *, allow_none: bool = False) -> None:
@@ -49,11 +56,15 @@ class SolverConfig:
         step_size: step of fixed-step methods (required for them, rejected for adaptive ones).
         adjoint_rtol: tolerance of the adjoint (backward) solve; None means `rtol`.
         adjoint_atol: likewise for `atol`.
+        backend: which solver implementation runs the method, one of `BACKENDS`:
+            "torchdiffeq" (the reference) or "anode" (own fused Runge-Kutta loop with the same
+            steps and numbers, less Python work per step; methods `ANODE_BACKEND_METHODS`).
 
     Raises:
         ValueError: unknown method (the message lists the valid ones), non-positive or
             non-finite tolerance/step, fixed-step method without `step_size`, `step_size`
-            given for an adaptive method, adjoint tolerances without `adjoint=True`.
+            given for an adaptive method, adjoint tolerances without `adjoint=True`, unknown
+            backend (the message lists the valid ones), a method the backend does not provide.
         TypeError: a field of the wrong type.
     """
 
@@ -65,6 +76,7 @@ class SolverConfig:
     step_size: float | None = None
     adjoint_rtol: float | None = None
     adjoint_atol: float | None = None
+    backend: str = "torchdiffeq"
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -93,6 +105,13 @@ class SolverConfig:
             )
         if not self.adjoint and (self.adjoint_rtol is not None or self.adjoint_atol is not None):
             raise ValueError("adjoint_rtol/adjoint_atol are only used with adjoint=True: set adjoint=True or remove them")
+        if not isinstance(self.backend, str) or self.backend not in BACKENDS:
+            raise ValueError(f"unknown solver backend {self.backend!r}; valid choices: {list(BACKENDS)}")
+        if self.backend == "anode" and self.method not in ANODE_BACKEND_METHODS:
+            raise ValueError(
+                f"method {self.method!r} is not provided by the 'anode' backend (it has {list(ANODE_BACKEND_METHODS)}); "
+                f"pick one of those or use backend='torchdiffeq'"
+            )
 
     @property
     def is_fixed_step(self) -> bool:

@@ -1,0 +1,596 @@
+"""anode's own explicit Runge-Kutta solver: torchdiffeq's numbers with less Python work per step.
+
+What it reproduces from torchdiffeq 0.2.5 (`_impl/rk_common.py`, `misc.py`, `interp.py`,
+`solvers.py`, `fixed_grid.py`), so that the same problem takes the same accepted and rejected
+steps and the same number of function evaluations (NFE):
+
+* adaptive methods (dopri5, bosh3): Hairer's initial step selection (`_select_initial_step`,
+  with the same autograd graph, since the first step size depends on y0 and the parameters),
+  the mixed-precision time handling (times in float64, stage times in the state's dtype, the
+  last stage just before t1 via `nextafter`), the RMS error norm of
+  `err / (atol + rtol * max(|y0|, |y1|))`, accept when the ratio is <= 1, the step-size
+  update `dt * min(10, max(0.9 / ratio ** (1 / order), 0.2 or 1))`, FSAL reuse of the last
+  stage, `max_num_steps` counted per output interval (accepted and rejected steps), and the
+  4th-order dense output (`_interp_fit` / `_interp_evaluate`) at every output time. The
+  gradient paths through time are kept too: when the first step is accepted, its size (a
+  function of y0 and the parameters) moves every later grid time, exactly as in torchdiffeq.
+* fixed-grid methods (euler, midpoint, heun2, heun3, rk4 as torchdiffeq's 3/8-rule
+  `rk4_alt_step_func`): the same grid (`_grid_constructor_from_step_size`) and linear
+  interpolation to the output times.
+
+What is faster: time and step-size control live in Python floats (float32 stage times are
+emulated with NumPy scalars), so an adaptive step makes exactly one host synchronisation (reading
+the error ratio); stage combinations are fused `add(alpha=)` chains with coefficients computed on
+the host; the error estimate and norm run without autograd in a handful of ops; the dense output
+is fitted only for steps that contain an output time; the vector field is called directly (no
+counting wrapper module) and NFE is counted in the Python loop.
+
+Differences at rounding level remain (fused multiply-adds, reduction order), so a float tie can
+flip an accept/reject decision in rare cases; `tests/test_backend_equality.py` measures how rare.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..config import SolverConfig
+from .base import ADVICE, NFE, MaxStepsExceeded, NonFiniteState, StepSizeUnderflow, VectorField
+
+__all__ = ["ADAPTIVE_TABLEAUX", "FIXED_TABLEAUX", "AdaptiveTableau", "FixedTableau", "solve"]
+
+# torchdiffeq's step-size controller constants (RKAdaptiveStepsizeODESolver defaults).
+_SAFETY, _IFACTOR, _DFACTOR = 0.9, 10.0, 0.2
+
+
+@dataclass(frozen=True)
+class AdaptiveTableau:
+    """An embedded explicit RK pair with the first-same-as-last property, as torchdiffeq stores it.
+
+    Arguments:
+        order: torchdiffeq's `order` (step-size exponent 1/order; initial step uses order - 1).
+        alpha: nodes of stages 2..s+1 (the last one is 1: the FSAL stage at t1).
+        beta: rows of the RK matrix for those stages; the last row is the solution weights.
+        c_error: weights of the error estimate over all s+1 stages.
+        c_mid: weights giving y at the step's midpoint (for the 4th-order dense output).
+    """
+
+    order: int
+    alpha: tuple[float, ...]
+    beta: tuple[tuple[float, ...], ...]
+    c_error: tuple[float, ...]
+    c_mid: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class FixedTableau:
+    """A fixed-step explicit RK method.
+
+    Arguments:
+        order: order of accuracy.
+        c: nodes of stages 2..s; `None` marks a stage evaluated at t1 itself (rk4's last stage).
+        a: rows of the RK matrix for stages 2..s.
+        b: solution weights over the s stages.
+    """
+
+    order: int
+    c: tuple[float | None, ...]
+    a: tuple[tuple[float, ...], ...]
+    b: tuple[float, ...]
+
+
+# Same Python expressions as torchdiffeq's float64 tables (dopri5.py, bosh3.py), so the same values.
+ADAPTIVE_TABLEAUX: dict[str, AdaptiveTableau] = {
+    "dopri5": AdaptiveTableau(
+        order=5,
+        alpha=(1 / 5, 3 / 10, 4 / 5, 8 / 9, 1.0, 1.0),
+        beta=(
+            (1 / 5,),
+            (3 / 40, 9 / 40),
+            (44 / 45, -56 / 15, 32 / 9),
+            (19372 / 6561, -25360 / 2187, 64448 / 6561, -212 / 729),
+            (9017 / 3168, -355 / 33, 46732 / 5247, 49 / 176, -5103 / 18656),
+            (35 / 384, 0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84),
+        ),
+        c_error=(
+            35 / 384 - 1951 / 21600,
+            0,
+            500 / 1113 - 22642 / 50085,
+            125 / 192 - 451 / 720,
+            -2187 / 6784 - -12231 / 42400,
+            11 / 84 - 649 / 6300,
+            -1.0 / 60.0,
+        ),
+        c_mid=(
+            6025192743 / 30085553152 / 2,
+            0,
+            51252292925 / 65400821598 / 2,
+            -2691868925 / 45128329728 / 2,
+            187940372067 / 1594534317056 / 2,
+            -1776094331 / 19743644256 / 2,
+            11237099 / 235043384 / 2,
+        ),
+    ),
+    "bosh3": AdaptiveTableau(
+        order=3,
+        alpha=(1 / 2, 3 / 4, 1.0),
+        beta=((1 / 2,), (0.0, 3 / 4), (2 / 9, 1 / 3, 4 / 9)),
+        c_error=(2 / 9 - 7 / 24, 1 / 3 - 1 / 4, 4 / 9 - 1 / 3, -1 / 8),
+        c_mid=(0.0, 0.5, 0.0, 0.0),
+    ),
+}
+
+FIXED_TABLEAUX: dict[str, FixedTableau] = {
+    "euler": FixedTableau(order=1, c=(), a=(), b=(1.0,)),
+    "midpoint": FixedTableau(order=2, c=(0.5,), a=((0.5,),), b=(0.0, 1.0)),
+    "heun2": FixedTableau(order=2, c=(1.0,), a=((1.0,),), b=(0.5, 0.5)),
+    "heun3": FixedTableau(order=3, c=(1 / 3, 2 / 3), a=((1 / 3,), (0.0, 2 / 3)), b=(1 / 4, 0.0, 3 / 4)),
+    # torchdiffeq's RK4 is the 3/8 rule (rk4_alt_step_func), its last stage at t1 exactly.
+    "rk4": FixedTableau(
+        order=4, c=(1 / 3, 2 / 3, None), a=((1 / 3,), (-1 / 3, 1.0), (1.0, -1.0, 1.0)), b=(1 / 8, 3 / 8, 3 / 8, 1 / 8)
+    ),
+}
+
+
+def _np_type(dtype: torch.dtype) -> type:
+    if dtype == torch.float32:
+        return np.float32
+    if dtype == torch.float64:
+        return np.float64
+    raise TypeError(
+        f"the 'anode' solver backend integrates float32 or float64 states, got {dtype}; "
+        f"convert the state (y0.float()) or use SolverConfig(backend='torchdiffeq')"
+    )
+
+
+@dataclass(frozen=True)
+class _AdaptiveConsts:
+    """A tableau's coefficients rounded to one dtype (as torchdiffeq's `.to(y0.dtype)` does)."""
+
+    alpha: np.ndarray
+    alpha_is_one: tuple[bool, ...]
+    beta: tuple[np.ndarray, ...]
+    c_error: np.ndarray
+    c_mid: np.ndarray
+
+
+@lru_cache(maxsize=None)
+def _adaptive_consts(method: str, np_t: type) -> _AdaptiveConsts:
+    tab = ADAPTIVE_TABLEAUX[method]
+    alpha = np.array(tab.alpha, dtype=np_t)
+    return _AdaptiveConsts(
+        alpha=alpha,
+        alpha_is_one=tuple(bool(a == 1) for a in alpha),
+        beta=tuple(np.array(row, dtype=np_t) for row in tab.beta),
+        c_error=np.array(tab.c_error, dtype=np_t),
+        c_mid=np.array(tab.c_mid, dtype=np_t),
+    )
+
+
+@lru_cache(maxsize=None)
+def _alpha_tensor(method: str, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    return torch.tensor(ADAPTIVE_TABLEAUX[method].alpha, dtype=dtype, device=device)
+
+
+def _lincomb(y: torch.Tensor, ks: list[torch.Tensor], coefs: list[float]) -> torch.Tensor:
+    """y + sum_j coefs[j] * ks[j] as a chain of fused adds (zero coefficients skipped)."""
+    out = y
+    for k, c in zip(ks, coefs):
+        if c != 0.0:
+            out = torch.add(out, k, alpha=c)
+    return out
+
+
+def _weighted_sum(ks: list[torch.Tensor], weights: list[float]) -> torch.Tensor:
+    """sum_j weights[j] * ks[j] (at least one weight is non-zero)."""
+    out: torch.Tensor | None = None
+    for k, w in zip(ks, weights):
+        if w != 0.0:
+            out = k * w if out is None else torch.add(out, k, alpha=w)
+    assert out is not None  # internal invariant: tableau rows are never all zero
+    return out
+
+
+def _add_shadow(value: torch.Tensor, shadow: torch.Tensor | None, direction: torch.Tensor | None) -> torch.Tensor:
+    """value + shadow * direction: exactly `value`, with autograd's path through a step size."""
+    if shadow is None or direction is None:
+        return value
+    return value + direction * shadow
+
+
+def _plus(a: torch.Tensor | None, b: torch.Tensor | None) -> torch.Tensor | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return a + b
+
+
+class _Failure:
+    """Builds the typed errors with torchdiffeq-like texts (and the advice)."""
+
+    @staticmethod
+    def underflow(dt: float, last: torch.Tensor | None, y: torch.Tensor, phase: str) -> Exception:
+        if (last is not None and not bool(torch.isfinite(last).all())) or not bool(torch.isfinite(y).all()):
+            return NonFiniteState(f"the vector field returned NaN or inf during the {phase}. {ADVICE}")
+        return StepSizeUnderflow(f"the solver's step size underflowed during the {phase} (underflow in dt {dt}). {ADVICE}")
+
+    @staticmethod
+    def max_steps(n_steps: int, max_num_steps: int, phase: str) -> Exception:
+        return MaxStepsExceeded(
+            f"the solver exceeded its maximum number of steps during the {phase} "
+            f"(max_num_steps exceeded ({n_steps}>={max_num_steps})). {ADVICE}"
+        )
+
+    @staticmethod
+    def non_finite(phase: str) -> Exception:
+        return NonFiniteState(f"the ODE state became non-finite (NaN or inf) during the {phase}. {ADVICE}")
+
+
+def _rms(x: torch.Tensor) -> torch.Tensor:
+    return x.abs().pow(2).mean().sqrt()
+
+
+def _select_initial_step(
+    func: VectorField, t0: torch.Tensor, y0: torch.Tensor, f0: torch.Tensor, order: int, rtol: float, atol: float,
+    nfe: NFE,
+) -> torch.Tensor:
+    """torchdiffeq's `_select_initial_step` (Hairer et al. II.4), op for op (keeps its autograd graph)."""
+    dtype, device = y0.dtype, y0.device
+    rtol_t = torch.as_tensor(rtol, dtype=torch.float64, device=device)
+    atol_t = torch.as_tensor(atol, dtype=torch.float64, device=device)
+    scale = atol_t + torch.abs(y0) * rtol_t
+    d0 = _rms(y0 / scale).abs()
+    d1 = _rms(f0 / scale).abs()
+    if d0 < 1e-5 or d1 < 1e-5:
+        h0 = torch.tensor(1e-6, dtype=dtype, device=device)
+    else:
+        h0 = 0.01 * d0 / d1
+    h0 = h0.abs()
+    y1 = y0 + h0 * f0
+    f1 = func((t0 + h0).to(dtype), y1)
+    nfe.forward += 1
+    d2 = torch.abs(_rms((f1 - f0) / scale) / h0)
+    if d1 <= 1e-15 and d2 <= 1e-15:
+        h1 = torch.max(torch.tensor(1e-6, dtype=dtype, device=device), h0 * 1e-3)
+    else:
+        h1 = (0.01 / max(d1, d2)) ** (1.0 / float(order + 1))
+    h1 = h1.abs()
+    return torch.min(100 * h0, h1).to(t0.dtype)
+
+
+def _next_step(dt: float, ratio: float, order: int) -> float:
+    """torchdiffeq's `_optimal_step_size` (float64 arithmetic, NaN propagating like torch.min/max)."""
+    if ratio == 0:
+        return dt * _IFACTOR
+    if math.isnan(ratio):
+        return math.nan
+    dfactor = 1.0 if ratio < 1 else _DFACTOR
+    factor = min(_IFACTOR, max(_SAFETY / ratio ** (1.0 / order), dfactor))
+    return dt * factor
+
+
+class _Step:
+    """The latest accepted adaptive step, with its dense output fitted on first use."""
+
+    __slots__ = ("coeffs", "dt", "dt_shadow", "ks", "t0", "t0_shadow", "t1", "y0", "y1")
+
+    def __init__(self, y0: torch.Tensor, y1: torch.Tensor, ks: list[torch.Tensor], t0: float, t1: float, dt: float,
+                 t0_shadow: torch.Tensor | None, dt_shadow: torch.Tensor | None) -> None:
+        self.y0, self.y1, self.ks = y0, y1, ks
+        self.t0, self.t1, self.dt = t0, t1, dt
+        self.t0_shadow, self.dt_shadow = t0_shadow, dt_shadow
+        self.coeffs: list[torch.Tensor] | None = None
+
+
+def _interp_fit(step: _Step, consts: _AdaptiveConsts, np_t: type) -> list[torch.Tensor]:
+    """torchdiffeq's `_interp_fit` (4th-order polynomial through y0, y_mid, y1 with end slopes)."""
+    y0, y1, ks = step.y0, step.y1, step.ks
+    dt_y = np_t(step.dt)  # dt.type_as(y0)
+    y_mid = _lincomb(y0, ks, (consts.c_mid * dt_y).tolist())
+    dt: float | torch.Tensor = float(dt_y)
+    if step.dt_shadow is not None:
+        y_mid = _add_shadow(y_mid, step.dt_shadow, _weighted_sum(ks, consts.c_mid.tolist()))
+        dt = step.dt_shadow.to(y0.dtype) + dt
+    f0, f1 = ks[0], ks[-1]
+    a = 2 * dt * (f1 - f0) - 8 * (y1 + y0) + 16 * y_mid
+    b = dt * (5 * f0 - 3 * f1) + 18 * y0 + 14 * y1 - 32 * y_mid
+    c = dt * (f1 - 4 * f0) - 11 * y0 - 5 * y1 + 16 * y_mid
+    d = dt * f0
+    return [y0, d, c, b, a]
+
+
+def _interp_evaluate(step: _Step, t: float, np_t: type, dtype: torch.dtype, device: torch.device,
+                     consts: _AdaptiveConsts) -> torch.Tensor:
+    """torchdiffeq's `_interp_evaluate` at output time `t` in [t0, t1] of the step."""
+    if step.coeffs is None:
+        step.coeffs = _interp_fit(step, consts, np_t)
+    e, d, c, b, a = step.coeffs
+    if step.t0_shadow is None and step.dt_shadow is None:
+        x = np_t((t - step.t0) / (step.t1 - step.t0))
+        x2 = x * x
+        x3 = x2 * x
+        x4 = x3 * x
+        out = torch.add(e, d, alpha=float(x))
+        out = torch.add(out, c, alpha=float(x2))
+        out = torch.add(out, b, alpha=float(x3))
+        return torch.add(out, a, alpha=float(x4))
+    # The grid times carry gradients (through the first step size): evaluate with tensors.
+    t0 = torch.tensor(step.t0, dtype=torch.float64, device=device)
+    t1 = torch.tensor(step.t1, dtype=torch.float64, device=device)
+    if step.t0_shadow is not None:
+        t0 = t0 + step.t0_shadow
+        t1 = t1 + step.t0_shadow
+    if step.dt_shadow is not None:
+        t1 = t1 + step.dt_shadow
+    xt = ((t - t0) / (t1 - t0)).to(dtype)
+    total = e + xt * d
+    x_power = xt
+    for coefficient in (c, b, a):
+        x_power = x_power * xt
+        total = total + x_power * coefficient
+    return total
+
+
+def _check_times(t: torch.Tensor) -> list[float]:
+    if t.dim() != 1 or t.numel() < 2:
+        raise ValueError(f"t must be a 1-D tensor of at least two output times, got shape {tuple(t.shape)}")
+    if t.requires_grad:
+        raise ValueError("the 'anode' solver backend does not differentiate with respect to t: pass t.detach(), "
+                         "or use SolverConfig(backend='torchdiffeq')")
+    times = t.detach().to(torch.float64).tolist()
+    if any(b <= a for a, b in zip(times, times[1:])):
+        raise ValueError(f"t must be strictly increasing for the 'anode' solver backend, got {times}")
+    return times
+
+
+def _solve_adaptive(func: VectorField, y0: torch.Tensor, times: list[float], method: str, rtol: float, atol: float,
+                    max_num_steps: int, nfe: NFE, phase: str) -> torch.Tensor:
+    dtype, device = y0.dtype, y0.device
+    np_t = _np_type(dtype)
+    consts = _adaptive_consts(method, np_t)
+    order = ADAPTIVE_TABLEAUX[method].order
+    n_stages = len(consts.alpha)
+    rtol_y, atol_y = float(np_t(rtol)), float(np_t(atol))
+    inv_sqrt_n = 1.0 / math.sqrt(y0.numel()) if y0.numel() else 0.0
+
+    if not bool(torch.isfinite(y0).all()):
+        raise _Failure.non_finite(phase)
+    t_start = torch.tensor(times[0], dtype=torch.float64, device=device)
+    f0 = func(t_start.to(dtype), y0)
+    nfe.forward += 1
+    h = _select_initial_step(func, t_start, y0, f0, order - 1, rtol, atol, nfe)
+    dt = h.item()
+    # dt_shadow: a zero tensor carrying d(step)/d(h) = 1, only while the step size is h itself.
+    dt_shadow = (h - h.detach()) if h.requires_grad else None
+    t0_shadow: torch.Tensor | None = None  # d(current time)/d(h), after an accepted first step
+    alpha_t = _alpha_tensor(method, dtype, device) if dt_shadow is not None else None
+
+    y, f, t0 = y0, f0, times[0]
+    abs_y = y0.detach().abs()
+    last_k: torch.Tensor | None = f0
+    step: _Step | None = None
+    outputs = [y0]
+    for t_out in times[1:]:
+        n_steps = 0
+        while t_out > t0:
+            if n_steps >= max_num_steps:
+                raise _Failure.max_steps(n_steps, max_num_steps, phase)
+            if not math.isfinite(dt):
+                dt, dt_shadow = 0.0, None
+            t1 = t0 + dt
+            if not t1 > t0:
+                raise _Failure.underflow(dt, last_k, y, phase)
+            # Stage times in the state's dtype, as torchdiffeq computes them.
+            t0_y, dt_y = np_t(t0), np_t(dt)
+            t1_prev = float(np.nextafter(np_t(t1), np_t(t1) - np_t(1)))
+            stage_t = [t1_prev if one else float(t0_y + a_i * dt_y) for one, a_i in zip(consts.alpha_is_one, consts.alpha)]
+            ts = torch.tensor(stage_t, dtype=dtype, device=device)
+            if t0_shadow is not None or dt_shadow is not None:
+                shadow = 0
+                if t0_shadow is not None:
+                    shadow = t0_shadow.to(dtype) + shadow
+                if dt_shadow is not None:
+                    assert alpha_t is not None
+                    shadow = alpha_t * dt_shadow.to(dtype) + shadow
+                ts = ts + shadow
+            stage_times = ts.unbind()
+
+            ks = [f]
+            yi = y
+            for i in range(n_stages):
+                row = consts.beta[i]
+                yi = _lincomb(y, ks, (row * dt_y).tolist())
+                if dt_shadow is not None:
+                    yi = _add_shadow(yi, dt_shadow, _weighted_sum(ks, row.tolist()))
+                k = func(stage_times[i], yi)
+                nfe.forward += 1
+                ks.append(k)
+            last_k = ks[-1]
+            y1 = yi  # first same as last: the last stage is evaluated at (t1, y1)
+
+            with torch.no_grad():
+                err = _weighted_sum(ks, (consts.c_error * dt_y).tolist())
+                abs_y1 = y1.detach().abs()
+                tol = torch.maximum(abs_y, abs_y1).mul_(rtol_y).add_(atol_y)
+                norm = torch.linalg.vector_norm(err.div_(tol))
+            ratio = float(np_t(norm.item() * inv_sqrt_n))  # the one host sync of the step
+            if ratio <= 1:
+                nfe.accepted_steps += 1
+                step = _Step(y, y1, ks, t0, t1, dt, t0_shadow, dt_shadow)
+                y, f, t0, abs_y = y1, ks[-1], t1, abs_y1
+                t0_shadow = _plus(t0_shadow, dt_shadow)
+            else:
+                nfe.rejected_steps += 1
+            dt = _next_step(dt, ratio, order)
+            dt_shadow = None
+            n_steps += 1
+        assert step is not None  # t_out > times[0] forces at least one accepted step
+        outputs.append(_interp_evaluate(step, t_out, np_t, dtype, device, consts))
+    return torch.stack(outputs)
+
+
+def _solve_fixed(func: VectorField, y0: torch.Tensor, t: torch.Tensor, times: list[float], method: str,
+                 step_size: float, nfe: NFE) -> torch.Tensor:
+    dtype, device = y0.dtype, y0.device
+    np_t = _np_type(dtype)
+    tab = FIXED_TABLEAUX[method]
+    # torchdiffeq's _grid_constructor_from_step_size, on t in the state's dtype.
+    t = t.to(dtype)
+    niters = torch.ceil((t[-1] - t[0]) / step_size + 1).item()
+    grid = torch.arange(0, niters, dtype=t.dtype, device=device) * step_size + t[0]
+    grid[-1] = t[-1]
+    grid_host = grid.tolist()
+    grid_t = grid.unbind()
+    c = [None if ci is None else np_t(ci) for ci in tab.c]
+    a = [np.array(row, dtype=np_t) for row in tab.a]
+    b = np.array(tab.b, dtype=np_t)
+    t_out = [float(np_t(v)) for v in times]
+
+    outputs = [y0]
+    j = 1
+    y = y0
+    for i in range(len(grid_host) - 1):
+        t0, t1 = np_t(grid_host[i]), np_t(grid_host[i + 1])
+        dt = t1 - t0
+        ks = [func(grid_t[i], y)]
+        nfe.forward += 1
+        for ci, row in zip(c, a):
+            ti = grid_t[i + 1] if ci is None else torch.tensor(float(t0 + dt * ci), dtype=dtype, device=device)
+            ks.append(func(ti, _lincomb(y, ks, (row * dt).tolist())))
+            nfe.forward += 1
+        y1 = _lincomb(y, ks, (b * dt).tolist())
+        nfe.accepted_steps += 1
+        while j < len(t_out) and float(t1) >= t_out[j]:
+            if t_out[j] == float(t0):
+                outputs.append(y)
+            elif t_out[j] == float(t1):
+                outputs.append(y1)
+            else:
+                slope = (np_t(t_out[j]) - t0) / (t1 - t0)
+                outputs.append(torch.add(y, y1 - y, alpha=float(slope)))
+            j += 1
+        y = y1
+    return torch.stack(outputs)
+
+
+def _forward(func: VectorField, y0: torch.Tensor, t: torch.Tensor, times: list[float], solver: SolverConfig,
+             nfe: NFE) -> torch.Tensor:
+    if solver.method in FIXED_TABLEAUX:
+        assert solver.step_size is not None  # SolverConfig guarantees it
+        out = _solve_fixed(func, y0, t, times, solver.method, solver.step_size, nfe)
+    else:
+        out = _solve_adaptive(func, y0, times, solver.method, solver.rtol, solver.atol, solver.max_num_steps, nfe,
+                              "forward solve")
+    if not bool(torch.isfinite(out[-1]).all()):
+        raise _Failure.non_finite("forward solve")
+    return out
+
+
+class _AdjointSolve(torch.autograd.Function):
+    """Forward: anode's solver without a graph. Backward: torchdiffeq's adjoint pass, verbatim.
+
+    The backward pass is that of torchdiffeq's `OdeintAdjointMethod` (same augmented dynamics,
+    same tuple state, same default adjoint norm, solved by torchdiffeq's `odeint` with the same
+    method, tolerances and options), so with equal forward solutions the backward NFE, steps and
+    gradients are those of `odeint_adjoint`.
+    """
+
+    @staticmethod
+    def forward(ctx, func: nn.Module, t: torch.Tensor, times: list[float], solver: SolverConfig, nfe: NFE,
+                y0: torch.Tensor, *params: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            out = _forward(func, y0, t, times, solver, nfe)
+        ctx.func, ctx.solver, ctx.nfe = func, solver, nfe
+        ctx.save_for_backward(t, out, *params)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        import torchdiffeq
+        from torchdiffeq._impl.misc import _mixed_norm, _rms_norm
+
+        func, solver, nfe = ctx.func, ctx.solver, ctx.nfe
+        t, y, *params = ctx.saved_tensors
+        params = tuple(params)
+        with torch.no_grad():
+            def augmented_dynamics(tt: torch.Tensor, y_aug: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+                state, adj_y = y_aug[1], y_aug[2]
+                with torch.enable_grad():
+                    # as torchdiffeq: t.detach().requires_grad_() is one tensor, so dL/dt is integrated too
+                    tt = tt.detach().requires_grad_(True)
+                    state = state.detach().requires_grad_(True)
+                    nfe.backward += 1
+                    func_eval = func(tt.to(state.dtype), state)
+                    vjp_t, vjp_y, *vjp_params = torch.autograd.grad(
+                        func_eval, (tt, state) + params, -adj_y, allow_unused=True, retain_graph=True
+                    )
+                vjp_t = torch.zeros_like(tt) if vjp_t is None else vjp_t
+                vjp_y = torch.zeros_like(state) if vjp_y is None else vjp_y
+                vjp_params = [torch.zeros_like(p) if g is None else g for p, g in zip(params, vjp_params)]
+                return (vjp_t, func_eval, vjp_y, *vjp_params)
+
+            def count_accept(t0: torch.Tensor, y0: torch.Tensor, dt: torch.Tensor) -> None:
+                nfe.backward_accepted_steps += 1
+
+            def count_reject(t0: torch.Tensor, y0: torch.Tensor, dt: torch.Tensor) -> None:
+                nfe.backward_rejected_steps += 1
+
+            if solver.is_fixed_step:
+                augmented_dynamics.callback_step = count_accept  # type: ignore[attr-defined]
+                options: dict[str, object] = {"step_size": solver.step_size}
+            else:
+                augmented_dynamics.callback_accept_step = count_accept  # type: ignore[attr-defined]
+                augmented_dynamics.callback_reject_step = count_reject  # type: ignore[attr-defined]
+                options = {"max_num_steps": solver.max_num_steps}
+
+            def adjoint_norm(tensors: tuple[torch.Tensor, ...]) -> torch.Tensor:
+                tt, state, adj_y, *adj_params = tensors
+                return max(tt.abs(), _rms_norm(state), _rms_norm(adj_y), _mixed_norm(adj_params))
+
+            options["norm"] = adjoint_norm
+            rtol = solver.adjoint_rtol if solver.adjoint_rtol is not None else solver.rtol
+            atol = solver.adjoint_atol if solver.adjoint_atol is not None else solver.atol
+            aug_state = [torch.zeros((), dtype=y.dtype, device=y.device), y[-1], grad_out[-1]]
+            aug_state.extend(torch.zeros_like(p) for p in params)
+            for i in range(len(t) - 1, 0, -1):
+                solution = torchdiffeq.odeint(augmented_dynamics, tuple(aug_state), t[i - 1:i + 1].flip(0),
+                                              rtol=rtol, atol=atol, method=solver.method, options=options)
+                aug_state = [s[1] for s in solution]
+                aug_state[1] = y[i - 1]
+                aug_state[2] = aug_state[2] + grad_out[i - 1]
+        return (None, None, None, None, None, aug_state[2], *aug_state[3:])
+
+
+def solve(func: VectorField, y0: torch.Tensor, t: torch.Tensor, solver: SolverConfig, nfe: NFE) -> torch.Tensor:
+    """Integrate with anode's Runge-Kutta solver (see `anode.odesolve`, which validates first).
+
+    Arguments:
+        func: vector field `func(t, y)`; an `nn.Module` when `solver.adjoint` is True.
+        y0: initial state (float32 or float64).
+        t: 1-D strictly increasing output times, on y0's device and dtype, not requiring grad.
+        solver: method (one of `ANODE_BACKEND_METHODS`), tolerances and gradient mode.
+        nfe: counts to update (already reset by the caller): `forward` (calls), accepted and
+            rejected steps (fixed-step methods count their steps as accepted); with the adjoint
+            method the backward pass adds to `backward` and the `backward_*` step counts.
+
+    Returns:
+        Tensor of shape `(len(t), *y0.shape)`.
+
+    Raises:
+        TypeError: a state dtype other than float32/float64.
+        ValueError: `t` not 1-D strictly increasing with >= 2 entries, or requiring grad.
+        MaxStepsExceeded, StepSizeUnderflow, NonFiniteState: the solve failed.
+    """
+    _np_type(y0.dtype)
+    times = _check_times(t)
+    if solver.adjoint:
+        assert isinstance(func, nn.Module)  # odesolve checked it
+        params = tuple(p for p in func.parameters() if p.requires_grad)
+        return _AdjointSolve.apply(func, t, times, solver, nfe, y0, *params)
+    return _forward(func, y0, t, times, solver, nfe)
