@@ -173,21 +173,36 @@ def _adaptive_consts(method: str, np_t: type) -> _AdaptiveConsts:
 
 
 @lru_cache(maxsize=None)
-def _alpha_tensor(method: str, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    return torch.tensor(ADAPTIVE_TABLEAUX[method].alpha, dtype=dtype, device=device)
+def _tableau_tensors(method: str, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, ...]:
+    """(alpha, c_mid, beta rows...) as tensors, for the steps whose size carries a gradient."""
+    tab = ADAPTIVE_TABLEAUX[method]
+    rows = (tab.alpha, tab.c_mid, *tab.beta)
+    return tuple(torch.tensor(row, dtype=torch.float64).to(dtype=dtype, device=device) for row in rows)
+
+
+def _coefficients(row: np.ndarray, dt_y: np.floating, device: torch.device, row_t: torch.Tensor | None = None,
+                  dt_t: torch.Tensor | None = None) -> torch.Tensor:
+    """`row * dt` in the state's dtype: from the host (one small copy) or, when the step size carries
+    a gradient (`dt_t`), as a tensor product with the tableau row `row_t`."""
+    if dt_t is not None:
+        assert row_t is not None
+        return row_t * dt_t
+    values = row * dt_y
+    if device.type == "cpu":
+        return torch.from_numpy(values)
+    return torch.as_tensor(values, device=device)
 
 
 def _lincomb(y: torch.Tensor, ks: list[torch.Tensor], coefs: list[float]) -> torch.Tensor:
-    """y + sum_j coefs[j] * ks[j] as a chain of fused adds (zero coefficients skipped)."""
-    out = y
-    for k, c in zip(ks, coefs):
-        if c != 0.0:
-            out = torch.add(out, k, alpha=c)
-    return out
+    """y + (sum_j coefs[j] * ks[j]) for the fixed-grid methods: the increment is summed first, at
+    its own scale, then added to y once (accumulating onto y would round each term at y's scale)."""
+    if not any(coefs):
+        return y
+    return y + _weighted_sum(ks, coefs)
 
 
 def _weighted_sum(ks: list[torch.Tensor], weights: list[float]) -> torch.Tensor:
-    """sum_j weights[j] * ks[j] (at least one weight is non-zero)."""
+    """sum_j weights[j] * ks[j] as a chain of fused adds (at least one weight is non-zero)."""
     out: torch.Tensor | None = None
     for k, w in zip(ks, weights):
         if w != 0.0:
@@ -196,11 +211,10 @@ def _weighted_sum(ks: list[torch.Tensor], weights: list[float]) -> torch.Tensor:
     return out
 
 
-def _add_shadow(value: torch.Tensor, shadow: torch.Tensor | None, direction: torch.Tensor | None) -> torch.Tensor:
-    """value + shadow * direction: exactly `value`, with autograd's path through a step size."""
-    if shadow is None or direction is None:
-        return value
-    return value + direction * shadow
+def _stage_sum(ks: list[torch.Tensor], coef: torch.Tensor) -> torch.Tensor:
+    """sum_j coef[j] * ks[j] as torchdiffeq computes it (`torch.sum(k * coef, dim=-1)` over the
+    stacked stages), so that the rounding, and hence the float32 gradient noise, is the same."""
+    return torch.sum(torch.stack(ks, -1) * coef, dim=-1)
 
 
 def _plus(a: torch.Tensor | None, b: torch.Tensor | None) -> torch.Tensor | None:
@@ -278,13 +292,15 @@ def _next_step(dt: float, ratio: float, order: int) -> float:
 class _Step:
     """The latest accepted adaptive step, with its dense output fitted on first use."""
 
-    __slots__ = ("coeffs", "dt", "dt_shadow", "ks", "t0", "t0_shadow", "t1", "y0", "y1")
+    __slots__ = ("coeffs", "dt", "dt_shadow", "ks", "t0", "t0_shadow", "t1", "tensors", "y0", "y1")
 
     def __init__(self, y0: torch.Tensor, y1: torch.Tensor, ks: list[torch.Tensor], t0: float, t1: float, dt: float,
-                 t0_shadow: torch.Tensor | None, dt_shadow: torch.Tensor | None) -> None:
+                 t0_shadow: torch.Tensor | None, dt_shadow: torch.Tensor | None,
+                 tensors: tuple[torch.Tensor, ...] | None) -> None:
         self.y0, self.y1, self.ks = y0, y1, ks
         self.t0, self.t1, self.dt = t0, t1, dt
         self.t0_shadow, self.dt_shadow = t0_shadow, dt_shadow
+        self.tensors = tensors
         self.coeffs: list[torch.Tensor] | None = None
 
 
@@ -292,11 +308,13 @@ def _interp_fit(step: _Step, consts: _AdaptiveConsts, np_t: type) -> list[torch.
     """torchdiffeq's `_interp_fit` (4th-order polynomial through y0, y_mid, y1 with end slopes)."""
     y0, y1, ks = step.y0, step.y1, step.ks
     dt_y = np_t(step.dt)  # dt.type_as(y0)
-    y_mid = _lincomb(y0, ks, (consts.c_mid * dt_y).tolist())
     dt: float | torch.Tensor = float(dt_y)
-    if step.dt_shadow is not None:
-        y_mid = _add_shadow(y_mid, step.dt_shadow, _weighted_sum(ks, consts.c_mid.tolist()))
+    if step.dt_shadow is None:
+        coef = _coefficients(consts.c_mid, dt_y, y0.device)
+    else:
         dt = step.dt_shadow.to(y0.dtype) + dt
+        coef = _coefficients(consts.c_mid, dt_y, y0.device, step.tensors[1], dt)
+    y_mid = y0 + _stage_sum(ks, coef)
     f0, f1 = ks[0], ks[-1]
     a = 2 * dt * (f1 - f0) - 8 * (y1 + y0) + 16 * y_mid
     b = dt * (5 * f0 - 3 * f1) + 18 * y0 + 14 * y1 - 32 * y_mid
@@ -313,13 +331,12 @@ def _interp_evaluate(step: _Step, t: float, np_t: type, dtype: torch.dtype, devi
     e, d, c, b, a = step.coeffs
     if step.t0_shadow is None and step.dt_shadow is None:
         x = np_t((t - step.t0) / (step.t1 - step.t0))
-        x2 = x * x
-        x3 = x2 * x
-        x4 = x3 * x
-        out = torch.add(e, d, alpha=float(x))
-        out = torch.add(out, c, alpha=float(x2))
-        out = torch.add(out, b, alpha=float(x3))
-        return torch.add(out, a, alpha=float(x4))
+        total = e + d * float(x)
+        x_power = x
+        for coefficient in (c, b, a):
+            x_power = x_power * x  # float32 powers, as torchdiffeq's 0-dim tensors
+            total = total + coefficient * float(x_power)
+        return total
     # The grid times carry gradients (through the first step size): evaluate with tensors.
     t0 = torch.tensor(step.t0, dtype=torch.float64, device=device)
     t1 = torch.tensor(step.t1, dtype=torch.float64, device=device)
@@ -357,7 +374,6 @@ def _solve_adaptive(func: VectorField, y0: torch.Tensor, times: list[float], met
     order = ADAPTIVE_TABLEAUX[method].order
     n_stages = len(consts.alpha)
     rtol_y, atol_y = float(np_t(rtol)), float(np_t(atol))
-    inv_sqrt_n = 1.0 / math.sqrt(y0.numel()) if y0.numel() else 0.0
 
     if not bool(torch.isfinite(y0).all()):
         raise _Failure.non_finite(phase)
@@ -369,7 +385,7 @@ def _solve_adaptive(func: VectorField, y0: torch.Tensor, times: list[float], met
     # dt_shadow: a zero tensor carrying d(step)/d(h) = 1, only while the step size is h itself.
     dt_shadow = (h - h.detach()) if h.requires_grad else None
     t0_shadow: torch.Tensor | None = None  # d(current time)/d(h), after an accepted first step
-    alpha_t = _alpha_tensor(method, dtype, device) if dt_shadow is not None else None
+    tensors = _tableau_tensors(method, dtype, device) if dt_shadow is not None else None
 
     y, f, t0 = y0, f0, times[0]
     abs_y = y0.detach().abs()
@@ -396,18 +412,18 @@ def _solve_adaptive(func: VectorField, y0: torch.Tensor, times: list[float], met
                 if t0_shadow is not None:
                     shadow = t0_shadow.to(dtype) + shadow
                 if dt_shadow is not None:
-                    assert alpha_t is not None
-                    shadow = alpha_t * dt_shadow.to(dtype) + shadow
+                    assert tensors is not None
+                    shadow = tensors[0] * dt_shadow.to(dtype) + shadow
                 ts = ts + shadow
             stage_times = ts.unbind()
 
+            # the step size as a tensor only when it carries a gradient (the first step)
+            dt_t = None if dt_shadow is None else dt_shadow.to(dtype) + float(dt_y)
             ks = [f]
             yi = y
             for i in range(n_stages):
-                row = consts.beta[i]
-                yi = _lincomb(y, ks, (row * dt_y).tolist())
-                if dt_shadow is not None:
-                    yi = _add_shadow(yi, dt_shadow, _weighted_sum(ks, row.tolist()))
+                coef = _coefficients(consts.beta[i], dt_y, device, None if tensors is None else tensors[2 + i], dt_t)
+                yi = y + _stage_sum(ks, coef)
                 k = func(stage_times[i], yi)
                 nfe.forward += 1
                 ks.append(k)
@@ -415,14 +431,14 @@ def _solve_adaptive(func: VectorField, y0: torch.Tensor, times: list[float], met
             y1 = yi  # first same as last: the last stage is evaluated at (t1, y1)
 
             with torch.no_grad():
-                err = _weighted_sum(ks, (consts.c_error * dt_y).tolist())
+                err = _stage_sum(ks, _coefficients(consts.c_error, dt_y, device))
                 abs_y1 = y1.detach().abs()
                 tol = torch.maximum(abs_y, abs_y1).mul_(rtol_y).add_(atol_y)
-                norm = torch.linalg.vector_norm(err.div_(tol))
-            ratio = float(np_t(norm.item() * inv_sqrt_n))  # the one host sync of the step
+                norm = err.div_(tol).abs_().pow_(2).mean().sqrt_()  # torchdiffeq's _rms_norm, same rounding
+            ratio = norm.item()  # the one host sync of the step
             if ratio <= 1:
                 nfe.accepted_steps += 1
-                step = _Step(y, y1, ks, t0, t1, dt, t0_shadow, dt_shadow)
+                step = _Step(y, y1, ks, t0, t1, dt, t0_shadow, dt_shadow, tensors)
                 y, f, t0, abs_y = y1, ks[-1], t1, abs_y1
                 t0_shadow = _plus(t0_shadow, dt_shadow)
             else:
