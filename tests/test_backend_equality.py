@@ -18,20 +18,15 @@ consequences, both tested:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
-from torch.autograd import gradcheck
 
 import anode
 from anode import NFE, ConvODEFunc, ODEFunc, SolverConfig, odesolve
-from anode.config import ANODE_BACKEND_METHODS, BACKENDS
-from anode.solvers import BACKEND_SOLVERS, get_backend
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -116,7 +111,7 @@ def mlp_cases(n: int, seed: int = 0) -> list[Case]:
         build = (lambda p=p, td=time_dependent, nl=non_linearity:
                  ODEFunc(2, 32, augment_dim=p, time_dependent=td, non_linearity=nl))
         cases.append(Case(f"mlp{i}-{method}-p{p}-tol{tol:.1e}", _seeded_field(1000 + i, build, torch.float32), y0, t,
-                          dict(method=method, rtol=tol, atol=tol)))
+                          {"method": method, "rtol": tol, "atol": tol}))
     return cases
 
 
@@ -135,7 +130,7 @@ def linear_cases(n: int, seed: int = 1) -> list[Case]:
         t = torch.linspace(0.0, float(torch.empty(()).uniform_(0.5, 2.0, generator=gen)), 2 + i % 4, dtype=F64)
         build = lambda a=a, b=b, td=bool(i % 2): Linear(a, b, td)
         cases.append(Case(f"linear{i}-{method}-tol{tol:.1e}", _seeded_field(0, build, F64), y0, t,
-                          dict(method=method, rtol=tol, atol=tol)))
+                          {"method": method, "rtol": tol, "atol": tol}))
     return cases
 
 
@@ -152,7 +147,7 @@ def conv_cases(n: int, seed: int = 2) -> list[Case]:
         build = (lambda p=p, td=bool(i % 2):
                  ConvODEFunc((1, 8, 8), 8, augment_dim=p, time_dependent=td, non_linearity="relu"))
         cases.append(Case(f"conv{i}-{method}-p{p}-tol{tol:.1e}", _seeded_field(2000 + i, build, torch.float32), y0,
-                          torch.tensor([0.0, 1.0]), dict(method=method, rtol=tol, atol=tol)))
+                          torch.tensor([0.0, 1.0]), {"method": method, "rtol": tol, "atol": tol}))
     return cases
 
 

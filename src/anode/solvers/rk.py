@@ -31,16 +31,25 @@ flip an accept/reject decision in rare cases; `tests/test_backend_equality.py` m
 
 from __future__ import annotations
 
+import itertools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 import torch
 from torch import nn
 
 from ..config import SolverConfig
-from .base import ADVICE, NFE, MaxStepsExceeded, NonFiniteState, StepSizeUnderflow, VectorField
+from .base import (
+    ADVICE,
+    NFE,
+    MaxStepsExceeded,
+    NonFiniteState,
+    StepSizeUnderflow,
+    VectorField,
+)
 
 __all__ = ["ADAPTIVE_TABLEAUX", "FIXED_TABLEAUX", "AdaptiveTableau", "FixedTableau", "solve"]
 
@@ -159,7 +168,7 @@ class _AdaptiveConsts:
     c_mid: np.ndarray
 
 
-@lru_cache(maxsize=None)
+@cache
 def _adaptive_consts(method: str, np_t: type) -> _AdaptiveConsts:
     tab = ADAPTIVE_TABLEAUX[method]
     alpha = np.array(tab.alpha, dtype=np_t)
@@ -172,7 +181,7 @@ def _adaptive_consts(method: str, np_t: type) -> _AdaptiveConsts:
     )
 
 
-@lru_cache(maxsize=None)
+@cache
 def _tableau_tensors(method: str, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, ...]:
     """(alpha, c_mid, beta rows...) as tensors, for the steps whose size carries a gradient."""
     tab = ADAPTIVE_TABLEAUX[method]
@@ -191,24 +200,6 @@ def _coefficients(row: np.ndarray, dt_y: np.floating, device: torch.device, row_
     if device.type == "cpu":
         return torch.from_numpy(values)
     return torch.as_tensor(values, device=device)
-
-
-def _lincomb(y: torch.Tensor, ks: list[torch.Tensor], coefs: list[float]) -> torch.Tensor:
-    """y + (sum_j coefs[j] * ks[j]) for the fixed-grid methods: the increment is summed first, at
-    its own scale, then added to y once (accumulating onto y would round each term at y's scale)."""
-    if not any(coefs):
-        return y
-    return y + _weighted_sum(ks, coefs)
-
-
-def _weighted_sum(ks: list[torch.Tensor], weights: list[float]) -> torch.Tensor:
-    """sum_j weights[j] * ks[j] as a chain of fused adds (at least one weight is non-zero)."""
-    out: torch.Tensor | None = None
-    for k, w in zip(ks, weights):
-        if w != 0.0:
-            out = k * w if out is None else torch.add(out, k, alpha=w)
-    assert out is not None  # internal invariant: tableau rows are never all zero
-    return out
 
 
 def _stage_sum(ks: list[torch.Tensor], coef: torch.Tensor) -> torch.Tensor:
@@ -361,7 +352,7 @@ def _check_times(t: torch.Tensor) -> list[float]:
         raise ValueError("the 'anode' solver backend does not differentiate with respect to t: pass t.detach(), "
                          "or use SolverConfig(backend='torchdiffeq')")
     times = t.detach().to(torch.float64).tolist()
-    if any(b <= a for a, b in zip(times, times[1:])):
+    if any(b <= a for a, b in itertools.pairwise(times)):
         raise ValueError(f"t must be strictly increasing for the 'anode' solver backend, got {times}")
     return times
 
@@ -451,45 +442,69 @@ def _solve_adaptive(func: VectorField, y0: torch.Tensor, times: list[float], met
     return torch.stack(outputs)
 
 
+def _fixed_increment(method: str, call: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], time: Callable[[float], torch.Tensor],
+                     t0_t: torch.Tensor, t1_t: torch.Tensor, t0: np.floating, dt: np.floating, y0: torch.Tensor
+                     ) -> torch.Tensor:
+    """One step's increment, op for op as torchdiffeq's fixed_grid.py / rk_common.py step functions
+    (so the same rounding): `time(v)` makes a stage-time tensor from a host value in the state's dtype."""
+    np_t = type(dt)
+    h = float(dt)
+    k1 = call(t0_t, y0)
+    if method == "euler":
+        return k1 * h
+    if method == "midpoint":
+        half = np_t(0.5) * dt
+        return call(time(t0 + half), y0 + k1 * float(half)) * h
+    if method == "heun2":
+        k2 = call(time(t0 + dt * np_t(1.0)), y0 + k1 * h * 1.0)
+        return (k1 * 0.5 + k2 * 0.5) * h
+    if method == "heun3":
+        k2 = call(time(t0 + dt * np_t(1 / 3)), y0 + k1 * h * (1 / 3))
+        k3 = call(time(t0 + dt * np_t(2 / 3)), y0 + (k1 * 0.0 + k2 * (2 / 3)) * h)
+        return (k1 * 0.25 + k2 * 0.0 + k3 * 0.75) * h
+    if method == "rk4":  # rk4_alt_step_func: the 3/8 rule
+        k2 = call(time(t0 + dt * np_t(1 / 3)), y0 + k1 * h * (1 / 3))
+        k3 = call(time(t0 + dt * np_t(2 / 3)), y0 + (k2 - k1 * (1 / 3)) * h)
+        k4 = call(t1_t, y0 + (k1 - k2 + k3) * h)
+        return (k1 + 3 * (k2 + k3) + k4) * h * 0.125
+    raise ValueError(f"unknown fixed-step method {method!r}; valid choices: {list(FIXED_TABLEAUX)}")
+
+
 def _solve_fixed(func: VectorField, y0: torch.Tensor, t: torch.Tensor, times: list[float], method: str,
                  step_size: float, nfe: NFE) -> torch.Tensor:
     dtype, device = y0.dtype, y0.device
     np_t = _np_type(dtype)
-    tab = FIXED_TABLEAUX[method]
     # torchdiffeq's _grid_constructor_from_step_size, on t in the state's dtype.
     t = t.to(dtype)
     niters = torch.ceil((t[-1] - t[0]) / step_size + 1).item()
     grid = torch.arange(0, niters, dtype=t.dtype, device=device) * step_size + t[0]
     grid[-1] = t[-1]
-    grid_host = grid.tolist()
+    grid_host = [np_t(v) for v in grid.tolist()]
     grid_t = grid.unbind()
-    c = [None if ci is None else np_t(ci) for ci in tab.c]
-    a = [np.array(row, dtype=np_t) for row in tab.a]
-    b = np.array(tab.b, dtype=np_t)
-    t_out = [float(np_t(v)) for v in times]
+    t_out = [np_t(v) for v in times]
+
+    def call(tt: torch.Tensor, yy: torch.Tensor) -> torch.Tensor:
+        nfe.forward += 1
+        return func(tt, yy)
+
+    def time(value: np.floating) -> torch.Tensor:
+        return torch.tensor(float(value), dtype=dtype, device=device)
 
     outputs = [y0]
     j = 1
     y = y0
     for i in range(len(grid_host) - 1):
-        t0, t1 = np_t(grid_host[i]), np_t(grid_host[i + 1])
-        dt = t1 - t0
-        ks = [func(grid_t[i], y)]
-        nfe.forward += 1
-        for ci, row in zip(c, a):
-            ti = grid_t[i + 1] if ci is None else torch.tensor(float(t0 + dt * ci), dtype=dtype, device=device)
-            ks.append(func(ti, _lincomb(y, ks, (row * dt).tolist())))
-            nfe.forward += 1
-        y1 = _lincomb(y, ks, (b * dt).tolist())
+        t0, t1 = grid_host[i], grid_host[i + 1]
+        y1 = y + _fixed_increment(method, call, time, grid_t[i], grid_t[i + 1], t0, t1 - t0, y)
         nfe.accepted_steps += 1
-        while j < len(t_out) and float(t1) >= t_out[j]:
-            if t_out[j] == float(t0):
+        while j < len(t_out) and t1 >= t_out[j]:  # torchdiffeq's linear interpolation
+            if t_out[j] == t0:
                 outputs.append(y)
-            elif t_out[j] == float(t1):
+            elif t_out[j] == t1:
                 outputs.append(y1)
             else:
-                slope = (np_t(t_out[j]) - t0) / (t1 - t0)
-                outputs.append(torch.add(y, y1 - y, alpha=float(slope)))
+                slope = (t_out[j] - t0) / (t1 - t0)
+                outputs.append(y + float(slope) * (y1 - y))
             j += 1
         y = y1
     return torch.stack(outputs)

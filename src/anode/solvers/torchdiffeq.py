@@ -10,7 +10,14 @@ import torchdiffeq
 from torch import nn
 
 from ..config import SolverConfig
-from .base import ADVICE, NFE, NonFiniteState, StepSizeUnderflow, VectorField, translate_solver_errors
+from .base import (
+    ADVICE,
+    NFE,
+    NonFiniteState,
+    StepSizeUnderflow,
+    VectorField,
+    translate_solver_errors,
+)
 
 __all__ = ["solve"]
 
