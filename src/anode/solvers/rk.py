@@ -32,6 +32,7 @@ flip an accept/reject decision in rare cases; `tests/test_backend_equality.py` m
 from __future__ import annotations
 
 import itertools
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -162,7 +163,7 @@ class _AdaptiveConsts:
     """A tableau's coefficients rounded to one dtype (as torchdiffeq's `.to(y0.dtype)` does)."""
 
     alpha: np.ndarray
-    alpha_is_one: tuple[bool, ...]
+    one_idx: np.ndarray  # stages at alpha == 1 (evaluated just before t1)
     beta: tuple[np.ndarray, ...]
     c_error: np.ndarray
     c_mid: np.ndarray
@@ -174,7 +175,7 @@ def _adaptive_consts(method: str, np_t: type) -> _AdaptiveConsts:
     alpha = np.array(tab.alpha, dtype=np_t)
     return _AdaptiveConsts(
         alpha=alpha,
-        alpha_is_one=tuple(bool(a == 1) for a in alpha),
+        one_idx=np.flatnonzero(alpha == 1),
         beta=tuple(np.array(row, dtype=np_t) for row in tab.beta),
         c_error=np.array(tab.c_error, dtype=np_t),
         c_mid=np.array(tab.c_mid, dtype=np_t),
@@ -238,34 +239,39 @@ class _Failure:
 
 
 def _rms(x: torch.Tensor) -> torch.Tensor:
-    return x.abs().pow(2).mean().sqrt()
+    # torchdiffeq's _rms_norm is x.abs().pow(2).mean().sqrt(); for real x, pow(x, 2) == pow(|x|, 2)
+    # bit for bit, and so are the gradients (2|x| * sign(x) == 2x exactly), so the abs is dropped.
+    return x.pow(2).mean().sqrt()
 
 
 def _select_initial_step(
     func: VectorField, t0: torch.Tensor, y0: torch.Tensor, f0: torch.Tensor, order: int, rtol: float, atol: float,
     nfe: NFE,
 ) -> torch.Tensor:
-    """torchdiffeq's `_select_initial_step` (Hairer et al. II.4), op for op (keeps its autograd graph)."""
+    """torchdiffeq's `_select_initial_step` (Hairer et al. II.4), op for op (keeps its autograd graph).
+
+    torchdiffeq also takes `.abs()` of d0, d1, d2, h0 and h1, which are non-negative by
+    construction: dropping them changes neither values nor gradients (sign(x) = 1 for x > 0, and
+    for x = 0 those quantities do not feed a gradient path).
+    """
     dtype, device = y0.dtype, y0.device
     rtol_t = torch.as_tensor(rtol, dtype=torch.float64, device=device)
     atol_t = torch.as_tensor(atol, dtype=torch.float64, device=device)
     scale = atol_t + torch.abs(y0) * rtol_t
-    d0 = _rms(y0 / scale).abs()
-    d1 = _rms(f0 / scale).abs()
+    d0 = _rms(y0 / scale)
+    d1 = _rms(f0 / scale)
     if d0 < 1e-5 or d1 < 1e-5:
         h0 = torch.tensor(1e-6, dtype=dtype, device=device)
     else:
         h0 = 0.01 * d0 / d1
-    h0 = h0.abs()
     y1 = y0 + h0 * f0
     f1 = func((t0 + h0).to(dtype), y1)
     nfe.forward += 1
-    d2 = torch.abs(_rms((f1 - f0) / scale) / h0)
+    d2 = _rms((f1 - f0) / scale) / h0
     if d1 <= 1e-15 and d2 <= 1e-15:
         h1 = torch.max(torch.tensor(1e-6, dtype=dtype, device=device), h0 * 1e-3)
     else:
         h1 = (0.01 / max(d1, d2)) ** (1.0 / float(order + 1))
-    h1 = h1.abs()
     return torch.min(100 * h0, h1).to(t0.dtype)
 
 
@@ -366,17 +372,20 @@ def _solve_adaptive(func: VectorField, y0: torch.Tensor, times: list[float], met
     n_stages = len(consts.alpha)
     rtol_y, atol_y = float(np_t(rtol)), float(np_t(atol))
 
-    if not bool(torch.isfinite(y0).all()):
-        raise _Failure.non_finite(phase)
+    # (A non-finite y0 is reported too: it makes dt non-finite, hence an underflow diagnosed as
+    # non-finite, or reaches the output, which is checked.)
     t_start = torch.tensor(times[0], dtype=torch.float64, device=device)
     f0 = func(t_start.to(dtype), y0)
     nfe.forward += 1
     h = _select_initial_step(func, t_start, y0, f0, order - 1, rtol, atol, nfe)
     dt = h.item()
     # dt_shadow: a zero tensor carrying d(step)/d(h) = 1, only while the step size is h itself.
-    dt_shadow = (h - h.detach()) if h.requires_grad else None
+    dt_shadow = (h - h.detach()).to(dtype) if h.requires_grad else None
     t0_shadow: torch.Tensor | None = None  # d(current time)/d(h), after an accepted first step
     tensors = _tableau_tensors(method, dtype, device) if dt_shadow is not None else None
+    to_tensor = torch.from_numpy if device.type == "cpu" else functools.partial(torch.as_tensor, device=device)
+    alpha, beta, one_idx = consts.alpha, consts.beta, consts.one_idx
+    np_one = np_t(1)
 
     y, f, t0 = y0, f0, times[0]
     abs_y = y0.detach().abs()
@@ -393,28 +402,31 @@ def _solve_adaptive(func: VectorField, y0: torch.Tensor, times: list[float], met
             t1 = t0 + dt
             if not t1 > t0:
                 raise _Failure.underflow(dt, last_k, y, phase)
-            # Stage times in the state's dtype, as torchdiffeq computes them.
-            t0_y, dt_y = np_t(t0), np_t(dt)
-            t1_prev = float(np.nextafter(np_t(t1), np_t(t1) - np_t(1)))
-            stage_t = [t1_prev if one else float(t0_y + a_i * dt_y) for one, a_i in zip(consts.alpha_is_one, consts.alpha)]
-            ts = torch.tensor(stage_t, dtype=dtype, device=device)
-            if t0_shadow is not None or dt_shadow is not None:
-                shadow = 0
-                if t0_shadow is not None:
-                    shadow = t0_shadow.to(dtype) + shadow
-                if dt_shadow is not None:
-                    assert tensors is not None
-                    shadow = tensors[0] * dt_shadow.to(dtype) + shadow
-                ts = ts + shadow
+            # Stage times in the state's dtype, as torchdiffeq computes them: t0 + alpha * dt, and
+            # just before t1 (nextafter) for the stages at alpha = 1.
+            dt_y = np_t(dt)
+            stage_np = np_t(t0) + alpha * dt_y
+            t1_y = np_t(t1)
+            stage_np[one_idx] = np.nextafter(t1_y, t1_y - np_one)
+            ts = to_tensor(stage_np)
+            if t0_shadow is not None:
+                ts = ts + t0_shadow
+            if dt_shadow is not None:
+                assert tensors is not None
+                ts = ts + tensors[0] * dt_shadow
             stage_times = ts.unbind()
 
             # the step size as a tensor only when it carries a gradient (the first step)
-            dt_t = None if dt_shadow is None else dt_shadow.to(dtype) + float(dt_y)
+            dt_t = None if dt_shadow is None else dt_shadow + float(dt_y)
             ks = [f]
             yi = y
             for i in range(n_stages):
-                coef = _coefficients(consts.beta[i], dt_y, device, None if tensors is None else tensors[2 + i], dt_t)
-                yi = y + _stage_sum(ks, coef)
+                if dt_t is None:
+                    coef = to_tensor(beta[i] * dt_y)
+                else:
+                    assert tensors is not None
+                    coef = tensors[2 + i] * dt_t
+                yi = y + torch.sum(torch.stack(ks, -1) * coef, dim=-1)  # as torchdiffeq, same rounding
                 k = func(stage_times[i], yi)
                 nfe.forward += 1
                 ks.append(k)
@@ -422,10 +434,10 @@ def _solve_adaptive(func: VectorField, y0: torch.Tensor, times: list[float], met
             y1 = yi  # first same as last: the last stage is evaluated at (t1, y1)
 
             with torch.no_grad():
-                err = _stage_sum(ks, _coefficients(consts.c_error, dt_y, device))
+                err = torch.sum(torch.stack(ks, -1) * to_tensor(consts.c_error * dt_y), dim=-1)
                 abs_y1 = y1.detach().abs()
                 tol = torch.maximum(abs_y, abs_y1).mul_(rtol_y).add_(atol_y)
-                norm = err.div_(tol).abs_().pow_(2).mean().sqrt_()  # torchdiffeq's _rms_norm, same rounding
+                norm = err.div_(tol).pow_(2).mean().sqrt_()  # torchdiffeq's _rms_norm (see _rms), same bits
             ratio = norm.item()  # the one host sync of the step
             if ratio <= 1:
                 nfe.accepted_steps += 1
