@@ -272,3 +272,34 @@ def test_anode_backend_input_errors() -> None:
         odesolve(decay, torch.ones(2), torch.tensor([0.0, 1.0], requires_grad=True), solver)
     with pytest.raises(anode.NonFiniteState):
         odesolve(decay, torch.tensor([1.0, float("inf")]), torch.tensor([0.0, 1.0]), solver)
+
+
+@pytest.mark.parametrize("method", ["euler", "rk4", "bosh3"])
+def test_adjoint_equals_torchdiffeq_adjoint(method: str) -> None:
+    """anode's adjoint pass (own solver) reproduces torchdiffeq's odeint_adjoint: counts and gradients."""
+    kwargs = {"step_size": 0.1} if method in ("euler", "rk4") else {"rtol": 1e-4, "atol": 1e-4}
+    x = 2.0 * torch.randn(16, 2, generator=torch.Generator().manual_seed(0))
+    times = torch.tensor([0.0, 0.35, 1.0])
+    results = {}
+    for backend in ("torchdiffeq", "anode"):
+        block, counter = _block(SolverConfig(method=method, adjoint=True, backend=backend, **kwargs),
+                                non_linearity="relu")
+        xb = x.clone().requires_grad_(True)
+        block(xb, eval_times=times).pow(2).sum().backward()
+        results[backend] = ([xb.grad] + [p.grad for p in block.parameters()], block.nfe, counter.calls)
+    (grads_r, nfe_r, calls_r), (grads_a, nfe_a, calls_a) = results["torchdiffeq"], results["anode"]
+    assert nfe_a == nfe_r and calls_a == calls_r
+    assert nfe_a.backward > 0 and nfe_a.backward_accepted_steps > 0
+    for g_a, g_r in zip(grads_a, grads_r):
+        assert g_r.abs().max() > 0
+        torch.testing.assert_close(g_a, g_r, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("backend", ["torchdiffeq", "anode"])
+def test_adjoint_pass_failure_is_typed(backend: str) -> None:
+    # a loose forward solve, then an adjoint solve far too tight for its step budget
+    block, _ = _block(SolverConfig(rtol=1e-2, atol=1e-2, adjoint=True, adjoint_rtol=1e-12, adjoint_atol=1e-12,
+                                   max_num_steps=5, backend=backend), non_linearity="relu")
+    out = block(5.0 * torch.randn(16, 2, generator=torch.Generator().manual_seed(0)))
+    with pytest.raises(anode.MaxStepsExceeded, match="backward pass"), anode.translate_solver_errors("backward pass"):
+        out.pow(2).sum().backward()

@@ -217,6 +217,33 @@ def _plus(a: torch.Tensor | None, b: torch.Tensor | None) -> torch.Tensor | None
     return a + b
 
 
+class _Counts:
+    """Where a solve adds its counts: the forward fields of an `NFE`, or (adjoint pass) the backward ones."""
+
+    __slots__ = ("backward", "nfe")
+
+    def __init__(self, nfe: NFE, *, backward: bool = False) -> None:
+        self.nfe, self.backward = nfe, backward
+
+    def call(self) -> None:
+        if self.backward:
+            self.nfe.backward += 1
+        else:
+            self.nfe.forward += 1
+
+    def step(self, accepted: bool) -> None:
+        n = self.nfe
+        if self.backward:
+            if accepted:
+                n.backward_accepted_steps += 1
+            else:
+                n.backward_rejected_steps += 1
+        elif accepted:
+            n.accepted_steps += 1
+        else:
+            n.rejected_steps += 1
+
+
 class _Failure:
     """Builds the typed errors with torchdiffeq-like texts (and the advice)."""
 
@@ -246,7 +273,7 @@ def _rms(x: torch.Tensor) -> torch.Tensor:
 
 def _select_initial_step(
     func: VectorField, t0: torch.Tensor, y0: torch.Tensor, f0: torch.Tensor, order: int, rtol: float, atol: float,
-    nfe: NFE,
+    counts: _Counts, norm: Callable[[torch.Tensor], torch.Tensor] = _rms,
 ) -> torch.Tensor:
     """torchdiffeq's `_select_initial_step` (Hairer et al. II.4), op for op (keeps its autograd graph).
 
@@ -258,16 +285,16 @@ def _select_initial_step(
     rtol_t = torch.as_tensor(rtol, dtype=torch.float64, device=device)
     atol_t = torch.as_tensor(atol, dtype=torch.float64, device=device)
     scale = atol_t + torch.abs(y0) * rtol_t
-    d0 = _rms(y0 / scale)
-    d1 = _rms(f0 / scale)
+    d0 = norm(y0 / scale)
+    d1 = norm(f0 / scale)
     if d0 < 1e-5 or d1 < 1e-5:
         h0 = torch.tensor(1e-6, dtype=dtype, device=device)
     else:
         h0 = 0.01 * d0 / d1
     y1 = y0 + h0 * f0
     f1 = func((t0 + h0).to(dtype), y1)
-    nfe.forward += 1
-    d2 = _rms((f1 - f0) / scale) / h0
+    counts.call()
+    d2 = norm((f1 - f0) / scale) / h0
     if d1 <= 1e-15 and d2 <= 1e-15:
         h1 = torch.max(torch.tensor(1e-6, dtype=dtype, device=device), h0 * 1e-3)
     else:
@@ -364,7 +391,8 @@ def _check_times(t: torch.Tensor) -> list[float]:
 
 
 def _solve_adaptive(func: VectorField, y0: torch.Tensor, times: list[float], method: str, rtol: float, atol: float,
-                    max_num_steps: int, nfe: NFE, phase: str) -> torch.Tensor:
+                    max_num_steps: int, counts: _Counts, phase: str,
+                    norm: Callable[[torch.Tensor], torch.Tensor] = _rms) -> torch.Tensor:
     dtype, device = y0.dtype, y0.device
     np_t = _np_type(dtype)
     consts = _adaptive_consts(method, np_t)
@@ -376,8 +404,8 @@ def _solve_adaptive(func: VectorField, y0: torch.Tensor, times: list[float], met
     # non-finite, or reaches the output, which is checked.)
     t_start = torch.tensor(times[0], dtype=torch.float64, device=device)
     f0 = func(t_start.to(dtype), y0)
-    nfe.forward += 1
-    h = _select_initial_step(func, t_start, y0, f0, order - 1, rtol, atol, nfe)
+    counts.call()
+    h = _select_initial_step(func, t_start, y0, f0, order - 1, rtol, atol, counts, norm)
     dt = h.item()
     # dt_shadow: a zero tensor carrying d(step)/d(h) = 1, only while the step size is h itself.
     dt_shadow = (h - h.detach()).to(dtype) if h.requires_grad else None
@@ -428,7 +456,7 @@ def _solve_adaptive(func: VectorField, y0: torch.Tensor, times: list[float], met
                     coef = tensors[2 + i] * dt_t
                 yi = y + torch.sum(torch.stack(ks, -1) * coef, dim=-1)  # as torchdiffeq, same rounding
                 k = func(stage_times[i], yi)
-                nfe.forward += 1
+                counts.call()
                 ks.append(k)
             last_k = ks[-1]
             y1 = yi  # first same as last: the last stage is evaluated at (t1, y1)
@@ -437,15 +465,16 @@ def _solve_adaptive(func: VectorField, y0: torch.Tensor, times: list[float], met
                 err = torch.sum(torch.stack(ks, -1) * to_tensor(consts.c_error * dt_y), dim=-1)
                 abs_y1 = y1.detach().abs()
                 tol = torch.maximum(abs_y, abs_y1).mul_(rtol_y).add_(atol_y)
-                norm = err.div_(tol).pow_(2).mean().sqrt_()  # torchdiffeq's _rms_norm (see _rms), same bits
-            ratio = norm.item()  # the one host sync of the step
+                if norm is _rms:
+                    ratio_t = err.div_(tol).pow_(2).mean().sqrt_()  # torchdiffeq's _rms_norm (see _rms), same bits
+                else:
+                    ratio_t = norm(err.div_(tol))
+            ratio = float(ratio_t)  # the one host sync of the step (with the default norm)
+            counts.step(ratio <= 1)
             if ratio <= 1:
-                nfe.accepted_steps += 1
                 step = _Step(y, y1, ks, t0, t1, dt, t0_shadow, dt_shadow, tensors)
                 y, f, t0, abs_y = y1, ks[-1], t1, abs_y1
                 t0_shadow = _plus(t0_shadow, dt_shadow)
-            else:
-                nfe.rejected_steps += 1
             dt = _next_step(dt, ratio, order)
             dt_shadow = None
             n_steps += 1
@@ -483,7 +512,7 @@ def _fixed_increment(method: str, call: Callable[[torch.Tensor, torch.Tensor], t
 
 
 def _solve_fixed(func: VectorField, y0: torch.Tensor, t: torch.Tensor, times: list[float], method: str,
-                 step_size: float, nfe: NFE) -> torch.Tensor:
+                 step_size: float, counts: _Counts) -> torch.Tensor:
     dtype, device = y0.dtype, y0.device
     np_t = _np_type(dtype)
     # torchdiffeq's _grid_constructor_from_step_size, on t in the state's dtype.
@@ -496,7 +525,7 @@ def _solve_fixed(func: VectorField, y0: torch.Tensor, t: torch.Tensor, times: li
     t_out = [np_t(v) for v in times]
 
     def call(tt: torch.Tensor, yy: torch.Tensor) -> torch.Tensor:
-        nfe.forward += 1
+        counts.call()
         return func(tt, yy)
 
     def time(value: np.floating) -> torch.Tensor:
@@ -508,7 +537,7 @@ def _solve_fixed(func: VectorField, y0: torch.Tensor, t: torch.Tensor, times: li
     for i in range(len(grid_host) - 1):
         t0, t1 = grid_host[i], grid_host[i + 1]
         y1 = y + _fixed_increment(method, call, time, grid_t[i], grid_t[i + 1], t0, t1 - t0, y)
-        nfe.accepted_steps += 1
+        counts.step(True)
         while j < len(t_out) and t1 >= t_out[j]:  # torchdiffeq's linear interpolation
             if t_out[j] == t0:
                 outputs.append(y)
@@ -522,92 +551,102 @@ def _solve_fixed(func: VectorField, y0: torch.Tensor, t: torch.Tensor, times: li
     return torch.stack(outputs)
 
 
-def _forward(func: VectorField, y0: torch.Tensor, t: torch.Tensor, times: list[float], solver: SolverConfig,
-             nfe: NFE) -> torch.Tensor:
+def _integrate(func: VectorField, y0: torch.Tensor, t: torch.Tensor, times: list[float], solver: SolverConfig,
+               counts: _Counts, *, phase: str = "forward solve", rtol: float | None = None, atol: float | None = None,
+               norm: Callable[[torch.Tensor], torch.Tensor] = _rms) -> torch.Tensor:
+    """Solve with `solver`'s method (tolerances overridable), counting into `counts`."""
     if solver.method in FIXED_TABLEAUX:
         assert solver.step_size is not None  # SolverConfig guarantees it
-        out = _solve_fixed(func, y0, t, times, solver.method, solver.step_size, nfe)
+        out = _solve_fixed(func, y0, t, times, solver.method, solver.step_size, counts)
     else:
-        out = _solve_adaptive(func, y0, times, solver.method, solver.rtol, solver.atol, solver.max_num_steps, nfe,
-                              "forward solve")
+        out = _solve_adaptive(func, y0, times, solver.method, solver.rtol if rtol is None else rtol,
+                              solver.atol if atol is None else atol, solver.max_num_steps, counts, phase, norm)
     if not bool(torch.isfinite(out[-1]).all()):
-        raise _Failure.non_finite("forward solve")
+        raise _Failure.non_finite(phase)
     return out
 
 
-class _AdjointSolve(torch.autograd.Function):
-    """Forward: anode's solver without a graph. Backward: torchdiffeq's adjoint pass, verbatim.
+class _AdjointState:
+    """The adjoint pass's augmented state, flattened as torchdiffeq's tuple state is:
+    [dL/dt (1), y (n), a = dL/dy (n), dL/dtheta (one block per parameter)]."""
 
-    The backward pass is that of torchdiffeq's `OdeintAdjointMethod` (same augmented dynamics,
-    same tuple state, same default adjoint norm, solved by torchdiffeq's `odeint` with the same
-    method, tolerances and options), so with equal forward solutions the backward NFE, steps and
-    gradients are those of `odeint_adjoint`.
+    def __init__(self, y_shape: torch.Size, params: tuple[torch.Tensor, ...]) -> None:
+        self.shapes = [torch.Size(()), y_shape, y_shape, *(p.shape for p in params)]
+        bounds = [0]
+        for shape in self.shapes:
+            bounds.append(bounds[-1] + shape.numel())
+        self.bounds = bounds
+
+    def split(self, z: torch.Tensor) -> list[torch.Tensor]:
+        """Views of the blocks of `z` (torchdiffeq's `_flat_to_shape`)."""
+        b = self.bounds
+        return [z[b[i]:b[i + 1]].view(shape) for i, shape in enumerate(self.shapes)]
+
+    def norm(self, z: torch.Tensor) -> torch.Tensor:
+        """torchdiffeq's default adjoint norm: max(|dL/dt|, rms(y), rms(a), max_i rms(dL/dtheta_i))."""
+        vjp_t, y, adj_y, *adj_params = self.split(z)
+        mixed = max([_rms(p) for p in adj_params]) if adj_params else 0.0
+        return max(vjp_t.abs(), _rms(y), _rms(adj_y), mixed)
+
+
+class _AdjointSolve(torch.autograd.Function):
+    """Forward: anode's solver without a graph. Backward: the adjoint ODE solved backwards in time
+    by anode's solver, with torchdiffeq's `OdeintAdjointMethod` semantics.
+
+    The backward pass builds the same augmented dynamics (-[dL/dt, f, a^T df/dy, a^T df/dtheta]
+    at reversed time, with t requiring grad so that dL/dt is integrated too), the same flattened
+    state, the same default adjoint norm and the same per-interval restarts (y reset to the forward
+    solution, a incremented by the output gradient), so backward NFE, steps and gradients are
+    those of `torchdiffeq.odeint_adjoint` with the same tolerances.
     """
 
     @staticmethod
     def forward(ctx, func: nn.Module, t: torch.Tensor, times: list[float], solver: SolverConfig, nfe: NFE,
                 y0: torch.Tensor, *params: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            out = _forward(func, y0, t, times, solver, nfe)
+            out = _integrate(func, y0, t, times, solver, _Counts(nfe))
         ctx.func, ctx.solver, ctx.nfe = func, solver, nfe
         ctx.save_for_backward(t, out, *params)
         return out
 
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        import torchdiffeq
-        from torchdiffeq._impl.misc import _mixed_norm, _rms_norm
-
         func, solver, nfe = ctx.func, ctx.solver, ctx.nfe
-        t, y, *params = ctx.saved_tensors
-        params = tuple(params)
+        t, y, *params_list = ctx.saved_tensors
+        params = tuple(params_list)
+        state = _AdjointState(y.shape[1:], params)
+        counts = _Counts(nfe, backward=True)
+        rtol = solver.adjoint_rtol if solver.adjoint_rtol is not None else solver.rtol
+        atol = solver.adjoint_atol if solver.adjoint_atol is not None else solver.atol
+
+        def dynamics(s: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+            # torchdiffeq: _ReverseFunc(mul=-1) of _TupleFunc of `augmented_dynamics`, at time -s.
+            _, y_now, adj_y = state.split(z)[:3]
+            with torch.enable_grad():
+                tt = (-s).detach().requires_grad_(True)
+                y_now = y_now.detach().requires_grad_(True)
+                func_eval = func(tt.to(y_now.dtype), y_now)
+                vjp_t, vjp_y, *vjp_params = torch.autograd.grad(
+                    func_eval, (tt, y_now) + params, -adj_y, allow_unused=True, retain_graph=True
+                )
+            vjp_t = torch.zeros_like(tt) if vjp_t is None else vjp_t
+            vjp_y = torch.zeros_like(y_now) if vjp_y is None else vjp_y
+            vjp_params = [torch.zeros_like(p) if g is None else g for p, g in zip(params, vjp_params)]
+            parts = (vjp_t, func_eval, vjp_y, *vjp_params)
+            return -1.0 * torch.cat([part.reshape(-1) for part in parts])
+
         with torch.no_grad():
-            def augmented_dynamics(tt: torch.Tensor, y_aug: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
-                state, adj_y = y_aug[1], y_aug[2]
-                with torch.enable_grad():
-                    # as torchdiffeq: t.detach().requires_grad_() is one tensor, so dL/dt is integrated too
-                    tt = tt.detach().requires_grad_(True)
-                    state = state.detach().requires_grad_(True)
-                    nfe.backward += 1
-                    func_eval = func(tt.to(state.dtype), state)
-                    vjp_t, vjp_y, *vjp_params = torch.autograd.grad(
-                        func_eval, (tt, state) + params, -adj_y, allow_unused=True, retain_graph=True
-                    )
-                vjp_t = torch.zeros_like(tt) if vjp_t is None else vjp_t
-                vjp_y = torch.zeros_like(state) if vjp_y is None else vjp_y
-                vjp_params = [torch.zeros_like(p) if g is None else g for p, g in zip(params, vjp_params)]
-                return (vjp_t, func_eval, vjp_y, *vjp_params)
-
-            def count_accept(t0: torch.Tensor, y0: torch.Tensor, dt: torch.Tensor) -> None:
-                nfe.backward_accepted_steps += 1
-
-            def count_reject(t0: torch.Tensor, y0: torch.Tensor, dt: torch.Tensor) -> None:
-                nfe.backward_rejected_steps += 1
-
-            if solver.is_fixed_step:
-                augmented_dynamics.callback_step = count_accept  # type: ignore[attr-defined]
-                options: dict[str, object] = {"step_size": solver.step_size}
-            else:
-                augmented_dynamics.callback_accept_step = count_accept  # type: ignore[attr-defined]
-                augmented_dynamics.callback_reject_step = count_reject  # type: ignore[attr-defined]
-                options = {"max_num_steps": solver.max_num_steps}
-
-            def adjoint_norm(tensors: tuple[torch.Tensor, ...]) -> torch.Tensor:
-                tt, state, adj_y, *adj_params = tensors
-                return max(tt.abs(), _rms_norm(state), _rms_norm(adj_y), _mixed_norm(adj_params))
-
-            options["norm"] = adjoint_norm
-            rtol = solver.adjoint_rtol if solver.adjoint_rtol is not None else solver.rtol
-            atol = solver.adjoint_atol if solver.adjoint_atol is not None else solver.atol
-            aug_state = [torch.zeros((), dtype=y.dtype, device=y.device), y[-1], grad_out[-1]]
-            aug_state.extend(torch.zeros_like(p) for p in params)
+            z = torch.cat([torch.zeros(1, dtype=y.dtype, device=y.device), y[-1].reshape(-1),
+                           grad_out[-1].reshape(-1), *(torch.zeros_like(p).reshape(-1) for p in params)])
             for i in range(len(t) - 1, 0, -1):
-                solution = torchdiffeq.odeint(augmented_dynamics, tuple(aug_state), t[i - 1:i + 1].flip(0),
-                                              rtol=rtol, atol=atol, method=solver.method, options=options)
-                aug_state = [s[1] for s in solution]
-                aug_state[1] = y[i - 1]
-                aug_state[2] = aug_state[2] + grad_out[i - 1]
-        return (None, None, None, None, None, aug_state[2], *aug_state[3:])
+                s_span = -t[i - 1:i + 1].flip(0)  # integrate from t[i] down to t[i - 1] in s = -t
+                z = _integrate(dynamics, z, s_span, s_span.to(torch.float64).tolist(), solver, counts,
+                               phase="backward pass (adjoint solve)", rtol=rtol, atol=atol, norm=state.norm)[-1]
+                blocks = state.split(z)
+                z = torch.cat([blocks[0].reshape(-1), y[i - 1].reshape(-1), (blocks[2] + grad_out[i - 1]).reshape(-1),
+                               *(block.reshape(-1) for block in blocks[3:])])
+            blocks = state.split(z)
+        return (None, None, None, None, None, blocks[2], *blocks[3:])
 
 
 def solve(func: VectorField, y0: torch.Tensor, t: torch.Tensor, solver: SolverConfig, nfe: NFE) -> torch.Tensor:
@@ -636,4 +675,4 @@ def solve(func: VectorField, y0: torch.Tensor, t: torch.Tensor, solver: SolverCo
         assert isinstance(func, nn.Module)  # odesolve checked it
         params = tuple(p for p in func.parameters() if p.requires_grad)
         return _AdjointSolve.apply(func, t, times, solver, nfe, y0, *params)
-    return _forward(func, y0, t, times, solver, nfe)
+    return _integrate(func, y0, t, times, solver, _Counts(nfe))
