@@ -18,21 +18,31 @@ steps and the same number of function evaluations (NFE):
   `rk4_alt_step_func`): the same grid (`_grid_constructor_from_step_size`) and linear
   interpolation to the output times.
 
-What is faster: time and step-size control live in Python floats (float32 stage times are
-emulated with NumPy scalars), so an adaptive step makes exactly one host synchronisation (reading
-the error ratio); stage combinations are fused `add(alpha=)` chains with coefficients computed on
-the host; the error estimate and norm run without autograd in a handful of ops; the dense output
-is fitted only for steps that contain an output time; the vector field is called directly (no
-counting wrapper module) and NFE is counted in the Python loop.
+* the adjoint method: the augmented state, dynamics, default adjoint norm and per-interval
+  restarts of torchdiffeq's `OdeintAdjointMethod`, solved backwards by this solver.
 
-Differences at rounding level remain (fused multiply-adds, reduction order), so a float tie can
-flip an accept/reject decision in rare cases; `tests/test_backend_equality.py` measures how rare.
+The forward pass repeats torchdiffeq's floating-point operations (same stacked stage sums, same
+norm, same dense-output formula), so solutions are bitwise equal to torchdiffeq's and every
+accept/reject decision is the same; gradients differ only by autograd's accumulation order.
+`tests/test_backend_equality.py` checks this on hundreds of random problems.
+
+What is faster: time and step-size control live in Python floats (float32 stage times emulated
+with NumPy, which rounds like torch's 0-dim float32 tensors), so an adaptive step makes exactly
+one host synchronisation (reading the error ratio) instead of torchdiffeq's eight or so; stage
+coefficients and stage times come from one NumPy operation each instead of tensor arithmetic;
+the error estimate and norm run without autograd; the dense output is fitted only for the steps
+that contain an output time; the vector field is called directly (no wrapper modules: counting
+wrapper, `_PerturbFunc`, callbacks) and NFE is counted in the Python loop; abs() calls that cannot
+change a value or a gradient are skipped.
+
+Not supported (use backend="torchdiffeq"): dopri8, fehlberg2, adaptive_heun, the Adams methods,
+states other than float32/float64, gradients with respect to t, decreasing t.
 """
 
 from __future__ import annotations
 
-import itertools
 import functools
+import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
