@@ -390,13 +390,15 @@ def _interp_evaluate(step: _Step, t: float, np_t: type, dtype: torch.dtype, devi
 
 def _check_times(t: torch.Tensor) -> list[float]:
     if t.dim() != 1 or t.numel() < 2:
-        raise ValueError(f"t must be a 1-D tensor of at least two output times, got shape {tuple(t.shape)}")
+        raise ValueError(f"t must be a 1-D tensor of at least two output times, got shape {tuple(t.shape)}: "
+                         f"pass e.g. torch.tensor([0.0, 1.0])")
     if t.requires_grad:
         raise ValueError("the 'anode' solver backend does not differentiate with respect to t: pass t.detach(), "
                          "or use SolverConfig(backend='torchdiffeq')")
     times = t.detach().to(torch.float64).tolist()
     if any(b <= a for a, b in itertools.pairwise(times)):
-        raise ValueError(f"t must be strictly increasing for the 'anode' solver backend, got {times}")
+        raise ValueError(f"t must be strictly increasing for the 'anode' solver backend, got {times}: sort the "
+                         f"output times, or use SolverConfig(backend='torchdiffeq') to integrate backwards in time")
     return times
 
 
@@ -464,7 +466,10 @@ def _solve_adaptive(func: VectorField, y0: torch.Tensor, times: list[float], met
                 else:
                     assert tensors is not None
                     coef = tensors[2 + i] * dt_t
-                yi = y + torch.sum(torch.stack(ks, -1) * coef, dim=-1)  # as torchdiffeq, same rounding
+                if i == 0:  # a sum over one stage is that stage: the same bits with two ops fewer
+                    yi = y + ks[0] * coef
+                else:
+                    yi = y + torch.sum(torch.stack(ks, -1) * coef, dim=-1)  # as torchdiffeq, same rounding
                 k = func(stage_times[i], yi)
                 counts.call()
                 ks.append(k)
