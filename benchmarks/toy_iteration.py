@@ -18,12 +18,18 @@ All variants start every timed repetition from identical weights (copied from th
 fresh Adam, on the same batch, so each repetition does exactly the same work. Repetitions are
 interleaved (the order rotates every round) so that machine noise hits all of them alike.
 
+Each repetition is timed twice: wall-clock (`time.perf_counter`) and process CPU time
+(`time.process_time`). On a shared machine the wall-clock also counts the time the process waits
+for a core; with one intra-op thread (`--threads 1`) the CPU time is the work itself and is far
+less noisy, so the summary ratios use CPU time by default (`--clock wall` for wall-clock); both
+tables are printed.
+
 The last three lines are machine-readable (`name: value`): `anode/reference` and `anode/floor`
 (ratios of median times, for the "anode" backend) and `nfe_equal` (true when the first iteration's
 NFE and accepted/rejected steps are the same for the reference and both anode backends, and the
 losses agree).
 
-    python benchmarks/toy_iteration.py [--repeats 50] [--threads N]
+    python benchmarks/toy_iteration.py [--repeats 50] [--threads N] [--clock cpu|wall]
 """
 
 from __future__ import annotations
@@ -150,6 +156,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=50, help="timed rounds (each times every variant once)")
     parser.add_argument("--warmup", type=int, default=5, help="untimed rounds first")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
+                        help="which timing the summary ratios use (both are printed; default: process CPU time)")
     args = parser.parse_args()
     if args.repeats < 1 or args.warmup < 0:
         parser.error("--repeats must be >= 1 and --warmup >= 0")
@@ -193,7 +201,8 @@ def main() -> None:
                 (("reference", ref, init), ("anode-torchdiffeq", model_td, init), ("anode", model, init),
                  ("floor", floor, floor_init))}
     names = list(variants)
-    times: dict[str, list[float]] = {name: [] for name in names}
+    clocks = {"wall": time.perf_counter, "cpu": time.process_time}
+    times: dict[str, dict[str, list[float]]] = {clock: {name: [] for name in names} for clock in clocks}
     start = time.perf_counter()
     for rnd in range(args.warmup + args.repeats):
         shift = rnd % len(names)
@@ -201,19 +210,21 @@ def main() -> None:
         for name in order:
             reset, iterate = variants[name]
             reset()
-            t0 = time.perf_counter()
+            wall0, cpu0 = time.perf_counter(), time.process_time()
             iterate()
-            elapsed = time.perf_counter() - t0
+            cpu1, wall1 = time.process_time(), time.perf_counter()
             if rnd >= args.warmup:
-                times[name].append(elapsed)
+                times["wall"][name].append(wall1 - wall0)
+                times["cpu"][name].append(cpu1 - cpu0)
     total = time.perf_counter() - start
     # every timed repetition started from the same state, so the NFE must not have changed
     if (model.nfe.forward != nfe_anode or model_td.nfe.forward != firsts["anode-torchdiffeq"][2][0]
             or ref.odeblock.odefunc.nfe != nfe_ref):
         raise RuntimeError("NFE changed between repetitions: the reset is broken")
 
-    med = {name: statistics.median(v) for name, v in times.items()}
-    q = {name: statistics.quantiles(v, n=4) if len(v) > 1 else [v[0]] * 3 for name, v in times.items()}
+    med = {clock: {name: statistics.median(v) for name, v in by_name.items()} for clock, by_name in times.items()}
+    q = {clock: {name: statistics.quantiles(v, n=4) if len(v) > 1 else [v[0]] * 3 for name, v in by_name.items()}
+         for clock, by_name in times.items()}
     print(f"torch {torch.__version__}, anode {anode.__version__}, threads {torch.get_num_threads()}, device cpu")
     print(f"ANODE d={DATA_DIM} p={AUGMENT_DIM} width={HIDDEN} time-dependent, batch {BATCH}, "
           f"dopri5 rtol=atol={TOL:g}, backprop through the solver, Adam lr {LR:g}")
@@ -222,11 +233,20 @@ def main() -> None:
               f"loss {loss:.8f}, max |grad diff| vs reference {grad_diff[name]:.2e}")
     print(f"first iteration, reference: NFE {nfe_ref}, loss {loss_ref:.8f} -> "
           f"{'same NFE' if same_nfe else 'DIFFERENT NFE'}, {'same loss' if same_loss else 'DIFFERENT LOSS'}")
-    print(f"{args.repeats} interleaved rounds after {args.warmup} warm-up rounds ({total:.1f} s); "
-          f"timings on a shared machine are noisy, compare the medians of one run:")
-    for name in names:
-        print(f"  {name:<18} median {1e3 * med[name]:8.3f} ms  (IQR {1e3 * q[name][0]:.3f}-{1e3 * q[name][2]:.3f} ms)"
-              f"  NFE {nfe_anode if name != 'reference' else nfe_ref}")
+    print(f"{args.repeats} interleaved rounds after {args.warmup} warm-up rounds ({total:.1f} s); timings on a "
+          f"shared machine are noisy, compare the medians of one run:")
+    for clock, label in (("wall", "wall-clock"), ("cpu", "process CPU time")):
+        print(f" {label}:")
+        for name in names:
+            lo, hi = q[clock][name][0], q[clock][name][2]
+            print(f"  {name:<18} median {1e3 * med[clock][name]:8.3f} ms  (IQR {1e3 * lo:.3f}-{1e3 * hi:.3f} ms)"
+                  f"  NFE {nfe_anode if name != 'reference' else nfe_ref}")
+        m = med[clock]
+        print(f"  anode/reference {m['anode'] / m['reference']:.3f}, anode-torchdiffeq/reference "
+              f"{m['anode-torchdiffeq'] / m['reference']:.3f}, floor/reference {m['floor'] / m['reference']:.3f}, "
+              f"anode/floor {m['anode'] / m['floor']:.3f}")
+    med = med[args.clock]
+    print(f"summary ratios below: median {'process CPU time' if args.clock == 'cpu' else 'wall-clock'}")
     print(f"anode-torchdiffeq/reference: {med['anode-torchdiffeq'] / med['reference']:.3f}")
     print(f"reference/floor: {med['reference'] / med['floor']:.3f}")
     print(f"anode/reference: {med['anode'] / med['reference']:.3f}")
