@@ -247,3 +247,16 @@ def test_adaptive_adjoint_equal_on_random_problems(dtype: torch.dtype) -> None:
     tally = Tally()
     _compare(mlp_cases(24, seed=5) + linear_cases(12, seed=6), tally, dtype=dtype, adjoint=True)
     tally.report(f"adjoint, {dtype}")
+
+
+def test_device_arithmetic_path_equal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Off the CPU, stage coefficients and times are tensor ops on the device instead of NumPy
+    arrays; forced here on the CPU, that path must give the same bits as torchdiffeq too."""
+    import anode.solvers.rk as rk
+
+    monkeypatch.setattr(rk, "_host_arrays", lambda device: False)
+    tally = Tally()
+    _compare(mlp_cases(20, seed=11) + linear_cases(10, seed=12), tally, dtype=torch.float32)
+    _compare(linear_cases(10, seed=13), tally, dtype=F64)
+    tally.report("device arithmetic path (forced on cpu)")
+    assert tally.bitwise == tally.cases == 40

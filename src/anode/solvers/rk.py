@@ -41,7 +41,6 @@ states other than float32/float64, gradients with respect to t, decreasing t.
 
 from __future__ import annotations
 
-import functools
 import itertools
 import math
 from collections.abc import Callable
@@ -194,23 +193,30 @@ def _adaptive_consts(method: str, np_t: type) -> _AdaptiveConsts:
 
 @cache
 def _tableau_tensors(method: str, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, ...]:
-    """(alpha, c_mid, beta rows...) as tensors, for the steps whose size carries a gradient."""
+    """(alpha, c_mid, c_error, beta rows...) as tensors in the state's dtype, plus the mask of the
+    stages at alpha == 1 last: built once per method, dtype and device."""
     tab = ADAPTIVE_TABLEAUX[method]
-    rows = (tab.alpha, tab.c_mid, *tab.beta)
-    return tuple(torch.tensor(row, dtype=torch.float64).to(dtype=dtype, device=device) for row in rows)
+    rows = (tab.alpha, tab.c_mid, tab.c_error, *tab.beta)
+    tensors = tuple(torch.tensor(row, dtype=torch.float64).to(dtype=dtype, device=device) for row in rows)
+    return (*tensors, tensors[0] == 1)
 
 
-def _coefficients(row: np.ndarray, dt_y: np.floating, device: torch.device, row_t: torch.Tensor | None = None,
+def _host_arrays(device: torch.device) -> bool:
+    """Whether per-step coefficients and stage times are computed with NumPy and wrapped without a
+    copy (CPU), or as tensor ops on the device (no host-to-device copy, no synchronisation).
+    Both round identically (float32/float64 IEEE products and sums)."""
+    return device.type == "cpu"
+
+
+def _coefficients(row: np.ndarray, dt_y: np.floating, host: bool, row_t: torch.Tensor,
                   dt_t: torch.Tensor | None = None) -> torch.Tensor:
-    """`row * dt` in the state's dtype: from the host (one small copy) or, when the step size carries
-    a gradient (`dt_t`), as a tensor product with the tableau row `row_t`."""
+    """`row * dt` in the state's dtype: from the host (NumPy, wrapped without a copy), on the device
+    (`row_t * dt`), or, when the step size carries a gradient (`dt_t`), as a differentiable product."""
     if dt_t is not None:
-        assert row_t is not None
         return row_t * dt_t
-    values = row * dt_y
-    if device.type == "cpu":
-        return torch.from_numpy(values)
-    return torch.as_tensor(values, device=device)
+    if host:
+        return torch.from_numpy(row * dt_y)
+    return row_t * float(dt_y)
 
 
 def _stage_sum(ks: list[torch.Tensor], coef: torch.Tensor) -> torch.Tensor:
@@ -330,7 +336,7 @@ class _Step:
 
     def __init__(self, y0: torch.Tensor, y1: torch.Tensor, ks: list[torch.Tensor], t0: float, t1: float, dt: float,
                  t0_shadow: torch.Tensor | None, dt_shadow: torch.Tensor | None,
-                 tensors: tuple[torch.Tensor, ...] | None) -> None:
+                 tensors: tuple[torch.Tensor, ...]) -> None:
         self.y0, self.y1, self.ks = y0, y1, ks
         self.t0, self.t1, self.dt = t0, t1, dt
         self.t0_shadow, self.dt_shadow = t0_shadow, dt_shadow
@@ -343,11 +349,13 @@ def _interp_fit(step: _Step, consts: _AdaptiveConsts, np_t: type) -> list[torch.
     y0, y1, ks = step.y0, step.y1, step.ks
     dt_y = np_t(step.dt)  # dt.type_as(y0)
     dt: float | torch.Tensor = float(dt_y)
+    host = _host_arrays(y0.device)
+    c_mid_t = step.tensors[1]
     if step.dt_shadow is None:
-        coef = _coefficients(consts.c_mid, dt_y, y0.device)
+        coef = _coefficients(consts.c_mid, dt_y, host, c_mid_t)
     else:
         dt = step.dt_shadow.to(y0.dtype) + dt
-        coef = _coefficients(consts.c_mid, dt_y, y0.device, step.tensors[1], dt)
+        coef = _coefficients(consts.c_mid, dt_y, host, c_mid_t, dt)
     y_mid = y0 + _stage_sum(ks, coef)
     f0, f1 = ks[0], ks[-1]
     a = 2 * dt * (f1 - f0) - 8 * (y1 + y0) + 16 * y_mid
@@ -422,8 +430,9 @@ def _solve_adaptive(func: VectorField, y0: torch.Tensor, times: list[float], met
     # dt_shadow: a zero tensor carrying d(step)/d(h) = 1, only while the step size is h itself.
     dt_shadow = (h - h.detach()).to(dtype) if h.requires_grad else None
     t0_shadow: torch.Tensor | None = None  # d(current time)/d(h), after an accepted first step
-    tensors = _tableau_tensors(method, dtype, device) if dt_shadow is not None else None
-    to_tensor = torch.from_numpy if device.type == "cpu" else functools.partial(torch.as_tensor, device=device)
+    tensors = _tableau_tensors(method, dtype, device)
+    alpha_t, c_error_t, one_mask = tensors[0], tensors[2], tensors[-1]
+    host = _host_arrays(device)
     alpha, beta, one_idx = consts.alpha, consts.beta, consts.one_idx
     np_one = np_t(1)
 
@@ -444,16 +453,18 @@ def _solve_adaptive(func: VectorField, y0: torch.Tensor, times: list[float], met
                 raise _Failure.underflow(dt, last_k, y, phase)
             # Stage times in the state's dtype, as torchdiffeq computes them: t0 + alpha * dt, and
             # just before t1 (nextafter) for the stages at alpha = 1.
-            dt_y = np_t(dt)
-            stage_np = np_t(t0) + alpha * dt_y
-            t1_y = np_t(t1)
-            stage_np[one_idx] = np.nextafter(t1_y, t1_y - np_one)
-            ts = to_tensor(stage_np)
+            dt_y, t0_y, t1_y = np_t(dt), np_t(t0), np_t(t1)
+            t1_before = np.nextafter(t1_y, t1_y - np_one)
+            if host:
+                stage_np = t0_y + alpha * dt_y
+                stage_np[one_idx] = t1_before
+                ts = torch.from_numpy(stage_np)
+            else:
+                ts = torch.where(one_mask, float(t1_before), alpha_t * float(dt_y) + float(t0_y))
             if t0_shadow is not None:
                 ts = ts + t0_shadow
             if dt_shadow is not None:
-                assert tensors is not None
-                ts = ts + tensors[0] * dt_shadow
+                ts = ts + alpha_t * dt_shadow
             stage_times = ts.unbind()
 
             # the step size as a tensor only when it carries a gradient (the first step)
@@ -461,11 +472,7 @@ def _solve_adaptive(func: VectorField, y0: torch.Tensor, times: list[float], met
             ks = [f]
             yi = y
             for i in range(n_stages):
-                if dt_t is None:
-                    coef = to_tensor(beta[i] * dt_y)
-                else:
-                    assert tensors is not None
-                    coef = tensors[2 + i] * dt_t
+                coef = _coefficients(beta[i], dt_y, host, tensors[3 + i], dt_t)
                 if i == 0:  # a sum over one stage is that stage: the same bits with two ops fewer
                     yi = y + ks[0] * coef
                 else:
@@ -477,7 +484,7 @@ def _solve_adaptive(func: VectorField, y0: torch.Tensor, times: list[float], met
             y1 = yi  # first same as last: the last stage is evaluated at (t1, y1)
 
             with torch.no_grad():
-                err = torch.sum(torch.stack(ks, -1) * to_tensor(consts.c_error * dt_y), dim=-1)
+                err = torch.sum(torch.stack(ks, -1) * _coefficients(consts.c_error, dt_y, host, c_error_t), dim=-1)
                 abs_y1 = y1.detach().abs()
                 tol = torch.maximum(abs_y, abs_y1).mul_(rtol_y).add_(atol_y)
                 if norm is _rms:
