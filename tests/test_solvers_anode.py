@@ -303,3 +303,41 @@ def test_adjoint_pass_failure_is_typed(backend: str) -> None:
     out = block(5.0 * torch.randn(16, 2, generator=torch.Generator().manual_seed(0)))
     with pytest.raises(anode.MaxStepsExceeded, match="backward pass"), anode.translate_solver_errors("backward pass"):
         out.pow(2).sum().backward()
+
+
+def test_tableaux_are_torchdiffeqs() -> None:
+    from torchdiffeq._impl.bosh3 import _BOGACKI_SHAMPINE_TABLEAU, _BS_C_MID
+    from torchdiffeq._impl.dopri5 import _DORMAND_PRINCE_SHAMPINE_TABLEAU, DPS_C_MID
+
+    from anode.solvers.rk import ADAPTIVE_TABLEAUX
+
+    for name, (ref, mid) in {"dopri5": (_DORMAND_PRINCE_SHAMPINE_TABLEAU, DPS_C_MID),
+                             "bosh3": (_BOGACKI_SHAMPINE_TABLEAU, _BS_C_MID)}.items():
+        tab = ADAPTIVE_TABLEAUX[name]
+        assert torch.equal(torch.tensor(tab.alpha, dtype=F64), ref.alpha)
+        assert len(tab.beta) == len(ref.beta)
+        for row, ref_row in zip(tab.beta, ref.beta):
+            assert torch.equal(torch.tensor(row, dtype=F64), ref_row)
+        assert torch.equal(torch.tensor(tab.beta[-1] + (0.0,), dtype=F64), ref.c_sol)  # first same as last
+        assert torch.equal(torch.tensor(tab.c_error, dtype=F64), ref.c_error)
+        assert torch.equal(torch.tensor(tab.c_mid, dtype=F64), mid)
+
+
+@pytest.mark.parametrize("method", FIXED)
+def test_fixed_tableaux_describe_the_steps(method: str) -> None:
+    """One step of the generic explicit RK formula with FIXED_TABLEAUX[method] equals the solver's step."""
+    from anode.solvers.rk import FIXED_TABLEAUX
+
+    def field(t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return torch.cos(3 * t) * y + t**2
+
+    tab = FIXED_TABLEAUX[method]
+    y0, h = torch.tensor([0.7, -1.3], dtype=F64), 0.5
+    ks = [field(torch.tensor(0.0, dtype=F64), y0)]
+    for c, row in zip(tab.c, tab.a):
+        t_stage = torch.tensor(h if c is None else c * h, dtype=F64)
+        ks.append(field(t_stage, y0 + h * sum(a * k for a, k in zip(row, ks))))
+    expected = y0 + h * sum(b * k for b, k in zip(tab.b, ks))
+    out = odesolve(field, y0, torch.tensor([0.0, h], dtype=F64), SolverConfig(method=method, step_size=h, backend="anode"))
+    torch.testing.assert_close(out[-1], expected, rtol=1e-14, atol=1e-14)
+    assert len(tab.b) == len(tab.c) + 1 == {"euler": 1, "midpoint": 2, "heun2": 2, "heun3": 3, "rk4": 4}[method]

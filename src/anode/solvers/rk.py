@@ -144,6 +144,8 @@ ADAPTIVE_TABLEAUX: dict[str, AdaptiveTableau] = {
     ),
 }
 
+# The fixed-grid steps are computed op for op as torchdiffeq writes them (`_fixed_increment`);
+# these tableaux document them (and a test checks the two agree).
 FIXED_TABLEAUX: dict[str, FixedTableau] = {
     "euler": FixedTableau(order=1, c=(), a=(), b=(1.0,)),
     "midpoint": FixedTableau(order=2, c=(0.5,), a=((0.5,),), b=(0.0, 1.0)),
