@@ -252,7 +252,7 @@ def test_adaptive_adjoint_equal_on_random_problems(dtype: torch.dtype) -> None:
 def test_device_arithmetic_path_equal(monkeypatch: pytest.MonkeyPatch) -> None:
     """Off the CPU, stage coefficients and times are tensor ops on the device instead of NumPy
     arrays; forced here on the CPU, that path must give the same bits as torchdiffeq too."""
-    import anode.solvers.rk as rk
+    from anode.solvers import rk
 
     monkeypatch.setattr(rk, "_host_arrays", lambda device: False)
     tally = Tally()
