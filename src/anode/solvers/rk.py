@@ -31,7 +31,8 @@ with NumPy, which rounds like torch's 0-dim float32 tensors), so an adaptive ste
 one host synchronisation (reading the error ratio) instead of torchdiffeq's eight or so; stage
 coefficients and stage times come from one NumPy operation each instead of tensor arithmetic;
 the error estimate and norm run without autograd; the dense output is fitted only for the steps
-that contain an output time; the vector field is called directly (no wrapper modules: counting
+that contain an output time, valued without autograd and differentiated through its exact
+linearisation (see `_interp_evaluate`); the vector field is called directly (no wrapper modules: counting
 wrapper, `_PerturbFunc`, callbacks) and NFE is counted in the Python loop; abs() calls that cannot
 change a value or a gradient are skipped.
 
