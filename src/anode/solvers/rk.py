@@ -18,8 +18,8 @@ steps and the same number of function evaluations (NFE):
   `rk4_alt_step_func`): the same grid (`_grid_constructor_from_step_size`) and linear
   interpolation to the output times.
 
-* the adjoint method: the augmented state, dynamics, default adjoint norm and per-interval
-  restarts of torchdiffeq's `OdeintAdjointMethod`, solved backwards by this solver.
+* the adjoint method (`solvers/adjoint.py`): the augmented state, dynamics, default adjoint norm
+  and per-interval restarts of torchdiffeq's `OdeintAdjointMethod`, solved backwards by this code.
 
 The forward pass repeats torchdiffeq's floating-point operations (same stacked stage sums, same
 norm, same dense-output formula), so solutions are bitwise equal to torchdiffeq's and every
@@ -50,7 +50,6 @@ from functools import cache
 
 import numpy as np
 import torch
-from torch import nn
 
 from ..config import SolverConfig
 from .base import (
@@ -62,7 +61,7 @@ from .base import (
     VectorField,
 )
 
-__all__ = ["ADAPTIVE_TABLEAUX", "FIXED_TABLEAUX", "AdaptiveTableau", "FixedTableau", "solve"]
+__all__ = ["ADAPTIVE_TABLEAUX", "FIXED_TABLEAUX", "AdaptiveTableau", "FixedTableau", "check_inputs", "solve"]
 
 # torchdiffeq's step-size controller constants (RKAdaptiveStepsizeODESolver defaults).
 _SAFETY, _IFACTOR, _DFACTOR = 0.9, 10.0, 0.2
@@ -609,100 +608,35 @@ def _integrate(func: VectorField, y0: torch.Tensor, t: torch.Tensor, times: list
     return out
 
 
-class _AdjointState:
-    """The adjoint pass's augmented state, flattened as torchdiffeq's tuple state is:
-    [dL/dt (1), y (n), a = dL/dy (n), dL/dtheta (one block per parameter)]."""
+def check_inputs(y0: torch.Tensor, t: torch.Tensor) -> list[float]:
+    """The output times as float64 host values, after checking what the anode backend supports.
 
-    def __init__(self, y_shape: torch.Size, params: tuple[torch.Tensor, ...]) -> None:
-        self.shapes = [torch.Size(()), y_shape, y_shape, *(p.shape for p in params)]
-        bounds = [0]
-        for shape in self.shapes:
-            bounds.append(bounds[-1] + shape.numel())
-        self.bounds = bounds
+    Arguments:
+        y0: initial state.
+        t: output times.
 
-    def split(self, z: torch.Tensor) -> list[torch.Tensor]:
-        """Views of the blocks of `z` (torchdiffeq's `_flat_to_shape`)."""
-        b = self.bounds
-        return [z[b[i]:b[i + 1]].view(shape) for i, shape in enumerate(self.shapes)]
+    Returns:
+        `t` as a list of Python floats.
 
-    def norm(self, z: torch.Tensor) -> torch.Tensor:
-        """torchdiffeq's default adjoint norm: max(|dL/dt|, rms(y), rms(a), max_i rms(dL/dtheta_i))."""
-        vjp_t, y, adj_y, *adj_params = self.split(z)
-        mixed = max([_rms(p) for p in adj_params]) if adj_params else 0.0
-        return max(vjp_t.abs(), _rms(y), _rms(adj_y), mixed)
-
-
-class _AdjointSolve(torch.autograd.Function):
-    """Forward: anode's solver without a graph. Backward: the adjoint ODE solved backwards in time
-    by anode's solver, with torchdiffeq's `OdeintAdjointMethod` semantics.
-
-    The backward pass builds the same augmented dynamics (-[dL/dt, f, a^T df/dy, a^T df/dtheta]
-    at reversed time, with t requiring grad so that dL/dt is integrated too), the same flattened
-    state, the same default adjoint norm and the same per-interval restarts (y reset to the forward
-    solution, a incremented by the output gradient), so backward NFE, steps and gradients are
-    those of `torchdiffeq.odeint_adjoint` with the same tolerances.
+    Raises:
+        TypeError: a state dtype other than float32/float64.
+        ValueError: `t` not 1-D strictly increasing with >= 2 entries, or requiring grad.
     """
-
-    @staticmethod
-    def forward(ctx, func: nn.Module, t: torch.Tensor, times: list[float], solver: SolverConfig, nfe: NFE,
-                y0: torch.Tensor, *params: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            out = _integrate(func, y0, t, times, solver, _Counts(nfe))
-        ctx.func, ctx.solver, ctx.nfe = func, solver, nfe
-        ctx.save_for_backward(t, out, *params)
-        return out
-
-    @staticmethod
-    def backward(ctx, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        func, solver, nfe = ctx.func, ctx.solver, ctx.nfe
-        t, y, *params_list = ctx.saved_tensors
-        params = tuple(params_list)
-        state = _AdjointState(y.shape[1:], params)
-        counts = _Counts(nfe, backward=True)
-        rtol = solver.adjoint_rtol if solver.adjoint_rtol is not None else solver.rtol
-        atol = solver.adjoint_atol if solver.adjoint_atol is not None else solver.atol
-
-        def dynamics(s: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-            # torchdiffeq: _ReverseFunc(mul=-1) of _TupleFunc of `augmented_dynamics`, at time -s.
-            _, y_now, adj_y = state.split(z)[:3]
-            with torch.enable_grad():
-                tt = (-s).detach().requires_grad_(True)
-                y_now = y_now.detach().requires_grad_(True)
-                func_eval = func(tt.to(y_now.dtype), y_now)
-                vjp_t, vjp_y, *vjp_params = torch.autograd.grad(
-                    func_eval, (tt, y_now) + params, -adj_y, allow_unused=True, retain_graph=True
-                )
-            vjp_t = torch.zeros_like(tt) if vjp_t is None else vjp_t
-            vjp_y = torch.zeros_like(y_now) if vjp_y is None else vjp_y
-            vjp_params = [torch.zeros_like(p) if g is None else g for p, g in zip(params, vjp_params)]
-            parts = (vjp_t, func_eval, vjp_y, *vjp_params)
-            return -1.0 * torch.cat([part.reshape(-1) for part in parts])
-
-        with torch.no_grad():
-            z = torch.cat([torch.zeros(1, dtype=y.dtype, device=y.device), y[-1].reshape(-1),
-                           grad_out[-1].reshape(-1), *(torch.zeros_like(p).reshape(-1) for p in params)])
-            for i in range(len(t) - 1, 0, -1):
-                s_span = -t[i - 1:i + 1].flip(0)  # integrate from t[i] down to t[i - 1] in s = -t
-                z = _integrate(dynamics, z, s_span, s_span.to(torch.float64).tolist(), solver, counts,
-                               phase="backward pass (adjoint solve)", rtol=rtol, atol=atol, norm=state.norm)[-1]
-                blocks = state.split(z)
-                z = torch.cat([blocks[0].reshape(-1), y[i - 1].reshape(-1), (blocks[2] + grad_out[i - 1]).reshape(-1),
-                               *(block.reshape(-1) for block in blocks[3:])])
-            blocks = state.split(z)
-        return (None, None, None, None, None, blocks[2], *blocks[3:])
+    _np_type(y0.dtype)
+    return _check_times(t)
 
 
 def solve(func: VectorField, y0: torch.Tensor, t: torch.Tensor, solver: SolverConfig, nfe: NFE) -> torch.Tensor:
-    """Integrate with anode's Runge-Kutta solver (see `anode.odesolve`, which validates first).
+    """Integrate with anode's Runge-Kutta solver, gradients by backpropagation through its operations
+    (`solvers.adjoint.solve` does `solver.adjoint`; `anode.odesolve` validates and dispatches).
 
     Arguments:
-        func: vector field `func(t, y)`; an `nn.Module` when `solver.adjoint` is True.
+        func: vector field `func(t, y)`.
         y0: initial state (float32 or float64).
         t: 1-D strictly increasing output times, on y0's device and dtype, not requiring grad.
-        solver: method (one of `ANODE_BACKEND_METHODS`), tolerances and gradient mode.
+        solver: method (one of `ANODE_BACKEND_METHODS`) and tolerances.
         nfe: counts to update (already reset by the caller): `forward` (calls), accepted and
-            rejected steps (fixed-step methods count their steps as accepted); with the adjoint
-            method the backward pass adds to `backward` and the `backward_*` step counts.
+            rejected steps (fixed-step methods count their steps as accepted).
 
     Returns:
         Tensor of shape `(len(t), *y0.shape)`.
@@ -712,10 +646,4 @@ def solve(func: VectorField, y0: torch.Tensor, t: torch.Tensor, solver: SolverCo
         ValueError: `t` not 1-D strictly increasing with >= 2 entries, or requiring grad.
         MaxStepsExceeded, StepSizeUnderflow, NonFiniteState: the solve failed.
     """
-    _np_type(y0.dtype)
-    times = _check_times(t)
-    if solver.adjoint:
-        assert isinstance(func, nn.Module)  # odesolve checked it
-        params = tuple(p for p in func.parameters() if p.requires_grad)
-        return _AdjointSolve.apply(func, t, times, solver, nfe, y0, *params)
-    return _integrate(func, y0, t, times, solver, _Counts(nfe))
+    return _integrate(func, y0, t, check_inputs(y0, t), solver, _Counts(nfe))
