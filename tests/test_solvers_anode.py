@@ -51,9 +51,15 @@ def _block(solver: SolverConfig, *, p: int = 2, seed: int = 0, dtype: torch.dtyp
 # ---------------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("device_arithmetic", [False, True], ids=["host", "device-path"])
 @pytest.mark.parametrize("dtype", [torch.float32, F64], ids=["float32", "float64"])
 @pytest.mark.parametrize("method", FIXED)
-def test_fixed_step_equals_torchdiffeq(method: str, dtype: torch.dtype) -> None:
+def test_fixed_step_equals_torchdiffeq(method: str, dtype: torch.dtype, device_arithmetic: bool,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from anode.solvers import rk
+
+    if device_arithmetic:  # the stage-time arithmetic used off the CPU, forced here
+        monkeypatch.setattr(rk, "_host_arrays", lambda device: False)
     gen = torch.Generator().manual_seed(0)
     x = 2.0 * torch.randn(16, 2, generator=gen).to(dtype)
     times = torch.tensor([0.0, 0.13, 0.5, 0.77, 1.0])  # off-grid times use linear interpolation

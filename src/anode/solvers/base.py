@@ -86,8 +86,8 @@ class NFE:
     `forward` counts calls made by the latest forward solve. `backward` counts calls made by
     backward passes since that forward call: 0 when backpropagating through the solver (autograd
     replays operations without calling the vector field), positive with the adjoint method.
-    Adaptive methods count their accepted and rejected steps; with the "anode" backend,
-    fixed-step methods count their steps in `accepted_steps`.
+    Adaptive methods count their accepted and rejected steps; fixed-step methods count their
+    steps in `accepted_steps` (both backends).
     """
 
     forward: int = 0

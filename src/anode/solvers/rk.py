@@ -525,11 +525,12 @@ def _solve_adaptive(func: VectorField, y0: torch.Tensor, times: list[float], met
     return torch.stack(outputs)
 
 
-def _fixed_increment(method: str, call: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], time: Callable[[float], torch.Tensor],
-                     t0_t: torch.Tensor, t1_t: torch.Tensor, t0: np.floating, dt: np.floating, y0: torch.Tensor
-                     ) -> torch.Tensor:
+def _fixed_increment(method: str, call: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                     time: Callable[[np.floating, float], torch.Tensor], t0_t: torch.Tensor, t1_t: torch.Tensor,
+                     t0: np.floating, dt: np.floating, y0: torch.Tensor) -> torch.Tensor:
     """One step's increment, op for op as torchdiffeq's fixed_grid.py / rk_common.py step functions
-    (so the same rounding): `time(v)` makes a stage-time tensor from a host value in the state's dtype."""
+    (so the same rounding): `time(v, c)` makes the stage-time tensor t0 + dt * c, whose value in
+    the state's dtype is `v`."""
     np_t = type(dt)
     h = float(dt)
     k1 = call(t0_t, y0)
@@ -537,17 +538,17 @@ def _fixed_increment(method: str, call: Callable[[torch.Tensor, torch.Tensor], t
         return k1 * h
     if method == "midpoint":
         half = np_t(0.5) * dt
-        return call(time(t0 + half), y0 + k1 * float(half)) * h
+        return call(time(t0 + half, 0.5), y0 + k1 * float(half)) * h
     if method == "heun2":
-        k2 = call(time(t0 + dt * np_t(1.0)), y0 + k1 * h * 1.0)
+        k2 = call(time(t0 + dt * np_t(1.0), 1.0), y0 + k1 * h * 1.0)
         return (k1 * 0.5 + k2 * 0.5) * h
     if method == "heun3":
-        k2 = call(time(t0 + dt * np_t(1 / 3)), y0 + k1 * h * (1 / 3))
-        k3 = call(time(t0 + dt * np_t(2 / 3)), y0 + (k1 * 0.0 + k2 * (2 / 3)) * h)
+        k2 = call(time(t0 + dt * np_t(1 / 3), 1 / 3), y0 + k1 * h * (1 / 3))
+        k3 = call(time(t0 + dt * np_t(2 / 3), 2 / 3), y0 + (k1 * 0.0 + k2 * (2 / 3)) * h)
         return (k1 * 0.25 + k2 * 0.0 + k3 * 0.75) * h
     if method == "rk4":  # rk4_alt_step_func: the 3/8 rule
-        k2 = call(time(t0 + dt * np_t(1 / 3)), y0 + k1 * h * (1 / 3))
-        k3 = call(time(t0 + dt * np_t(2 / 3)), y0 + (k2 - k1 * (1 / 3)) * h)
+        k2 = call(time(t0 + dt * np_t(1 / 3), 1 / 3), y0 + k1 * h * (1 / 3))
+        k3 = call(time(t0 + dt * np_t(2 / 3), 2 / 3), y0 + (k2 - k1 * (1 / 3)) * h)
         k4 = call(t1_t, y0 + (k1 - k2 + k3) * h)
         return (k1 + 3 * (k2 + k3) + k4) * h * 0.125
     raise ValueError(f"unknown fixed-step method {method!r}; valid choices: {list(FIXED_TABLEAUX)}")
@@ -570,14 +571,22 @@ def _solve_fixed(func: VectorField, y0: torch.Tensor, t: torch.Tensor, times: li
         counts.call()
         return func(tt, yy)
 
-    def time(value: np.floating) -> torch.Tensor:
-        return torch.tensor(float(value), dtype=dtype, device=device)
+    host = _host_arrays(device)
+    step_t: list[torch.Tensor] = []  # [t0, t1 - t0] as device tensors, off the CPU
+
+    def time(value: np.floating, fraction: float) -> torch.Tensor:
+        """t0 + dt * fraction in the state's dtype (on the host, or as torchdiffeq's device ops)."""
+        if host:
+            return torch.tensor(float(value), dtype=dtype, device=device)
+        return step_t[0] + step_t[1] * fraction
 
     outputs = [y0]
     j = 1
     y = y0
     for i in range(len(grid_host) - 1):
         t0, t1 = grid_host[i], grid_host[i + 1]
+        if not host:
+            step_t[:] = [grid_t[i], grid_t[i + 1] - grid_t[i]]
         y1 = y + _fixed_increment(method, call, time, grid_t[i], grid_t[i + 1], t0, t1 - t0, y)
         counts.step(True)
         while j < len(t_out) and t1 >= t_out[j]:  # torchdiffeq's linear interpolation
