@@ -1,21 +1,35 @@
-"""Time one training iteration of a toy ANODE against a plain-torchdiffeq reference and a no-solver floor.
+"""Time one training iteration of a toy ANODE: plain torchdiffeq reference, anode on both solver backends, floor.
 
 One iteration = zero_grad + forward + SmoothL1 loss + backward (through the solver) + Adam step, for
 ANODE with d = 2, p = 5, a time-dependent MLP of width 32, batch 64, dopri5 at rtol = atol = 1e-3:
 
-* anode:      `anode.ODENet` (counted vector field, input checks, typed errors);
-* reference:  the loop of the 2019 code written directly on torchdiffeq (own ODEFunc with
-              `self.nfe += 1`, zero augmentation by `torch.cat`, `odeint(..., method="dopri5",
-              options={"max_num_steps": 1000})`, `nn.Linear` readout, `SmoothL1Loss`, Adam);
-* floor:      the same vector field evaluated eagerly NFE times in a chain (h += f(t, h) / NFE),
-              with the same readout, loss, backward and Adam step: the arithmetic the solve cannot
-              avoid, with no solver logic at all.
+* reference:         the loop of the 2019 code written directly on torchdiffeq (own ODEFunc with
+                     `self.nfe += 1`, zero augmentation by `torch.cat`, `odeint(..., method="dopri5",
+                     options={"max_num_steps": 1000})`, `nn.Linear` readout, `SmoothL1Loss`, Adam);
+* anode-torchdiffeq: `anode.ODENet` with `SolverConfig(backend="torchdiffeq")` (counted vector field,
+                     input checks, typed errors, torchdiffeq's solver loop);
+* anode:             `anode.ODENet` with `SolverConfig(backend="anode")` (anode's own fused
+                     Runge-Kutta loop, which takes the same steps with the same numbers);
+* floor:             the same vector field evaluated eagerly NFE times in a chain (h += f(t, h) / NFE),
+                     with the same readout, loss, backward and Adam step: the arithmetic the solve cannot
+                     avoid, with no solver logic at all.
 
-All three start every timed repetition from identical weights (copied from the anode model) and a
+All variants start every timed repetition from identical weights (copied from the anode model) and a
 fresh Adam, on the same batch, so each repetition does exactly the same work. Repetitions are
-interleaved (the order rotates every round) so that machine noise hits all three alike.
+interleaved (the order rotates every round) so that machine noise hits all of them alike.
 
-    python benchmarks/toy_iteration.py [--repeats 50] [--threads N]
+Each repetition is timed twice: wall-clock (`time.perf_counter`) and process CPU time
+(`time.process_time`). On a shared machine the wall-clock also counts the time the process waits
+for a core; with one intra-op thread (`--threads 1`) the CPU time is the work itself and is far
+less noisy, so the summary ratios use CPU time by default (`--clock wall` for wall-clock); both
+tables are printed.
+
+The last three lines are machine-readable (`name: value`): `anode/reference` and `anode/floor`
+(ratios of median times, for the "anode" backend) and `nfe_equal` (true when the first iteration's
+NFE and accepted/rejected steps are the same for the reference and both anode backends, and the
+losses agree).
+
+    python benchmarks/toy_iteration.py [--repeats 50] [--threads N] [--clock cpu|wall]
 """
 
 from __future__ import annotations
@@ -139,9 +153,11 @@ def first_iteration(model: nn.Module, init: dict[str, torch.Tensor], x: torch.Te
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeats", type=int, default=50, help="timed rounds (each times all three once)")
+    parser.add_argument("--repeats", type=int, default=50, help="timed rounds (each times every variant once)")
     parser.add_argument("--warmup", type=int, default=5, help="untimed rounds first")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
+                        help="which timing the summary ratios use (both are printed; default: process CPU time)")
     args = parser.parse_args()
     if args.repeats < 1 or args.warmup < 0:
         parser.error("--repeats must be >= 1 and --warmup >= 0")
@@ -152,21 +168,29 @@ def main() -> None:
     x = torch.randn(BATCH, DATA_DIM, generator=gen)
     y = torch.where(x.norm(dim=1, keepdim=True) < 1.0, -1.0, 1.0)
 
-    with anode.seeded(0):
-        model = anode.ODENet(DATA_DIM, HIDDEN, augment_dim=AUGMENT_DIM, time_dependent=True,
-                             solver=anode.SolverConfig(method="dopri5", rtol=TOL, atol=TOL))
+    def make_anode(backend: str) -> anode.ODENet:
+        with anode.seeded(0):
+            return anode.ODENet(DATA_DIM, HIDDEN, augment_dim=AUGMENT_DIM, time_dependent=True,
+                                solver=anode.SolverConfig(method="dopri5", rtol=TOL, atol=TOL, backend=backend))
+
+    model = make_anode("anode")
+    model_td = make_anode("torchdiffeq")
     init = {k: v.clone() for k, v in model.state_dict().items()}
     ref = RefODENet(DATA_DIM, HIDDEN, augment_dim=AUGMENT_DIM, tol=TOL)
     ref.load_state_dict(init)  # same parameter names: odeblock.odefunc.fc{1,2,3}, linear_layer
 
-    # First iteration: same NFE, same loss, same gradients?
-    loss_anode, grads_anode = first_iteration(model, init, x, y)
-    nfe_anode, nfe_anode_bwd = model.nfe.forward, model.nfe.backward
+    # First iteration: same NFE, same steps, same loss, same gradients?
+    firsts = {}
+    for name, net in (("anode", model), ("anode-torchdiffeq", model_td)):
+        loss, grads = first_iteration(net, init, x, y)
+        n = net.nfe
+        firsts[name] = (loss, grads, (n.forward, n.accepted_steps, n.rejected_steps), n.backward)
     loss_ref, grads_ref = first_iteration(ref, init, x, y)
     nfe_ref = ref.odeblock.odefunc.nfe
-    grad_diff = max(float((a - b).abs().max()) for a, b in zip(grads_anode, grads_ref))
-    same_nfe = nfe_anode == nfe_ref
-    same_loss = abs(loss_anode - loss_ref) <= 1e-6 * max(1.0, abs(loss_ref))
+    nfe_anode = firsts["anode"][2][0]
+    same_nfe = all(f[2][0] == nfe_ref for f in firsts.values()) and firsts["anode"][2] == firsts["anode-torchdiffeq"][2]
+    same_loss = all(abs(f[0] - loss_ref) <= 1e-6 * max(1.0, abs(loss_ref)) for f in firsts.values())
+    grad_diff = {name: max(float((a - b).abs().max()) for a, b in zip(f[1], grads_ref)) for name, f in firsts.items()}
 
     floor = Floor(anode.ODEFunc(DATA_DIM, HIDDEN, augment_dim=AUGMENT_DIM, time_dependent=True),
                   nn.Linear(DATA_DIM + AUGMENT_DIM, 1), AUGMENT_DIM, nfe_anode)
@@ -174,42 +198,60 @@ def main() -> None:
     floor.load_state_dict(floor_init)
 
     variants = {name: make_iteration(m, state, x, y) for name, m, state in
-                (("anode", model, init), ("reference", ref, init), ("floor", floor, floor_init))}
+                (("reference", ref, init), ("anode-torchdiffeq", model_td, init), ("anode", model, init),
+                 ("floor", floor, floor_init))}
     names = list(variants)
-    times: dict[str, list[float]] = {name: [] for name in names}
+    clocks = {"wall": time.perf_counter, "cpu": time.process_time}
+    times: dict[str, dict[str, list[float]]] = {clock: {name: [] for name in names} for clock in clocks}
     start = time.perf_counter()
     for rnd in range(args.warmup + args.repeats):
-        order = names[rnd % 3:] + names[: rnd % 3]
+        shift = rnd % len(names)
+        order = names[shift:] + names[:shift]
         for name in order:
             reset, iterate = variants[name]
             reset()
-            t0 = time.perf_counter()
+            wall0, cpu0 = time.perf_counter(), time.process_time()
             iterate()
-            elapsed = time.perf_counter() - t0
+            cpu1, wall1 = time.process_time(), time.perf_counter()
             if rnd >= args.warmup:
-                times[name].append(elapsed)
+                times["wall"][name].append(wall1 - wall0)
+                times["cpu"][name].append(cpu1 - cpu0)
     total = time.perf_counter() - start
     # every timed repetition started from the same state, so the NFE must not have changed
-    if model.nfe.forward != nfe_anode or ref.odeblock.odefunc.nfe != nfe_ref:
+    if (model.nfe.forward != nfe_anode or model_td.nfe.forward != firsts["anode-torchdiffeq"][2][0]
+            or ref.odeblock.odefunc.nfe != nfe_ref):
         raise RuntimeError("NFE changed between repetitions: the reset is broken")
 
-    med = {name: statistics.median(v) for name, v in times.items()}
-    q = {name: statistics.quantiles(v, n=4) if len(v) > 1 else [v[0]] * 3 for name, v in times.items()}
-    print(f"torch {torch.__version__}, torchdiffeq via anode {anode.__version__}, "
-          f"threads {torch.get_num_threads()}, device cpu")
+    med = {clock: {name: statistics.median(v) for name, v in by_name.items()} for clock, by_name in times.items()}
+    q = {clock: {name: statistics.quantiles(v, n=4) if len(v) > 1 else [v[0]] * 3 for name, v in by_name.items()}
+         for clock, by_name in times.items()}
+    print(f"torch {torch.__version__}, anode {anode.__version__}, threads {torch.get_num_threads()}, device cpu")
     print(f"ANODE d={DATA_DIM} p={AUGMENT_DIM} width={HIDDEN} time-dependent, batch {BATCH}, "
           f"dopri5 rtol=atol={TOL:g}, backprop through the solver, Adam lr {LR:g}")
-    print(f"first iteration: NFE anode {nfe_anode} (backward {nfe_anode_bwd}) vs reference {nfe_ref} -> "
-          f"{'same NFE' if same_nfe else 'DIFFERENT NFE'}; loss anode {loss_anode:.8f} vs reference "
-          f"{loss_ref:.8f} -> {'same loss' if same_loss else 'DIFFERENT LOSS'} "
-          f"(|diff| {abs(loss_anode - loss_ref):.2e}); max |grad diff| {grad_diff:.2e}")
-    print(f"{args.repeats} interleaved rounds after {args.warmup} warm-up rounds ({total:.1f} s):")
-    for name in names:
-        print(f"  {name:<10} median {1e3 * med[name]:8.3f} ms  (IQR {1e3 * q[name][0]:.3f}-{1e3 * q[name][2]:.3f} ms)"
-              f"  NFE {nfe_anode if name != 'reference' else nfe_ref}")
-    print(f"ratio anode/reference = {med['anode'] / med['reference']:.3f}")
-    print(f"ratio anode/floor     = {med['anode'] / med['floor']:.3f}")
-    print(f"ratio reference/floor = {med['reference'] / med['floor']:.3f}")
+    for name, (loss, _, steps, bwd) in firsts.items():
+        print(f"first iteration, {name}: NFE {steps[0]} (accepted {steps[1]}, rejected {steps[2]}, backward {bwd}), "
+              f"loss {loss:.8f}, max |grad diff| vs reference {grad_diff[name]:.2e}")
+    print(f"first iteration, reference: NFE {nfe_ref}, loss {loss_ref:.8f} -> "
+          f"{'same NFE' if same_nfe else 'DIFFERENT NFE'}, {'same loss' if same_loss else 'DIFFERENT LOSS'}")
+    print(f"{args.repeats} interleaved rounds after {args.warmup} warm-up rounds ({total:.1f} s); timings on a "
+          f"shared machine are noisy, compare the medians of one run:")
+    for clock, label in (("wall", "wall-clock"), ("cpu", "process CPU time")):
+        print(f" {label}:")
+        for name in names:
+            lo, hi = q[clock][name][0], q[clock][name][2]
+            print(f"  {name:<18} median {1e3 * med[clock][name]:8.3f} ms  (IQR {1e3 * lo:.3f}-{1e3 * hi:.3f} ms)"
+                  f"  NFE {nfe_anode if name != 'reference' else nfe_ref}")
+        m = med[clock]
+        print(f"  anode/reference {m['anode'] / m['reference']:.3f}, anode-torchdiffeq/reference "
+              f"{m['anode-torchdiffeq'] / m['reference']:.3f}, floor/reference {m['floor'] / m['reference']:.3f}, "
+              f"anode/floor {m['anode'] / m['floor']:.3f}")
+    med = med[args.clock]
+    print(f"summary ratios below: median {'process CPU time' if args.clock == 'cpu' else 'wall-clock'}")
+    print(f"anode-torchdiffeq/reference: {med['anode-torchdiffeq'] / med['reference']:.3f}")
+    print(f"reference/floor: {med['reference'] / med['floor']:.3f}")
+    print(f"anode/reference: {med['anode'] / med['reference']:.3f}")
+    print(f"anode/floor: {med['anode'] / med['floor']:.3f}")
+    print(f"nfe_equal: {'true' if same_nfe and same_loss else 'false'}")
     if not (same_nfe and same_loss):
         raise SystemExit("anode and the reference disagree on the first iteration")
 

@@ -63,13 +63,6 @@ def test_search_example_in_the_reference_is_a_valid_config() -> None:
     assert cfg.search is not None and cfg.search.space == {"lr": [1e-3, 3e-3], "hidden_dim": [16, 32]}
 
 
-def test_role_meaning_is_ready_for_the_parallel_schema_change() -> None:
-    """ModelSpec.role is added on another branch: its meaning is here already, and its absence is tolerated."""
-    assert "claims find models by role" in docgen.MEANINGS["ModelSpec.role"]
-    has_role = "role" in {f.name for f in dataclasses.fields(ModelSpec)}
-    assert ("| `role` |" in docgen.config_reference()) == has_role
-
-
 def test_config_docs_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["config-docs"]) == 0
     assert capsys.readouterr().out == docgen.config_reference()

@@ -12,6 +12,8 @@ from torch import nn
 from torch.autograd import gradcheck
 
 import anode
+import anode.config
+import anode.solvers
 from anode import NFE, ODEBlock, ODEFunc, ODENet, SolverConfig, odesolve
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -429,3 +431,40 @@ def test_config_round_trip() -> None:
     cfg = SolverConfig(method="rk4", step_size=0.1, adjoint=True, adjoint_atol=1e-4)
     assert SolverConfig(**cfg.to_dict()) == cfg
     assert cfg.is_fixed_step and not SolverConfig().is_fixed_step
+
+
+# ---------------------------------------------------------------------------------------------
+# Solver backends
+# ---------------------------------------------------------------------------------------------
+
+
+def test_backend_default_and_choices() -> None:
+    assert SolverConfig().backend == "torchdiffeq"
+    assert SolverConfig(backend="anode").backend == "anode"
+    with pytest.raises(ValueError, match=r"unknown solver backend 'fast'.*torchdiffeq.*anode"):
+        SolverConfig(backend="fast")
+    with pytest.raises(ValueError, match=r"unknown solver backend"):
+        SolverConfig(backend=None)  # type: ignore[arg-type]
+
+
+def test_anode_backend_rejects_methods_it_does_not_provide() -> None:
+    with pytest.raises(ValueError, match=r"'dopri8' is not provided by the 'anode' backend.*backend='torchdiffeq'"):
+        SolverConfig(method="dopri8", backend="anode")
+    for method in anode.config.ANODE_BACKEND_METHODS:
+        kwargs = {"step_size": 0.1} if method in anode.config.FIXED_STEP_METHODS else {}
+        assert SolverConfig(method=method, backend="anode", **kwargs).backend == "anode"
+
+
+def test_backend_round_trip_and_registry() -> None:
+    cfg = SolverConfig(method="bosh3", backend="anode", adjoint=True)
+    assert cfg.to_dict()["backend"] == "anode"
+    assert SolverConfig(**cfg.to_dict()) == cfg
+    assert set(anode.solvers.BACKEND_SOLVERS) == set(anode.config.BACKENDS)
+    with pytest.raises(ValueError, match="valid choices"):
+        anode.solvers.get_backend("nope")
+
+
+def test_fixed_step_counts_steps_as_accepted() -> None:
+    nfe = NFE()
+    odesolve(decay, torch.ones(2), torch.tensor([0.0, 1.0]), SolverConfig(method="rk4", step_size=0.25), nfe=nfe)
+    assert (nfe.forward, nfe.accepted_steps, nfe.rejected_steps) == (16, 4, 0)

@@ -6,8 +6,8 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["ADAPTIVE_METHODS", "ADAPTIVE_OPTIONS", "ADJOINT_OPTIONS", "FIXED_STEP_METHODS", "FIXED_STEP_OPTIONS",
-           "METHODS", "SolverConfig"]
+__all__ = ["ADAPTIVE_METHODS", "ADAPTIVE_OPTIONS", "ADJOINT_OPTIONS", "ANODE_BACKEND_METHODS", "BACKENDS",
+           "FIXED_STEP_METHODS", "FIXED_STEP_OPTIONS", "METHODS", "SolverConfig"]
 
 #: Adaptive-step methods of the torchdiffeq backend (error-controlled by rtol/atol).
 ADAPTIVE_METHODS: tuple[str, ...] = ("dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun")
@@ -31,6 +31,12 @@ FIXED_STEP_OPTIONS: tuple[str, ...] = ("interp", "perturb")
 ADJOINT_OPTIONS: tuple[str, ...] = ("adjoint_options",)
 #: Norms the adjoint solve accepts in `options["adjoint_options"]["norm"]`.
 ADJOINT_NORMS: tuple[str, ...] = ("seminorm",)
+#: Solver backends behind `anode.odesolve` (see `anode.solvers`): "torchdiffeq" calls torchdiffeq's
+#: `odeint`/`odeint_adjoint`; "anode" is anode's own fused explicit Runge-Kutta solver, which
+#: reproduces torchdiffeq's step control, step counts and dense output for the methods below.
+BACKENDS: tuple[str, ...] = ("torchdiffeq", "anode")
+#: Methods of the "anode" backend.
+ANODE_BACKEND_METHODS: tuple[str, ...] = ("dopri5", "bosh3", "euler", "midpoint", "heun2", "heun3", "rk4")
 
 
 def _check_positive(name: str, value: Any, *, allow_none: bool = False) -> None:
@@ -122,12 +128,16 @@ class SolverConfig:
             `FIXED_STEP_OPTIONS` (`interp`, `perturb`); with `adjoint=True` also
             `{"adjoint_options": {...}}` for the backward solve (`{"norm": "seminorm"}` and the
             method's own options). Forward options are inherited by the adjoint solve.
+        backend: which solver implementation runs the method, one of `BACKENDS`:
+            "torchdiffeq" (the reference) or "anode" (own fused Runge-Kutta loop with the same
+            steps and numbers, less Python work per step; methods `ANODE_BACKEND_METHODS`).
 
     Raises:
         ValueError: unknown method (the message lists the valid ones), non-positive or
             non-finite tolerance/step, fixed-step method without `step_size`, `step_size`
             given for an adaptive method, adjoint tolerances without `adjoint=True`, an unknown
-            or invalid option (the message lists the valid ones).
+            or invalid option, an unknown backend (the messages list the valid ones), a method
+            the backend does not provide, options given to the "anode" backend.
         TypeError: a field of the wrong type.
     """
 
@@ -140,6 +150,7 @@ class SolverConfig:
     adjoint_rtol: float | None = None
     adjoint_atol: float | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    backend: str = "torchdiffeq"
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -170,6 +181,16 @@ class SolverConfig:
             raise ValueError("adjoint_rtol/adjoint_atol are only used with adjoint=True: set adjoint=True or remove them")
         _check_options(self.options, method=self.method, fixed=self.is_fixed_step, adjoint=self.adjoint)
         object.__setattr__(self, "options", dict(self.options))  # a private copy: the config stays as validated
+        if not isinstance(self.backend, str) or self.backend not in BACKENDS:
+            raise ValueError(f"unknown solver backend {self.backend!r}; valid choices: {list(BACKENDS)}")
+        if self.backend == "anode" and self.method not in ANODE_BACKEND_METHODS:
+            raise ValueError(
+                f"method {self.method!r} is not provided by the 'anode' backend (it has {list(ANODE_BACKEND_METHODS)}); "
+                f"pick one of those or use backend='torchdiffeq'"
+            )
+        if self.backend == "anode" and self.options:
+            raise ValueError(f"options {sorted(self.options)} are passed to torchdiffeq only; the 'anode' backend takes "
+                             "none: remove options or use backend='torchdiffeq'")
 
     @property
     def is_fixed_step(self) -> bool:

@@ -29,7 +29,7 @@ from .experiments.config import (
     TrainSpec,
 )
 
-__all__ = ["FUTURE_KEYS", "MEANINGS", "config_reference", "documented_keys", "main", "missing_meanings",
+__all__ = ["MEANINGS", "config_reference", "documented_keys", "main", "missing_meanings",
            "stale_meanings"]
 
 # What every key means, keyed "Section.key". Keep one entry per field: the drift tests check both ways.
@@ -167,8 +167,6 @@ MEANINGS: dict[str, str] = {
     "ImageBudget.test_subset": "Evaluate on the first-drawn N test images (omit: all).",
 }
 
-#: Keys other branches add to the schema; their meanings are kept ready and not reported as stale.
-FUTURE_KEYS = frozenset({"SolverConfig.backend"})
 
 # Budget keys of the suite files (plain TOML tables, not dataclasses): (key, type, default).
 _TOY_BUDGET = [("note", "string", "the budget's name"), ("repeats", "integer", "the experiment's"),
@@ -216,9 +214,9 @@ def missing_meanings() -> list[str]:
 
 
 def stale_meanings() -> list[str]:
-    """Entries of `MEANINGS` that name no key of the schema, except `FUTURE_KEYS` (should be empty)."""
+    """Entries of `MEANINGS` that name no key of the schema (should be empty)."""
     known = set(documented_keys())
-    return sorted(key for key in MEANINGS if key not in known and key not in FUTURE_KEYS)
+    return sorted(key for key in MEANINGS if key not in known)
 
 
 def _type_text(tp: Any) -> str:

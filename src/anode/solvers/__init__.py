@@ -1,0 +1,52 @@
+"""Solver backends behind `anode.odesolve`, chosen by `SolverConfig.backend`.
+
+* "torchdiffeq" (`solvers.torchdiffeq`): the reference, torchdiffeq's `odeint`/`odeint_adjoint`.
+* "anode": anode's own explicit Runge-Kutta loop (`solvers.rk`: tableaux, step control, dense
+  output; dopri5, bosh3 and the fixed-grid methods) with torchdiffeq's numbers, and its adjoint
+  method (`solvers.adjoint`).
+
+Every backend is a function `solve(func, y0, t, solver, nfe) -> Tensor`; this package never
+imports models or training (the arrows point down: `solve` -> `solvers` -> `config`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from ..config import BACKENDS, SolverConfig
+from . import adjoint, rk, torchdiffeq
+from .base import NFE, VectorField
+
+__all__ = ["BACKEND_SOLVERS", "Backend", "get_backend"]
+
+Backend = Callable[[VectorField, torch.Tensor, torch.Tensor, SolverConfig, NFE], torch.Tensor]
+
+
+
+def _anode_solve(func: VectorField, y0: torch.Tensor, t: torch.Tensor, solver: SolverConfig, nfe: NFE) -> torch.Tensor:
+    """The "anode" backend: `solvers.adjoint.solve` with `solver.adjoint`, else `solvers.rk.solve`."""
+    return (adjoint.solve if solver.adjoint else rk.solve)(func, y0, t, solver, nfe)
+
+
+#: name -> solve function; the names are `anode.config.BACKENDS`.
+BACKEND_SOLVERS: dict[str, Backend] = {"torchdiffeq": torchdiffeq.solve, "anode": _anode_solve}
+
+
+def get_backend(name: str) -> Backend:
+    """The solve function of backend `name`.
+
+    Arguments:
+        name: one of `anode.config.BACKENDS`.
+
+    Returns:
+        `solve(func, y0, t, solver, nfe)`.
+
+    Raises:
+        ValueError: unknown name (the message lists the valid ones).
+    """
+    try:
+        return BACKEND_SOLVERS[name]
+    except KeyError:
+        raise ValueError(f"unknown solver backend {name!r}; valid choices: {list(BACKENDS)}") from None

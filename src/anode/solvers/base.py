@@ -1,0 +1,104 @@
+"""What every solver backend shares: NFE counts, typed solver errors and the advice they carry.
+
+`anode.solve` re-exports these names; backends import them from here (never from `solve`), which
+keeps the imports one-way: `solve` -> `solvers` -> `config`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch
+
+__all__ = [
+    "ADVICE",
+    "NFE",
+    "MaxStepsExceeded",
+    "NonFiniteState",
+    "SolverError",
+    "StepSizeUnderflow",
+    "VectorField",
+    "translate_solver_errors",
+]
+
+VectorField = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+class SolverError(RuntimeError):
+    """The ODE solver could not integrate the vector field (see the subclasses)."""
+
+
+class MaxStepsExceeded(SolverError):
+    """An adaptive solve needed more steps than `SolverConfig.max_num_steps`."""
+
+
+class StepSizeUnderflow(SolverError):
+    """The adaptive step size shrank below floating-point resolution (a stiff or exploding flow)."""
+
+
+class NonFiniteState(SolverError):
+    """The state became NaN or infinite during the solve."""
+
+
+ADVICE = (
+    "Things to try: loosen rtol/atol, raise max_num_steps, add weight decay or lower the learning "
+    "rate to keep the flow well-posed, or add augmented dimensions (augment_dim > 0), which let the "
+    "flow avoid the ill-conditioned trajectories that a plain NODE needs."
+)
+
+# torchdiffeq's assertion messages (rk_common.py) -> our error types.
+_BACKEND_MESSAGES: tuple[tuple[str, type[SolverError], str], ...] = (
+    ("max_num_steps exceeded", MaxStepsExceeded, "the solver exceeded its maximum number of steps"),
+    ("underflow in dt", StepSizeUnderflow, "the solver's step size underflowed"),
+    ("non-finite values", NonFiniteState, "the ODE state became non-finite (NaN or inf)"),
+)
+
+
+@contextlib.contextmanager
+def translate_solver_errors(phase: str = "forward solve") -> Iterator[None]:
+    """Turn torchdiffeq's failure assertions raised inside the block into `SolverError`s.
+
+    Used around the forward solve and, by the trainer, around `backward()` (where the adjoint
+    solve runs).
+
+    Arguments:
+        phase: words naming where the failure happened, put in the message.
+
+    Raises:
+        SolverError: a subclass matching the backend's failure; other exceptions pass through.
+    """
+    try:
+        yield
+    except AssertionError as err:
+        text = str(err)
+        for needle, kind, what in _BACKEND_MESSAGES:
+            if needle in text:
+                raise kind(f"{what} during the {phase} ({text[:200]}). {ADVICE}") from err
+        raise
+
+
+@dataclass
+class NFE:
+    """Numbers of vector-field evaluations (and steps) of the latest pass of an ODE block.
+
+    `forward` counts calls made by the latest forward solve. `backward` counts calls made by
+    backward passes since that forward call: 0 when backpropagating through the solver (autograd
+    replays operations without calling the vector field), positive with the adjoint method.
+    Adaptive methods count their accepted and rejected steps; fixed-step methods count their
+    steps in `accepted_steps` (both backends).
+    """
+
+    forward: int = 0
+    backward: int = 0
+    accepted_steps: int = 0
+    rejected_steps: int = 0
+    backward_accepted_steps: int = 0
+    backward_rejected_steps: int = 0
+
+    def reset(self) -> None:
+        """Set every count to zero."""
+        self.forward = self.backward = 0
+        self.accepted_steps = self.rejected_steps = 0
+        self.backward_accepted_steps = self.backward_rejected_steps = 0

@@ -1,0 +1,658 @@
+"""anode's own explicit Runge-Kutta solver: torchdiffeq's numbers with less Python work per step.
+
+What it reproduces from torchdiffeq 0.2.5 (`_impl/rk_common.py`, `misc.py`, `interp.py`,
+`solvers.py`, `fixed_grid.py`), so that the same problem takes the same accepted and rejected
+steps and the same number of function evaluations (NFE):
+
+* adaptive methods (dopri5, bosh3): Hairer's initial step selection (`_select_initial_step`,
+  with the same autograd graph, since the first step size depends on y0 and the parameters),
+  the mixed-precision time handling (times in float64, stage times in the state's dtype, the
+  last stage just before t1 via `nextafter`), the RMS error norm of
+  `err / (atol + rtol * max(|y0|, |y1|))`, accept when the ratio is <= 1, the step-size
+  update `dt * min(10, max(0.9 / ratio ** (1 / order), 0.2 or 1))`, FSAL reuse of the last
+  stage, `max_num_steps` counted per output interval (accepted and rejected steps), and the
+  4th-order dense output (`_interp_fit` / `_interp_evaluate`) at every output time. The
+  gradient paths through time are kept too: when the first step is accepted, its size (a
+  function of y0 and the parameters) moves every later grid time, exactly as in torchdiffeq.
+* fixed-grid methods (euler, midpoint, heun2, heun3, rk4 as torchdiffeq's 3/8-rule
+  `rk4_alt_step_func`): the same grid (`_grid_constructor_from_step_size`) and linear
+  interpolation to the output times.
+
+* the adjoint method (`solvers/adjoint.py`): the augmented state, dynamics, default adjoint norm
+  and per-interval restarts of torchdiffeq's `OdeintAdjointMethod`, solved backwards by this code.
+
+The forward pass repeats torchdiffeq's floating-point operations (same stacked stage sums, same
+norm, same dense-output formula), so solutions are bitwise equal to torchdiffeq's and every
+accept/reject decision is the same; gradients differ only by autograd's accumulation order.
+`tests/test_backend_equality.py` checks this on hundreds of random problems.
+
+What is faster: time and step-size control live in Python floats (float32 stage times emulated
+with NumPy, which rounds like torch's 0-dim float32 tensors), so an adaptive step makes exactly
+one host synchronisation (reading the error ratio) instead of torchdiffeq's eight or so; stage
+coefficients and stage times come from one NumPy operation each instead of tensor arithmetic;
+the error estimate and norm run without autograd; the dense output is fitted only for the steps
+that contain an output time, valued without autograd and differentiated through its exact
+linearisation (see `_interp_evaluate`); the vector field is called directly (no wrapper modules: counting
+wrapper, `_PerturbFunc`, callbacks) and NFE is counted in the Python loop; abs() calls that cannot
+change a value or a gradient are skipped.
+
+Not supported (use backend="torchdiffeq"): dopri8, fehlberg2, adaptive_heun, the Adams methods,
+states other than float32/float64, gradients with respect to t, decreasing t.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+
+import numpy as np
+import torch
+
+from ..config import SolverConfig
+from .base import (
+    ADVICE,
+    NFE,
+    MaxStepsExceeded,
+    NonFiniteState,
+    StepSizeUnderflow,
+    VectorField,
+)
+
+__all__ = ["ADAPTIVE_TABLEAUX", "FIXED_TABLEAUX", "AdaptiveTableau", "FixedTableau", "check_inputs", "solve"]
+
+# torchdiffeq's step-size controller constants (RKAdaptiveStepsizeODESolver defaults).
+_SAFETY, _IFACTOR, _DFACTOR = 0.9, 10.0, 0.2
+
+
+@dataclass(frozen=True)
+class AdaptiveTableau:
+    """An embedded explicit RK pair with the first-same-as-last property, as torchdiffeq stores it.
+
+    Arguments:
+        order: torchdiffeq's `order` (step-size exponent 1/order; initial step uses order - 1).
+        alpha: nodes of stages 2..s+1 (the last one is 1: the FSAL stage at t1).
+        beta: rows of the RK matrix for those stages; the last row is the solution weights.
+        c_error: weights of the error estimate over all s+1 stages.
+        c_mid: weights giving y at the step's midpoint (for the 4th-order dense output).
+    """
+
+    order: int
+    alpha: tuple[float, ...]
+    beta: tuple[tuple[float, ...], ...]
+    c_error: tuple[float, ...]
+    c_mid: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class FixedTableau:
+    """A fixed-step explicit RK method.
+
+    Arguments:
+        order: order of accuracy.
+        c: nodes of stages 2..s; `None` marks a stage evaluated at t1 itself (rk4's last stage).
+        a: rows of the RK matrix for stages 2..s.
+        b: solution weights over the s stages.
+    """
+
+    order: int
+    c: tuple[float | None, ...]
+    a: tuple[tuple[float, ...], ...]
+    b: tuple[float, ...]
+
+
+# Same Python expressions as torchdiffeq's float64 tables (dopri5.py, bosh3.py), so the same values.
+ADAPTIVE_TABLEAUX: dict[str, AdaptiveTableau] = {
+    "dopri5": AdaptiveTableau(
+        order=5,
+        alpha=(1 / 5, 3 / 10, 4 / 5, 8 / 9, 1.0, 1.0),
+        beta=(
+            (1 / 5,),
+            (3 / 40, 9 / 40),
+            (44 / 45, -56 / 15, 32 / 9),
+            (19372 / 6561, -25360 / 2187, 64448 / 6561, -212 / 729),
+            (9017 / 3168, -355 / 33, 46732 / 5247, 49 / 176, -5103 / 18656),
+            (35 / 384, 0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84),
+        ),
+        c_error=(
+            35 / 384 - 1951 / 21600,
+            0,
+            500 / 1113 - 22642 / 50085,
+            125 / 192 - 451 / 720,
+            -2187 / 6784 - -12231 / 42400,
+            11 / 84 - 649 / 6300,
+            -1.0 / 60.0,
+        ),
+        c_mid=(
+            6025192743 / 30085553152 / 2,
+            0,
+            51252292925 / 65400821598 / 2,
+            -2691868925 / 45128329728 / 2,
+            187940372067 / 1594534317056 / 2,
+            -1776094331 / 19743644256 / 2,
+            11237099 / 235043384 / 2,
+        ),
+    ),
+    "bosh3": AdaptiveTableau(
+        order=3,
+        alpha=(1 / 2, 3 / 4, 1.0),
+        beta=((1 / 2,), (0.0, 3 / 4), (2 / 9, 1 / 3, 4 / 9)),
+        c_error=(2 / 9 - 7 / 24, 1 / 3 - 1 / 4, 4 / 9 - 1 / 3, -1 / 8),
+        c_mid=(0.0, 0.5, 0.0, 0.0),
+    ),
+}
+
+# The fixed-grid steps are computed op for op as torchdiffeq writes them (`_fixed_increment`);
+# these tableaux document them (and a test checks the two agree).
+FIXED_TABLEAUX: dict[str, FixedTableau] = {
+    "euler": FixedTableau(order=1, c=(), a=(), b=(1.0,)),
+    "midpoint": FixedTableau(order=2, c=(0.5,), a=((0.5,),), b=(0.0, 1.0)),
+    "heun2": FixedTableau(order=2, c=(1.0,), a=((1.0,),), b=(0.5, 0.5)),
+    "heun3": FixedTableau(order=3, c=(1 / 3, 2 / 3), a=((1 / 3,), (0.0, 2 / 3)), b=(1 / 4, 0.0, 3 / 4)),
+    # torchdiffeq's RK4 is the 3/8 rule (rk4_alt_step_func), its last stage at t1 exactly.
+    "rk4": FixedTableau(
+        order=4, c=(1 / 3, 2 / 3, None), a=((1 / 3,), (-1 / 3, 1.0), (1.0, -1.0, 1.0)), b=(1 / 8, 3 / 8, 3 / 8, 1 / 8)
+    ),
+}
+
+
+def _np_type(dtype: torch.dtype) -> type:
+    if dtype == torch.float32:
+        return np.float32
+    if dtype == torch.float64:
+        return np.float64
+    raise TypeError(
+        f"the 'anode' solver backend integrates float32 or float64 states, got {dtype}; "
+        f"convert the state (y0.float()) or use SolverConfig(backend='torchdiffeq')"
+    )
+
+
+@dataclass(frozen=True)
+class _AdaptiveConsts:
+    """A tableau's coefficients rounded to one dtype (as torchdiffeq's `.to(y0.dtype)` does)."""
+
+    alpha: np.ndarray
+    one_idx: np.ndarray  # stages at alpha == 1 (evaluated just before t1)
+    beta: tuple[np.ndarray, ...]
+    c_error: np.ndarray
+    c_mid: np.ndarray
+
+
+@cache
+def _adaptive_consts(method: str, np_t: type) -> _AdaptiveConsts:
+    tab = ADAPTIVE_TABLEAUX[method]
+    alpha = np.array(tab.alpha, dtype=np_t)
+    return _AdaptiveConsts(
+        alpha=alpha,
+        one_idx=np.flatnonzero(alpha == 1),
+        beta=tuple(np.array(row, dtype=np_t) for row in tab.beta),
+        c_error=np.array(tab.c_error, dtype=np_t),
+        c_mid=np.array(tab.c_mid, dtype=np_t),
+    )
+
+
+@cache
+def _tableau_tensors(method: str, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, ...]:
+    """(alpha, c_mid, c_error, beta rows...) as tensors in the state's dtype, plus the mask of the
+    stages at alpha == 1 last: built once per method, dtype and device."""
+    tab = ADAPTIVE_TABLEAUX[method]
+    rows = (tab.alpha, tab.c_mid, tab.c_error, *tab.beta)
+    tensors = tuple(torch.tensor(row, dtype=torch.float64).to(dtype=dtype, device=device) for row in rows)
+    return (*tensors, tensors[0] == 1)
+
+
+def _host_arrays(device: torch.device) -> bool:
+    """Whether per-step coefficients and stage times are computed with NumPy and wrapped without a
+    copy (CPU), or as tensor ops on the device (no host-to-device copy, no synchronisation).
+    Both round identically (float32/float64 IEEE products and sums)."""
+    return device.type == "cpu"
+
+
+def _coefficients(row: np.ndarray, dt_y: np.floating, host: bool, row_t: torch.Tensor,
+                  dt_t: torch.Tensor | None = None) -> torch.Tensor:
+    """`row * dt` in the state's dtype: from the host (NumPy, wrapped without a copy), on the device
+    (`row_t * dt`), or, when the step size carries a gradient (`dt_t`), as a differentiable product."""
+    if dt_t is not None:
+        return row_t * dt_t
+    if host:
+        return torch.from_numpy(row * dt_y)
+    return row_t * float(dt_y)
+
+
+def _stage_sum(ks: list[torch.Tensor], coef: torch.Tensor) -> torch.Tensor:
+    """sum_j coef[j] * ks[j] as torchdiffeq computes it (`torch.sum(k * coef, dim=-1)` over the
+    stacked stages), so that the rounding, and hence the float32 gradient noise, is the same."""
+    return torch.sum(torch.stack(ks, -1) * coef, dim=-1)
+
+
+def _plus(a: torch.Tensor | None, b: torch.Tensor | None) -> torch.Tensor | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return a + b
+
+
+class _Counts:
+    """Where a solve adds its counts: the forward fields of an `NFE`, or (adjoint pass) the backward ones."""
+
+    __slots__ = ("backward", "nfe")
+
+    def __init__(self, nfe: NFE, *, backward: bool = False) -> None:
+        self.nfe, self.backward = nfe, backward
+
+    def call(self) -> None:
+        if self.backward:
+            self.nfe.backward += 1
+        else:
+            self.nfe.forward += 1
+
+    def step(self, accepted: bool) -> None:
+        n = self.nfe
+        if self.backward:
+            if accepted:
+                n.backward_accepted_steps += 1
+            else:
+                n.backward_rejected_steps += 1
+        elif accepted:
+            n.accepted_steps += 1
+        else:
+            n.rejected_steps += 1
+
+
+class _Failure:
+    """Builds the typed errors with torchdiffeq-like texts (and the advice)."""
+
+    @staticmethod
+    def underflow(dt: float, last: torch.Tensor | None, y: torch.Tensor, phase: str) -> Exception:
+        if (last is not None and not bool(torch.isfinite(last).all())) or not bool(torch.isfinite(y).all()):
+            return NonFiniteState(f"the vector field returned NaN or inf during the {phase}. {ADVICE}")
+        return StepSizeUnderflow(f"the solver's step size underflowed during the {phase} (underflow in dt {dt}). {ADVICE}")
+
+    @staticmethod
+    def max_steps(n_steps: int, max_num_steps: int, phase: str) -> Exception:
+        return MaxStepsExceeded(
+            f"the solver exceeded its maximum number of steps during the {phase} "
+            f"(max_num_steps exceeded ({n_steps}>={max_num_steps})). {ADVICE}"
+        )
+
+    @staticmethod
+    def non_finite(phase: str) -> Exception:
+        return NonFiniteState(f"the ODE state became non-finite (NaN or inf) during the {phase}. {ADVICE}")
+
+
+def _rms(x: torch.Tensor) -> torch.Tensor:
+    # torchdiffeq's _rms_norm is x.abs().pow(2).mean().sqrt(); for real x, pow(x, 2) == pow(|x|, 2)
+    # bit for bit, and so are the gradients (2|x| * sign(x) == 2x exactly), so the abs is dropped.
+    return x.pow(2).mean().sqrt()
+
+
+def _select_initial_step(
+    func: VectorField, t0: torch.Tensor, y0: torch.Tensor, f0: torch.Tensor, order: int, rtol: float, atol: float,
+    counts: _Counts, norm: Callable[[torch.Tensor], torch.Tensor] = _rms,
+) -> torch.Tensor:
+    """torchdiffeq's `_select_initial_step` (Hairer et al. II.4), op for op (keeps its autograd graph).
+
+    torchdiffeq also takes `.abs()` of d0, d1, d2, h0 and h1, which are non-negative by
+    construction: dropping them changes neither values nor gradients (sign(x) = 1 for x > 0, and
+    for x = 0 those quantities do not feed a gradient path).
+    """
+    dtype, device = y0.dtype, y0.device
+    rtol_t = torch.as_tensor(rtol, dtype=torch.float64, device=device)
+    atol_t = torch.as_tensor(atol, dtype=torch.float64, device=device)
+    scale = atol_t + torch.abs(y0) * rtol_t
+    d0 = norm(y0 / scale)
+    d1 = norm(f0 / scale)
+    if d0 < 1e-5 or d1 < 1e-5:
+        h0 = torch.tensor(1e-6, dtype=dtype, device=device)
+    else:
+        h0 = 0.01 * d0 / d1
+    y1 = y0 + h0 * f0
+    f1 = func((t0 + h0).to(dtype), y1)
+    counts.call()
+    d2 = norm((f1 - f0) / scale) / h0
+    if d1 <= 1e-15 and d2 <= 1e-15:
+        h1 = torch.max(torch.tensor(1e-6, dtype=dtype, device=device), h0 * 1e-3)
+    else:
+        h1 = (0.01 / max(d1, d2)) ** (1.0 / float(order + 1))
+    return torch.min(100 * h0, h1).to(t0.dtype)
+
+
+def _next_step(dt: float, ratio: float, order: int) -> float:
+    """torchdiffeq's `_optimal_step_size` (float64 arithmetic, NaN propagating like torch.min/max)."""
+    if ratio == 0:
+        return dt * _IFACTOR
+    if math.isnan(ratio):
+        return math.nan
+    dfactor = 1.0 if ratio < 1 else _DFACTOR
+    factor = min(_IFACTOR, max(_SAFETY / ratio ** (1.0 / order), dfactor))
+    return dt * factor
+
+
+class _Step:
+    """The latest accepted adaptive step, with its dense output fitted on first use."""
+
+    __slots__ = ("coeffs", "dt", "dt_shadow", "ks", "t0", "t0_shadow", "t1", "tensors", "y0", "y1")
+
+    def __init__(self, y0: torch.Tensor, y1: torch.Tensor, ks: list[torch.Tensor], t0: float, t1: float, dt: float,
+                 t0_shadow: torch.Tensor | None, dt_shadow: torch.Tensor | None,
+                 tensors: tuple[torch.Tensor, ...]) -> None:
+        self.y0, self.y1, self.ks = y0, y1, ks
+        self.t0, self.t1, self.dt = t0, t1, dt
+        self.t0_shadow, self.dt_shadow = t0_shadow, dt_shadow
+        self.tensors = tensors
+        self.coeffs: list[torch.Tensor] | None = None
+
+
+def _interp_fit(step: _Step, consts: _AdaptiveConsts, np_t: type) -> list[torch.Tensor]:
+    """torchdiffeq's `_interp_fit` (4th-order polynomial through y0, y_mid, y1 with end slopes),
+    op for op, without autograd (the gradient is attached by `_interp_evaluate`)."""
+    y0, y1, ks = step.y0.detach(), step.y1.detach(), [k.detach() for k in step.ks]
+    dt_y = np_t(step.dt)  # dt.type_as(y0)
+    dt = float(dt_y)
+    y_mid = y0 + _stage_sum(ks, _coefficients(consts.c_mid, dt_y, _host_arrays(y0.device), step.tensors[1]))
+    f0, f1 = ks[0], ks[-1]
+    a = 2 * dt * (f1 - f0) - 8 * (y1 + y0) + 16 * y_mid
+    b = dt * (5 * f0 - 3 * f1) + 18 * y0 + 14 * y1 - 32 * y_mid
+    c = dt * (f1 - 4 * f0) - 11 * y0 - 5 * y1 + 16 * y_mid
+    d = dt * f0
+    return [y0, d, c, b, a]
+
+
+def _interp_evaluate(step: _Step, t: float, np_t: type, dtype: torch.dtype, device: torch.device,
+                     consts: _AdaptiveConsts) -> torch.Tensor:
+    """torchdiffeq's `_interp_evaluate` at output time `t` in [t0, t1] of the step.
+
+    The value is computed without autograd by torchdiffeq's own operations (so it has the same
+    bits). The gradient is attached separately, as `value + (g - g.detach())` (which adds exactly
+    zero) with `g` the polynomial's exact linearisation: a weighted sum of y0, y1 and the stages
+    (weights from x and dt on the host), plus dP/dx times x's dependence on the grid-time shadows
+    and dP/d(dt) times the step-size shadow. That is the same Jacobian as autograd through
+    torchdiffeq's formula, in about a third of the autograd nodes.
+    """
+    with torch.no_grad():
+        if step.coeffs is None:
+            step.coeffs = _interp_fit(step, consts, np_t)
+        e, d, c, b, a = step.coeffs
+        x = np_t((t - step.t0) / (step.t1 - step.t0))
+        value = e + d * float(x)
+        x_power = x
+        for coefficient in (c, b, a):
+            x_power = x_power * x  # float32 powers, as torchdiffeq's 0-dim tensors
+            value = value + coefficient * float(x_power)
+    y0, y1, ks = step.y0, step.y1, step.ks
+    if not torch.is_grad_enabled() or not any(v.requires_grad for v in (y0, y1, *ks)):
+        return value
+
+    h = step.t1 - step.t0
+    dt = float(np_t(step.dt))
+    xf = float(x)
+    x2, x3, x4 = xf * xf, xf**3, xf**4
+    q = 16 * x2 - 32 * x3 + 16 * x4  # weight of y_mid
+    mid = consts.c_mid.tolist()
+    w_k = [q * dt * m for m in mid]
+    w_k[0] += dt * (xf - 4 * x2 + 5 * x3 - 2 * x4)
+    w_k[-1] += dt * (x2 - 3 * x3 + 2 * x4)
+    weights = [1 - 11 * x2 + 18 * x3 - 8 * x4 + q, -5 * x2 + 14 * x3 - 8 * x4, *w_k]
+    g = torch.sum(torch.stack([y0, y1, *ks], -1) * torch.tensor(weights, dtype=dtype, device=device), dim=-1)
+    if step.t0_shadow is not None or step.dt_shadow is not None:
+        with torch.no_grad():
+            dp_dx = d + 2 * xf * c + 3 * x2 * b + 4 * x3 * a
+        # x = (t - t0) / (t1 - t0): dx/d(t0 shift) = -1/h, dx/d(step size) = -x/h
+        dx = 0.0
+        if step.t0_shadow is not None:
+            dx = step.t0_shadow * (-1.0 / h)
+        if step.dt_shadow is not None:
+            dx = step.dt_shadow * (-xf / h) + dx
+            with torch.no_grad():
+                u = [q * m for m in mid]
+                u[0] += xf - 4 * x2 + 5 * x3 - 2 * x4
+                u[-1] += x2 - 3 * x3 + 2 * x4
+                dp_ddt = _stage_sum([k.detach() for k in ks], torch.tensor(u, dtype=dtype, device=device))
+            g = g + dp_ddt * step.dt_shadow
+        g = g + dp_dx * dx
+    return value + (g - g.detach())
+
+
+def _check_times(t: torch.Tensor) -> list[float]:
+    if t.dim() != 1 or t.numel() < 2:
+        raise ValueError(f"t must be a 1-D tensor of at least two output times, got shape {tuple(t.shape)}: "
+                         f"pass e.g. torch.tensor([0.0, 1.0])")
+    if t.requires_grad:
+        raise ValueError("the 'anode' solver backend does not differentiate with respect to t: pass t.detach(), "
+                         "or use SolverConfig(backend='torchdiffeq')")
+    times = t.detach().to(torch.float64).tolist()
+    if any(b <= a for a, b in itertools.pairwise(times)):
+        raise ValueError(f"t must be strictly increasing for the 'anode' solver backend, got {times}: sort the "
+                         f"output times, or use SolverConfig(backend='torchdiffeq') to integrate backwards in time")
+    return times
+
+
+def _solve_adaptive(func: VectorField, y0: torch.Tensor, times: list[float], method: str, rtol: float, atol: float,
+                    max_num_steps: int, counts: _Counts, phase: str,
+                    norm: Callable[[torch.Tensor], torch.Tensor] = _rms) -> torch.Tensor:
+    dtype, device = y0.dtype, y0.device
+    np_t = _np_type(dtype)
+    consts = _adaptive_consts(method, np_t)
+    order = ADAPTIVE_TABLEAUX[method].order
+    n_stages = len(consts.alpha)
+    rtol_y, atol_y = float(np_t(rtol)), float(np_t(atol))
+
+    # (A non-finite y0 is reported too: it makes dt non-finite, hence an underflow diagnosed as
+    # non-finite, or reaches the output, which is checked.)
+    t_start = torch.tensor(times[0], dtype=torch.float64, device=device)
+    f0 = func(t_start.to(dtype), y0)
+    counts.call()
+    h = _select_initial_step(func, t_start, y0, f0, order - 1, rtol, atol, counts, norm)
+    dt = h.item()
+    # dt_shadow: a zero tensor carrying d(step)/d(h) = 1, only while the step size is h itself.
+    dt_shadow = (h - h.detach()).to(dtype) if h.requires_grad else None
+    t0_shadow: torch.Tensor | None = None  # d(current time)/d(h), after an accepted first step
+    tensors = _tableau_tensors(method, dtype, device)
+    alpha_t, c_error_t, one_mask = tensors[0], tensors[2], tensors[-1]
+    host = _host_arrays(device)
+    alpha, beta, one_idx = consts.alpha, consts.beta, consts.one_idx
+    np_one = np_t(1)
+
+    y, f, t0 = y0, f0, times[0]
+    abs_y = y0.detach().abs()
+    last_k: torch.Tensor | None = f0
+    step: _Step | None = None
+    outputs = [y0]
+    for t_out in times[1:]:
+        n_steps = 0
+        while t_out > t0:
+            if n_steps >= max_num_steps:
+                raise _Failure.max_steps(n_steps, max_num_steps, phase)
+            if not math.isfinite(dt):
+                dt, dt_shadow = 0.0, None
+            t1 = t0 + dt
+            if not t1 > t0:
+                raise _Failure.underflow(dt, last_k, y, phase)
+            # Stage times in the state's dtype, as torchdiffeq computes them: t0 + alpha * dt, and
+            # just before t1 (nextafter) for the stages at alpha = 1.
+            dt_y, t0_y, t1_y = np_t(dt), np_t(t0), np_t(t1)
+            t1_before = np.nextafter(t1_y, t1_y - np_one)
+            if host:
+                stage_np = t0_y + alpha * dt_y
+                stage_np[one_idx] = t1_before
+                ts = torch.from_numpy(stage_np)
+            else:
+                ts = torch.where(one_mask, float(t1_before), alpha_t * float(dt_y) + float(t0_y))
+            if t0_shadow is not None:
+                ts = ts + t0_shadow
+            if dt_shadow is not None:
+                ts = ts + alpha_t * dt_shadow
+            stage_times = ts.unbind()
+
+            # the step size as a tensor only when it carries a gradient (the first step)
+            dt_t = None if dt_shadow is None else dt_shadow + float(dt_y)
+            ks = [f]
+            yi = y
+            for i in range(n_stages):
+                coef = _coefficients(beta[i], dt_y, host, tensors[3 + i], dt_t)
+                if i == 0:  # a sum over one stage is that stage: the same bits with two ops fewer
+                    yi = y + ks[0] * coef
+                else:
+                    yi = y + torch.sum(torch.stack(ks, -1) * coef, dim=-1)  # as torchdiffeq, same rounding
+                k = func(stage_times[i], yi)
+                counts.call()
+                ks.append(k)
+            last_k = ks[-1]
+            y1 = yi  # first same as last: the last stage is evaluated at (t1, y1)
+
+            with torch.no_grad():
+                err = torch.sum(torch.stack(ks, -1) * _coefficients(consts.c_error, dt_y, host, c_error_t), dim=-1)
+                abs_y1 = y1.detach().abs()
+                tol = torch.maximum(abs_y, abs_y1).mul_(rtol_y).add_(atol_y)
+                if norm is _rms:
+                    ratio_t = err.div_(tol).pow_(2).mean().sqrt_()  # torchdiffeq's _rms_norm (see _rms), same bits
+                else:
+                    ratio_t = norm(err.div_(tol))
+            ratio = float(ratio_t)  # the one host sync of the step (with the default norm)
+            counts.step(ratio <= 1)
+            if ratio <= 1:
+                step = _Step(y, y1, ks, t0, t1, dt, t0_shadow, dt_shadow, tensors)
+                y, f, t0, abs_y = y1, ks[-1], t1, abs_y1
+                t0_shadow = _plus(t0_shadow, dt_shadow)
+            dt = _next_step(dt, ratio, order)
+            dt_shadow = None
+            n_steps += 1
+        assert step is not None  # t_out > times[0] forces at least one accepted step
+        outputs.append(_interp_evaluate(step, t_out, np_t, dtype, device, consts))
+    return torch.stack(outputs)
+
+
+def _fixed_increment(method: str, call: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                     time: Callable[[np.floating, float], torch.Tensor], t0_t: torch.Tensor, t1_t: torch.Tensor,
+                     t0: np.floating, dt: np.floating, y0: torch.Tensor) -> torch.Tensor:
+    """One step's increment, op for op as torchdiffeq's fixed_grid.py / rk_common.py step functions
+    (so the same rounding): `time(v, c)` makes the stage-time tensor t0 + dt * c, whose value in
+    the state's dtype is `v`."""
+    np_t = type(dt)
+    h = float(dt)
+    k1 = call(t0_t, y0)
+    if method == "euler":
+        return k1 * h
+    if method == "midpoint":
+        half = np_t(0.5) * dt
+        return call(time(t0 + half, 0.5), y0 + k1 * float(half)) * h
+    if method == "heun2":
+        k2 = call(time(t0 + dt * np_t(1.0), 1.0), y0 + k1 * h * 1.0)
+        return (k1 * 0.5 + k2 * 0.5) * h
+    if method == "heun3":
+        k2 = call(time(t0 + dt * np_t(1 / 3), 1 / 3), y0 + k1 * h * (1 / 3))
+        k3 = call(time(t0 + dt * np_t(2 / 3), 2 / 3), y0 + (k1 * 0.0 + k2 * (2 / 3)) * h)
+        return (k1 * 0.25 + k2 * 0.0 + k3 * 0.75) * h
+    if method == "rk4":  # rk4_alt_step_func: the 3/8 rule
+        k2 = call(time(t0 + dt * np_t(1 / 3), 1 / 3), y0 + k1 * h * (1 / 3))
+        k3 = call(time(t0 + dt * np_t(2 / 3), 2 / 3), y0 + (k2 - k1 * (1 / 3)) * h)
+        k4 = call(t1_t, y0 + (k1 - k2 + k3) * h)
+        return (k1 + 3 * (k2 + k3) + k4) * h * 0.125
+    raise ValueError(f"unknown fixed-step method {method!r}; valid choices: {list(FIXED_TABLEAUX)}")
+
+
+def _solve_fixed(func: VectorField, y0: torch.Tensor, t: torch.Tensor, times: list[float], method: str,
+                 step_size: float, counts: _Counts) -> torch.Tensor:
+    dtype, device = y0.dtype, y0.device
+    np_t = _np_type(dtype)
+    # torchdiffeq's _grid_constructor_from_step_size, on t in the state's dtype.
+    t = t.to(dtype)
+    niters = torch.ceil((t[-1] - t[0]) / step_size + 1).item()
+    grid = torch.arange(0, niters, dtype=t.dtype, device=device) * step_size + t[0]
+    grid[-1] = t[-1]
+    grid_host = [np_t(v) for v in grid.tolist()]
+    grid_t = grid.unbind()
+    t_out = [np_t(v) for v in times]
+
+    def call(tt: torch.Tensor, yy: torch.Tensor) -> torch.Tensor:
+        counts.call()
+        return func(tt, yy)
+
+    host = _host_arrays(device)
+    step_t: list[torch.Tensor] = []  # [t0, t1 - t0] as device tensors, off the CPU
+
+    def time(value: np.floating, fraction: float) -> torch.Tensor:
+        """t0 + dt * fraction in the state's dtype (on the host, or as torchdiffeq's device ops)."""
+        if host:
+            return torch.tensor(float(value), dtype=dtype, device=device)
+        return step_t[0] + step_t[1] * fraction
+
+    outputs = [y0]
+    j = 1
+    y = y0
+    for i in range(len(grid_host) - 1):
+        t0, t1 = grid_host[i], grid_host[i + 1]
+        if not host:
+            step_t[:] = [grid_t[i], grid_t[i + 1] - grid_t[i]]
+        y1 = y + _fixed_increment(method, call, time, grid_t[i], grid_t[i + 1], t0, t1 - t0, y)
+        counts.step(True)
+        while j < len(t_out) and t1 >= t_out[j]:  # torchdiffeq's linear interpolation
+            if t_out[j] == t0:
+                outputs.append(y)
+            elif t_out[j] == t1:
+                outputs.append(y1)
+            else:
+                slope = (t_out[j] - t0) / (t1 - t0)
+                outputs.append(y + float(slope) * (y1 - y))
+            j += 1
+        y = y1
+    return torch.stack(outputs)
+
+
+def _integrate(func: VectorField, y0: torch.Tensor, t: torch.Tensor, times: list[float], solver: SolverConfig,
+               counts: _Counts, *, phase: str = "forward solve", rtol: float | None = None, atol: float | None = None,
+               norm: Callable[[torch.Tensor], torch.Tensor] = _rms) -> torch.Tensor:
+    """Solve with `solver`'s method (tolerances overridable), counting into `counts`."""
+    if solver.method in FIXED_TABLEAUX:
+        assert solver.step_size is not None  # SolverConfig guarantees it
+        out = _solve_fixed(func, y0, t, times, solver.method, solver.step_size, counts)
+    else:
+        out = _solve_adaptive(func, y0, times, solver.method, solver.rtol if rtol is None else rtol,
+                              solver.atol if atol is None else atol, solver.max_num_steps, counts, phase, norm)
+    if not bool(torch.isfinite(out[-1]).all()):
+        raise _Failure.non_finite(phase)
+    return out
+
+
+def check_inputs(y0: torch.Tensor, t: torch.Tensor) -> list[float]:
+    """The output times as float64 host values, after checking what the anode backend supports.
+
+    Arguments:
+        y0: initial state.
+        t: output times.
+
+    Returns:
+        `t` as a list of Python floats.
+
+    Raises:
+        TypeError: a state dtype other than float32/float64.
+        ValueError: `t` not 1-D strictly increasing with >= 2 entries, or requiring grad.
+    """
+    _np_type(y0.dtype)
+    return _check_times(t)
+
+
+def solve(func: VectorField, y0: torch.Tensor, t: torch.Tensor, solver: SolverConfig, nfe: NFE) -> torch.Tensor:
+    """Integrate with anode's Runge-Kutta solver, gradients by backpropagation through its operations
+    (`solvers.adjoint.solve` does `solver.adjoint`; `anode.odesolve` validates and dispatches).
+
+    Arguments:
+        func: vector field `func(t, y)`.
+        y0: initial state (float32 or float64).
+        t: 1-D strictly increasing output times, on y0's device and dtype, not requiring grad.
+        solver: method (one of `ANODE_BACKEND_METHODS`) and tolerances.
+        nfe: counts to update (already reset by the caller): `forward` (calls), accepted and
+            rejected steps (fixed-step methods count their steps as accepted).
+
+    Returns:
+        Tensor of shape `(len(t), *y0.shape)`.
+
+    Raises:
+        TypeError: a state dtype other than float32/float64.
+        ValueError: `t` not 1-D strictly increasing with >= 2 entries, or requiring grad.
+        MaxStepsExceeded, StepSizeUnderflow, NonFiniteState: the solve failed.
+    """
+    return _integrate(func, y0, t, check_inputs(y0, t), solver, _Counts(nfe))
