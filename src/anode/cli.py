@@ -48,11 +48,18 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
     if args.data_dir is not None:
         cfg = _with_data_dir(cfg, args.data_dir)
     run_experiment(cfg, args.out, jobs=args.jobs, device=args.device, progress=not args.no_progress,
-                   retry_failed=args.retry_failed)
+                   retry_failed=args.retry_failed, **_backend_options(args))
     if not args.no_figures:
         save_experiment_figures(args.out)
     print(f"results in {args.out} (aggregate.json, runs/, figures/)")
     return 0
+
+
+def _backend_options(args: argparse.Namespace) -> dict:
+    """`run_experiment`'s backend keywords from the --backend/--address/--ray-* flags."""
+    from .cli_scale import backend_options
+
+    return backend_options(args)
 
 
 def _with_data_dir(cfg, data_dir: str):  # type: ignore[no-untyped-def]
@@ -99,6 +106,12 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_backend_flags(parser: argparse.ArgumentParser) -> None:
+    from .cli_scale import add_backend_flags
+
+    add_backend_flags(parser)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the `anode` command."""
     parser = argparse.ArgumentParser(prog="anode", description="Augmented Neural ODEs: experiments, figures and reproduction reports.")
@@ -117,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--retry-failed", action="store_true", help="rerun runs recorded as failed")
     exp.add_argument("--no-figures", action="store_true", help="do not draw figures at the end")
     exp.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_backend_flags(exp)
     exp.set_defaults(func=_cmd_experiment)
 
     plot = sub.add_parser("plot", help="redraw all figures of an experiment directory from saved results")

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import multiprocessing
 import os
 import time
 import traceback
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +21,8 @@ from ..solve import SolverError
 from ..training import TrainConfig, Trainer
 from . import artifacts as art
 from .aggregate import aggregate_experiment
+from .backends import Backend, default_device, open_backend
+from .backends.local import LocalBackend
 from .builders import build_data, build_model
 from .config import ExperimentConfig, ModelSpec
 from .paths import model_dir
@@ -153,27 +153,6 @@ def _finished(run_dir: Path, retry_failed: bool) -> dict[str, Any] | None:
     return result
 
 
-def _execute(units: list[RunUnit], jobs: int, progress: bool, desc: str,
-             on_result: Callable[[RunUnit, dict[str, Any]], None]) -> None:
-    bar = tqdm(total=len(units), desc=desc, disable=not progress, leave=True)
-    if jobs <= 1 or len(units) <= 1:
-        for unit in units:
-            on_result(unit, _guarded(unit))
-            bar.update()
-    else:
-        ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_worker_init) as pool:
-            futures = {pool.submit(_guarded, unit): unit for unit in units}
-            for future in as_completed(futures):
-                on_result(futures[future], future.result())
-                bar.update()
-    bar.close()
-
-
-def _worker_init() -> None:
-    torch.set_num_threads(1)
-
-
 def _guarded(unit: RunUnit) -> dict[str, Any]:
     """`run_unit`, turning an unexpected crash into a failed record so the experiment goes on."""
     try:
@@ -204,6 +183,9 @@ def run_experiment(
     progress: bool = True,
     retry_failed: bool = False,
     log: Callable[[str], None] | None = None,
+    backend: str | Backend = "local",
+    address: str | None = None,
+    resources: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """Run (or resume) an experiment and write its aggregate.
 
@@ -221,20 +203,39 @@ def run_experiment(
         progress: progress bars (one-line summaries of finished runs go to `log` either way).
         retry_failed: rerun runs recorded as failed.
         log: where one-line summaries go (default: tqdm.write; pass `lambda _: None` to silence).
+        backend: where runs execute: "local" (this process or `jobs` worker processes), "ray"
+            (one Ray task per run; see `anode.experiments.backends.ray.RayBackend`), or a backend
+            object from `backends.make_backend` (entered by the caller, reused across experiments).
+        address: ray only: join this running cluster (None starts a local instance of `jobs` CPUs).
+        resources: ray only: per-run task resources, keys "cpus" (default 1) and "gpus" (default 0).
 
     Returns:
         The aggregate (also written to `aggregate.json`).
 
     Raises:
         ValueError: `jobs` < 1.
+        ConfigError: unknown backend or resource key, Ray missing for "ray", or (ray) an output
+            folder that some cluster node cannot see; raised before any run starts.
     """
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"jobs must be a positive integer, got {jobs!r}")
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     out = Path(out_dir)
+    executor, owned = open_backend(backend, jobs=jobs, address=address, resources=resources)
+    try:
+        device = device or default_device(executor)
+        if hasattr(executor, "check_output"):
+            executor.check_output(out)
+        return _run(config, out, executor, jobs=jobs, device=device, progress=progress, retry_failed=retry_failed, log=log)
+    finally:
+        if owned:
+            executor.__exit__(None, None, None)
+
+
+def _run(config: ExperimentConfig, out: Path, executor: Backend, *, jobs: int, device: str, progress: bool,
+         retry_failed: bool, log: Callable[[str], None] | None) -> dict[str, Any]:
     write_json(out / "experiment.json", config.to_dict())
     log = log or tqdm.write
-    inner_progress = progress and jobs == 1
+    inner_progress = progress and jobs == 1 and isinstance(executor, LocalBackend)
 
     def report(unit: RunUnit, result: dict[str, Any]) -> None:
         log(_one_line(unit, result))
@@ -255,7 +256,7 @@ def run_experiment(
                     inner_progress)
             for d in config.datasets for m in config.models for i, c in enumerate(candidates)
         ]
-        _execute(pending(units), jobs, progress, f"{config.name}: search", report)
+        executor.execute(pending(units), fn=_guarded, on_result=report, progress=progress, desc=f"{config.name}: search")
         for d in config.datasets:
             for m in config.models:
                 chosen[(d.name, m.name)] = _pick_best(model_dir(out, d.name, m.name), candidates)
@@ -266,7 +267,7 @@ def run_experiment(
                 r == 0 and _wants_artifacts(config), device, inner_progress)
         for r in range(config.repeats) for d in config.datasets for m in config.models
     ]
-    _execute(pending(units), jobs, progress, f"{config.name}: runs", report)
+    executor.execute(pending(units), fn=_guarded, on_result=report, progress=progress, desc=f"{config.name}: runs")
     aggregate = aggregate_experiment(config, out)
     write_json(out / "aggregate.json", aggregate)
     return aggregate
