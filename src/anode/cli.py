@@ -1,4 +1,4 @@
-"""Command line: `anode experiment | plot | reproduce`. Parses arguments and calls the library."""
+"""Command line: `anode experiment | train | plot | reproduce`. Parses arguments and calls the library."""
 
 from __future__ import annotations
 
@@ -112,6 +112,12 @@ def _add_backend_flags(parser: argparse.ArgumentParser) -> None:
     add_backend_flags(parser)
 
 
+def _add_train_parser(sub) -> None:  # type: ignore[no-untyped-def]
+    from .cli_scale import add_train_parser
+
+    add_train_parser(sub)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the `anode` command."""
     parser = argparse.ArgumentParser(prog="anode", description="Augmented Neural ODEs: experiments, figures and reproduction reports.")
@@ -132,6 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--no-progress", action="store_true", help="no progress bars")
     _add_backend_flags(exp)
     exp.set_defaults(func=_cmd_experiment)
+
+    _add_train_parser(sub)
 
     plot = sub.add_parser("plot", help="redraw all figures of an experiment directory from saved results")
     plot.add_argument("run_dir", help="directory written by `anode experiment`")

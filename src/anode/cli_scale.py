@@ -59,3 +59,46 @@ def backend_options(args: argparse.Namespace) -> dict[str, Any]:
         return {"backend": args.backend}
     return {"backend": "ray", "address": args.address,
             "resources": {"cpus": args.ray_cpus_per_run, "gpus": args.ray_gpus_per_run}}
+
+
+def add_train_parser(sub: Any) -> None:
+    """Add the `train` subcommand (one run; data-parallel under torchrun) to the subparsers `sub`.
+
+    Arguments:
+        sub: the object returned by `ArgumentParser.add_subparsers`.
+    """
+    train = sub.add_parser(
+        "train", help="train ONE run of a config; under `torchrun --nproc-per-node N` data-parallel (DDP)",
+        description="Train one run (model x dataset x repeat) of an experiment config into --out. Launched by "
+                    "torchrun it trains with DistributedDataParallel: each rank takes its shard of the same global "
+                    "batch, gradients are averaged, rank 0 writes; rerunning resumes from --out/checkpoint.pt. "
+                    "NFE is per shard (the history records the mean and max over ranks).")
+    train.add_argument("config", help="a .toml/.json file, or a built-in name such as images/mnist")
+    train.add_argument("--out", required=True, help="the run folder (rerunning resumes it)")
+    train.add_argument("--model", default=None, help="model name (needed when the config has several)")
+    train.add_argument("--dataset", default=None, help="dataset name (needed when the config has several)")
+    train.add_argument("--repeat", type=int, default=0, help="which repeat's seed (default 0)")
+    train.add_argument("--epochs", type=int, default=None, help="override the number of epochs")
+    train.add_argument("--max-iterations", type=int, default=None, help="stop after this many iterations")
+    train.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available; rank r uses cuda:LOCAL_RANK)")
+    train.add_argument("--data-dir", default=None, help="where image data lives (overrides the config)")
+    train.add_argument("--no-progress", action="store_true", help="no progress bars")
+    train.set_defaults(func=_cmd_train)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .cli import _config_path, _with_data_dir
+    from .distributed import dist_env, train_run
+    from .experiments import load_config
+
+    cfg = load_config(_config_path(args.config))
+    cfg = cfg.with_budget(epochs=args.epochs, max_iterations=args.max_iterations)
+    if args.data_dir is not None:
+        cfg = _with_data_dir(cfg, args.data_dir)
+    result = train_run(cfg, args.out, model=args.model, dataset=args.dataset, repeat=args.repeat, device=args.device,
+                       progress=not args.no_progress)
+    rank, world, _ = dist_env()
+    if rank == 0:
+        print(f"trained {result['model']} on {result['dataset']} with {world} process(es): {result['iterations']} "
+              f"iterations, final loss {result['final_loss']:.4f}; results in {args.out}")
+    return 0
