@@ -126,18 +126,19 @@ def test_ray_resource_numbers_are_validated(monkeypatch):
 # ----------------------------------------------------------------------------- a local Ray instance
 
 
-KILL_TARGET = "kill-me"
+KILL_TARGETS = ("kill-me", "kill-no-retry")
 
 
 @pytest.fixture(scope="module")
 def ray_instance(tmp_path_factory):
     """A local Ray instance of 2 CPUs whose workers kill themselves once, right after the first checkpoint
-    of a run whose folder contains KILL_TARGET (marker file: only on the first attempt, only once)."""
+    of a run whose folder contains one of KILL_TARGETS (a marker file per target: only on the first
+    attempt, only once). Yields {target: marker path}."""
     ray = pytest.importorskip("ray")
     if ray.is_initialized():
         pytest.skip("a Ray instance is already running in this process")
-    marker = str(tmp_path_factory.mktemp("ray-hook") / "killed-once")
-    target = KILL_TARGET
+    folder = tmp_path_factory.mktemp("ray-hook")
+    markers = {target: str(folder / f"killed-{target}") for target in KILL_TARGETS}
 
     def kill_after_first_checkpoint() -> None:  # runs in every new worker process (pickled by value)
         import os
@@ -149,19 +150,20 @@ def ray_instance(tmp_path_factory):
 
         def save_then_die(self, out_dir, train_loader):
             save(self, out_dir, train_loader)
-            if target in str(out_dir):
-                try:
-                    os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-                except FileExistsError:
-                    return
-                os.kill(os.getpid(), signal.SIGKILL)
+            for target, marker in markers.items():
+                if target in str(out_dir):
+                    try:
+                        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+                    except FileExistsError:
+                        return
+                    os.kill(os.getpid(), signal.SIGKILL)
 
         Trainer._save = save_then_die
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
              runtime_env={"worker_process_setup_hook": kill_after_first_checkpoint})
     try:
-        yield Path(marker)
+        yield {target: Path(marker) for target, marker in markers.items()}
     finally:
         ray.shutdown()
 
@@ -178,17 +180,55 @@ def test_ray_results_equal_local_backend(ray_instance, tmp_path):
         assert (a["model"], a["completed"]) == (b["model"], b["completed"])
         assert a["final_loss"]["mean"] == pytest.approx(b["final_loss"]["mean"], abs=1e-6)
     assert not list((tmp_path / "ray").glob(".anode-ray-check-*"))  # the shared-folder check cleaned up
-    assert not ray_instance.exists()  # no run folder matched the kill target
+    assert not any(marker.exists() for marker in ray_instance.values())  # no run folder matched a kill target
 
 
 def test_ray_retries_a_killed_worker_and_resumes_from_its_checkpoint(ray_instance, tmp_path):
     # 3 epochs of 2 iterations; the worker of one run dies right after its epoch-1 checkpoint
     cfg = parse_config(tiny(repeats=1, train={"epochs": 3, "batch_size": 48}))
     run(cfg, tmp_path / "local", jobs=1)
-    out = tmp_path / KILL_TARGET
+    out = tmp_path / "kill-me"
     remote = run(cfg, out, backend="ray")
-    assert ray_instance.exists()  # a worker was killed mid-run
+    assert ray_instance["kill-me"].exists()  # a worker was killed mid-run
     assert all(g["completed"] == 1 for g in remote["groups"])
     assert_same_histories(histories(tmp_path / "local"), histories(out))
     for path in out.glob("runs/**/result.json"):
         assert read_json(path)["iterations"] == 6
+
+
+def test_ray_task_failing_past_its_retries_is_reported_and_retried_by_a_rerun(ray_instance, tmp_path):
+    cfg = parse_config(tiny(repeats=1, models=TINY["models"][:1], train={"epochs": 2, "batch_size": 48}))
+    out, lines = tmp_path / "kill-no-retry", []
+    with make_backend("ray", max_retries=0) as backend:
+        agg = run(cfg, out, backend=backend, log=lines.append)
+    assert ray_instance["kill-no-retry"].exists()
+    assert len(lines) == 1 and lines[0].startswith("[failed] spheres 2d / NODE / seed 0: Ray task failed after 0 retries")
+    run_dir = out / "runs" / "spheres-2d" / "node" / "seed-0"
+    failed = read_json(run_dir / "result.json")  # recorded as a failed run, with Ray's reason
+    assert failed["status"] == "failed" and failed["model"] == "NODE" and "Ray task failed" in failed["reason"]
+    assert (run_dir / "checkpoint.pt").is_file() and agg["groups"][0]["failed"] == 1
+    assert run(cfg, out, backend="ray")["groups"][0]["failed"] == 1  # a plain rerun keeps it
+    again = run(cfg, out, backend="ray", retry_failed=True)  # retried: resumes from its checkpoint
+    assert again["groups"][0]["completed"] == 1
+    assert read_json(run_dir / "result.json")["iterations"] == 4
+
+
+def test_cli_experiment_on_ray(ray_instance, tmp_path, capsys):
+    config = tmp_path / "tiny.json"
+    config.write_text(json.dumps(tiny(repeats=1)))
+    code = main(["experiment", str(config), "--out", str(tmp_path / "exp"), "--backend", "ray", "--ray-cpus-per-run", "1",
+                 "--no-figures", "--no-progress"])
+    assert code == 0 and f"results in {tmp_path / 'exp'}" in capsys.readouterr().out
+    assert [g["completed"] for g in read_json(tmp_path / "exp" / "aggregate.json")["groups"]] == [1, 1]
+
+
+def test_shared_folder_probe_reads_the_marker_and_answers(tmp_path):
+    from anode.experiments.backends.ray import _probe_folder
+
+    (tmp_path / "marker").write_text("token")
+    answer = _probe_folder(str(tmp_path), "marker", "token")
+    assert answer["ok"] and (tmp_path / answer["reply"]).read_text() == "token"
+    missing = _probe_folder(str(tmp_path / "elsewhere"), "marker", "token")
+    assert not missing["ok"] and "cannot read" in missing["why"]
+    other = _probe_folder(str(tmp_path), "marker", "another token")
+    assert not other["ok"] and "other content than the driver wrote" in other["why"]

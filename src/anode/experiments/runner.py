@@ -238,6 +238,8 @@ def _run(config: ExperimentConfig, out: Path, executor: Backend, *, jobs: int, d
     inner_progress = progress and jobs == 1 and isinstance(executor, LocalBackend)
 
     def report(unit: RunUnit, result: dict[str, Any]) -> None:
+        if not (Path(unit.run_dir) / "result.json").exists():  # lost by the backend (a Ray worker died past its retries)
+            write_json(Path(unit.run_dir) / "result.json", {**result, "model": unit.model, "dataset": unit.dataset, "seed": unit.seed})
         log(_one_line(unit, result))
 
     def pending(units: list[RunUnit]) -> list[RunUnit]:

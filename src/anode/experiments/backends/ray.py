@@ -74,8 +74,9 @@ class RayBackend:
     """Runs each unit as one Ray task (`num_cpus`, `num_gpus`, `max_retries` declared per task).
 
     Without `address` a local Ray instance with `jobs * cpus_per_run` CPUs is started on entry and
-    shut down on exit (an instance already initialised in this process is used as is and left
-    running). With `address` the driver joins that cluster and disconnects on exit.
+    shut down on exit. With `address` the driver joins that cluster and disconnects on exit. An
+    instance already initialised in this process (`ray.init` by the caller) is used as is and left
+    running.
 
     Arguments:
         jobs: runs at once on a local instance (its CPU count is `jobs * cpus_per_run`); ignored
@@ -112,13 +113,14 @@ class RayBackend:
 
     def __enter__(self) -> RayBackend:
         ray = self.ray
+        if ray.is_initialized():  # the caller's instance or connection: used as is, left running
+            return self
         if self.address is not None:
             ray.init(address=self.address, logging_level=logging.WARNING, log_to_driver=False)
-            self._owned = True
-        elif not ray.is_initialized():
+        else:
             ray.init(num_cpus=max(1, math.ceil(self.jobs * self.cpus_per_run)), include_dashboard=False,
                      logging_level=logging.WARNING, log_to_driver=False)
-            self._owned = True
+        self._owned = True
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -176,7 +178,8 @@ class RayBackend:
 
         Relative `run_dir`s are made absolute (the driver's working directory) before submission.
         A task whose worker died more than `max_retries` times is reported to `on_result` as a
-        failed record; it writes no `result.json`, so rerunning the experiment tries it again.
+        failed record (the runner records it as a failed run; `retry_failed` trains it again,
+        resuming from its last checkpoint).
 
         Arguments:
             units: the run units (dataclasses with a `run_dir`).
@@ -201,8 +204,7 @@ class RayBackend:
                     unit = pending.pop(ref)
                     try:
                         record = ray.get(ref)
-                    except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,
-                            ray.exceptions.RayTaskError, ray.exceptions.TaskCancelledError) as err:
+                    except ray.exceptions.RayError as err:  # worker/node died past its retries, out of memory, ...
                         record = {"status": "failed", "error_type": type(err).__name__,
                                   "reason": f"Ray task failed after {self.max_retries} retries: {err}"}
                     on_result(unit, record)
