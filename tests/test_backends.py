@@ -232,3 +232,31 @@ def test_shared_folder_probe_reads_the_marker_and_answers(tmp_path):
     assert not missing["ok"] and "cannot read" in missing["why"]
     other = _probe_folder(str(tmp_path), "marker", "another token")
     assert not other["ok"] and "other content than the driver wrote" in other["why"]
+
+
+class _Stop(Exception):
+    """Raised by a stand-in run_experiment once it has seen its arguments."""
+
+
+def test_reproduce_passes_the_backend_through(ray_instance, tmp_path, monkeypatch):
+    import anode.reproduce as rt
+    import anode.reproduce_images as ri
+    from anode.experiments.backends.ray import RayBackend
+
+    seen = []
+
+    def fake_run_experiment(cfg, out, **kwargs):
+        seen.append(kwargs)
+        raise _Stop
+
+    monkeypatch.setattr(rt, "run_experiment", fake_run_experiment)
+    with pytest.raises(_Stop):
+        rt.reproduce_toy(tmp_path / "toy", budget="smoke", backend="ray", resources={"cpus": 1}, progress=False)
+    assert isinstance(seen[-1]["backend"], RayBackend)  # one Ray backend object for the whole suite
+    monkeypatch.setattr(ri, "run_experiment", fake_run_experiment)
+    monkeypatch.setattr(ri, "build_data", lambda *a, **k: None)
+    with pytest.raises(_Stop):
+        ri.reproduce_images(tmp_path / "img", dataset="idx", data_dir=str(tmp_path), budget="smoke", backend="ray",
+                            address="auto", resources={"gpus": 1}, progress=False)
+    assert (seen[-1]["backend"], seen[-1]["address"], seen[-1]["resources"]) == ("ray", "auto", {"gpus": 1})
+    assert seen[-1]["device"] == "cuda"  # ray tasks that declare GPUs run on CUDA

@@ -169,3 +169,22 @@ def test_ddp_run_killed_after_a_checkpoint_resumes_and_records_nfe_per_rank(tmp_
     assert len(epochs) == 3 and epochs[-1]["loss"] < epochs[0]["loss"]  # it learns
     result = read_json(tmp_path / "killed" / "result.json")
     assert result["iterations"] == 12 and result["world_size"] == 2 and result["eval"]["accuracy"] is not None
+
+
+def test_train_without_torchrun_equals_the_experiment_run(tmp_path, monkeypatch, capsys):
+    from anode.cli import main
+
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    cfg = config(write_images(tmp_path / "data"), max_iterations=3)
+    path = tmp_path / "cfg.json"
+    path.write_text(json.dumps(cfg))
+    assert main(["train", str(path), "--out", str(tmp_path / "one"), "--device", "cpu", "--no-progress"]) == 0
+    assert "trained ANODE on tiny with 1 process(es): 3 iterations" in capsys.readouterr().out
+    run_experiment(parse_config(cfg), tmp_path / "exp", device="cpu", progress=False, log=lambda _: None)
+    ours, theirs = records(tmp_path / "one" / "history.jsonl"), records(tmp_path / "exp" / "runs" / "tiny" / "anode" / "seed-0" / "history.jsonl")
+    assert [r["loss"] for r in ours] == [r["loss"] for r in theirs]  # the same run, bit for bit
+    assert all(r["nfe_forward_max"] == r["nfe_forward"] for r in ours)
+    assert read_json(tmp_path / "one" / "result.json")["world_size"] == 1
+    assert main(["train", str(path), "--out", str(tmp_path / "x"), "--model", "NODE"]) == 2
+    assert "unknown model 'NODE'; the config's models: ['ANODE']" in capsys.readouterr().err

@@ -206,10 +206,15 @@ class DistributedTrainer(Trainer):
 
         Raises:
             SolverError: a solve on this rank failed.
+            ValueError: the ranks did not all find the same checkpoint (the run folder is not shared).
         """
         path = self.run_dir / "checkpoint.pt"
         if resume and path.exists():
             self.load_checkpoint(path, train_loader=train_loader)
+        starts = self._all_gather([float(self.iteration)])[:, 0].tolist()
+        if len(set(starts)) > 1:  # every rank sees the same gathered list, so every rank raises
+            raise ValueError(f"the ranks would start at different iterations {[int(s) for s in starts]}: {path} is not "
+                             "visible to every rank; put --out on a file system shared by all nodes")
         return super().fit(train_loader, eval_loader=eval_loader, resume=False)
 
 
@@ -249,7 +254,7 @@ def train_run(
     import torch.distributed as dist
 
     from .experiments.builders import build_data, build_model
-    from .experiments.runner import _run_seed, model_spec_with
+    from .experiments.runner import _run_seed
 
     rank, world, local_rank = dist_env()
     spec = _pick(config.models, model, "model", "--model")
@@ -268,7 +273,6 @@ def train_run(
         owned = True
     try:
         seed = _run_seed(config.seed, repeat)
-        spec = model_spec_with(spec, {})
         data = build_data(data_spec, config, seed=seed)
         net = build_model(spec, config, data, seed=seed).to(dev)
         train = config.train
