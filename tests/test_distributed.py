@@ -49,7 +49,7 @@ def write_images(folder: Path, n_train: int = 64, n_test: int = 16) -> Path:
 
 
 def config(data_dir: Path, *, method: str = "rk4", epochs: int = 1, max_iterations: int | None = None) -> dict:
-    solver = {"method": "rk4", "step_size": 0.25} if method == "rk4" else {"method": method, "rtol": 1e-3, "atol": 1e-3}
+    solver = {"method": "rk4", "step_size": 0.25} if method == "rk4" else {"method": method, "rtol": 1e-5, "atol": 1e-5}
     return {
         "name": "ddp", "seed": 0, "repeats": 1,
         "train": {"epochs": epochs, "batch_size": 16, "lr": 1e-2, "loss": "cross_entropy", "max_iterations": max_iterations},
@@ -165,6 +165,7 @@ def test_ddp_run_killed_after_a_checkpoint_resumes_and_records_nfe_per_rank(tmp_
         for key in a:
             assert a[key] == pytest.approx(b[key], abs=1e-6), key
     assert all(r["nfe_forward_max"] >= r["nfe_forward"] > 0 for r in resumed)
+    assert any(r["nfe_forward_max"] > r["nfe_forward"] for r in resumed)  # the ranks' adaptive steps differ
     epochs = read_json(tmp_path / "killed" / "epochs.json")
     assert len(epochs) == 3 and epochs[-1]["loss"] < epochs[0]["loss"]  # it learns
     result = read_json(tmp_path / "killed" / "result.json")
