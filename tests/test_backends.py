@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -113,6 +114,18 @@ def test_ray_only_flags_need_backend_ray(tmp_path, capsys):
     assert "--ray-cpus-per-run: expected a number >= 0 such as 1 or 0.5, got '-1'" in capsys.readouterr().err
 
 
+def test_ray_address_without_a_cluster_names_the_fix(tmp_path, monkeypatch):
+    ray = pytest.importorskip("ray")
+    if ray.is_initialized():
+        pytest.skip("a Ray instance is already running in this process")
+    if Path(tempfile.gettempdir(), "ray", "ray_current_cluster").exists():
+        pytest.skip("a cluster started by `ray start` runs on this machine: address 'auto' would join it")
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    with pytest.raises(ConfigError, match=r"cannot join a Ray cluster at address 'auto'.*ray start --head"):
+        run(parse_config(tiny()), tmp_path / "exp", backend="ray", address="auto")
+    assert not (tmp_path / "exp").exists()
+
+
 def test_ray_resource_numbers_are_validated(monkeypatch):
     pytest.importorskip("ray")
     with pytest.raises(ConfigError, match="cpus_per_run must be a finite number >= 0, got -1"):
@@ -160,7 +173,7 @@ def ray_instance(tmp_path_factory):
 
         Trainer._save = save_then_die
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _temp_dir=str(folder / "ray"),
              runtime_env={"worker_process_setup_hook": kill_after_first_checkpoint})
     try:
         yield {target: Path(marker) for target, marker in markers.items()}

@@ -112,11 +112,21 @@ class RayBackend:
         self._owned = False
 
     def __enter__(self) -> RayBackend:
+        """Start the local instance or join the cluster (unless Ray is already initialised here).
+
+        Raises:
+            ConfigError: no Ray cluster at `address`.
+        """
         ray = self.ray
         if ray.is_initialized():  # the caller's instance or connection: used as is, left running
             return self
         if self.address is not None:
-            ray.init(address=self.address, logging_level=logging.WARNING, log_to_driver=False)
+            try:
+                ray.init(address=self.address, logging_level=logging.WARNING, log_to_driver=False)
+            except ConnectionError as err:
+                raise ConfigError(f"cannot join a Ray cluster at address {self.address!r} ({err}); start one with "
+                                  "`ray start --head` and pass its address (e.g. --address HEAD_IP:6379 or auto on "
+                                  "a node of the cluster), or drop --address to start a local instance") from None
         else:
             ray.init(num_cpus=max(1, math.ceil(self.jobs * self.cpus_per_run)), include_dashboard=False,
                      logging_level=logging.WARNING, log_to_driver=False)
