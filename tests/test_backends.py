@@ -71,6 +71,8 @@ def test_unknown_backend_and_misplaced_options_fail_before_any_run(tmp_path):
         run(cfg, tmp_path / "a", backend="spark")
     with pytest.raises(ConfigError, match=r"address='auto' apply to backend 'ray' only"):
         run(cfg, tmp_path / "b", address="auto")
+    with pytest.raises(ConfigError, match=r"max_retries=5 apply to backend 'ray' only"):
+        make_backend("local", max_retries=5)
     with pytest.raises(ConfigError, match=r"unknown resource keys \['tpus'\]; valid keys: \['cpus', 'gpus'\]"):
         run(cfg, tmp_path / "c", backend="ray", resources={"tpus": 1})
     assert not any((tmp_path / name).exists() for name in "abc")

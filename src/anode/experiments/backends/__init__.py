@@ -66,7 +66,7 @@ def make_backend(
         raise ConfigError(f"unknown backend {name!r}; valid choices: {list(BACKENDS)}")
     if name == "local":
         given = [f"{k}={v!r}" for k, v, d in (("address", address, None), ("cpus_per_run", cpus_per_run, 1.0),
-                                             ("gpus_per_run", gpus_per_run, 0.0)) if v != d]
+                                             ("gpus_per_run", gpus_per_run, 0.0), ("max_retries", max_retries, 3)) if v != d]
         if given:
             raise ConfigError(f"{', '.join(given)} apply to backend 'ray' only; pass backend='ray' (--backend ray) or drop them")
         from .local import LocalBackend
