@@ -1,4 +1,4 @@
-"""Command line: `anode experiment | plot | reproduce toy | reproduce images | config-docs`.
+"""Command line: `anode experiment | train | plot | reproduce toy | reproduce images | config-docs | table1`.
 
 Parses arguments and calls the library. Exit status: 0 success; 1 the command finished (results and
 report written) but some runs failed; 2 a usage or setup error (bad option, missing data, bad path,
@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
+from .cli_scale import add_backend_flags, add_train_parser, backend_options
 
 __all__ = ["IMAGE_BUDGETS", "IMAGE_DATASETS", "TOY_BUDGETS", "build_parser", "main"]
 
@@ -113,7 +114,7 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
         cfg = _with_data_dir(cfg, args.data_dir)
     outcome = run_and_report(cfg, args.out, jobs=args.jobs, device=args.device, progress=not args.no_progress,
                              retry_failed=args.retry_failed, fresh=args.fresh, figures=not args.no_figures,
-                             command=_command_line(args.argv))
+                             command=_command_line(args.argv), **backend_options(args))
     print(results_listing(args.out))
     return _exit_status(args.argv, outcome.failed, outcome.finished)
 
@@ -146,7 +147,7 @@ def _cmd_reproduce_toy(args: argparse.Namespace) -> int:
 
     budget = "full" if args.full else args.budget
     path = reproduce_toy(args.out, budget=budget, jobs=args.jobs, progress=not args.no_progress, gifs=args.gif,
-                         fresh=args.fresh, retry_failed=args.retry_failed)
+                         fresh=args.fresh, retry_failed=args.retry_failed, **backend_options(args))
     print(f"report: {path} (and report.md beside it)")
     return _exit_status(args.argv, *summary_run_counts(args.out))
 
@@ -159,7 +160,7 @@ def _cmd_reproduce_images(args: argparse.Namespace) -> int:
     path = reproduce_images(args.out, dataset=args.dataset, data_dir=args.data_dir, budget=budget, device=args.device,
                             progress=not args.no_progress, sweep_p=args.sweep_p, weight_decay=args.weight_decay,
                             repeats=args.repeats, epochs=args.epochs, jobs=args.jobs, train=not args.report_only,
-                            fresh=args.fresh, retry_failed=args.retry_failed)
+                            fresh=args.fresh, retry_failed=args.retry_failed, **backend_options(args))
     print(f"report: {path} (and report.md beside it)")
     return _exit_status(args.argv, *summary_run_counts(args.out))
 
@@ -217,6 +218,7 @@ def _add_experiment(sub: argparse._SubParsersAction) -> None:
     exp.add_argument("--data-dir", default=None, help="where image data lives (overrides the config)")
     exp.add_argument("--no-figures", action="store_true", help="draw no figures (the report then has none)")
     _add_run_options(exp)
+    add_backend_flags(exp)
     exp.set_defaults(func=_cmd_experiment)
 
 
@@ -243,6 +245,7 @@ def _add_reproduce_toy(sub: argparse._SubParsersAction) -> None:
                      help="runs trained at once in worker processes (default: the number of CPU cores)")
     toy.add_argument("--gif", action="store_true", help="also write animated GIFs")
     _add_run_options(toy)
+    add_backend_flags(toy)
     toy.set_defaults(func=_cmd_reproduce_toy)
 
 
@@ -268,6 +271,7 @@ def _add_reproduce_images(sub: argparse._SubParsersAction) -> None:
     img.add_argument("--report-only", action="store_true",
                      help="write the report from the runs already in --out (after a killed job); train nothing")
     _add_run_options(img)
+    add_backend_flags(img)
     img.set_defaults(func=_cmd_reproduce_images)
 
 
@@ -296,6 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"anode {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_experiment(sub)
+    add_train_parser(sub)
     _add_plot(sub)
     rep = sub.add_parser("reproduce", help="run a suite of the paper's experiments and write a report (toy | images)",
                          formatter_class=_Formatter)

@@ -48,13 +48,15 @@ class ExperimentOutcome:
 
 def run(config: ExperimentConfig, out_dir: str | os.PathLike[str], *, jobs: int = 1, device: str = "cpu",
         progress: bool = True, retry_failed: bool = False, fresh: bool = False,
-        log: Callable[[str], None] | None = None) -> tuple[dict[str, Any], float]:
+        log: Callable[[str], None] | None = None, backend: str = "local", address: str | None = None,
+        resources: dict[str, float] | None = None) -> tuple[dict[str, Any], float]:
     """Train (or resume) every run of `config` into `out_dir`.
 
     Arguments:
         config: the experiment.
         out_dir: where results go.
-        jobs, device, progress, retry_failed, fresh, log: as in `anode.experiments.run_experiment`.
+        jobs, device, progress, retry_failed, fresh, log, backend, address, resources: as in
+            `anode.experiments.run_experiment`.
 
     Returns:
         (aggregate, wall time of this call in seconds).
@@ -63,8 +65,8 @@ def run(config: ExperimentConfig, out_dir: str | os.PathLike[str], *, jobs: int 
         ValueError, FileNotFoundError, ConfigError: setup errors (see `run_experiment`).
     """
     started = time.perf_counter()
-    aggregate = run_experiment(config, out_dir, jobs=jobs, device=device, progress=progress,
-                               retry_failed=retry_failed, fresh=fresh, log=log)
+    aggregate = run_experiment(config, out_dir, jobs=jobs, device=device, progress=progress, retry_failed=retry_failed,
+                               fresh=fresh, log=log, backend=backend, address=address, resources=resources)
     return aggregate, time.perf_counter() - started
 
 
@@ -147,7 +149,9 @@ def results_listing(out_dir: str | os.PathLike[str]) -> str:
 
 def run_and_report(config: ExperimentConfig, out_dir: str | os.PathLike[str], *, jobs: int = 1, device: str | None = None,
                    progress: bool = True, retry_failed: bool = False, fresh: bool = False, figures: bool = True,
-                   gifs: bool = False, command: str = "", log: Callable[[str], None] | None = None) -> ExperimentOutcome:
+                   gifs: bool = False, command: str = "", log: Callable[[str], None] | None = None,
+                   backend: str = "local", address: str | None = None,
+                   resources: dict[str, float] | None = None) -> ExperimentOutcome:
     """Run an experiment, draw its figures and write its report; failed runs do not stop it.
 
     Arguments:
@@ -158,6 +162,7 @@ def run_and_report(config: ExperimentConfig, out_dir: str | os.PathLike[str], *,
         figures: draw figures (False: the report has no figure section).
         gifs: also write animated GIFs.
         command: the command line, quoted in the report.
+        backend, address, resources: where runs execute (see `run_experiment`).
 
     Returns:
         An `ExperimentOutcome` with the counts of failed and finished runs.
@@ -168,7 +173,7 @@ def run_and_report(config: ExperimentConfig, out_dir: str | os.PathLike[str], *,
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     out = Path(out_dir)
     aggregate, elapsed = run(config, out, jobs=jobs, device=device, progress=progress, retry_failed=retry_failed,
-                             fresh=fresh, log=log)
+                             fresh=fresh, log=log, backend=backend, address=address, resources=resources)
     drawn = draw_figures(out, gifs=gifs) if figures else []
     report = write_experiment_report(out, config=config, aggregate=aggregate, figures=drawn, command=command,
                                      device=device, wall_time_s=elapsed)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .claims import VERDICT_RULE, check_claims, evaluate_claims, load_claims
+from .experiments.backends import open_backend
 from .experiments.config import ExperimentConfig, load_config
 from .experiments.figures import save_experiment_figures
 from .experiments.runner import run_experiment
@@ -124,6 +125,9 @@ def reproduce_toy(
     fresh: bool = False,
     retry_failed: bool = False,
     log: Callable[[str], None] | None = None,
+    backend: str = "local",
+    address: str | None = None,
+    resources: dict[str, float] | None = None,
 ) -> Path:
     """Run the toy suite (resuming finished runs), draw every figure and write the report.
 
@@ -138,6 +142,8 @@ def reproduce_toy(
         fresh: move each experiment's previous results aside before running it (see `run_experiment`).
         retry_failed: rerun the runs recorded as failed instead of reusing them.
         log: where one-line messages go.
+        backend, address, resources: where the runs execute (see `run_experiment`); with "ray"
+            one Ray instance (or cluster connection) serves the whole suite.
 
     Returns:
         The path of `report.html`.
@@ -150,10 +156,15 @@ def reproduce_toy(
     jobs = jobs or max(os.cpu_count() or 1, 1)
     started = time.perf_counter()
     aggregates: dict[str, Any] = {}
-    for cfg in configs:
-        aggregates[cfg.name] = run_experiment(cfg, out / cfg.name, jobs=jobs, progress=progress, log=log, fresh=fresh,
-                                              retry_failed=retry_failed)
-        save_experiment_figures(out / cfg.name, gifs=gifs)
+    executor, owned = open_backend(backend, jobs=jobs, address=address, resources=resources)
+    try:
+        for cfg in configs:
+            aggregates[cfg.name] = run_experiment(cfg, out / cfg.name, jobs=jobs, progress=progress, log=log, fresh=fresh,
+                                                  retry_failed=retry_failed, backend=executor)
+            save_experiment_figures(out / cfg.name, gifs=gifs)
+    finally:
+        if owned:
+            executor.__exit__(None, None, None)
     elapsed = time.perf_counter() - started
     claims = evaluate_claims(claim_specs, {cfg.name: cfg for cfg in configs}, aggregates)
     sections = []

@@ -189,6 +189,9 @@ def reproduce_images(
     train: bool = True,
     fresh: bool = False,
     retry_failed: bool = False,
+    backend: str = "local",
+    address: str | None = None,
+    resources: dict[str, float] | None = None,
 ) -> Path:
     """Train NODE and ANODE on an image dataset and write the report with figures and verdicts.
 
@@ -203,6 +206,9 @@ def reproduce_images(
             recorded time per iteration includes the sharing. For Table 1's MNIST models on an H100,
             ten at once gave 0.87x the throughput of one at a time (`benchmarks/image_iteration.py
             --processes K` measures it on your machine).
+        backend, address, resources: where the runs execute (see `run_experiment`): "local" or "ray"
+            (with `address` a running cluster, `resources` {"cpus": .., "gpus": ..} per run; with
+            "ray" and no `device`, runs use CUDA only when they declare GPUs).
         train: False writes the report from the runs already finished in `out_dir` (for example
             after a job was killed) and trains nothing; missing runs are listed as such.
         fresh: move the previous results of the experiment aside before training (see `run_experiment`).
@@ -220,6 +226,8 @@ def reproduce_images(
     cfg, note = image_experiment(dataset, budget=budget, data_dir=data_dir, sweep_p=sweep_p, weight_decay=weight_decay,
                                  repeats=repeats, epochs=epochs)
     claim_specs = _image_claims(cfg)
+    if device is None and backend == "ray":
+        device = "cuda" if (resources or {}).get("gpus", 0) > 0 else "cpu"
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     data = build_data(cfg.datasets[0], cfg, seed=cfg.seed)  # fail early on missing data
     out = Path(out_dir)
@@ -227,7 +235,7 @@ def reproduce_images(
     started = time.perf_counter()
     if train:
         agg = run_experiment(cfg, exp_dir, jobs=jobs, device=device, progress=progress, fresh=fresh,
-                             retry_failed=retry_failed)
+                             retry_failed=retry_failed, backend=backend, address=address, resources=resources)
     else:
         agg = aggregate_experiment(cfg, exp_dir)
         write_json(exp_dir / "aggregate.json", agg)

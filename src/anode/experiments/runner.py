@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import ctypes
 import dataclasses
 import itertools
-import multiprocessing
 import os
-import signal
-import sys
 import time
 import traceback
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +22,8 @@ from ..solve import SolverError
 from ..training import TrainConfig, Trainer
 from . import artifacts as art
 from .aggregate import aggregate_experiment
+from .backends import Backend, default_device, open_backend
+from .backends.local import LocalBackend
 from .builders import build_data, build_model
 from .config import DatasetSpec, ExperimentConfig, ModelSpec
 from .fingerprint import (
@@ -220,54 +217,6 @@ def _finished(run_dir: Path, retry_failed: bool) -> dict[str, Any] | None:
     return result
 
 
-def _execute(units: list[RunUnit], jobs: int, progress: bool, desc: str,
-             on_result: Callable[[RunUnit, dict[str, Any]], None]) -> None:
-    bar = tqdm(total=len(units), desc=desc, disable=not progress, leave=True)
-    if jobs <= 1 or len(units) <= 1:
-        for unit in units:
-            on_result(unit, _guarded(unit))
-            bar.update()
-    else:
-        ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_worker_init) as pool:
-            futures = {pool.submit(_guarded, unit): unit for unit in units}
-            for future in as_completed(futures):
-                on_result(futures[future], future.result())
-                bar.update()
-    bar.close()
-
-
-_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
-
-
-def _die_with_parent() -> bool:
-    """Ask Linux to SIGKILL this process when its parent dies (no-op elsewhere).
-
-    A worker of a killed experiment must not keep writing into a run folder while a rerun of
-    the same command starts training it again.
-
-    Returns:
-        True when the request is in place (Linux with a working `prctl`).
-    """
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
-            return False
-    except (OSError, AttributeError):
-        return False
-    parent = multiprocessing.parent_process()
-    if parent is not None and os.getppid() != parent.pid:  # the parent died before prctl took effect
-        os._exit(1)
-    return True
-
-
-def _worker_init() -> None:
-    _die_with_parent()
-    torch.set_num_threads(1)
-
-
 def _guarded(unit: RunUnit) -> dict[str, Any]:
     """`run_unit`, turning an unexpected crash into a failed record so the experiment goes on.
 
@@ -396,6 +345,9 @@ def run_experiment(
     fresh: bool = False,
     select: Callable[[RunUnit], bool] | None = None,
     log: Callable[[str], None] | None = None,
+    backend: str | Backend = "local",
+    address: str | None = None,
+    resources: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """Run (or resume) an experiment and write its aggregate.
 
@@ -422,6 +374,11 @@ def run_experiment(
         select: train only the pending repeat runs for which `select(unit)` is true (e.g. the runs
             that fit a time window); the others stay missing and the aggregate counts what exists.
         log: where one-line summaries go (default: tqdm.write; pass `lambda _: None` to silence).
+        backend: where runs execute: "local" (this process or `jobs` worker processes), "ray"
+            (one Ray task per run; see `anode.experiments.backends.ray.RayBackend`), or a backend
+            object from `backends.make_backend` (entered by the caller, reused across experiments).
+        address: ray only: join this running cluster (None starts a local instance of `jobs` CPUs).
+        resources: ray only: per-run task resources, keys "cpus" (default 1) and "gpus" (default 0).
 
     Returns:
         The aggregate (also written to `aggregate.json`), with `runs_expected`, `runs_finished`
@@ -432,21 +389,40 @@ def run_experiment(
         FileNotFoundError: missing data (preflight).
         ConfigError: an invalid search value (preflight).
         FingerprintMismatch: run folders made with other settings (a `ConfigError`).
+        ConfigError: unknown backend or resource key, Ray missing for "ray", or (ray) an output
+            folder that some cluster node cannot see; raised before any run starts.
     """
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"jobs must be a positive integer, got {jobs!r}")
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     out = Path(out_dir)
     log = log or tqdm.write
-    inner_progress = progress and jobs == 1
     candidates = _search_candidates(config)
     preflight(config, candidates)
-    if fresh:
-        moved = move_aside(out)
-        if moved is not None:
-            log(f"--fresh: moved the previous results in {out} aside to {moved}")
+    executor, owned = open_backend(backend, jobs=jobs, address=address, resources=resources)
+    try:
+        device = device or default_device(executor)
+        if fresh:
+            moved = move_aside(out)
+            if moved is not None:
+                log(f"--fresh: moved the previous results in {out} aside to {moved}")
+        if hasattr(executor, "check_output"):
+            executor.check_output(out)
+        return _run(config, out, executor, candidates, jobs=jobs, device=device, progress=progress,
+                    retry_failed=retry_failed, select=select, log=log)
+    finally:
+        if owned:
+            executor.__exit__(None, None, None)
+
+
+def _run(config: ExperimentConfig, out: Path, executor: Backend, candidates: list[dict[str, Any]], *, jobs: int,
+         device: str, progress: bool, retry_failed: bool, select: Callable[[RunUnit], bool] | None,
+         log: Callable[[str], None]) -> dict[str, Any]:
+    """Check fingerprints, write the config, run the search and the repeats, write the aggregate."""
+    inner_progress = progress and jobs == 1 and isinstance(executor, LocalBackend)
 
     def report(unit: RunUnit, result: dict[str, Any]) -> None:
+        if not (Path(unit.run_dir) / "result.json").exists():  # lost by the backend (a Ray worker died past its retries)
+            write_json(Path(unit.run_dir) / "result.json", {**result, "model": unit.model, "dataset": unit.dataset, "seed": unit.seed})
         log(_one_line(unit, result))
 
     def pending(units: list[RunUnit]) -> list[RunUnit]:
@@ -459,14 +435,14 @@ def run_experiment(
     write_json(out / "experiment.json", config.to_dict())
     chosen: dict[tuple[str, str], dict[str, Any]] = {}
     if config.search is not None:
-        _execute(pending(search_units), jobs, progress, f"{config.name}: search", report)
+        executor.execute(pending(search_units), fn=_guarded, on_result=report, progress=progress, desc=f"{config.name}: search")
         for d in config.datasets:
             for m in config.models:
                 chosen[(d.name, m.name)] = _pick_best(model_dir(out, d.name, m.name), candidates)
     units = _repeat_units(config, out, chosen, device=device, progress=inner_progress)
     check_fingerprints(units, out)  # repeats after a search: their values are known only now
     todo = [unit for unit in pending(units) if select is None or select(unit)]
-    _execute(todo, jobs, progress, f"{config.name}: runs", report)
+    executor.execute(todo, fn=_guarded, on_result=report, progress=progress, desc=f"{config.name}: runs")
     aggregate = aggregate_experiment(config, out)
     write_json(out / "aggregate.json", aggregate)
     return aggregate
