@@ -364,7 +364,7 @@ def test_reproduce_images_passes_options_and_exits_1_on_failed_runs(tmp_path, ca
     (kwargs,) = calls
     assert kwargs == {"dataset": "cifar10", "data_dir": None, "budget": "paper", "device": "cpu", "progress": False,
                       "sweep_p": (1, 2), "weight_decay": None, "repeats": 3, "epochs": 2, "jobs": 2, "train": True,
-                      "fresh": True, "retry_failed": False}
+                      "fresh": True, "retry_failed": False, "backend": "local"}
     captured = capsys.readouterr()
     assert f"report: {out / 'report.html'}" in captured.out
     last = captured.err.strip().splitlines()[-1]

@@ -189,3 +189,12 @@ def test_train_without_torchrun_equals_the_experiment_run(tmp_path, monkeypatch,
     assert read_json(tmp_path / "one" / "result.json")["world_size"] == 1
     assert main(["train", str(path), "--out", str(tmp_path / "x"), "--model", "NODE"]) == 2
     assert "unknown model 'NODE'; the config's models: ['ANODE']" in capsys.readouterr().err
+
+
+def test_data_parallel_trainer_refuses_regularisers_it_does_not_apply(tmp_path):
+    from anode import ODENet, TrainConfig
+    from anode.distributed import DistributedTrainer
+
+    model = ODENet(2, 4)
+    with pytest.raises(ValueError, match=r"does not apply NFE regularisers yet \(kinetic_energy = 0.1"):
+        DistributedTrainer(model, TrainConfig(kinetic_energy=0.1), out_dir=tmp_path)

@@ -146,6 +146,10 @@ class DistributedTrainer(Trainer):
 
         if world_size > 1 and not dist.is_initialized():
             raise ValueError(f"world_size {world_size} needs an initialised process group; launch with torchrun")
+        if config.kinetic_energy or config.jacobian_norm:
+            raise ValueError(f"data-parallel training does not apply NFE regularisers yet (kinetic_energy = "
+                             f"{config.kinetic_energy}, jacobian_norm = {config.jacobian_norm}): set both to 0, or train "
+                             "in one process (anode experiment)")
         super().__init__(model, config, out_dir=out_dir if rank == 0 else None, extra_state=extra_state)
         self.rank, self.world_size, self.run_dir = rank, world_size, Path(out_dir)
         device = next(model.parameters()).device
@@ -254,7 +258,7 @@ def train_run(
     import torch.distributed as dist
 
     from .experiments.builders import build_data, build_model
-    from .experiments.runner import _run_seed
+    from .experiments.paths import run_seed
 
     rank, world, local_rank = dist_env()
     spec = _pick(config.models, model, "model", "--model")
@@ -272,7 +276,7 @@ def train_run(
         dist.init_process_group("nccl" if dev.type == "cuda" else "gloo", rank=rank, world_size=world)
         owned = True
     try:
-        seed = _run_seed(config.seed, repeat)
+        seed = run_seed(config.seed, repeat)
         data = build_data(data_spec, config, seed=seed)
         net = build_model(spec, config, data, seed=seed).to(dev)
         train = config.train
