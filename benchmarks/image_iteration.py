@@ -22,6 +22,7 @@ runs should share the card (`anode reproduce images --jobs K`).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import multiprocessing
 import statistics
@@ -42,6 +43,8 @@ def _sync(device: torch.device) -> None:
 
 def _setup(args: argparse.Namespace, model_index: int, device: torch.device) -> tuple[str, Trainer, Any]:
     cfg, _ = image_experiment(args.dataset, budget="paper", data_dir=args.data_dir)
+    if args.backend is not None:
+        cfg = dataclasses.replace(cfg, solver=dataclasses.replace(cfg.solver, backend=args.backend))
     spec = cfg.models[model_index]
     data = build_data(cfg.datasets[0], cfg, seed=cfg.seed)
     model = build_model(spec, cfg, data, seed=cfg.seed).to(device)
@@ -163,6 +166,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3, help="untimed iterations first")
     parser.add_argument("--processes", type=int, default=0, help="also time K processes at once (0: skip)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads in the side-by-side part")
+    parser.add_argument("--backend", default=None, choices=("torchdiffeq", "anode"),
+                        help="solver backend (default: the config's, torchdiffeq)")
     parser.add_argument("--json", default=None, help="also write the numbers to this file")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

@@ -446,9 +446,12 @@ def test_reproduce_toy_cli_fast(tmp_path, capsys, monkeypatch):
 
     monkeypatch.setattr(reproduce_mod, "run_experiment", recording_run)
     out = tmp_path / "out"
+    (out / "old-experiment").mkdir(parents=True)  # --fresh moves the whole previous folder aside, once
     assert main(["reproduce", "toy", "--budget", "smoke", "--out", str(out), "--no-progress", "--jobs", "1",
                  "--fresh", "--retry-failed"]) == 0
-    assert [(k["fresh"], k["retry_failed"], k["jobs"]) for k in run_kwargs] == [(True, True, 1)]
+    assert [(k["retry_failed"], k["jobs"]) for k in run_kwargs] == [(True, 1)]
+    moved = [p for p in tmp_path.iterdir() if p.name.startswith("out.old-")]
+    assert len(moved) == 1 and (moved[0] / "old-experiment").is_dir() and not (out / "old-experiment").exists()
     assert f"report: {out / 'report.html'}" in capsys.readouterr().out
     summary = check_toy_report(out, "smoke")
     verdicts = [c["verdict"] for c in summary["claims"]]

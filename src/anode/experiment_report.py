@@ -111,7 +111,7 @@ def summary_lines(config: ExperimentConfig, aggregate: dict[str, Any], *, comman
         "Models: " + "; ".join(f"{m.name} ({m.kind}, hidden {m.hidden_dim}, p = {m.augment_dim})" for m in config.models)
         + ". Datasets: " + ", ".join(d.name for d in config.datasets) + ".",
         (f"Solver: {config.solver.method}, rtol = {config.solver.rtol:g}, atol = {config.solver.atol:g}, "
-         f"adjoint = {config.solver.adjoint}."),
+         f"adjoint = {config.solver.adjoint}, backend {config.solver.backend}."),
         f"Machine: {machine_description(device)}.",
         f"Wall time of this invocation: {wall_time_s / 60:.1f} min.",
         runs_line({config.name: aggregate}),

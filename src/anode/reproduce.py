@@ -15,7 +15,7 @@ from .claims import VERDICT_RULE, check_claims, evaluate_claims, load_claims
 from .experiments.backends import open_backend
 from .experiments.config import ExperimentConfig, load_config
 from .experiments.figures import save_experiment_figures
-from .experiments.runner import run_experiment
+from .experiments.runner import move_aside, run_experiment
 from .experiments.schema import ConfigError
 from .history import write_json
 from .report import Section, machine_description, runs_line, write_report
@@ -139,7 +139,7 @@ def reproduce_toy(
         jobs: parallel training processes (default: the number of CPU cores).
         progress: progress bars and per-run summaries.
         gifs: also write animated GIFs of flows and feature evolution.
-        fresh: move each experiment's previous results aside before running it (see `run_experiment`).
+        fresh: move the previous `out_dir` aside to `<out_dir>.old-<YYYYmmdd-HHMMSS>` and start afresh.
         retry_failed: rerun the runs recorded as failed instead of reusing them.
         log: where one-line messages go.
         backend, address, resources: where the runs execute (see `run_experiment`); with "ray"
@@ -156,10 +156,14 @@ def reproduce_toy(
     jobs = jobs or max(os.cpu_count() or 1, 1)
     started = time.perf_counter()
     aggregates: dict[str, Any] = {}
+    if fresh:
+        moved = move_aside(out)
+        if moved is not None:
+            (log or print)(f"--fresh: moved the previous results in {out} aside to {moved}")
     executor, owned = open_backend(backend, jobs=jobs, address=address, resources=resources)
     try:
         for cfg in configs:
-            aggregates[cfg.name] = run_experiment(cfg, out / cfg.name, jobs=jobs, progress=progress, log=log, fresh=fresh,
+            aggregates[cfg.name] = run_experiment(cfg, out / cfg.name, jobs=jobs, progress=progress, log=log,
                                                   retry_failed=retry_failed, backend=executor)
             save_experiment_figures(out / cfg.name, gifs=gifs)
     finally:
@@ -182,6 +186,8 @@ def reproduce_toy(
     summary = [
         f"Command: `{cmd}` (finished runs are reused; `--fresh` moves them aside and starts afresh).",
         f"Budget: {budget}: {note}. Seeds: data from seed 0, repeat r uses seed r for weights and batch order.",
+        "Solver: " + "; ".join(sorted({f"{c.solver.method}, rtol = {c.solver.rtol:g}, atol = {c.solver.atol:g}, adjoint = "
+                                       f"{c.solver.adjoint}, backend {c.solver.backend}" for c in configs})) + ".",
         f"Machine: {machine_description()}; {jobs} parallel run(s).",
         f"Wall time of this invocation: {elapsed / 60:.1f} min.",
         runs_line(aggregates),

@@ -268,7 +268,7 @@ def reproduce_images(
         f"Data: {data.description}; normalisation: {cfg.datasets[0].normalization} (pixels scaled to [0, 1], as the 2019 code).",
         f"Budget: {budget}: {note}.",
         "Models: " + "; ".join(f"{m.name}: {m.hidden_dim} filters, p = {m.augment_dim}" for m in cfg.models) + ".",
-        f"Solver: {cfg.solver.method}, rtol = atol = {cfg.solver.rtol:g}, adjoint = {cfg.solver.adjoint}.",
+        f"Solver: {cfg.solver.method}, rtol = atol = {cfg.solver.rtol:g}, adjoint = {cfg.solver.adjoint}, backend {cfg.solver.backend}.",
         f"Machine: {machine_description(device)}. Wall time of this invocation: {elapsed / 60:.1f} min"
         + ("" if train else " (report only: nothing was trained)")
         + f"; runs' own training time summed: {run_seconds / 60:.1f} min{sharing}.",

@@ -251,7 +251,7 @@ def write_table1_report(results_dir: str | os.PathLike[str], *, cfg: ExperimentC
             + f" | {g['failed']} |" for g in agg["groups"]]
     summary = [
         f"Protocol: {cfg.train.epochs} epochs, batch {cfg.train.batch_size}, Adam lr {cfg.train.lr:g}, {cfg.solver.method} "
-        f"rtol = atol = {cfg.solver.rtol:g}, adjoint = {cfg.solver.adjoint}, {cfg.repeats} repeats a model.",
+        f"rtol = atol = {cfg.solver.rtol:g}, adjoint = {cfg.solver.adjoint}, backend {cfg.solver.backend}, {cfg.repeats} repeats a model.",
         f"Finished runs: {agg['runs_finished']} of {agg['runs_expected']} ({agg['runs_failed']} failed); this folder grows run "
         "by run (`tools/device_table1.sh` on each GPU window; `anode table1` here).",
         ("Made on: " + "; ".join(machines)) if machines else "Made on: no run yet.",

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Issue 9's GPU speed table in one command (at most ~8 minutes on a lent GPU):
+#
+#   DATA=.devdata OUT=/tmp/out bash tools/device_speed.sh
+#
+# Times one training step of Table 1's MNIST NODE and ANODE (batch 256, dopri5 1e-3, adjoint; the
+# training loader's real batches) with the reference torchdiffeq backend and with anode's own fused
+# backend, interleaved, beside the step's f-evaluation floor (benchmarks/image_iteration.py), then the
+# adjoint's peak memory at low and high NFE (benchmarks/adjoint_memory.py). It prints one table:
+# step, floor, step/floor per backend, and the step against the 2019 code's steps measured on an H100
+# (79 ms NODE, 57 ms ANODE; issue 9: the 2019 code itself is not run here). On a CPU it runs too, with
+# BATCH=8 ITERS=2 for a quick check of the script (the 2019 comparison is then meaningless).
+set -u
+DATA=${DATA:-.devdata}
+OUT=${OUT:-/tmp/device-out}
+ITERS=${ITERS:-10}
+BATCH=${BATCH:-256}
+DEVICE=${DEVICE:-}
+mkdir -p "$OUT"
+export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 MPLBACKEND=Agg
+{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo "no GPU"
+  python3 -c "import sys, torch, torchdiffeq; print(sys.version.split()[0], torch.__version__, torchdiffeq.__version__)"; } | tee "$OUT/machine.txt"
+for backend in torchdiffeq anode; do
+  timeout -k 5 240 python3 benchmarks/image_iteration.py --data-dir "$DATA" --iterations "$ITERS" --warmup 3 \
+      --batch-size "$BATCH" --backend "$backend" ${DEVICE:+--device "$DEVICE"} --json "$OUT/speed-$backend.json" \
+      2>&1 | tee "$OUT/speed-$backend.txt" || echo "image_iteration ($backend) failed"
+done
+timeout -k 5 150 python3 benchmarks/adjoint_memory.py --batch-size "${MEM_BATCH:-64}" ${DEVICE:+--device "$DEVICE"} \
+    --json "$OUT/memory.json" 2>&1 | tee "$OUT/memory.txt" || echo "adjoint_memory failed"
+python3 - "$OUT" <<'PY'
+import json, os, sys
+out = sys.argv[1]
+ref_2019 = {"NODE": 0.079, "ANODE (p=5)": 0.057}   # seconds per step, H100, issue 9 (measured once, not rerun here)
+rows = {}
+for backend in ("torchdiffeq", "anode"):
+    path = os.path.join(out, f"speed-{backend}.json")
+    if os.path.exists(path):
+        rows[backend] = json.load(open(path))["side_by_side"]
+print("\n| model | backend | step ms | floor ms | step/floor | NFE fwd/bwd | 2019 step ms (H100, issue 9) | 2019 / step |")
+print("|---|---|---|---|---|---|---|---|")
+for backend, models in rows.items():
+    for name, r in models.items():
+        ref = ref_2019.get(name)
+        print(f"| {name} | {backend} | {r['s_per_iteration'] * 1e3:.1f} | {r['floor_s'] * 1e3:.1f} | {r['step_over_floor']:.2f} | "
+              f"{r['nfe_forward']:.1f}/{r['nfe_backward']:.1f} | {ref * 1e3 if ref else float('nan'):.0f} | "
+              f"{ref / r['s_per_iteration'] if ref else float('nan'):.2f} |")
+if len(rows) == 2:
+    for name in rows["anode"]:
+        print(f"anode/torchdiffeq step {name}: {rows['anode'][name]['s_per_iteration'] / rows['torchdiffeq'][name]['s_per_iteration']:.2f}")
+PY
