@@ -25,7 +25,8 @@ from anode.reproduce_images import _with_level_metrics, loss_level_metrics
 
 METRICS = ("final_loss", "final_nfe_forward", "final_nfe_backward", "mean_nfe_forward", "nfe_growth",
            "eval_loss", "eval_accuracy", "time_per_iteration", "num_parameters")
-TOY = ("flow_g1d", "spheres", "generalisation", "weight_decay", "augmentation")
+TOY = ("flow_g1d", "spheres", "generalisation", "weight_decay", "augmentation", "beyond_g1d", "beyond_spheres")
+TOY_CLAIMS = 14
 
 
 def s(mean: float | None, std: float = 0.01, n: int = 5, **extra) -> dict:
@@ -75,6 +76,18 @@ def toy_aggregates(holds: bool, n: int = 5) -> dict:
             g("spheres 2d", "NODE + weight decay", mean_nfe_forward=few),
             g("spheres 2d", "ANODE (p=1)", mean_nfe_forward=few),
             g("spheres 2d", "ANODE (p=1) + weight decay", mean_nfe_forward=few / 2 if holds else few * 2),
+        ]},
+        "beyond_g1d": {"groups": [
+            g("g1d", "ANODE zeros (p=1)", final_loss=good, mean_nfe_forward=many),
+            g("g1d", "ANODE learned (p=1)", final_loss=good, mean_nfe_forward=many),
+            g("g1d", "SONODE (p=1)", final_loss=0.01 if holds else 0.5, mean_nfe_forward=many),
+            g("g1d", "ANODE zeros (p=1) + kinetic energy", final_loss=good, mean_nfe_forward=few),
+        ]},
+        "beyond_spheres": {"groups": [
+            g("spheres 2d", "ANODE zeros (p=2)", final_loss=bad, mean_nfe_forward=many),
+            g("spheres 2d", "ANODE learned (p=2)", final_loss=good, mean_nfe_forward=many),
+            g("spheres 2d", "SONODE (p=2)", final_loss=good, mean_nfe_forward=many),
+            g("spheres 2d", "ANODE zeros (p=2) + kinetic energy", final_loss=bad, mean_nfe_forward=few),
         ]},
     }
 
@@ -178,17 +191,18 @@ def test_threshold_verdicts(tmp_path):
 def test_toy_claims_hold_when_the_paper_is_right(toy):
     claims, configs = toy
     rows = evaluate_claims(claims, configs, toy_aggregates(holds=True))
-    assert len(rows) == 9
-    assert [c.verdict for c in rows] == [HOLDS] * 9, [(c.claim, c.measured) for c in rows if c.verdict != HOLDS]
+    assert len(rows) == TOY_CLAIMS
+    assert [c.verdict for c in rows] == [HOLDS] * TOY_CLAIMS, [(c.claim, c.measured) for c in rows if c.verdict != HOLDS]
     assert [c.source for c in rows] == ["flow_g1d", "flow_g1d", "spheres", "spheres", "spheres", "generalisation",
-                                        "spheres", "spheres", "weight_decay"]
+                                        "spheres", "spheres", "weight_decay", "beyond_g1d", "beyond_g1d",
+                                        "beyond_spheres", "beyond_spheres", "beyond_spheres"]
     assert all(c.criterion and c.measured for c in rows)
 
 
 def test_toy_claims_do_not_hold_when_reversed(toy):
     claims, configs = toy
     rows = evaluate_claims(claims, configs, toy_aggregates(holds=False))
-    assert [c.verdict for c in rows] == [NOT_HOLD] * 9, [(c.claim, c.measured) for c in rows if c.verdict != NOT_HOLD]
+    assert [c.verdict for c in rows] == [NOT_HOLD] * TOY_CLAIMS, [(c.claim, c.measured) for c in rows if c.verdict != NOT_HOLD]
 
 
 def test_one_repeat_gives_no_verdict(toy):
@@ -200,18 +214,18 @@ def test_one_repeat_gives_no_verdict(toy):
 def test_toy_claims_not_run_without_results(toy):
     claims, configs = toy
     rows = evaluate_claims(claims, configs, {})
-    assert len(rows) == 9 and {c.verdict for c in rows} == {NOT_RUN}
+    assert len(rows) == TOY_CLAIMS and {c.verdict for c in rows} == {NOT_RUN}
     assert all("n/a" in c.measured for c in rows)
 
 
 def test_toy_claims_partial_results(toy):
     claims, configs = toy
     aggs = toy_aggregates(holds=True)
-    assert [c.verdict for c in evaluate_claims(claims, configs, {"flow_g1d": aggs["flow_g1d"]})] == [HOLDS, HOLDS] + [NOT_RUN] * 7
+    assert [c.verdict for c in evaluate_claims(claims, configs, {"flow_g1d": aggs["flow_g1d"]})] == [HOLDS, HOLDS] + [NOT_RUN] * (TOY_CLAIMS - 2)
     aggs["spheres"]["groups"] = [g for g in aggs["spheres"]["groups"] if g["model"] != "ResNet"]
     by_claim = {c.claim: c.verdict for c in evaluate_claims(claims, configs, aggs)}
     assert by_claim["ResNets fit g(x) easily, unlike NODEs (Fig. 5)."] == NOT_RUN
-    assert sum(v == HOLDS for v in by_claim.values()) == 8
+    assert sum(v == HOLDS for v in by_claim.values()) == TOY_CLAIMS - 1
 
 
 def test_renaming_models_changes_no_verdict(toy):
@@ -227,7 +241,7 @@ def test_renaming_models_changes_no_verdict(toy):
         for g in aggs.get(name, {"groups": []})["groups"]:
             g["model"] = old_to_new[g["model"]]
     rows = evaluate_claims(claims, renamed_configs, aggs)
-    assert [c.verdict for c in rows] == [HOLDS] * 9
+    assert [c.verdict for c in rows] == [HOLDS] * TOY_CLAIMS
     assert "model 2 of spheres" in rows[2].measured  # the labels follow the new names
 
 
@@ -429,4 +443,15 @@ def test_machine_description_names_the_software():
 def test_report_tally_counts_not_run(tmp_path, toy):
     claims = evaluate_claims(*toy, {})
     md_path, _ = write_report(tmp_path, title="T", summary=[], claims=claims, aggregates={}, sections=[])
-    assert "## Claims (9 not run)" in md_path.read_text()
+    assert f"## Claims ({TOY_CLAIMS} not run)" in md_path.read_text()
+
+
+def test_selectors_tell_augmentations_and_regularisers_apart(toy):
+    claims, configs = toy
+    cfg = configs["beyond_spheres"]
+    pick = lambda **kw: [m.name for m in cfg.models if Selector("augmented", **kw).matches(m, cfg)]  # noqa: E731
+    assert pick(augmentation="learned") == ["ANODE learned (p=2)"]
+    assert pick(kinetic_energy=0.01) == ["ANODE zeros (p=2) + kinetic energy"]
+    assert pick(augmentation="zeros", kinetic_energy=0.0) == ["ANODE zeros (p=2)"]
+    with pytest.raises(ValueError, match=r"unknown augmentation 'ones'; valid choices"):
+        Selector("augmented", augmentation="ones")

@@ -396,11 +396,11 @@ def test_reproduce_unknown_suite(tmp_path, capsys):
 
 def test_smoke_budget_of_the_suite():
     suite, configs, note = reproduce_mod.load_suite("toy", "smoke")
-    assert [c.name for c in configs] == ["flow_g1d", "spheres", "generalisation", "weight_decay", "augmentation"]
+    assert [c.name for c in configs] == ["flow_g1d", "spheres", "generalisation", "weight_decay", "augmentation", "beyond_g1d", "beyond_spheres"]
     assert all((c.repeats, c.train.epochs, c.train.max_iterations) == (1, 1, 5) for c in configs)
     assert "smoke" in note and suite["title"]
     _, default, _ = reproduce_mod.load_suite("toy", "default")
-    assert [c.repeats for c in default] == [4, 4, 4, 4, 4]
+    assert [c.repeats for c in default] == [4, 4, 4, 4, 4, 3, 3]  # the beyond-the-paper experiments: 3
 
 
 TINY_G1D = {
@@ -420,7 +420,7 @@ def check_toy_report(out: Path, budget: str) -> dict:
     summary = json.loads((out / "summary.json").read_text())
     assert summary["budget"] == budget
     claims = summary["claims"]
-    assert len(claims) == 9 and all(c["verdict"] in VERDICTS for c in claims)
+    assert len(claims) == 14 and all(c["verdict"] in VERDICTS for c in claims)
     page = (out / "report.html").read_text()
     assert "data:image/png;base64," in page and 'src="figures' not in page
     md = (out / "report.md").read_text()
@@ -455,7 +455,7 @@ def test_reproduce_toy_cli_fast(tmp_path, capsys, monkeypatch):
     assert f"report: {out / 'report.html'}" in capsys.readouterr().out
     summary = check_toy_report(out, "smoke")
     verdicts = [c["verdict"] for c in summary["claims"]]
-    assert verdicts[:2] == [TOO_FEW] * 2 and verdicts[2:] == [NOT_RUN] * 7  # only flow_g1d ran, once
+    assert verdicts[:2] == [TOO_FEW] * 2 and verdicts[2:] == [NOT_RUN] * 12  # only flow_g1d ran, once
     assert summary["jobs"] == 1 and set(summary["aggregates"]) == {"flow_g1d"}
     assert (out / "flow_g1d" / "aggregate.json").is_file()
     figs = {p.name for p in (out / "figures").glob("*.png")}
@@ -467,7 +467,7 @@ def test_reproduce_toy_smoke_end_to_end(tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["reproduce", "toy", "--budget", "smoke", "--out", str(out), "--no-progress", "--jobs", "1"]) == 0
     summary = check_toy_report(out, "smoke")
-    assert set(summary["aggregates"]) == {"flow_g1d", "spheres", "generalisation", "weight_decay", "augmentation"}
+    assert set(summary["aggregates"]) == {"flow_g1d", "spheres", "generalisation", "weight_decay", "augmentation", "beyond_g1d", "beyond_spheres"}
     assert all(g["completed"] == 1 for agg in summary["aggregates"].values() for g in agg["groups"])
     assert {c["verdict"] for c in summary["claims"]} == {TOO_FEW}  # one repeat: no "holds", no "does not hold"
     md = (out / "report.md").read_text()

@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .experiments.config import ROLES, ExperimentConfig, ModelSpec
+from .experiments.config import AUGMENTATIONS, ROLES, ExperimentConfig, ModelSpec
 from .experiments.schema import ConfigError, build
 from .stats import TTest, one_sample_one_sided, welch_one_sided
 
@@ -70,31 +70,41 @@ Stats = Mapping[str, Any]  # {"mean", "std", "n"[, "censored"]}
 
 @dataclass(frozen=True)
 class Selector:
-    """Picks one model of an experiment by role (and, to disambiguate, augment_dim / weight decay).
+    """Picks one model of an experiment by role (and, to disambiguate, p, weight decay, augmentation, regulariser).
 
-    `weight_decay` is matched against the model's effective weight decay (its own, else the
-    experiment's). `dataset` fixes the dataset for this side of a comparison (e.g. the same model on
+    `weight_decay` and `kinetic_energy` are matched against the model's effective values (its own,
+    else the experiment's). `dataset` fixes the dataset for this side of a comparison (e.g. the same model on
     two datasets); otherwise the test's `datasets` apply.
     """
 
     role: str
     augment_dim: int | None = None
     weight_decay: float | None = None
+    augmentation: str | None = None
+    kinetic_energy: float | None = None
     dataset: str | None = None
 
     def __post_init__(self) -> None:
         if self.role not in ROLES:
             raise ValueError(f"unknown role {self.role!r}; valid choices: {list(ROLES)}")
+        if self.augmentation is not None and self.augmentation not in AUGMENTATIONS:
+            raise ValueError(f"unknown augmentation {self.augmentation!r}; valid choices: {list(AUGMENTATIONS)}")
 
     def matches(self, model: ModelSpec, config: ExperimentConfig) -> bool:
         wd = model.weight_decay if model.weight_decay is not None else config.train.weight_decay
+        ke = model.kinetic_energy if model.kinetic_energy is not None else config.train.kinetic_energy
+        same = lambda a, b: math.isclose(a, b, rel_tol=0, abs_tol=1e-15)  # noqa: E731
         return (model.role == self.role
                 and (self.augment_dim is None or model.augment_dim == self.augment_dim)
-                and (self.weight_decay is None or math.isclose(wd, self.weight_decay, rel_tol=0, abs_tol=1e-15)))
+                and (self.weight_decay is None or same(wd, self.weight_decay))
+                and (self.augmentation is None or model.augmentation == self.augmentation)
+                and (self.kinetic_energy is None or same(ke, self.kinetic_energy)))
 
     def describe(self) -> str:
         extra = [f"p = {self.augment_dim}"] if self.augment_dim is not None else []
         extra += [f"weight decay {self.weight_decay:g}"] if self.weight_decay is not None else []
+        extra += [f"{self.augmentation} augmentation"] if self.augmentation is not None else []
+        extra += [f"kinetic energy {self.kinetic_energy:g}"] if self.kinetic_energy is not None else []
         return self.role + (f" ({', '.join(extra)})" if extra else "")
 
 

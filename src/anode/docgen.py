@@ -125,6 +125,8 @@ MEANINGS: dict[str, str] = {
     "Selector.role": "The model's role (see `[[models]]`); the selector must pick exactly one model of the experiment.",
     "Selector.augment_dim": "Narrows the selection to the model with this p.",
     "Selector.weight_decay": "Narrows the selection to the model with this effective weight decay (its own, else `[train]`'s).",
+    "Selector.augmentation": "Narrows the selection to the model with this augmentation (zeros, learned, second_order, ...).",
+    "Selector.kinetic_energy": "Narrows the selection to the model with this effective kinetic-energy weight.",
     "Selector.dataset": "Fixes this side's dataset (e.g. one model on two datasets); then every selector of the test names one.",
     "ModelSpec.kind": "\"odenet\" (NODE/ANODE with a linear readout), \"flow\" (the ODE flow alone: prediction = "
                       "the first d coordinates of h(1)), \"resnet\", \"convodenet\", \"convresnet\".",
@@ -142,6 +144,8 @@ MEANINGS: dict[str, str] = {
     "ModelSpec.augmentation": "How the p extra dimensions are made: \"zeros\" (the paper), \"learned\" (a linear "
                               "or 1x1-conv layer of the input, Massaroli et al. 2020), \"second_order\" / "
                               "\"second_order_learned\" (state [x, v], dx/dt = v, SONODE; p must equal the data's features).",
+    "ModelSpec.kinetic_energy": "This model's kinetic-energy regulariser weight (omit: `[train] kinetic_energy`).",
+    "ModelSpec.jacobian_norm": "This model's Jacobian-norm regulariser weight (omit: `[train] jacobian_norm`).",
     "SearchSpec.space": "Candidate values per hyperparameter, e.g. `{ lr = [1e-3, 3e-3], hidden_dim = [16, 32] }`; "
                         f"searchable: {', '.join(SEARCHABLE)}.",
     "SearchSpec.mode": "\"grid\" tries every combination; \"random\" draws `num_samples` of them (seeded by `seed`).",

@@ -112,6 +112,14 @@ _SECTIONS: list[tuple[str, str, list[tuple[str, str, str]]]] = [
     ("How much augmentation: p = 0, 1, 2, 5",
      "Training loss and forward NFE of NODE and ANODE with p = 1, 2, 5 on g(x), d = 2.",
      [("augmentation", "loss/spheres-2d", "training loss"), ("augmentation", "nfe/spheres-2d", "forward NFE")]),
+    ("Beyond the paper: learned and second-order augmentation, kinetic-energy regularisation",
+     "Zero augmentation (the paper) against learned augmentation (Massaroli et al., 2020) and second-order dynamics "
+     "(SONODE, Norcliffe et al., 2020) at matched parameter counts, and the zero-augmented ANODE with a kinetic-energy "
+     "regulariser of weight 0.01 (Finlay et al., 2020); p = d. On g1d the flow alone, on g(x) in d = 2 with a readout. "
+     "3 repeats each (fewer than the rest of the report, to keep its time).",
+     [("beyond_g1d", "loss/g1d", "g1d: MSE"), ("beyond_g1d", "nfe/g1d", "g1d: forward NFE"),
+      ("beyond_g1d", "flow/g1d/sonode-p-1", "SONODE flow on g1d: x passes -x with its velocity"),
+      ("beyond_spheres", "loss/spheres-2d", "g(x), d = 2: training loss"), ("beyond_spheres", "nfe/spheres-2d", "g(x), d = 2: forward NFE")]),
 ]
 
 

@@ -149,7 +149,8 @@ class ModelSpec:
     the first d coordinates of h(1); needs targets of the data's dimension d), "resnet", "convodenet", "convresnet". `hidden_dim` is the MLP width
     or the number of conv filters. `match_parameters` names another model whose parameter count
     this model's width (`hidden_dim`, ignored then) is chosen to match, for any kind (e.g. a
-    "learned" ANODE matched to a "zeros" one). `lr`/`weight_decay` override the experiment's training values.
+    "learned" ANODE matched to a "zeros" one). `lr`, `weight_decay` and the regulariser weights
+    `kinetic_energy`/`jacobian_norm` override the experiment's training values for this model.
     `augmentation` (ODE kinds) is how h(0) is built from x: "zeros" (the paper), "learned",
     "second_order" or "second_order_learned" (these two need augment_dim = the data's dimension or
     channels); see `anode.models.augment`.
@@ -170,6 +171,8 @@ class ModelSpec:
     lr: float | None = None
     weight_decay: float | None = None
     augmentation: str = "zeros"
+    kinetic_energy: float | None = None
+    jacobian_norm: float | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in MODEL_KINDS:
@@ -195,8 +198,10 @@ class ModelSpec:
         if self.augment_dim < 0:
             raise ValueError(f"augment_dim must be >= 0, got {self.augment_dim}")
         _positive("lr", self.lr)
-        if self.weight_decay is not None and self.weight_decay < 0:
-            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        for name in ("weight_decay", "kinetic_energy", "jacobian_norm"):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"model {self.name!r}: {name} must be a finite number >= 0, got {value!r}")
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,8 @@ MODEL_DISPLAY_KEYS: frozenset[str] = frozenset({"name", "role", "description"})
 DATASET_DISPLAY_KEYS: frozenset[str] = frozenset({"name", "role", "description", "data_dir"})
 #: Training fields that are bookkeeping only (when checkpoints are written, progress bars).
 TRAIN_BOOKKEEPING_KEYS: frozenset[str] = frozenset({"checkpoint_every", "progress"})
+#: Model fields that override training values: their effective values are part of `train`.
+TRAIN_OVERRIDE_KEYS: frozenset[str] = frozenset({"lr", "weight_decay", "kinetic_energy", "jacobian_norm"})
 #: Training fields that matter only when a regulariser weight is non-zero.
 REGULARISER_ONLY_KEYS: frozenset[str] = frozenset({"regulariser_seed", "jacobian_noise"})
 
@@ -46,12 +48,12 @@ def _plain(obj: Any) -> Any:
 
 
 def _model_part(spec: ModelSpec, config: ExperimentConfig) -> dict[str, Any]:
-    """A model spec minus display fields and the optimiser values (those are part of `train`).
+    """A model spec minus display fields and the training overrides (their values are part of `train`).
 
     `match_parameters` names another model: it is replaced by that model's own fingerprint part,
     since its architecture (not its name) fixes the width chosen.
     """
-    out = {k: v for k, v in dataclasses.asdict(spec).items() if k not in MODEL_DISPLAY_KEYS | {"lr", "weight_decay"}}
+    out = {k: v for k, v in dataclasses.asdict(spec).items() if k not in MODEL_DISPLAY_KEYS | TRAIN_OVERRIDE_KEYS}
     if spec.match_parameters is not None:
         out["match_parameters"] = _model_part(config.model(spec.match_parameters), config)
     return out

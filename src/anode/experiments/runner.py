@@ -73,9 +73,15 @@ def _resolve(unit: RunUnit) -> tuple[ModelSpec, DatasetSpec, TrainConfig]:
     train_cfg = TrainConfig(
         epochs=unit.epochs if unit.epochs is not None else cfg.train.epochs, lr=lr, weight_decay=weight_decay, loss=cfg.train.loss,
         max_iterations=cfg.train.max_iterations, eval_every=cfg.train.eval_every, progress=unit.progress,
-        kinetic_energy=cfg.train.kinetic_energy, jacobian_norm=cfg.train.jacobian_norm, regulariser_seed=unit.seed,
+        kinetic_energy=_own_or(spec.kinetic_energy, cfg.train.kinetic_energy),
+        jacobian_norm=_own_or(spec.jacobian_norm, cfg.train.jacobian_norm), regulariser_seed=unit.seed,
     )
     return spec, dataset_spec, train_cfg
+
+
+def _own_or(own: float | None, shared: float) -> float:
+    """A model's own training value, else the experiment's."""
+    return own if own is not None else shared
 
 
 def unit_fingerprint(unit: RunUnit) -> dict[str, Any]:
