@@ -13,30 +13,12 @@ from torch.autograd import gradcheck
 
 import anode
 from anode import NFE, ODEBlock, ODEFunc, ODENet, SolverConfig, odesolve
+from test_solve import Counter, decay
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
 F64 = torch.float64
 FIXED = ("euler", "midpoint", "heun2", "heun3", "rk4")
-
-
-class Counter(nn.Module):
-    """Counts the calls actually made to a vector field (independently of anode)."""
-
-    def __init__(self, field: nn.Module) -> None:
-        super().__init__()
-        self.field = field
-        self.calls = 0
-        self.augment_dim = getattr(field, "augment_dim", 0)
-        self.data_shape = getattr(field, "data_shape", None)
-
-    def forward(self, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        self.calls += 1
-        return self.field(t, y)
-
-
-def decay(t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return -y
 
 
 def _block(solver: SolverConfig, *, p: int = 2, seed: int = 0, dtype: torch.dtype = torch.float32,
