@@ -520,7 +520,8 @@ def _solve_adaptive(func: VectorField, y0: torch.Tensor, times: list[float], met
             dt = _next_step(dt, ratio, order)
             dt_shadow = None
             n_steps += 1
-        assert step is not None  # t_out > times[0] forces at least one accepted step
+        if step is None:  # cannot happen: t_out > times[0] forces at least one accepted step
+            raise RuntimeError(f"internal error: no accepted step before output time {t_out}")
         outputs.append(_interp_evaluate(step, t_out, np_t, dtype, device, consts))
     return torch.stack(outputs)
 
@@ -607,7 +608,8 @@ def _integrate(func: VectorField, y0: torch.Tensor, t: torch.Tensor, times: list
                norm: Callable[[torch.Tensor], torch.Tensor] = _rms) -> torch.Tensor:
     """Solve with `solver`'s method (tolerances overridable), counting into `counts`."""
     if solver.method in FIXED_TABLEAUX:
-        assert solver.step_size is not None  # SolverConfig guarantees it
+        if solver.step_size is None:  # cannot happen: SolverConfig requires it for fixed-step methods
+            raise ValueError(f"method {solver.method!r} needs step_size")
         out = _solve_fixed(func, y0, t, times, solver.method, solver.step_size, counts)
     else:
         out = _solve_adaptive(func, y0, times, solver.method, solver.rtol if rtol is None else rtol,
