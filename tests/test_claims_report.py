@@ -162,6 +162,10 @@ def test_censored_runs_of_the_favoured_model_block_holds(tmp_path):
     blocked = judge(claim, configs, s(50.0, 2.0, 5, censored=2), s(100.0, 2.0, 5, censored=1), metric="iterations_to_level")
     assert blocked.verdict == INCONCLUSIVE and "2 censored or failed runs of the favoured model vs 1" in blocked.detail
     assert "not reached 2 of 5" in blocked.measured and "not reached 1 of 5" in blocked.measured
+    # a run that failed before the level is already censored there: it is not counted twice
+    once = judge(claim, configs, s(50.0, 2.0, 5, censored=1), s(100.0, 2.0, 5, censored=1), metric="iterations_to_level",
+                 failed=(1, 0))
+    assert once.verdict == HOLDS and "1 failed" in once.measured
 
 
 def test_failed_runs_are_evidence(tmp_path):

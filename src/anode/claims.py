@@ -279,6 +279,13 @@ class _Side:
     def censored(self) -> int:
         return int((self.stats or {}).get("censored") or 0)
 
+    @property
+    def lost(self) -> int:
+        """Runs that count against this side: censored ones for a metric that censors (a run that
+        failed before the level is censored there; one that failed after it did reach it), else
+        failed ones."""
+        return self.censored if "censored" in (self.stats or {}) else self.failed
+
     def summary(self) -> tuple[float, float, int]:
         """(mean, std, n); only called once `n` >= MIN_REPEATS."""
         stats = self.stats or {}
@@ -324,7 +331,7 @@ def compare(better: _Side, worse: _Side, *, lower_is_better: bool, factor: float
     else:
         result = welch_one_sided(worse.summary(), better.summary(), factor=factor)
     verdict, detail = _judge(result)
-    lost_b, lost_w = better.censored + better.failed, worse.censored + worse.failed
+    lost_b, lost_w = better.lost, worse.lost
     if verdict == HOLDS and lost_b > lost_w:
         return INCONCLUSIVE, f"{detail}; but {lost_b} censored or failed runs of the favoured model vs {lost_w}"
     return verdict, detail
@@ -337,8 +344,8 @@ def threshold(side: _Side, *, below: float | None = None, above: float | None = 
         return early
     bound = below if below is not None else above
     verdict, detail = _judge(one_sample_one_sided(side.summary(), float(bound), below=below is not None))  # type: ignore[arg-type]
-    if verdict == HOLDS and side.failed + side.censored:
-        return INCONCLUSIVE, f"{detail}; but {side.failed + side.censored} failed or censored runs"
+    if verdict == HOLDS and side.lost:
+        return INCONCLUSIVE, f"{detail}; but {side.lost} failed or censored runs"
     return verdict, detail
 
 
