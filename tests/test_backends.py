@@ -10,6 +10,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from test_runner import TINY as RUNNER_TINY
 
 from anode.cli import main
 from anode.experiments import ConfigError, parse_config, run_experiment
@@ -19,15 +20,7 @@ from anode.history import read_json
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
-TINY = {
-    "name": "tiny",
-    "seed": 0,
-    "repeats": 2,
-    "train": {"epochs": 1, "batch_size": 32, "max_iterations": 3},
-    "datasets": [{"kind": "spheres", "name": "spheres 2d", "dim": 2, "num_points_inner": 30, "num_points_outer": 60}],
-    "models": [{"name": "NODE", "kind": "odenet", "hidden_dim": 8},
-               {"name": "ANODE (p=1)", "kind": "odenet", "hidden_dim": 8, "augment_dim": 1}],
-}
+TINY = {k: v for k, v in RUNNER_TINY.items() if k != "artifacts"}  # the runner tests' experiment, no artifacts
 
 
 def tiny(**changes) -> dict:

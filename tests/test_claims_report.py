@@ -356,6 +356,7 @@ def test_loss_level_metrics_never_drops_runs_that_miss_the_level(tmp_path):
     rows = evaluate_claims(claims, configs, {"mnist": _with_level_metrics(agg, "mnist", iters, nfes)})
     assert rows[0].verdict != HOLDS and "not reached 2 of 3" in rows[0].measured
     assert rows[1].verdict == TOO_FEW  # one run reached it: an NFE there is known for n = 1 only
+    assert "(n=1; not reached 2 of 3)" in rows[1].measured
 
 
 def test_loss_level_metrics_counts_iterations_from_one():

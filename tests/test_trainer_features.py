@@ -10,24 +10,26 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_training import _model, _spheres
 from torch import nn
 
 import anode
-from anode import NFE, ODEBlock, ODEFunc, ODENet, SolverConfig, TrainConfig, Trainer, evaluate, fit, odesolve
-from anode.data import ConcentricSpheres, TensorLoader
+from anode import (
+    NFE,
+    ODEBlock,
+    ODEFunc,
+    SolverConfig,
+    TrainConfig,
+    Trainer,
+    evaluate,
+    fit,
+    odesolve,
+)
+from anode.data import TensorLoader
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _spheres() -> ConcentricSpheres:
-    return ConcentricSpheres(2, num_points_inner=32, num_points_outer=64, seed=1)
-
-
-def _model(seed: int = 0, **kwargs: object) -> ODENet:
-    with anode.seeded(seed):
-        return ODENet(2, 16, augment_dim=1, **kwargs)  # type: ignore[arg-type]
 
 
 def _config(**kwargs: object) -> TrainConfig:

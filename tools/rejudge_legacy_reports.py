@@ -91,6 +91,7 @@ def rejudge(folder: Path) -> list[tuple[str, str, str]]:
             reached = _stats(*side)
             censored = g["completed"] - reached["n"]
             g[metric] = _pooled(reached, censored, budget) if metric == "iterations_to_level" else {**reached, "censored": censored}
+            g[metric]["runs"] = g["completed"]
         groups.append(g)
     claims = evaluate_claims(load_claims(builtin_config("images/claims")), {cfg.name: cfg}, {cfg.name: {**agg, "groups": groups}})
     _write(folder, summary, old, claims, budget)

@@ -294,7 +294,7 @@ class _Side:
     def text(self, digits: int = 3) -> str:
         notes = []
         if self.censored:
-            notes.append(f"not reached {self.censored} of {self.n}")
+            notes.append(f"not reached {self.censored} of {int((self.stats or {}).get('runs') or self.n)}")
         if self.failed:
             notes.append(f"{self.failed} failed")
         tail = "; " + "; ".join(notes) if notes else ""

@@ -172,7 +172,7 @@ class DistributedTrainer(Trainer):
         n_local = x.shape[0]
         n_global = self._all_gather([float(n_local)])[:, 0].sum().item()
         pred = self.ddp(x)
-        nfe_forward = _nfe(self.model)[0]
+        nfe_forward = _nfe(self.model, self.blocks)[0]
         loss = self.loss_fn(pred, y)
         with translate_solver_errors("backward pass (adjoint solve)"):
             # DDP averages gradients over ranks: weight by this shard's share of the global batch
@@ -180,7 +180,7 @@ class DistributedTrainer(Trainer):
         self.optimizer.step()
         correct = int(_correct(pred.detach(), y, self.config.loss))
         stats = self._all_gather([float(loss.detach()) * n_local, float(correct), float(nfe_forward),
-                                  float(_nfe(self.model)[1])])
+                                  float(_nfe(self.model, self.blocks)[1])])
         record = {
             "iteration": self.iteration, "epoch": self.epoch,
             "loss": stats[:, 0].sum().item() / n_global, "accuracy": stats[:, 1].sum().item() / n_global,

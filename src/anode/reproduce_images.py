@@ -135,8 +135,8 @@ def loss_level_metrics(histories: dict[str, list[History]], *, window: int = 10)
     hold when the favoured model has more censored runs.
 
     Returns:
-        (level, {model: {mean, std, n, censored} iterations}, {model: {mean, std, n, censored}
-        forward NFE there}); level None when a model has no full-length run.
+        (level, {model: {mean, std, n, censored, runs} iterations}, {model: {mean, std, n, censored,
+        runs} forward NFE there}); level None when a model has no full-length run.
     """
     runs = {m: [h for h in hs if h.iterations] for m, hs in histories.items()}
     budget = max((len(h.iterations) for hs in runs.values() for h in hs), default=0)
@@ -158,8 +158,8 @@ def loss_level_metrics(histories: dict[str, list[History]], *, window: int = 10)
             else:
                 its.append(float(budget))
                 censored += 1
-        iters[model] = {**mean_std(its), "censored": censored}
-        nfes[model] = {**mean_std(nf), "censored": censored}
+        iters[model] = {**mean_std(its), "censored": censored, "runs": len(hs)}
+        nfes[model] = {**mean_std(nf), "censored": censored, "runs": len(hs)}
     return level, iters, nfes
 
 

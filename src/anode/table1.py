@@ -33,7 +33,7 @@ import torch
 from .experiments.aggregate import aggregate_experiment
 from .experiments.builders import build_data, build_model
 from .experiments.config import ExperimentConfig, load_config
-from .experiments.paths import model_dir, run_seed
+from .experiments.paths import repeat_dirs
 from .experiments.runner import run_experiment
 from .history import read_json, write_json
 from .report import Section, write_report
@@ -79,8 +79,9 @@ def table1_config(dataset: str, *, data_dir: str | None = None, config: str | os
     return cfg
 
 
-def _run_dir(exp_dir: Path, cfg: ExperimentConfig, model: str, repeat: int) -> Path:
-    return model_dir(exp_dir, cfg.datasets[0].name, model) / f"seed-{run_seed(cfg.seed, repeat)}"
+def _repeats(exp_dir: Path, cfg: ExperimentConfig, model: str) -> list[Path]:
+    """The run folders of `model`'s repeats, in repeat order."""
+    return repeat_dirs(exp_dir, cfg.datasets[0].name, model, seed=cfg.seed, repeats=cfg.repeats)
 
 
 def _finished(run_dir: Path) -> dict[str, Any] | None:
@@ -93,8 +94,8 @@ def seconds_per_epoch(exp_dir: str | os.PathLike[str], cfg: ExperimentConfig) ->
     out = {}
     for m in cfg.models:
         times = []
-        for r in range(cfg.repeats):
-            result = _finished(_run_dir(Path(exp_dir), cfg, m.name, r))
+        for run_dir in _repeats(Path(exp_dir), cfg, m.name):
+            result = _finished(run_dir)
             if result and result.get("status") == "completed" and result.get("epochs"):
                 times.append(float(result["wall_time"]) / int(result["epochs"]))
         if times:
@@ -157,7 +158,7 @@ def plan_runs(cfg: ExperimentConfig, exp_dir: str | os.PathLike[str], *, seconds
     missing = [m.name for m in models if m.name not in seconds_per_epoch]
     if missing:
         raise ValueError(f"no time estimate for {missing}: measure them first (probe_seconds_per_epoch)")
-    queues = {m.name: [r for r in range(cfg.repeats) if _finished(_run_dir(Path(exp_dir), cfg, m.name, r)) is None]
+    queues = {m.name: [r for r, run_dir in enumerate(_repeats(Path(exp_dir), cfg, m.name)) if _finished(run_dir) is None]
               for m in models}
     done = {m.name: cfg.repeats - len(queues[m.name]) for m in models}
     order = {m.name: i for i, m in enumerate(sorted(models, key=lambda m: m.role != "augmented"))}  # ANODE first on ties
@@ -243,7 +244,8 @@ def write_table1_report(results_dir: str | os.PathLike[str], *, cfg: ExperimentC
     agg = aggregate_experiment(cfg, exp_dir)
     write_json(exp_dir / "aggregate.json", agg)
     claims, level, _, _ = judge_images(cfg, exp_dir, agg)
-    machines = sorted({r.get("machine", "?") for r in (_finished(p) for p in exp_dir.glob("runs/*/*/seed-*")) if r})
+    results = [_finished(p) for m in cfg.models for p in _repeats(exp_dir, cfg, m.name)]
+    machines = sorted({r.get("machine", "?") for r in results if r})
     roles = {m.name: m.role for m in cfg.models}
     paper = PAPER_TABLE1.get(dataset, {})
     rows = [f"| {g['model']} | {_accuracy_cell(g['eval_accuracy'], cfg.repeats)} | "
