@@ -517,6 +517,7 @@ repeats = 2
 epochs = 4
 batch_size = 16
 lr = 1e-2
+checkpoint_every = 1
 
 [[datasets]]
 kind = "spheres"

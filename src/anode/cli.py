@@ -114,6 +114,7 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
         cfg = _with_data_dir(cfg, args.data_dir)
     outcome = run_and_report(cfg, args.out, jobs=args.jobs, device=args.device, progress=not args.no_progress,
                              retry_failed=args.retry_failed, fresh=args.fresh, figures=not args.no_figures,
+                             together=args.together,
                              command=_command_line(args.argv), **backend_options(args))
     print(results_listing(args.out))
     return _exit_status(args.argv, outcome.failed, outcome.finished)
@@ -147,7 +148,7 @@ def _cmd_reproduce_toy(args: argparse.Namespace) -> int:
 
     budget = "full" if args.full else args.budget
     path = reproduce_toy(args.out, budget=budget, jobs=args.jobs, progress=not args.no_progress, gifs=args.gif,
-                         fresh=args.fresh, retry_failed=args.retry_failed, **backend_options(args))
+                         together=args.together, fresh=args.fresh, retry_failed=args.retry_failed, **backend_options(args))
     print(f"report: {path} (and report.md beside it)")
     return _exit_status(args.argv, *summary_run_counts(args.out))
 
@@ -217,6 +218,8 @@ def _add_experiment(sub: argparse._SubParsersAction) -> None:
     exp.add_argument("--max-iterations", type=int, default=None, help="stop each run after this many iterations")
     exp.add_argument("--data-dir", default=None, help="where image data lives (overrides the config)")
     exp.add_argument("--no-figures", action="store_true", help="draw no figures (the report then has none)")
+    exp.add_argument("--together", type=_positive_int, default=1,
+                     help="train up to N runs of one model together as one stacked ensemble (default 1: each alone)")
     _add_run_options(exp)
     add_backend_flags(exp)
     exp.set_defaults(func=_cmd_experiment)
@@ -244,6 +247,8 @@ def _add_reproduce_toy(sub: argparse._SubParsersAction) -> None:
     toy.add_argument("--jobs", type=_positive_int, default=None,
                      help="runs trained at once in worker processes (default: the number of CPU cores)")
     toy.add_argument("--gif", action="store_true", help="also write animated GIFs")
+    toy.add_argument("--together", type=_positive_int, default=None,
+                     help="train up to N runs of one model together as one stacked ensemble (default: anode.reproduce.TOGETHER = 20; 1: every run alone)")
     _add_run_options(toy)
     add_backend_flags(toy)
     toy.set_defaults(func=_cmd_reproduce_toy)

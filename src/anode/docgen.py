@@ -55,6 +55,8 @@ MEANINGS: dict[str, str] = {
     "TrainSpec.loss": "Training loss: \"huber\", \"mse\" or \"cross_entropy\" (images).",
     "TrainSpec.max_iterations": "Stop each run after this many iterations, whatever `epochs` says (omit: no limit).",
     "TrainSpec.eval_every": "Evaluate on the held-out data every this many epochs (and after the last).",
+    "TrainSpec.checkpoint_every": ("Write a checkpoint every this many epochs (bookkeeping: results do not change; "
+                                   "omit: every epoch on image data, about every 500 iterations on toy data)."),
     # [solver]
     "TrainSpec.kinetic_energy": "Weight of the kinetic-energy regulariser, the integral of |f|^2 along the solve "
                                 "(Finlay et al., 2020); 0 turns it off. It is added to the loss; the history records it.",

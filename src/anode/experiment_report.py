@@ -49,13 +49,13 @@ class ExperimentOutcome:
 def run(config: ExperimentConfig, out_dir: str | os.PathLike[str], *, jobs: int = 1, device: str = "cpu",
         progress: bool = True, retry_failed: bool = False, fresh: bool = False,
         log: Callable[[str], None] | None = None, backend: str = "local", address: str | None = None,
-        resources: dict[str, float] | None = None) -> tuple[dict[str, Any], float]:
+        resources: dict[str, float] | None = None, together: int = 1) -> tuple[dict[str, Any], float]:
     """Train (or resume) every run of `config` into `out_dir`.
 
     Arguments:
         config: the experiment.
         out_dir: where results go.
-        jobs, device, progress, retry_failed, fresh, log, backend, address, resources: as in
+        jobs, device, progress, retry_failed, fresh, log, backend, address, resources, together: as in
             `anode.experiments.run_experiment`.
 
     Returns:
@@ -66,7 +66,8 @@ def run(config: ExperimentConfig, out_dir: str | os.PathLike[str], *, jobs: int 
     """
     started = time.perf_counter()
     aggregate = run_experiment(config, out_dir, jobs=jobs, device=device, progress=progress, retry_failed=retry_failed,
-                               fresh=fresh, log=log, backend=backend, address=address, resources=resources)
+                               fresh=fresh, log=log, backend=backend, address=address, resources=resources,
+                               together=together)
     return aggregate, time.perf_counter() - started
 
 
@@ -151,13 +152,13 @@ def run_and_report(config: ExperimentConfig, out_dir: str | os.PathLike[str], *,
                    progress: bool = True, retry_failed: bool = False, fresh: bool = False, figures: bool = True,
                    gifs: bool = False, command: str = "", log: Callable[[str], None] | None = None,
                    backend: str = "local", address: str | None = None,
-                   resources: dict[str, float] | None = None) -> ExperimentOutcome:
+                   resources: dict[str, float] | None = None, together: int = 1) -> ExperimentOutcome:
     """Run an experiment, draw its figures and write its report; failed runs do not stop it.
 
     Arguments:
         config: the experiment.
         out_dir: where results, figures and the report go.
-        jobs, progress, retry_failed, fresh, log: as in `anode.experiments.run_experiment`.
+        jobs, progress, retry_failed, fresh, log, together: as in `anode.experiments.run_experiment`.
         device: "cpu", "cuda", ... (None: CUDA when available).
         figures: draw figures (False: the report has no figure section).
         gifs: also write animated GIFs.
@@ -173,7 +174,8 @@ def run_and_report(config: ExperimentConfig, out_dir: str | os.PathLike[str], *,
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     out = Path(out_dir)
     aggregate, elapsed = run(config, out, jobs=jobs, device=device, progress=progress, retry_failed=retry_failed,
-                             fresh=fresh, log=log, backend=backend, address=address, resources=resources)
+                             fresh=fresh, log=log, backend=backend, address=address, resources=resources,
+                             together=together)
     drawn = draw_figures(out, gifs=gifs) if figures else []
     report = write_experiment_report(out, config=config, aggregate=aggregate, figures=drawn, command=command,
                                      device=device, wall_time_s=elapsed)

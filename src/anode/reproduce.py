@@ -20,9 +20,11 @@ from .experiments.schema import ConfigError
 from .history import write_json
 from .report import Section, machine_description, runs_line, write_report
 
-__all__ = ["BUDGET_KEYS", "builtin_config", "check_budget_keys", "load_suite", "read_budget", "reproduce_toy"]
+__all__ = ["BUDGET_KEYS", "TOGETHER", "builtin_config", "check_budget_keys", "load_suite", "read_budget", "reproduce_toy"]
 
 BUDGET_KEYS = ("repeats", "epochs", "max_iterations")
+#: Runs of one model trained together as a stacked ensemble by default (the paper's 20 repeats fit one group).
+TOGETHER = 20
 #: Files of a suite folder that are not experiment configs.
 SUITE_FILES = ("suite", "claims")
 
@@ -136,6 +138,7 @@ def reproduce_toy(
     backend: str = "local",
     address: str | None = None,
     resources: dict[str, float] | None = None,
+    together: int | None = None,
 ) -> Path:
     """Run the toy suite (resuming finished runs), draw every figure and write the report.
 
@@ -152,6 +155,8 @@ def reproduce_toy(
         log: where one-line messages go.
         backend, address, resources: where the runs execute (see `run_experiment`); with "ray"
             one Ray instance (or cluster connection) serves the whole suite.
+        together: train up to this many runs of one model together as a stacked ensemble (see
+            `run_experiment`; None: `TOGETHER`); 1 trains every run alone.
 
     Returns:
         The path of `report.html`.
@@ -162,6 +167,7 @@ def reproduce_toy(
     names = {cfg.name for cfg in configs}
     check_claims([c for c in claim_specs if c.experiment in names], {cfg.name: cfg for cfg in configs})
     jobs = jobs or max(os.cpu_count() or 1, 1)
+    together = TOGETHER if together is None else together
     started = time.perf_counter()
     aggregates: dict[str, Any] = {}
     if fresh:
@@ -172,7 +178,7 @@ def reproduce_toy(
     try:
         for cfg in configs:
             aggregates[cfg.name] = run_experiment(cfg, out / cfg.name, jobs=jobs, progress=progress, log=log,
-                                                  retry_failed=retry_failed, backend=executor)
+                                                  retry_failed=retry_failed, backend=executor, together=together)
             save_experiment_figures(out / cfg.name, gifs=gifs)
     finally:
         if owned:
@@ -196,12 +202,14 @@ def reproduce_toy(
         f"Budget: {budget}: {note}. Seeds: data from seed 0, repeat r uses seed r for weights and batch order.",
         "Solver: " + "; ".join(sorted({f"{c.solver.method}, rtol = {c.solver.rtol:g}, atol = {c.solver.atol:g}, adjoint = "
                                        f"{c.solver.adjoint}, backend {c.solver.backend}" for c in configs})) + ".",
-        f"Machine: {machine_description()}; {jobs} parallel run(s).",
+        f"Machine: {machine_description()}; {jobs} parallel run(s); "
+        + (f"up to {together} runs of one model trained together as a stacked ensemble (anode.ensemble)."
+           if together > 1 else "every run trained alone."),
         f"Wall time of this invocation: {elapsed / 60:.1f} min.",
         runs_line(aggregates),
         f"Verdicts are computed from the numbers below (anode.claims, declared in configs/toy/claims.toml). {VERDICT_RULE}",
     ]
-    write_json(out / "summary.json", {"budget": budget, "note": note, "wall_time_s": elapsed, "jobs": jobs,
+    write_json(out / "summary.json", {"budget": budget, "note": note, "wall_time_s": elapsed, "jobs": jobs, "together": together,
                                       "claims": [c.to_dict() for c in claims], "aggregates": aggregates})
     _, html_path = write_report(out, title=suite.get("title", "anode toy reproduction"), summary=summary,
                                 claims=claims, aggregates=aggregates, sections=sections)

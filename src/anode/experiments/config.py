@@ -207,7 +207,9 @@ class ModelSpec:
 @dataclass(frozen=True)
 class TrainSpec:
     """Training settings shared by the models (the paper's defaults); `kinetic_energy` and
-    `jacobian_norm` are the regulariser weights of `anode.TrainConfig` (0: off)."""
+    `jacobian_norm` are the regulariser weights of `anode.TrainConfig` (0: off).
+    `checkpoint_every` (epochs) is bookkeeping: None writes a checkpoint every epoch on image data
+    and about every 500 iterations on toy data, whose epochs take milliseconds."""
 
     epochs: int = 50
     lr: float = 1e-3
@@ -218,6 +220,7 @@ class TrainSpec:
     eval_every: int = 1
     kinetic_energy: float = 0.0
     jacobian_norm: float = 0.0
+    checkpoint_every: int | None = None
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
@@ -230,6 +233,7 @@ class TrainSpec:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         _positive("lr", self.lr)
         _positive("max_iterations", self.max_iterations)
+        _positive("checkpoint_every", self.checkpoint_every)
         if self.weight_decay < 0:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
 

@@ -75,6 +75,7 @@ def run_fingerprint(
     repeat: int | None,
     candidate: int | None = None,
     candidate_values: dict[str, Any] | None = None,
+    stacked: bool = False,
 ) -> dict[str, Any]:
     """The canonical plain-data description of everything that determines one run's result.
 
@@ -87,9 +88,13 @@ def run_fingerprint(
         repeat: the repeat index (None for a search run).
         candidate: the search candidate index (None for a repeat run).
         candidate_values: the searched values of that candidate.
+        stacked: the run trains in a stacked ensemble (`anode.ensemble`), whose batched arithmetic
+            rounds differently from a model's own: equal numbers to ~1e-5 over the first epochs,
+            but long runs drift apart as any change of float rounding makes them, so the two kinds
+            of run are not mixed.
 
     Returns:
-        `{"model", "dataset", "solver", "train", "run", "experiment", "code"}` as JSON-ready data
+        `{"model", "dataset", "solver", "train", "run", "execution", "experiment", "code"}` as JSON-ready data
         (`code` is anode's version: bump it when numbers change, and old runs are refused). Display
         fields (names, roles, descriptions, the experiment's paper, a data folder) are left out;
         so is the number of repeats (adding repeats does not change the existing ones).
@@ -107,7 +112,7 @@ def run_fingerprint(
     return _plain({
         "model": _model_part(model, config), "dataset": _dataset_part(dataset),
         "solver": dataclasses.asdict(config.solver), "train": train_part, "run": run,
-        "experiment": {"seed": config.seed}, "code": {"anode_version": _anode_version()},
+        "execution": {"stacked": bool(stacked)}, "experiment": {"seed": config.seed}, "code": {"anode_version": _anode_version()},
     })
 
 
@@ -146,6 +151,7 @@ def _defaults(fingerprint: dict[str, Any]) -> dict[str, Any]:
         "model": {f.name: f.default for f in dataclasses.fields(ModelSpec) if f.default is not dataclasses.MISSING},
         "solver": dataclasses.asdict(SolverConfig()),
         "train": TrainConfig().to_dict(),
+        "execution": {"stacked": False},
     }
     if kind in DATASET_KINDS:
         parts["dataset"] = {f.name: f.default for f in dataclasses.fields(DATASET_KINDS[kind])

@@ -19,13 +19,14 @@ from ..environment import provenance
 from ..history import read_json, write_json
 from ..rng import make_generator
 from ..solve import SolverError
-from ..training import TrainConfig, Trainer
+from ..ensemble import EnsembleTrainer
+from ..training import Trainer
 from . import artifacts as art
 from .aggregate import aggregate_experiment
 from .backends import Backend, default_device, open_backend
 from .backends.local import LocalBackend
 from .builders import build_data, build_model
-from .config import DatasetSpec, ExperimentConfig, ModelSpec
+from .config import ExperimentConfig
 from .fingerprint import (
     FINGERPRINT_FILE,
     FingerprintMismatch,
@@ -37,59 +38,27 @@ from .fingerprint import (
 )
 from .paths import model_dir, run_seed
 from .schema import ConfigError
+from .grouping import check_together, mark_stacked, plan_groups
+from .units import RunGroup, RunUnit, model_spec_with, resolve_unit
 
 __all__ = ["FingerprintMismatch", "RunUnit", "check_fingerprints", "move_aside", "preflight", "run_experiment",
            "run_unit", "unit_fingerprint"]
 
 
-@dataclass(frozen=True)
-class RunUnit:
-    """One training run of an experiment (picklable, so it can run in a worker process)."""
-
-    config: ExperimentConfig
-    model: str
-    dataset: str
-    run_dir: str
-    seed: int
-    repeat: int | None  # None for a search run
-    overrides: tuple[tuple[str, Any], ...] = ()
-    epochs: int | None = None
-    save_artifacts: bool = False
-    device: str = "cpu"
-    progress: bool = False
-    candidate: int | None = None  # the search candidate's index (search runs only)
-
-
 SNAPSHOTS_FILE = "feature_snapshots.json"
-
-
-def _resolve(unit: RunUnit) -> tuple[ModelSpec, DatasetSpec, TrainConfig]:
-    """The run's model spec (search values applied), dataset spec and training settings."""
-    cfg, overrides = unit.config, dict(unit.overrides)
-    spec = model_spec_with(cfg.model(unit.model), overrides)
-    dataset_spec = next(d for d in cfg.datasets if d.name == unit.dataset)
-    lr = overrides.get("lr", spec.lr if spec.lr is not None else cfg.train.lr)
-    weight_decay = overrides.get("weight_decay", spec.weight_decay if spec.weight_decay is not None else cfg.train.weight_decay)
-    train_cfg = TrainConfig(
-        epochs=unit.epochs if unit.epochs is not None else cfg.train.epochs, lr=lr, weight_decay=weight_decay, loss=cfg.train.loss,
-        max_iterations=cfg.train.max_iterations, eval_every=cfg.train.eval_every, progress=unit.progress,
-        kinetic_energy=_own_or(spec.kinetic_energy, cfg.train.kinetic_energy),
-        jacobian_norm=_own_or(spec.jacobian_norm, cfg.train.jacobian_norm), regulariser_seed=unit.seed,
-    )
-    return spec, dataset_spec, train_cfg
-
-
-def _own_or(own: float | None, shared: float) -> float:
-    """A model's own training value, else the experiment's."""
-    return own if own is not None else shared
+#: Toy runs write a checkpoint about every this many iterations (rounded down to whole epochs, at
+#: least every epoch, and at the end) unless the config's `train.checkpoint_every` says otherwise:
+#: their epochs take milliseconds, and a checkpoint per epoch would cost more than the training.
+TOY_CHECKPOINT_ITERATIONS = 500
 
 
 def unit_fingerprint(unit: RunUnit) -> dict[str, Any]:
     """The fingerprint of everything that determines `unit`'s result (see `run_fingerprint`)."""
-    spec, dataset_spec, train_cfg = _resolve(unit)
+    spec, dataset_spec, train_cfg = resolve_unit(unit)
     return run_fingerprint(config=unit.config, model=spec, dataset=dataset_spec, train=train_cfg, seed=unit.seed,
                            repeat=unit.repeat, candidate=unit.candidate,
-                           candidate_values=dict(unit.overrides) if unit.candidate is not None else None)
+                           candidate_values=dict(unit.overrides) if unit.candidate is not None else None,
+                           stacked=unit.stacked)
 
 
 def _start_run_dir(run_dir: Path, fingerprint: dict[str, Any]) -> None:
@@ -106,30 +75,37 @@ def _start_run_dir(run_dir: Path, fingerprint: dict[str, Any]) -> None:
     write_fingerprint(run_dir, fingerprint)
 
 
-def run_unit(unit: RunUnit) -> dict[str, Any]:
-    """Train one model on one dataset; write history, summary, artifacts and `result.json`.
+@dataclass
+class _Prepared:
+    """A run ready to train: its folder started, data, model, loader and Trainer built."""
 
-    Write order: `fingerprint.json` first, then (during training) `history.jsonl`/`epochs.json`
-    and `checkpoint.pt` at every checkpoint, then `summary.json`, `artifacts.json`, and last
-    `result.json` (atomically): a run is finished exactly when `result.json` exists, and a run
-    killed before that resumes from its checkpoint with the same records an undisturbed run makes.
+    unit: RunUnit
+    fingerprint: dict[str, Any]
+    data: Any
+    model: torch.nn.Module
+    loader: Any
+    eval_loader: Any
+    trainer: Trainer
+    snapshots: dict[int, dict[str, Any]]
+    point_targets: torch.Tensor | None
 
-    A `SolverError` is caught and recorded as a failed run (with its reason); the history up to
-    the failure is kept. Returns the result record.
 
-    Raises:
-        Exception: anything else (a crash); `_guarded` records it.
-    """
+def _prepare(unit: RunUnit) -> _Prepared:
+    """Start the run folder (fingerprint first) and build data, model, loaders and the Trainer."""
     cfg, run_dir = unit.config, Path(unit.run_dir)
-    overrides = dict(unit.overrides)
-    spec, dataset_spec, train_cfg = _resolve(unit)
+    spec, dataset_spec, train_cfg = resolve_unit(unit)
     fingerprint = unit_fingerprint(unit)
     _start_run_dir(run_dir, fingerprint)
     data = build_data(dataset_spec, cfg, seed=unit.seed)
     device = torch.device(unit.device)
     model = build_model(spec, cfg, data, seed=unit.seed).to(device)
     loader = data.train_loader(cfg.train.batch_size, seed=unit.seed)
+    every = cfg.train.checkpoint_every  # bookkeeping only (not in the fingerprint)
+    if every is None:
+        every = max(1, TOY_CHECKPOINT_ITERATIONS // len(loader)) if data.is_toy else 1
+    train_cfg = dataclasses.replace(train_cfg, checkpoint_every=every)
     snapshots: dict[int, dict[str, Any]] = {}
+    point_targets: torch.Tensor | None = None
     callback: Callable[[Trainer, dict[str, float]], None] | None = None
     if unit.save_artifacts and cfg.artifacts.feature_snapshots and data.is_toy:
         points, point_targets = art.select_points(data.train_x, data.train_y, cfg.artifacts.trajectories or 200)
@@ -149,28 +125,79 @@ def run_unit(unit: RunUnit) -> dict[str, Any]:
 
     extra = {
         "experiment": cfg.name, "model": unit.model, "dataset": unit.dataset, "seed": unit.seed,
-        "repeat": unit.repeat, "candidate": unit.candidate, "overrides": overrides,
+        "repeat": unit.repeat, "candidate": unit.candidate, "overrides": dict(unit.overrides),
         "model_spec": dataclasses.asdict(spec), "device": unit.device,
     }
     trainer = Trainer(model, train_cfg, out_dir=run_dir, callback=callback, extra_state=extra)
-    started = time.perf_counter()
-    try:
-        trainer.fit(loader, eval_loader=data.eval_loader(cfg.train.batch_size))
+    return _Prepared(unit, fingerprint, data, model, loader, data.eval_loader(cfg.train.batch_size), trainer,
+                     snapshots, point_targets)
+
+
+def _finish(prep: _Prepared, error: SolverError | None, wall_time: float, *, together: int = 1) -> dict[str, Any]:
+    """Write the run's summary, artifacts and (last) `result.json`; returns the result record."""
+    unit, trainer, run_dir = prep.unit, prep.trainer, Path(prep.unit.run_dir)
+    if error is None:
         status, reason, error_type, kind = "completed", None, None, None
-    except SolverError as err:
-        status, reason, error_type, kind = "failed", str(err), type(err).__name__, "solver"
+    else:
+        status, reason, error_type, kind = "failed", str(error), type(error).__name__, "solver"
         trainer.history.save(run_dir)
-    result = {**trainer.summary(), **provenance(unit.device), "status": status, "reason": reason, "error_type": error_type, "failure_kind": kind,
-              "wall_time": time.perf_counter() - started, "fingerprint": fingerprint,
-              "fingerprint_sha256": fingerprint_digest(fingerprint)}
-    if unit.save_artifacts and status == "completed" and data.is_toy:
-        result_artifacts = _artifacts(model, data, cfg, device)
-        if snapshots:
-            result_artifacts["feature_snapshots"] = sorted(snapshots.values(), key=lambda s: s["iteration"])
-            result_artifacts["feature_labels"] = point_targets[:, 0].tolist()
+    result = {**trainer.summary(), **provenance(unit.device), "status": status, "reason": reason, "error_type": error_type,
+              "failure_kind": kind, "wall_time": wall_time, "trained_together": together,
+              "fingerprint": prep.fingerprint, "fingerprint_sha256": fingerprint_digest(prep.fingerprint)}
+    if unit.save_artifacts and status == "completed" and prep.data.is_toy:
+        result_artifacts = _artifacts(prep.model, prep.data, unit.config, torch.device(unit.device))
+        if prep.snapshots:
+            result_artifacts["feature_snapshots"] = sorted(prep.snapshots.values(), key=lambda s: s["iteration"])
+            result_artifacts["feature_labels"] = prep.point_targets[:, 0].tolist()
         write_json(run_dir / "artifacts.json", result_artifacts)
     write_json(run_dir / "result.json", result)
     return result
+
+
+def run_unit(unit: RunUnit) -> dict[str, Any]:
+    """Train one model on one dataset; write history, summary, artifacts and `result.json`.
+
+    Write order: `fingerprint.json` first, then (during training) `history.jsonl`/`epochs.json`
+    and `checkpoint.pt` at every checkpoint, then `summary.json`, `artifacts.json`, and last
+    `result.json` (atomically): a run is finished exactly when `result.json` exists, and a run
+    killed before that resumes from its checkpoint with the same records an undisturbed run makes.
+
+    A `SolverError` is caught and recorded as a failed run (with its reason); the history up to
+    the failure is kept. Returns the result record.
+
+    Raises:
+        Exception: anything else (a crash); `_guarded` records it.
+    """
+    prep = _prepare(unit)
+    started = time.perf_counter()
+    try:
+        prep.trainer.fit(prep.loader, eval_loader=prep.eval_loader)
+        error = None
+    except SolverError as err:
+        error = err
+    return _finish(prep, error, time.perf_counter() - started)
+
+
+def run_group(group: RunGroup) -> list[dict[str, Any]]:
+    """Train a group's runs together as one stacked ensemble (`anode.ensemble.EnsembleTrainer`).
+
+    Every run gets the folder, files and result record `run_unit` would write, plus
+    `trained_together` (the group's size); its `wall_time` is the group's time divided by its
+    size. A member whose solve fails is recorded as failed while the others go on.
+
+    Returns:
+        The result records, in the order of `group.units`.
+
+    Raises:
+        Exception: a crash (`_guarded_group` records it for every member).
+    """
+    preps = [_prepare(unit) for unit in group.units]
+    started = time.perf_counter()
+    outcomes = EnsembleTrainer([p.trainer for p in preps]).fit(
+        [p.loader for p in preps], eval_loaders=[p.eval_loader for p in preps])
+    share = (time.perf_counter() - started) / len(preps)
+    return [_finish(p, outcome if isinstance(outcome, SolverError) else None, share, together=len(preps))
+            for p, outcome in zip(preps, outcomes)]
 
 
 def _load_snapshots(run_dir: Path) -> dict[int, dict[str, Any]]:
@@ -233,13 +260,34 @@ def _guarded(unit: RunUnit) -> dict[str, Any]:
     try:
         return run_unit(unit)
     except Exception as err:  # recorded, not swallowed: the result says what happened
-        fingerprint = unit_fingerprint(unit)
-        result = {"status": "failed", "failure_kind": "crash", "reason": f"{type(err).__name__}: {err}",
-                  "error_type": type(err).__name__, "traceback": traceback.format_exc(), "model": unit.model,
-                  "dataset": unit.dataset, "seed": unit.seed, "repeat": unit.repeat, "candidate": unit.candidate,
-                  "fingerprint": fingerprint, "fingerprint_sha256": fingerprint_digest(fingerprint)}
-        write_json(Path(unit.run_dir) / "result.json", result)
-        return result
+        return _crash_record(unit, err)
+
+
+def _guarded_group(group: RunGroup) -> dict[str, Any]:
+    """`run_group` as `_guarded` does `run_unit`: a crash is recorded for every member.
+
+    Returns:
+        `{"results": [one record per member, in order]}`.
+    """
+    try:
+        return {"results": run_group(group)}
+    except Exception as err:  # recorded, not swallowed: every member's result says what happened
+        return {"results": [_crash_record(unit, err) for unit in group.units]}
+
+
+def _execute(item: RunUnit | RunGroup) -> dict[str, Any]:
+    """The backends' task body: a unit alone, or a group together."""
+    return _guarded_group(item) if isinstance(item, RunGroup) else _guarded(item)
+
+
+def _crash_record(unit: RunUnit, err: Exception) -> dict[str, Any]:
+    fingerprint = unit_fingerprint(unit)
+    result = {"status": "failed", "failure_kind": "crash", "reason": f"{type(err).__name__}: {err}",
+              "error_type": type(err).__name__, "traceback": traceback.format_exc(), "model": unit.model,
+              "dataset": unit.dataset, "seed": unit.seed, "repeat": unit.repeat, "candidate": unit.candidate,
+              "fingerprint": fingerprint, "fingerprint_sha256": fingerprint_digest(fingerprint)}
+    write_json(Path(unit.run_dir) / "result.json", result)
+    return result
 
 
 def _one_line(unit: RunUnit, result: dict[str, Any]) -> str:
@@ -354,6 +402,7 @@ def run_experiment(
     backend: str | Backend = "local",
     address: str | None = None,
     resources: dict[str, float] | None = None,
+    together: int = 1,
 ) -> dict[str, Any]:
     """Run (or resume) an experiment and write its aggregate.
 
@@ -385,13 +434,20 @@ def run_experiment(
             object from `backends.make_backend` (entered by the caller, reused across experiments).
         address: ray only: join this running cluster (None starts a local instance of `jobs` CPUs).
         resources: ray only: per-run task resources, keys "cpus" (default 1) and "gpus" (default 0).
+        together: train up to this many runs together as one stacked ensemble (`anode.ensemble`:
+            one batched solve and one optimiser step per iteration for all of them, each run keeping
+            its own data order, steps, NFE, folder and result, equal to training it alone up to float
+            rounding over the first epochs); runs whose models or settings cannot stack train alone
+            (`experiments.grouping.group_key`). 1: every run alone. Stacked runs drift from their
+            alone twins over long training as any change of float rounding makes them drift, so
+            the fingerprint records `execution.stacked` and the two kinds are never mixed in a folder.
 
     Returns:
         The aggregate (also written to `aggregate.json`), with `runs_expected`, `runs_finished`
         and `runs_failed` counts of the repeat runs.
 
     Raises:
-        ValueError: `jobs` < 1; a model that does not fit its data (preflight).
+        ValueError: `jobs` or `together` < 1; a model that does not fit its data (preflight).
         FileNotFoundError: missing data (preflight).
         ConfigError: an invalid search value (preflight).
         FingerprintMismatch: run folders made with other settings (a `ConfigError`).
@@ -400,6 +456,7 @@ def run_experiment(
     """
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"jobs must be a positive integer, got {jobs!r}")
+    check_together(together)
     out = Path(out_dir)
     log = log or tqdm.write
     candidates = _search_candidates(config)
@@ -414,7 +471,7 @@ def run_experiment(
         if hasattr(executor, "check_output"):
             executor.check_output(out)
         return _run(config, out, executor, candidates, jobs=jobs, device=device, progress=progress,
-                    retry_failed=retry_failed, select=select, log=log)
+                    retry_failed=retry_failed, select=select, log=log, together=together)
     finally:
         if owned:
             executor.__exit__(None, None, None)
@@ -422,7 +479,7 @@ def run_experiment(
 
 def _run(config: ExperimentConfig, out: Path, executor: Backend, candidates: list[dict[str, Any]], *, jobs: int,
          device: str, progress: bool, retry_failed: bool, select: Callable[[RunUnit], bool] | None,
-         log: Callable[[str], None]) -> dict[str, Any]:
+         log: Callable[[str], None], together: int) -> dict[str, Any]:
     """Check fingerprints, write the config, run the search and the repeats, write the aggregate."""
     inner_progress = progress and jobs == 1 and isinstance(executor, LocalBackend)
 
@@ -431,13 +488,21 @@ def _run(config: ExperimentConfig, out: Path, executor: Backend, candidates: lis
             write_json(Path(unit.run_dir) / "result.json", {**result, "model": unit.model, "dataset": unit.dataset, "seed": unit.seed})
         log(_one_line(unit, result))
 
+    def report_item(item: RunUnit | RunGroup, record: dict[str, Any]) -> None:
+        if isinstance(item, RunGroup):
+            for unit, result in zip(item.units, record["results"]):
+                report(unit, result)
+        else:
+            report(item, record)
+
     def pending(units: list[RunUnit]) -> list[RunUnit]:
         return [unit for unit in units if _finished(Path(unit.run_dir), retry_failed) is None]
 
     search_units = _search_units(config, out, candidates, device=device, progress=inner_progress)
     known = {pair: best for pair, best in _known_choices(config, out, candidates).items() if best is not None}
-    check_fingerprints(search_units + _repeat_units(config, out, known, device=device, progress=inner_progress,
-                                                    pairs=set(known) if config.search is not None else None), out)
+    check_fingerprints(search_units + mark_stacked(_repeat_units(config, out, known, device=device, progress=inner_progress,
+                                                                 pairs=set(known) if config.search is not None else None),
+                                                  together=together), out)
     write_json(out / "experiment.json", config.to_dict())
     chosen: dict[tuple[str, str], dict[str, Any]] = {}
     if config.search is not None:
@@ -445,10 +510,11 @@ def _run(config: ExperimentConfig, out: Path, executor: Backend, candidates: lis
         for d in config.datasets:
             for m in config.models:
                 chosen[(d.name, m.name)] = _pick_best(model_dir(out, d.name, m.name), candidates)
-    units = _repeat_units(config, out, chosen, device=device, progress=inner_progress)
+    units = mark_stacked(_repeat_units(config, out, chosen, device=device, progress=inner_progress), together=together)
     check_fingerprints(units, out)  # repeats after a search: their values are known only now
     todo = [unit for unit in pending(units) if select is None or select(unit)]
-    executor.execute(todo, fn=_guarded, on_result=report, progress=progress, desc=f"{config.name}: runs")
+    executor.execute(plan_groups(todo, together=together), fn=_execute, on_result=report_item, progress=progress,
+                     desc=f"{config.name}: runs")
     aggregate = aggregate_experiment(config, out)
     write_json(out / "aggregate.json", aggregate)
     return aggregate
@@ -513,7 +579,3 @@ def _pick_best(model_dir: Path, candidates: list[dict[str, Any]]) -> dict[str, A
     write_json(model_dir / "search.json", {"candidates": scored, "best": best})
     return best
 
-
-def model_spec_with(spec: ModelSpec, overrides: dict[str, Any]) -> ModelSpec:
-    """`spec` with searched architecture values applied (lr and weight decay live in training)."""
-    return dataclasses.replace(spec, **{k: v for k, v in overrides.items() if k not in ("lr", "weight_decay")})

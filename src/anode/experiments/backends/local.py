@@ -67,12 +67,23 @@ class LocalBackend:
         if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
             raise ValueError(f"jobs must be a positive integer, got {jobs!r}")
         self.jobs = jobs
+        self._pool: ProcessPoolExecutor | None = None
 
     def __enter__(self) -> LocalBackend:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        return None
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def _workers(self) -> ProcessPoolExecutor:
+        """The worker pool, started on first use and kept until `__exit__`, so that a suite of
+        experiments run through one backend pays the workers' start-up (importing torch) once."""
+        if self._pool is None or getattr(self._pool, "_broken", False):
+            ctx = multiprocessing.get_context("spawn")
+            self._pool = ProcessPoolExecutor(max_workers=self.jobs, mp_context=ctx, initializer=_worker_init)
+        return self._pool
 
     def execute(self, units: Sequence[Any], *, fn: Callable[[Any], dict[str, Any]],
                 on_result: Callable[[Any, dict[str, Any]], None], progress: bool, desc: str) -> None:
@@ -92,11 +103,15 @@ class LocalBackend:
                     on_result(unit, fn(unit))
                     bar.update()
             else:
-                ctx = multiprocessing.get_context("spawn")
-                with ProcessPoolExecutor(max_workers=self.jobs, mp_context=ctx, initializer=_worker_init) as pool:
-                    futures = {pool.submit(fn, unit): unit for unit in units}
+                pool = self._workers()
+                futures = {pool.submit(fn, unit): unit for unit in units}
+                try:
                     for future in as_completed(futures):
                         on_result(futures[future], future.result())
                         bar.update()
+                except BaseException:
+                    for future in futures:
+                        future.cancel()
+                    raise
         finally:
             bar.close()
