@@ -25,7 +25,7 @@ from .experiments.schema import ConfigError
 from .history import History, read_json, write_json
 from .report import Section, machine_description, write_report
 
-__all__ = ["IMAGE_BUDGET_KEYS", "TABLE1", "claim_experiments", "image_evidence", "image_experiment", "judge_images",
+__all__ = ["IMAGE_BUDGET_KEYS", "TABLE1", "Evidence", "claim_experiments", "image_evidence", "image_experiment", "judge_images",
            "loss_level_metrics", "reproduce_images", "run_stability", "stability_metrics"]
 
 IMAGE_BUDGET_KEYS = ("repeats", "epochs", "max_iterations", "batch_size", "train_subset", "test_subset", "filters_scale")
@@ -421,8 +421,9 @@ def reproduce_images(
                ("--epochs", epochs), ("--jobs", jobs if jobs > 1 else None),
                ("--sweep-p", ",".join(map(str, sweep_p)) or None), ("--weight-decay", weight_decay)]
     command = "anode reproduce images" + "".join(f" {flag} {value}" for flag, value in options if value is not None)
+    tested = {t.metric for c in claim_specs for t in c.tests}
     summary = _summary_lines(cfg, experiment, data.description, budget, note, command, device, train, jobs, elapsed,
-                             _run_wall_times(exp_dir, cfg), evidence)
+                             _run_wall_times(exp_dir, cfg), evidence, tested)
     write_json(out / "summary.json", {"experiment": experiment, "budget": budget, "note": note, "command": command,
                                       "device": machine_description(device), "wall_time_s": elapsed,
                                       "runs_wall_time_s": _run_wall_times(exp_dir, cfg),
@@ -447,8 +448,10 @@ def _train(cfg: ExperimentConfig, exp_dir: Path, *, train: bool, **run_options: 
 
 
 def _summary_lines(cfg: ExperimentConfig, experiment: str, data: str, budget: str, note: str, command: str, device: str,
-                   train: bool, jobs: int, elapsed: float, run_seconds: float, evidence: Evidence) -> list[str]:
-    """The report's opening lines: what ran, on what, how long, and how the verdicts are reached."""
+                   train: bool, jobs: int, elapsed: float, run_seconds: float, evidence: Evidence,
+                   tested: set[str]) -> list[str]:
+    """The report's opening lines: what ran, on what, how long, how the metrics of the `tested` claims are
+    measured, and how the verdicts are reached."""
     expected = cfg.repeats * len(cfg.models)
     finished = evidence.aggregate["runs_finished"]
     sharing = f" with {jobs} runs sharing the device at a time (times per iteration include the sharing)" if jobs > 1 else ""
@@ -467,8 +470,10 @@ def _summary_lines(cfg: ExperimentConfig, experiment: str, data: str, budget: st
         + f"; runs' own training time summed: {run_seconds / 60:.1f} min{sharing}.",
         f"Runs finished (completed or failed in the solver): {finished} of {expected}." + ("" if finished == expected else
                                                        " The missing runs were not trained (the job stopped before them); statistics use the finished ones."),
-        f"Loss level for the iteration/NFE claims: {level:.4g} (the highest final training loss, smoothed over 10 iterations, among the NODE and ANODE models' full-length runs, so every completed run reaches it; runs that failed before reaching it are censored at the budget)." if level is not None else "Loss level: not available (a model has no full-length run).",
-        f"Stability of a run: unstable when it failed in the solver, recorded a non-finite loss, its loss (smoothed over 10 iterations) fell to half its start and rose above the start again, or one forward solve took at least {evidence.nfe_blowup:g} evaluations (the NFE blow-up threshold, `[metrics] nfe_blowup` of configs/images/suite.toml); failed runs are evidence and count in `unstable` and `max_nfe_forward`.",
+        *([f"Loss level for the iteration/NFE claims: {level:.4g} (the highest final training loss, smoothed over 10 iterations, among the NODE and ANODE models' full-length runs, so every completed run reaches it; runs that failed before reaching it are censored at the budget)." if level is not None else "Loss level: not available (a model has no full-length run)."]
+          if tested & {"iterations_to_level", "nfe_at_level"} else []),
+        *([f"Stability of a run: unstable when it failed in the solver, recorded a non-finite loss, its loss (smoothed over 10 iterations) fell to half its start and rose above the start again, or one forward solve took at least {evidence.nfe_blowup:g} evaluations (the NFE blow-up threshold, `[metrics] nfe_blowup` of configs/images/suite.toml); failed runs are evidence and count in `unstable` and `max_nfe_forward`."]
+          if tested & {"unstable", "max_nfe_forward"} else []),
         f"Verdicts are computed from the numbers (anode.claims, declared in configs/images/claims.toml). {VERDICT_RULE}",
     ]
     return lines
@@ -520,11 +525,13 @@ def _stability_section(cfg: ExperimentConfig, exp_dir: Path, out: Path, evidence
                 curves[key][label] = [history.array(key)]
     section = Section("Figure 13: stability when overfitting",
                       "Every run on its own (not averaged: a blow-up is a property of a run); NODE runs in red, ANODE runs "
-                      "in blue; a failed run's curves end at its failure. Both axes of NFE and loss are per iteration.",
+                      "in blue; a failed run's curves end at its failure; x axis: iteration.",
                       table=_runs_table(evidence))
     if curves["loss"]:
+        nfe = np.concatenate([c[0] for c in curves["nfe_forward"].values()])
+        wide = bool(nfe.size and nfe.min() > 0 and nfe.max() > 10 * nfe.min())  # a blow-up: log axis
         section.figures.append(("forward NFE per iteration, every run", _save(plotting.plot_histories(
-            curves["nfe_forward"], ylabel="forward NFE", title=f"{ds}: forward NFE when overfitting", log_y=True), out, "stability_nfe")))
+            curves["nfe_forward"], ylabel="forward NFE", title=f"{ds}: forward NFE when overfitting", log_y=wide), out, "stability_nfe")))
         section.figures.append(("training loss per iteration, every run", _save(plotting.plot_histories(
             curves["loss"], ylabel="cross-entropy loss", title=f"{ds}: training loss when overfitting", log_y=True), out, "stability_loss")))
     return section
