@@ -362,7 +362,7 @@ def test_reproduce_images_passes_options_and_exits_1_on_failed_runs(tmp_path, ca
             "--repeats", "3", "--epochs", "2", "--jobs", "2", "--device", "cpu", "--fresh", "--no-progress"]
     assert main(argv) == 1
     (kwargs,) = calls
-    assert kwargs == {"dataset": "cifar10", "data_dir": None, "budget": "paper", "device": "cpu", "progress": False,
+    assert kwargs == {"dataset": "cifar10", "experiment": "table1", "data_dir": None, "budget": "paper", "device": "cpu", "progress": False,
                       "sweep_p": (1, 2), "weight_decay": None, "repeats": 3, "epochs": 2, "jobs": 2, "train": True,
                       "fresh": True, "retry_failed": False, "backend": "local"}
     captured = capsys.readouterr()

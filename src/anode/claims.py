@@ -63,7 +63,13 @@ METRICS: dict[str, tuple[str, bool]] = {
     "nfe_growth": ("NFE growth (mean forward NFE of the last tenth of training over the first tenth)", True),
     "iterations_to_level": ("iterations to reach the loss level (censored at the budget when never reached)", True),
     "nfe_at_level": ("forward NFE when the loss level is first reached", True),
+    "max_nfe_forward": ("largest forward NFE of any iteration, failed runs included up to their failure", True),
+    "unstable": (("share of runs that became unstable (failed in the solver, non-finite loss, loss back above its "
+                  "starting value, or forward NFE at or above the blow-up threshold); failed runs included"), True),
 }
+
+#: Metrics whose comparison text adds the ratio of the two means.
+_RATIO_METRICS = ("mean_nfe", "final_nfe", "max_nfe", "iterations_to_level", "nfe_at_level")
 
 Stats = Mapping[str, Any]  # {"mean", "std", "n"[, "censored"]}
 
@@ -411,7 +417,7 @@ def _evaluate_test(test: TestSpec, config: ExperimentConfig, agg: Mapping[str, A
             w = _side(test.worse, config, agg, ds, test.metric)  # type: ignore[arg-type]
             verdict = compare(b, w, lower_is_better=lower_better, factor=test.factor)
             text = f"{b.text()} vs {w.text()}"
-            if test.metric.startswith(("mean_nfe", "final_nfe")) and b.n and w.n and float(w.stats["mean"]):  # type: ignore[index]
+            if test.metric.startswith(_RATIO_METRICS) and b.n and w.n and float(w.stats["mean"]):  # type: ignore[index]
                 text += f", ratio {float(b.stats['mean']) / float(w.stats['mean']):.2f}"  # type: ignore[index]
         else:
             m = _side(test.model, config, agg, ds, test.metric)  # type: ignore[arg-type]

@@ -17,13 +17,14 @@ from pathlib import Path
 from . import __version__
 from .cli_scale import add_backend_flags, add_train_parser, backend_options
 
-__all__ = ["IMAGE_BUDGETS", "IMAGE_DATASETS", "TOY_BUDGETS", "build_parser", "main"]
+__all__ = ["IMAGE_BUDGETS", "IMAGE_DATASETS", "IMAGE_EXPERIMENTS", "TOY_BUDGETS", "build_parser", "main"]
 
 # Choices of the reproduce subcommands, kept here so that `--help` needs no torch import; a test
 # checks them against the suite files and `anode.reproduce_images`.
 TOY_BUDGETS = ("smoke", "default", "full")
 IMAGE_BUDGETS = ("smoke", "small", "paper")
 IMAGE_DATASETS = ("mnist", "idx", "cifar10", "svhn", "tinyimagenet")
+IMAGE_EXPERIMENTS = ("table1", "stability", "augmentation", "large_p", "weight_decay")
 
 EXIT_RUNS_FAILED = 1
 EXIT_SETUP_ERROR = 2
@@ -158,7 +159,7 @@ def _cmd_reproduce_images(args: argparse.Namespace) -> int:
     from .reproduce_images import reproduce_images
 
     budget = "paper" if args.full else args.budget
-    path = reproduce_images(args.out, dataset=args.dataset, data_dir=args.data_dir, budget=budget, device=args.device,
+    path = reproduce_images(args.out, dataset=args.dataset, experiment=args.experiment, data_dir=args.data_dir, budget=budget, device=args.device,
                             progress=not args.no_progress, sweep_p=args.sweep_p, weight_decay=args.weight_decay,
                             repeats=args.repeats, epochs=args.epochs, jobs=args.jobs, train=not args.report_only,
                             fresh=args.fresh, retry_failed=args.retry_failed, **backend_options(args))
@@ -255,16 +256,22 @@ def _add_reproduce_toy(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_reproduce_images(sub: argparse._SubParsersAction) -> None:
-    img = sub.add_parser("images", help="NODE vs ANODE on an image dataset with Table 1's parameter-matched models",
-                         description="Train NODE and ANODE on an image dataset and write OUT/report.html and "
-                                     "OUT/report.md with figures and claim verdicts (see docs/images.md).",
+    img = sub.add_parser("images", help="NODE vs ANODE on image data: Table 1's models, or one claim experiment",
+                         description="Train NODE and ANODE on an image dataset (--experiment table1, Table 1's "
+                                     "parameter-matched models), or one claim experiment on MNIST (stability when "
+                                     "overfitting, the augmentation sweep, too large p, weight decay), and write "
+                                     "OUT/report.html and OUT/report.md with figures and claim verdicts (see docs/images.md).",
                          formatter_class=_Formatter)
-    img.add_argument("--dataset", required=True, choices=IMAGE_DATASETS, help="which dataset")
+    img.add_argument("--experiment", choices=IMAGE_EXPERIMENTS, default="table1",
+                     help="table1: NODE vs ANODE on --dataset; the others: a claim experiment (configs/images/NAME.toml)")
+    img.add_argument("--dataset", choices=IMAGE_DATASETS, default=None,
+                     help="which dataset (required for table1; a claim experiment runs on MNIST unless given)")
     img.add_argument("--out", required=True, type=_out_dir, help="output folder (rerunning resumes it)")
     img.add_argument("--data-dir", default=None, help="data folder (default: $ANODE_DATA_DIR)")
     size = img.add_mutually_exclusive_group()
     size.add_argument("--budget", choices=IMAGE_BUDGETS, default="small",
-                      help="small: CPU budget; paper: Table 1's protocol (for a GPU); smoke: seconds, for tests")
+                      help="small: CPU budget; paper: Table 1's protocol, or a claim experiment's GPU protocol "
+                           "(one H100 window); smoke: seconds, for tests")
     size.add_argument("--full", action="store_true", help="Table 1's protocol (same as --budget paper)")
     img.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
     img.add_argument("--sweep-p", type=_int_list, default=(), help="extra ANODE models with these augment dims, e.g. 1,2,10")
@@ -277,7 +284,9 @@ def _add_reproduce_images(sub: argparse._SubParsersAction) -> None:
                      help="write the report from the runs already in --out (after a killed job); train nothing")
     _add_run_options(img)
     add_backend_flags(img)
-    img.set_defaults(func=_cmd_reproduce_images)
+    img.set_defaults(func=_cmd_reproduce_images, usage_check=lambda args: (
+        img.error("the following arguments are required: --dataset (with --experiment table1, the default)")
+        if args.experiment == "table1" and args.dataset is None else None))
 
 
 def _add_table1(sub: argparse._SubParsersAction) -> None:
@@ -332,6 +341,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    if getattr(args, "usage_check", None) is not None:
+        args.usage_check(args)  # a usage error the parser alone cannot see (exits with status 2)
     args.argv = argv
     import matplotlib
 

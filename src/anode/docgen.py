@@ -171,6 +171,8 @@ MEANINGS: dict[str, str] = {
     "ImageBudget.batch_size": "Batch size (omit: the config's `[train] batch_size`).",
     "ImageBudget.train_subset": "Train on the first-drawn N training images (omit: all).",
     "ImageBudget.test_subset": "Evaluate on the first-drawn N test images (omit: all).",
+    "ImageBudget.filters_scale": "Multiply every model's number of filters by this factor in (0, 1] (rounded, at least 1): "
+                                 "a CPU stand-in; the parameter counts then no longer match the paper's (omit: 1).",
 }
 
 
@@ -180,7 +182,7 @@ _TOY_BUDGET = [("note", "string", "the budget's name"), ("repeats", "integer", "
 _IMAGE_BUDGET = [("note", "string", "the budget's name"), ("repeats", "integer", "the config's"),
                  ("epochs", "integer", "the config's"), ("max_iterations", "integer", "none"),
                  ("batch_size", "integer", "the config's"), ("train_subset", "integer", "all"),
-                 ("test_subset", "integer", "all")]
+                 ("test_subset", "integer", "all"), ("filters_scale", "float", "1")]
 
 _SECTIONS: list[tuple[str, type, str]] = [
     ("Top level", ExperimentConfig, ""),
@@ -340,16 +342,20 @@ def config_reference() -> str:
             "### A selector (`better`, `worse`, `model`)", "", *_field_table(Selector), ""]
     out += ["## Suite files (`configs/toy/suite.toml`, `configs/images/suite.toml`)", "",
             "A suite file lists the budgets of `anode reproduce toy|images`; it too is data only.", "",
-            "Top-level keys: `title` (string, the report's title) and, in the toy suite, `experiments` (array of",
-            "the built-in experiment names the suite runs, in order).", "",
+            "Top-level keys: `title` (string, the report's title) and `experiments` (array of built-in experiment",
+            "names: in the toy suite the experiments it runs, in order; in the image suite the claim experiments",
+            "that `--experiment` offers besides `table1`). The image suite also has `[metrics]` with `nfe_blowup`",
+            "(float: a run's NFE has blown up when one forward solve takes at least this many evaluations).", "",
             "### `[budgets.NAME]` of the toy suite", "",
             "`NAME` is what `--budget` selects (smoke, default, full). Besides `note`, each key is an experiment",
             "name with an inline table of overrides, e.g. `spheres = { repeats = 4, epochs = 20 }`; an",
             "experiment not named runs with its own settings:", "",
             *_budget_table("ToyBudget", _TOY_BUDGET, prefix="<experiment>."), "",
             "### `[budgets.NAME]` of the image suite", "",
-            "`NAME` is what `--budget` selects (smoke, small, paper). The keys apply to the dataset's built-in",
-            "config (`configs/images/<dataset>.toml`); `--repeats` and `--epochs` override them:", "",
+            "`NAME` is what `--budget` selects (smoke, small, paper). The keys apply to the built-in config of",
+            "the experiment (`configs/images/<dataset>.toml` for table1, `configs/images/<experiment>.toml` for a",
+            "claim experiment); a sub-table `[budgets.NAME.<experiment>]` with the same keys overrides them for",
+            "that claim experiment (its `note` too); `--repeats` and `--epochs` override both:", "",
             *_budget_table("ImageBudget", _IMAGE_BUDGET), ""]
     return "\n".join(out)
 

@@ -21,11 +21,12 @@ __all__ = ["NO_CLAIMS", "Section", "machine_description", "results_rows", "run_c
 
 @dataclass
 class Section:
-    """A titled group of figures (PNG paths) with a caption each."""
+    """A titled group of figures (PNG paths) with a caption each, and optionally a table (header, rows)."""
 
     title: str
     text: str = ""
     figures: list[tuple[str, Path]] = field(default_factory=list)
+    table: tuple[Sequence[str], Sequence[Sequence[str]]] | None = None
 
 
 def _cell(stats: Mapping[str, Any] | None, digits: int = 4) -> str:
@@ -158,6 +159,8 @@ def write_report(
           "## Results (mean ± std over completed repeats)", "", _md_table(RESULT_COLUMNS, rows), ""]
     for sec in sections:
         md += [f"## {sec.title}", "", sec.text, ""] if sec.text else [f"## {sec.title}", ""]
+        if sec.table is not None:
+            md += [_md_table(*sec.table), ""]
         for caption, path in sec.figures:
             md += [f"![{caption}]({os.path.relpath(path, out)})", f"*{caption}*", ""]
     md_path = atomic_write(out / "report.md", lambda fh: fh.write("\n".join(md).encode()))
@@ -174,6 +177,8 @@ def write_report(
              "<h2>Results (mean ± std over completed repeats)</h2>", _html_table(RESULT_COLUMNS, rows)]
     for sec in sections:
         parts.append(f"<h2>{html.escape(sec.title)}</h2>" + (f"<p>{html.escape(sec.text)}</p>" if sec.text else ""))
+        if sec.table is not None:
+            parts.append(_html_table(*sec.table))
         for caption, path in sec.figures:
             data = base64.b64encode(Path(path).read_bytes()).decode()
             mime = "image/gif" if str(path).endswith(".gif") else "image/png"
