@@ -24,7 +24,7 @@ from torch.nn import functional as F
 
 from ..history import History, write_json
 from ..solve import SolverError
-from ..training import Trainer, _correct, _loss_fn
+from ..training import Trainer, _loss_fn
 from .stacked import StackedODENet, StackedResNet, ensemble_support, stack_models
 
 __all__ = ["EnsembleTrainer", "trainer_support"]
@@ -81,6 +81,13 @@ def _member_loss(pred: torch.Tensor, target: torch.Tensor, loss: str) -> torch.T
         return F.mse_loss(pred, target, reduction="none").flatten(1).mean(1)
     size, batch = pred.shape[:2]
     return F.cross_entropy(pred.flatten(0, 1), target.flatten(0, 1), reduction="none").view(size, batch).mean(1)
+
+
+def _member_correct(pred: torch.Tensor, target: torch.Tensor, loss: str) -> torch.Tensor:
+    """Each member's number of correct predictions (`anode.training`'s rule, per member): [R]."""
+    if loss == "cross_entropy":
+        return (pred.argmax(2) == target).sum(1)
+    return (torch.sign(pred) == torch.sign(target)).all(dim=2).sum(1)
 
 
 class EnsembleTrainer:
@@ -246,12 +253,13 @@ class EnsembleTrainer:
         objective[live].sum().backward()
         optimizer.step()
         values = losses.detach().cpu().tolist()
+        correct = _member_correct(pred.detach(), y, cfg.loss).tolist()
         elapsed = (time.perf_counter() - start) / len(live)
         for r in live:
             trainer = self.trainers[r]
             record: dict[str, Any] = {
                 "iteration": trainer.iteration, "epoch": trainer.epoch, "loss": values[r],
-                "accuracy": int(_correct(pred[r].detach(), y[r], cfg.loss)) / x.shape[1],
+                "accuracy": correct[r] / x.shape[1],
                 "nfe_forward": counts[r]["forward"], "nfe_backward": 0, "time": elapsed,
             }
             if weight > 0:

@@ -116,7 +116,7 @@ class ODEBlock(nn.Module):
         compile_field: evaluate the vector field through `torch.compile` (compiled on the first
             forward call, recompiled if `odefunc` is replaced). NFE are still counted outside the
             compiled code. Meant for GPUs: on CPU, for the small MLP fields of the toy
-            experiments, it is slower than the eager (fused) field. Double backward through a
+            experiments, it is slower than the eager field. Double backward through a
             compiled field (the Jacobian regulariser with backprop) is not supported by torch.
 
     Raises:
