@@ -6,6 +6,7 @@ import os
 import shutil
 import time
 import tomllib
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
@@ -15,7 +16,7 @@ from .claims import VERDICT_RULE, check_claims, evaluate_claims, load_claims
 from .experiments.backends import open_backend
 from .experiments.config import ExperimentConfig, load_config
 from .experiments.figures import save_experiment_figures
-from .experiments.runner import move_aside, run_experiment
+from .experiments.runner import finished_runs, move_aside, run_experiment
 from .experiments.schema import ConfigError
 from .history import write_json
 from .report import Section, machine_description, runs_line, write_report
@@ -175,14 +176,23 @@ def reproduce_toy(
         if moved is not None:
             (log or print)(f"--fresh: moved the previous results in {out} aside to {moved}")
     executor, owned = open_backend(backend, jobs=jobs, address=address, resources=resources)
-    try:
-        for cfg in configs:
-            aggregates[cfg.name] = run_experiment(cfg, out / cfg.name, jobs=jobs, progress=progress, log=log,
-                                                  retry_failed=retry_failed, backend=executor, together=together)
-            save_experiment_figures(out / cfg.name, gifs=gifs)
-    finally:
-        if owned:
-            executor.__exit__(None, None, None)
+    # Figures are drawn in this process while the workers train the next experiments (one drawing
+    # thread: matplotlib is not thread-safe, and this process only waits on the workers meanwhile).
+    with ThreadPoolExecutor(max_workers=1) as figure_thread:
+        try:
+            reuse: dict[str, Path] = {}  # runs with equal fingerprints in several experiments train once
+            drawn = []
+            for cfg in configs:
+                aggregates[cfg.name] = run_experiment(cfg, out / cfg.name, jobs=jobs, progress=progress, log=log,
+                                                      retry_failed=retry_failed, backend=executor, together=together,
+                                                      reuse=reuse)
+                reuse = {**finished_runs(out / cfg.name), **reuse}
+                drawn.append(figure_thread.submit(save_experiment_figures, out / cfg.name, gifs=gifs))
+            for future in drawn:
+                future.result()
+        finally:
+            if owned:
+                executor.__exit__(None, None, None)
     elapsed = time.perf_counter() - started
     claims = evaluate_claims(claim_specs, {cfg.name: cfg for cfg in configs}, aggregates)
     sections = []

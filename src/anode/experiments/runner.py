@@ -5,9 +5,10 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import os
+import shutil
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,8 +42,8 @@ from .schema import ConfigError
 from .grouping import check_together, mark_stacked, plan_groups
 from .units import RunGroup, RunUnit, model_spec_with, resolve_unit
 
-__all__ = ["FingerprintMismatch", "RunUnit", "check_fingerprints", "move_aside", "preflight", "run_experiment",
-           "run_unit", "unit_fingerprint"]
+__all__ = ["FingerprintMismatch", "RunUnit", "check_fingerprints", "finished_runs", "move_aside", "preflight",
+           "run_experiment", "run_unit", "unit_fingerprint"]
 
 
 SNAPSHOTS_FILE = "feature_snapshots.json"
@@ -403,6 +404,7 @@ def run_experiment(
     address: str | None = None,
     resources: dict[str, float] | None = None,
     together: int = 1,
+    reuse: Mapping[str, Path] | None = None,
 ) -> dict[str, Any]:
     """Run (or resume) an experiment and write its aggregate.
 
@@ -441,6 +443,10 @@ def run_experiment(
             (`experiments.grouping.group_key`). 1: every run alone. Stacked runs drift from their
             alone twins over long training as any change of float rounding makes them drift, so
             the fingerprint records `execution.stacked` and the two kinds are never mixed in a folder.
+        reuse: finished runs of other experiments by fingerprint digest (`finished_runs`): a pending
+            run with the same fingerprint (every setting that determines its numbers) is copied from
+            there instead of trained, its names rewritten and `reused_from` added to its result;
+            runs that save artifacts are always trained.
 
     Returns:
         The aggregate (also written to `aggregate.json`), with `runs_expected`, `runs_finished`
@@ -471,7 +477,7 @@ def run_experiment(
         if hasattr(executor, "check_output"):
             executor.check_output(out)
         return _run(config, out, executor, candidates, jobs=jobs, device=device, progress=progress,
-                    retry_failed=retry_failed, select=select, log=log, together=together)
+                    retry_failed=retry_failed, select=select, log=log, together=together, reuse=reuse or {})
     finally:
         if owned:
             executor.__exit__(None, None, None)
@@ -479,7 +485,7 @@ def run_experiment(
 
 def _run(config: ExperimentConfig, out: Path, executor: Backend, candidates: list[dict[str, Any]], *, jobs: int,
          device: str, progress: bool, retry_failed: bool, select: Callable[[RunUnit], bool] | None,
-         log: Callable[[str], None], together: int) -> dict[str, Any]:
+         log: Callable[[str], None], together: int, reuse: Mapping[str, Path]) -> dict[str, Any]:
     """Check fingerprints, write the config, run the search and the repeats, write the aggregate."""
     inner_progress = progress and jobs == 1 and isinstance(executor, LocalBackend)
 
@@ -513,11 +519,48 @@ def _run(config: ExperimentConfig, out: Path, executor: Backend, candidates: lis
     units = mark_stacked(_repeat_units(config, out, chosen, device=device, progress=inner_progress), together=together)
     check_fingerprints(units, out)  # repeats after a search: their values are known only now
     todo = [unit for unit in pending(units) if select is None or select(unit)]
+    copied = {id(unit) for unit in todo if _reuse(unit, reuse, log)}
+    todo = [unit for unit in todo if id(unit) not in copied]
     executor.execute(plan_groups(todo, together=together), fn=_execute, on_result=report_item, progress=progress,
                      desc=f"{config.name}: runs")
     aggregate = aggregate_experiment(config, out)
     write_json(out / "aggregate.json", aggregate)
     return aggregate
+
+
+#: The files of a finished run that `reuse` copies (not the checkpoint: a finished run is not resumed).
+REUSED_FILES = ("fingerprint.json", "history.jsonl", "epochs.json", "summary.json", "result.json")
+
+
+def finished_runs(out_dir: str | os.PathLike[str]) -> dict[str, Path]:
+    """The completed runs under an experiment folder, by fingerprint digest (for `run_experiment(reuse=...)`)."""
+    found: dict[str, Path] = {}
+    for path in sorted(Path(out_dir).glob("runs/*/*/seed-*/result.json")):
+        result = read_json(path)
+        if result.get("status") == "completed" and result.get("fingerprint_sha256"):
+            found.setdefault(result["fingerprint_sha256"], path.parent)
+    return found
+
+
+def _reuse(unit: RunUnit, reuse: Mapping[str, Path], log: Callable[[str], None]) -> bool:
+    """Copy `unit`'s run from an identical finished run in `reuse`; False when there is none."""
+    if unit.save_artifacts or not reuse:
+        return False
+    source = reuse.get(fingerprint_digest(unit_fingerprint(unit)))
+    if source is None:
+        return False
+    run_dir = Path(unit.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    spec = resolve_unit(unit)[0]
+    names = {"experiment": unit.config.name, "model": unit.model, "dataset": unit.dataset,
+             "model_spec": dataclasses.asdict(spec), "reused_from": str(source)}
+    for name in REUSED_FILES[:-1]:
+        if (source / name).exists():
+            shutil.copyfile(source / name, run_dir / name)
+    write_json(run_dir / "summary.json", {**read_json(source / "summary.json"), **names})
+    write_json(run_dir / "result.json", {**read_json(source / "result.json"), **names})  # last: the run is finished
+    log(f"[reused] {unit.dataset} / {unit.model} / seed {unit.seed}: identical to {source}")
+    return True
 
 
 def _search_units(config: ExperimentConfig, out: Path, candidates: list[dict[str, Any]], *, device: str,
