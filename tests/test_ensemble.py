@@ -22,6 +22,7 @@ from anode.experiments import parse_config
 from anode.experiments import FingerprintMismatch
 from anode.experiments.fingerprint import diff_fingerprints
 from anode.experiments.grouping import mark_stacked, plan_groups
+from anode.experiments.runner import finished_runs
 from anode.experiments.units import RunGroup, RunUnit
 from anode.history import read_json
 from anode.training import TrainConfig, Trainer
@@ -350,3 +351,30 @@ def test_trained_together_is_faster_per_run():
     stack.field = lambda t, h: calls.append(1) or field(t, h)  # type: ignore[method-assign]
     counts = stack(_batches(4)).counts
     assert len(calls) == max(c["forward"] for c in counts) < sum(c["forward"] for c in counts)
+
+
+# ----------------------------------------------------------------------------- runs shared by experiments
+
+
+def test_a_run_equal_to_a_finished_one_is_copied_not_trained(tmp_path):
+    """The toy suite trains spheres-2d NODE/ANODE in three experiments: the second and third copy them."""
+    first = _config(2)
+    second_data = copy.deepcopy(TINY)
+    second_data.update(name="second", repeats=2, train={"epochs": 3, "batch_size": 32},
+                       models=[TINY["models"][0], {"name": "NODE wide", "kind": "odenet", "hidden_dim": 12}])
+    second = parse_config(second_data)
+    run(first, tmp_path / "first", together=8)
+    lines: list[str] = []
+    run(second, tmp_path / "second", together=8, reuse=finished_runs(tmp_path / "first"), log=lines.append)
+    reused = [line for line in lines if line.startswith("[reused]")]
+    assert len(reused) == 1  # seed 1's NODE; seed 0 saves artifacts, so it trains; "NODE wide" is new
+    copy_dir = tmp_path / "second" / "runs" / "spheres-2d" / "node" / "seed-1"
+    source = tmp_path / "first" / "runs" / "spheres-2d" / "node" / "seed-1"
+    result, original = read_json(copy_dir / "result.json"), read_json(source / "result.json")
+    assert result["reused_from"] == str(source) and result["experiment"] == "second"
+    assert result["fingerprint_sha256"] == original["fingerprint_sha256"]
+    assert result["final_loss"] == original["final_loss"]
+    assert (copy_dir / "history.jsonl").read_text() == (source / "history.jsonl").read_text()
+    trained = read_json(tmp_path / "second" / "runs" / "spheres-2d" / "node" / "seed-0" / "result.json")
+    assert "reused_from" not in trained
+    assert trained["final_loss"] == read_json(source.parent / "seed-0" / "result.json")["final_loss"]  # deterministic

@@ -46,3 +46,12 @@ def test_no_30_epoch_image_protocol_left() -> None:
         text = path.read_text(encoding="utf-8")
         assert "30 epochs" not in text and "epochs = 30" not in text, path
     assert "config_img.json" in (ROOT / "docs" / "images.md").read_text(encoding="utf-8")
+
+
+def test_the_stacked_training_example_runs_as_written(capsys: pytest.CaptureFixture[str]) -> None:
+    block = next(b for b in re.findall(r"```python\n(.*?)```", README, flags=re.S) if "EnsembleTrainer" in b)
+    namespace: dict[str, object] = {}
+    exec(compile(block, "README stacked training", "exec"), namespace)  # noqa: S102 - our own README
+    nfe = eval(capsys.readouterr().out.splitlines()[-1])  # noqa: S307 - a list of numbers we printed
+    assert len(nfe) == 4 and all(n >= 14 for n in nfe)
+    assert all(len(h.iterations) == 2 * 10 for h in namespace["histories"])  # 600 points / 64 -> 10 batches
