@@ -42,7 +42,7 @@ from anode.ensemble import EnsembleTrainer
 from anode.training import TrainConfig, Trainer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from toy_iteration import RefODENet  # noqa: E402  (the 2019 loop, shared with the iteration benchmark)
+from toy_iteration import RefODENet
 
 DATA_DIM, AUGMENT_DIM, HIDDEN, BATCH, TOL, LR = 2, 1, 32, 64, 1e-3, 1e-3
 

@@ -6,6 +6,7 @@ import copy
 
 import pytest
 import torch
+from test_runner import TINY, run
 
 import anode
 from anode.data.loader import TensorLoader
@@ -13,20 +14,17 @@ from anode.data.toy import ConcentricSpheres
 from anode.ensemble import (
     EnsembleTrainer,
     StackedODENet,
-    ensemble_odesolve,
     ensemble_support,
     stack_models,
     trainer_support,
 )
-from anode.experiments import parse_config
-from anode.experiments import FingerprintMismatch
+from anode.experiments import FingerprintMismatch, parse_config
 from anode.experiments.fingerprint import diff_fingerprints
 from anode.experiments.grouping import mark_stacked, plan_groups
 from anode.experiments.runner import finished_runs
 from anode.experiments.units import RunGroup, RunUnit
 from anode.history import read_json
 from anode.training import TrainConfig, Trainer
-from test_runner import TINY, run
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

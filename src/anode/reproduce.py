@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 import shutil
 import time
-import tomllib
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from .claims import VERDICT_RULE, check_claims, evaluate_claims, load_claims
 from .experiments.backends import open_backend

@@ -8,7 +8,14 @@
 """
 
 from .solve import MemberFailure, ensemble_odesolve
-from .stacked import ENSEMBLE_METHODS, StackedODENet, StackedOutput, StackedResNet, ensemble_support, stack_models
+from .stacked import (
+           ENSEMBLE_METHODS,
+           StackedODENet,
+           StackedOutput,
+           StackedResNet,
+           ensemble_support,
+           stack_models,
+)
 from .train import EnsembleTrainer, trainer_support
 
 __all__ = ["ENSEMBLE_METHODS", "EnsembleTrainer", "MemberFailure", "StackedODENet", "StackedOutput", "StackedResNet",

@@ -27,7 +27,13 @@ import numpy as np
 import torch
 
 from ..config import SolverConfig
-from ..solvers.base import ADVICE, MaxStepsExceeded, NonFiniteState, SolverError, StepSizeUnderflow
+from ..solvers.base import (
+    ADVICE,
+    MaxStepsExceeded,
+    NonFiniteState,
+    SolverError,
+    StepSizeUnderflow,
+)
 from ..solvers.rk import ADAPTIVE_TABLEAUX, _adaptive_consts, _next_step, _np_type
 
 __all__ = ["MemberFailure", "ensemble_odesolve"]
@@ -169,7 +175,10 @@ def ensemble_odesolve(
     order = ADAPTIVE_TABLEAUX[solver.method].order
     n_stages = len(consts.alpha)
     rtol_y, atol_y = float(np_t(solver.rtol)), float(np_t(solver.atol))
-    tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a)).to(device)  # noqa: E731
+
+    def tensor(array: np.ndarray) -> torch.Tensor:  # host values (coefficients, times, masks) as device tensors
+        return torch.from_numpy(np.ascontiguousarray(array)).to(device)
+
     alpha_t = tensor(consts.alpha)
     beta_t = [tensor(row) for row in consts.beta]
     c_mid_t = tensor(consts.c_mid)

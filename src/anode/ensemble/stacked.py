@@ -20,7 +20,11 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..config import SolverConfig
-from ..models.augment import LearnedAugmentation, SecondOrderAugmentation, ZeroAugmentation
+from ..models.augment import (
+    LearnedAugmentation,
+    SecondOrderAugmentation,
+    ZeroAugmentation,
+)
 from ..models.fields import NON_LINEARITIES, ODEFunc
 from ..models.nets import ODEFlow, ODENet, ResNet
 from .solve import MemberFailure, ensemble_odesolve

@@ -16,11 +16,11 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from ..ensemble import EnsembleTrainer
 from ..environment import provenance
 from ..history import read_json, write_json
 from ..rng import make_generator
 from ..solve import SolverError
-from ..ensemble import EnsembleTrainer
 from ..training import Trainer
 from . import artifacts as art
 from .aggregate import aggregate_experiment
@@ -37,9 +37,9 @@ from .fingerprint import (
     run_fingerprint,
     write_fingerprint,
 )
+from .grouping import check_together, mark_stacked, plan_groups
 from .paths import model_dir, run_seed
 from .schema import ConfigError
-from .grouping import check_together, mark_stacked, plan_groups
 from .units import RunGroup, RunUnit, model_spec_with, resolve_unit
 
 __all__ = ["FingerprintMismatch", "RunUnit", "check_fingerprints", "finished_runs", "move_aside", "preflight",
