@@ -528,8 +528,9 @@ def _run(config: ExperimentConfig, out: Path, executor: Backend, candidates: lis
     return aggregate
 
 
-#: The files of a finished run that `reuse` copies (not the checkpoint: a finished run is not resumed).
-REUSED_FILES = ("fingerprint.json", "history.jsonl", "epochs.json", "summary.json", "result.json")
+#: The files of a finished run that `reuse` copies as they are; `summary.json` and `result.json` follow
+#: with the run's own names (not the checkpoint: a finished run is not resumed).
+REUSED_FILES = ("fingerprint.json", "history.jsonl", "epochs.json")
 
 
 def finished_runs(out_dir: str | os.PathLike[str]) -> dict[str, Path]:
@@ -554,7 +555,7 @@ def _reuse(unit: RunUnit, reuse: Mapping[str, Path], log: Callable[[str], None])
     spec = resolve_unit(unit)[0]
     names = {"experiment": unit.config.name, "model": unit.model, "dataset": unit.dataset,
              "model_spec": dataclasses.asdict(spec), "reused_from": str(source)}
-    for name in REUSED_FILES[:-1]:
+    for name in REUSED_FILES:
         if (source / name).exists():
             shutil.copyfile(source / name, run_dir / name)
     write_json(run_dir / "summary.json", {**read_json(source / "summary.json"), **names})
