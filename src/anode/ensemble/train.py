@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 from torch.nn import functional as F
+from tqdm.auto import tqdm
 
 from ..history import History, write_json
 from ..solve import SolverError
@@ -161,7 +162,9 @@ class EnsembleTrainer:
                              "train them apart or start them over")
         self._build()
         lead, cfg = self.trainers[0], self.config
-        for _ in range(lead.epoch, cfg.epochs):
+        epochs = tqdm(range(lead.epoch, cfg.epochs), desc=f"epochs ({size} runs together)", leave=False,
+                      disable=not cfg.progress, initial=lead.epoch, total=cfg.epochs)
+        for _ in epochs:
             if self._budget_spent():
                 break
             firsts = [len(t.history.iterations) for t in self.trainers]
@@ -268,6 +271,6 @@ class EnsembleTrainer:
             trainer.iteration += 1
             trainer.history.iterations.append(record)
             if trainer.callback is not None:
-                self._sync_member(r)
+                self.stack.copy_member_to(r, trainer.model)  # the callback sees the member's current weights
                 trainer.callback(trainer, record)
 
