@@ -147,7 +147,7 @@ def reproduce_toy(
     Arguments:
         out_dir: results go to `out_dir/<experiment>/`; the report to `out_dir/report.{md,html}`
             with its figures in `out_dir/figures/`.
-        budget: "default": about 3 minutes on 2 CPU cores (142 to 190 s in three runs on 2026-11-27, beyond-the-paper section included);
+        budget: "default": about 3 minutes on 2 CPU cores (146 to 190 s in three runs on 2026-11-27, beyond-the-paper section included);
             "full": the paper's settings (16.1 min on 2 CPU cores, stacked, on 2026-11-27); "smoke": seconds, for tests.
         jobs: parallel training processes (default: the number of CPU cores).
         progress: progress bars and per-run summaries.
