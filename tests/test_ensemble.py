@@ -340,8 +340,8 @@ def test_plan_groups_splits_evenly_and_keeps_what_cannot_stack_alone(tmp_path):
         run(cfg, tmp_path / "x", together=0)
 
 
-def test_trained_together_is_faster_per_run():
-    """Not a timing test: the batched solve evaluates the field once per stage for all members."""
+def test_one_batched_field_call_serves_every_member():
+    """The batched solve evaluates the field once per stage for all members, as many times as the slowest needs."""
     calls = []
     models = [_member(s) for s in range(4)]
     stack = StackedODENet(models)

@@ -219,11 +219,17 @@ def _add_experiment(sub: argparse._SubParsersAction) -> None:
     exp.add_argument("--max-iterations", type=int, default=None, help="stop each run after this many iterations")
     exp.add_argument("--data-dir", default=None, help="where image data lives (overrides the config)")
     exp.add_argument("--no-figures", action="store_true", help="draw no figures (the report then has none)")
-    exp.add_argument("--together", type=_positive_int, default=1,
-                     help="train up to N runs of one model together as one stacked ensemble (default 1: each alone)")
+    _add_together(exp, default=1)
     _add_run_options(exp)
     add_backend_flags(exp)
     exp.set_defaults(func=_cmd_experiment)
+
+
+def _add_together(p: argparse.ArgumentParser, *, default: int | None) -> None:
+    """--together N, shared by the commands that train experiments (None: the toy suite's default)."""
+    shown = " (default: anode.reproduce.TOGETHER = 20)" if default is None else ""
+    p.add_argument("--together", type=_positive_int, default=default,
+                   help=f"train up to N runs of one model together as one stacked ensemble; 1: every run alone{shown}")
 
 
 def _add_plot(sub: argparse._SubParsersAction) -> None:
@@ -248,8 +254,7 @@ def _add_reproduce_toy(sub: argparse._SubParsersAction) -> None:
     toy.add_argument("--jobs", type=_positive_int, default=None,
                      help="runs trained at once in worker processes (default: the number of CPU cores)")
     toy.add_argument("--gif", action="store_true", help="also write animated GIFs")
-    toy.add_argument("--together", type=_positive_int, default=None,
-                     help="train up to N runs of one model together as one stacked ensemble (default: anode.reproduce.TOGETHER = 20; 1: every run alone)")
+    _add_together(toy, default=None)
     _add_run_options(toy)
     add_backend_flags(toy)
     toy.set_defaults(func=_cmd_reproduce_toy)

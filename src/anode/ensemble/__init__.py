@@ -9,14 +9,15 @@
 
 from .solve import MemberFailure, ensemble_odesolve
 from .stacked import (
-           ENSEMBLE_METHODS,
-           StackedODENet,
-           StackedOutput,
-           StackedResNet,
-           ensemble_support,
-           stack_models,
+    ENSEMBLE_METHODS,
+    StackedODENet,
+    StackedOutput,
+    StackedResNet,
+    ensemble_support,
+    stack_models,
+    stack_signature,
 )
-from .train import EnsembleTrainer, trainer_support
+from .train import MEMBER_KEYS, EnsembleTrainer, trainer_support
 
-__all__ = ["ENSEMBLE_METHODS", "EnsembleTrainer", "MemberFailure", "StackedODENet", "StackedOutput", "StackedResNet",
-           "ensemble_odesolve", "ensemble_support", "stack_models", "trainer_support"]
+__all__ = ["ENSEMBLE_METHODS", "MEMBER_KEYS", "EnsembleTrainer", "MemberFailure", "StackedODENet", "StackedOutput",
+           "StackedResNet", "ensemble_odesolve", "ensemble_support", "stack_models", "stack_signature", "trainer_support"]

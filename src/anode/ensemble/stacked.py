@@ -29,7 +29,8 @@ from ..models.fields import NON_LINEARITIES, ODEFunc
 from ..models.nets import ODEFlow, ODENet, ResNet
 from .solve import MemberFailure, ensemble_odesolve
 
-__all__ = ["ENSEMBLE_METHODS", "StackedODENet", "StackedOutput", "StackedResNet", "ensemble_support", "stack_models"]
+__all__ = ["ENSEMBLE_METHODS", "StackedODENet", "StackedOutput", "StackedResNet", "ensemble_support", "stack_models",
+           "stack_signature"]
 
 #: Adaptive methods the batched solve integrates (with torchdiffeq's step control, per member).
 ENSEMBLE_METHODS: tuple[str, ...] = ("dopri5", "bosh3")
@@ -67,7 +68,7 @@ def ensemble_support(model: nn.Module) -> str | None:
     return None
 
 
-def _signature(model: nn.Module) -> tuple[object, ...]:
+def stack_signature(model: nn.Module) -> tuple[object, ...]:
     """What must be equal for models to stack: class, parameter shapes, activations, ODE options, solver."""
     shapes = tuple((name, tuple(p.shape), p.dtype) for name, p in model.named_parameters())
     activations = tuple(type(m).__name__ for m in model.modules() if type(m) in NON_LINEARITIES.values())
@@ -177,9 +178,9 @@ class _Stacked(nn.Module):
             reason = ensemble_support(model)
             if reason is not None:
                 raise ValueError(f"model {i} cannot be trained in a stacked ensemble: {reason}")
-        first = _signature(models[0])
+        first = stack_signature(models[0])
         for i, model in enumerate(models[1:], 1):
-            if _signature(model) != first:
+            if stack_signature(model) != first:
                 raise ValueError(f"model {i} has another architecture or solver than model 0; "
                                  "only models of one architecture train together")
         self.size = len(models)

@@ -28,10 +28,10 @@ from ..solve import SolverError
 from ..training import Trainer, _loss_fn
 from .stacked import StackedODENet, StackedResNet, ensemble_support, stack_models
 
-__all__ = ["EnsembleTrainer", "trainer_support"]
+__all__ = ["MEMBER_KEYS", "EnsembleTrainer", "trainer_support"]
 
 #: TrainConfig keys that may differ between members (they do not change the stacked computation).
-_MEMBER_KEYS = frozenset({"regulariser_seed", "progress"})
+MEMBER_KEYS = frozenset({"regulariser_seed", "progress"})
 #: Adam hyper-parameters anode's default optimiser uses (others are not stacked).
 _ADAM_DEFAULTS = {"betas": (0.9, 0.999), "eps": 1e-8, "amsgrad": False, "maximize": False}
 
@@ -111,9 +111,9 @@ class EnsembleTrainer:
             reason = trainer_support(trainer)
             if reason is not None:
                 raise ValueError(f"trainer {i} cannot train in an ensemble: {reason}")
-        shared = {k: v for k, v in self.trainers[0].config.to_dict().items() if k not in _MEMBER_KEYS}
+        shared = {k: v for k, v in self.trainers[0].config.to_dict().items() if k not in MEMBER_KEYS}
         for i, trainer in enumerate(self.trainers[1:], 1):
-            other = {k: v for k, v in trainer.config.to_dict().items() if k not in _MEMBER_KEYS}
+            other = {k: v for k, v in trainer.config.to_dict().items() if k not in MEMBER_KEYS}
             changed = sorted(k for k in shared if shared[k] != other[k])
             if changed:
                 raise ValueError(f"trainer {i} has other training settings than trainer 0 ({', '.join(changed)}); "

@@ -8,8 +8,7 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..ensemble import ensemble_support
-from ..ensemble.stacked import _signature
+from ..ensemble import MEMBER_KEYS, ensemble_support, stack_signature
 from ..training import load_checkpoint
 from .builders import build_data, build_model
 from .config import ImageSpec
@@ -17,8 +16,8 @@ from .units import RunGroup, RunUnit, resolve_unit
 
 __all__ = ["group_key", "mark_stacked", "plan_groups"]
 
-#: TrainConfig keys that may differ inside a group (see `anode.ensemble.train`).
-_MEMBER_KEYS = ("regulariser_seed", "progress")
+#: Group keys already computed, by run folder (see `mark_stacked`, `plan_groups`).
+Keys = dict[str, str | None]
 
 
 def _position(run_dir: Path) -> tuple[int, int]:
@@ -57,17 +56,28 @@ def group_key(unit: RunUnit) -> str | None:
     model = build_model(spec, unit.config, data, seed=unit.seed)
     if ensemble_support(model) is not None:
         return None
-    settings = {k: v for k, v in train_cfg.to_dict().items() if k not in _MEMBER_KEYS}
-    return repr((_signature(model), int(data.train_x.shape[0]), unit.config.train.batch_size, sorted(settings.items()),
+    settings = {k: v for k, v in train_cfg.to_dict().items() if k not in MEMBER_KEYS}
+    return repr((stack_signature(model), int(data.train_x.shape[0]), unit.config.train.batch_size, sorted(settings.items()),
                  unit.device, _position(Path(unit.run_dir))))
 
 
-def mark_stacked(units: Sequence[RunUnit], *, together: int) -> list[RunUnit]:
+def _key(unit: RunUnit, keys: Keys | None) -> str | None:
+    """`group_key(unit)`, computed once per run folder when `keys` memoises it (it builds the data
+    and the model and reads the checkpoint)."""
+    if keys is None:
+        return group_key(unit)
+    if unit.run_dir not in keys:
+        keys[unit.run_dir] = group_key(unit)
+    return keys[unit.run_dir]
+
+
+def mark_stacked(units: Sequence[RunUnit], *, together: int, keys: Keys | None = None) -> list[RunUnit]:
     """`units` with `stacked=True` on every run that trains in a stacked ensemble when up to
     `together` runs train together (those with a `group_key`; none when `together` is 1).
 
     Whether a run is stacked depends on the run alone (not on which other runs are pending), so its
-    fingerprint is the same however many of its siblings are finished.
+    fingerprint is the same however many of its siblings are finished. `keys` (a dict, filled here)
+    lets `plan_groups` reuse the group keys computed on the way.
 
     Raises:
         ValueError: `together` is not a positive integer.
@@ -75,10 +85,10 @@ def mark_stacked(units: Sequence[RunUnit], *, together: int) -> list[RunUnit]:
     check_together(together)
     if together == 1:
         return list(units)
-    return [dataclasses.replace(u, stacked=group_key(u) is not None) for u in units]
+    return [dataclasses.replace(u, stacked=_key(u, keys) is not None) for u in units]
 
 
-def plan_groups(units: Sequence[RunUnit], *, together: int) -> list[RunUnit | RunGroup]:
+def plan_groups(units: Sequence[RunUnit], *, together: int, keys: Keys | None = None) -> list[RunUnit | RunGroup]:
     """Split the stacked runs among `units` (see `mark_stacked`) into groups that train together
     (at most `together` runs each, sizes as equal as possible; a lone stacked run is a group of
     one), keeping the others alone; groups come first (they take longest).
@@ -86,6 +96,7 @@ def plan_groups(units: Sequence[RunUnit], *, together: int) -> list[RunUnit | Ru
     Arguments:
         units: the runs to train.
         together: the largest group.
+        keys: group keys computed by `mark_stacked`, by run folder (None: computed here).
 
     Returns:
         `RunGroup`s and single `RunUnit`s, each run exactly once.
@@ -97,7 +108,7 @@ def plan_groups(units: Sequence[RunUnit], *, together: int) -> list[RunUnit | Ru
     buckets: dict[str, list[RunUnit]] = {}
     alone: list[RunUnit] = []
     for unit in units:
-        key = group_key(unit) if unit.stacked else None
+        key = _key(unit, keys) if unit.stacked else None
         if key is None:
             alone.append(unit)
         else:

@@ -504,11 +504,12 @@ def _run(config: ExperimentConfig, out: Path, executor: Backend, candidates: lis
     def pending(units: list[RunUnit]) -> list[RunUnit]:
         return [unit for unit in units if _finished(Path(unit.run_dir), retry_failed) is None]
 
+    keys: dict[str, str | None] = {}  # group keys by run folder, computed once (data, model, checkpoint)
     search_units = _search_units(config, out, candidates, device=device, progress=inner_progress)
     known = {pair: best for pair, best in _known_choices(config, out, candidates).items() if best is not None}
     check_fingerprints(search_units + mark_stacked(_repeat_units(config, out, known, device=device, progress=inner_progress,
                                                                  pairs=set(known) if config.search is not None else None),
-                                                  together=together), out)
+                                                  together=together, keys=keys), out)
     write_json(out / "experiment.json", config.to_dict())
     chosen: dict[tuple[str, str], dict[str, Any]] = {}
     if config.search is not None:
@@ -516,12 +517,13 @@ def _run(config: ExperimentConfig, out: Path, executor: Backend, candidates: lis
         for d in config.datasets:
             for m in config.models:
                 chosen[(d.name, m.name)] = _pick_best(model_dir(out, d.name, m.name), candidates)
-    units = mark_stacked(_repeat_units(config, out, chosen, device=device, progress=inner_progress), together=together)
+    units = mark_stacked(_repeat_units(config, out, chosen, device=device, progress=inner_progress), together=together,
+                         keys=keys)
     check_fingerprints(units, out)  # repeats after a search: their values are known only now
     todo = [unit for unit in pending(units) if select is None or select(unit)]
     copied = {id(unit) for unit in todo if _reuse(unit, reuse, log)}
     todo = [unit for unit in todo if id(unit) not in copied]
-    executor.execute(plan_groups(todo, together=together), fn=_execute, on_result=report_item, progress=progress,
+    executor.execute(plan_groups(todo, together=together, keys=keys), fn=_execute, on_result=report_item, progress=progress,
                      desc=f"{config.name}: runs")
     aggregate = aggregate_experiment(config, out)
     write_json(out / "aggregate.json", aggregate)
