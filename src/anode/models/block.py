@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
+from functools import cache
 
 import torch
 from torch import nn
@@ -11,6 +12,7 @@ from torch import nn
 from ..config import SolverConfig
 from ..regularisers import NOISE_KINDS, regularised_odesolve
 from ..solve import NFE, odesolve
+from ..solvers.base import all_finite
 from .augment import AUGMENTATIONS, Augmentation, make_augmentation
 from .fields import _check_int
 
@@ -50,7 +52,7 @@ def check_input(x: object, data_shape: tuple[int, ...], reference: torch.Tensor 
         raise ValueError(
             f"input of shape {tuple(x.shape)} does not match the model, which expects [batch, {', '.join(map(str, data_shape))}]"
         )
-    if not bool(torch.isfinite(x).all()):
+    if not all_finite(x):
         raise ValueError("input contains NaN or infinite values; clean or impute the data before the model")
     return x
 
@@ -75,13 +77,21 @@ def check_times(t: object, *, name: str = "t") -> torch.Tensor:
         raise TypeError(f"{name} must be a tensor or a sequence of numbers, got {t!r}") from err
     if not (times.is_floating_point() or times.dtype in (torch.int32, torch.int64)):
         raise TypeError(f"{name} must hold real numbers, got dtype {times.dtype}")
-    if times.dim() != 1 or times.numel() < 2 or not bool(torch.isfinite(times).all()) \
+    if times.dim() != 1 or times.numel() < 2 or not all_finite(times) \
             or not bool((times[1:] > times[:-1]).all()):
         raise ValueError(
             f"{name} must be a 1-D strictly increasing sequence of at least 2 finite times "
             f"(t[0] is the start), got {times.tolist()}"
         )
     return t if isinstance(t, torch.Tensor) else times
+
+
+@cache
+def _default_times(device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """`DEFAULT_T` as a tensor on `device` in `dtype`, built once (an ordinary tensor even when
+    first asked for under inference mode)."""
+    with torch.inference_mode(False):
+        return torch.tensor(DEFAULT_T, dtype=torch.float64).to(device=device, dtype=dtype)
 
 
 class ODEBlock(nn.Module):
@@ -243,11 +253,14 @@ class ODEBlock(nn.Module):
             if t is not None:
                 raise ValueError("give the output times once: t= (eval_times= is its legacy spelling)")
             t, return_trajectory = check_times(eval_times, name="eval_times"), True
-        times = check_times(DEFAULT_T if t is None else t)
+        times = None if t is None else check_times(t)
         if self.data_shape is not None:
             reference = next(self.odefunc.parameters(), None)
             check_input(x, self.data_shape, reference)
-        times = times.to(device=x.device, dtype=x.dtype)
+        if times is None:
+            times = _default_times(x.device, x.dtype)
+        else:
+            times = times.to(device=x.device, dtype=x.dtype)
         field = self.augmenter.dynamics(self.field())
         h0 = self.augment(x)
         if self._regularise is None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..solvers.fused import MLPField
+
 __all__ = ["NON_LINEARITIES", "ConvODEFunc", "ODEFunc"]
 
 NON_LINEARITIES: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "softplus": nn.Softplus, "tanh": nn.Tanh}
@@ -71,6 +73,33 @@ class ODEFunc(nn.Module):
         out = self.non_linearity(self.fc1(x))
         out = self.non_linearity(self.fc2(out))
         return self.fc3(out)
+
+    def fused_mlp(self) -> MLPField | None:
+        """This field's layers for the "anode" backend's fused solve (`anode.solvers.fused`), or None
+        when `forward` would not be exactly the plain MLP: a subclass overriding `forward`, modules
+        swapped or parametrized, a softplus with non-default beta/threshold, or hooks registered."""
+        if type(self).forward is not ODEFunc.forward:
+            return None
+        layers = (self.fc1, self.fc2, self.fc3)
+        act = self.non_linearity
+        if any(type(layer) is not nn.Linear or layer.bias is None for layer in layers) or type(act) not in _FUSED:
+            return None
+        if isinstance(act, nn.Softplus) and (act.beta != 1 or act.threshold != 20):
+            return None
+        for m in (self, *layers, act):
+            if m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or m._backward_pre_hooks:
+                return None
+        params = (layers[0].weight, layers[0].bias, layers[1].weight, layers[1].bias, layers[2].weight, layers[2].bias)
+        cached = self.__dict__.get("_fused")
+        if (cached is None or cached.activation != _FUSED[type(act)] or cached.time_dependent != self.time_dependent
+                or any(a is not b for a, b in zip(cached.params, params))):
+            cached = MLPField(params[::2], params[1::2], _FUSED[type(act)], self.time_dependent)
+            self.__dict__["_fused"] = cached  # rebuilt when a parameter or the activation is replaced
+        return cached
+
+
+#: Activation modules the fused solve handles, by name.
+_FUSED: dict[type[nn.Module], str] = {nn.ReLU: "relu", nn.Tanh: "tanh", nn.Softplus: "softplus"}
 
 
 class _Conv2dTime(nn.Conv2d):

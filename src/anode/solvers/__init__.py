@@ -2,8 +2,9 @@
 
 * "torchdiffeq" (`solvers.torchdiffeq`): the reference, torchdiffeq's `odeint`/`odeint_adjoint`.
 * "anode": anode's own explicit Runge-Kutta loop (`solvers.rk`: tableaux, step control, dense
-  output; dopri5, bosh3 and the fixed-grid methods) with torchdiffeq's numbers, and its adjoint
-  method (`solvers.adjoint`).
+  output; dopri5, bosh3 and the fixed-grid methods) with torchdiffeq's numbers, its adjoint
+  method (`solvers.adjoint`), and for MLP fields (`ODEFunc`) under dopri5/bosh3 the fused solve
+  with a hand-written backward (`solvers.fused`): the same forward bits, a faster backward.
 
 Every backend is a function `solve(func, y0, t, solver, nfe) -> Tensor`; this package never
 imports models or training (the arrows point down: `solve` -> `solvers` -> `config`).
@@ -16,7 +17,7 @@ from collections.abc import Callable
 import torch
 
 from ..config import BACKENDS, SolverConfig
-from . import adjoint, rk, torchdiffeq
+from . import adjoint, fused, rk, torchdiffeq
 from .base import NFE, VectorField
 
 __all__ = ["BACKEND_SOLVERS", "Backend", "get_backend"]
@@ -26,8 +27,14 @@ Backend = Callable[[VectorField, torch.Tensor, torch.Tensor, SolverConfig, NFE],
 
 
 def _anode_solve(func: VectorField, y0: torch.Tensor, t: torch.Tensor, solver: SolverConfig, nfe: NFE) -> torch.Tensor:
-    """The "anode" backend: `solvers.adjoint.solve` with `solver.adjoint`, else `solvers.rk.solve`."""
-    return (adjoint.solve if solver.adjoint else rk.solve)(func, y0, t, solver, nfe)
+    """The "anode" backend: `solvers.adjoint.solve` with `solver.adjoint`; else the fused solve
+    (`solvers.fused`) for an MLP field under an adaptive method; else `solvers.rk.solve`."""
+    if solver.adjoint:
+        return adjoint.solve(func, y0, t, solver, nfe)
+    spec = fused.fusable(func, y0, solver)
+    if spec is not None:
+        return fused.solve(spec, y0, t, solver, nfe)
+    return rk.solve(func, y0, t, solver, nfe)
 
 
 #: name -> solve function; the names are `anode.config.BACKENDS`.

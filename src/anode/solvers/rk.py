@@ -55,6 +55,7 @@ from ..config import SolverConfig
 from .base import (
     ADVICE,
     NFE,
+    all_finite,
     MaxStepsExceeded,
     NonFiniteState,
     StepSizeUnderflow,
@@ -199,8 +200,9 @@ def _tableau_tensors(method: str, dtype: torch.dtype, device: torch.device) -> t
     stages at alpha == 1 last: built once per method, dtype and device."""
     tab = ADAPTIVE_TABLEAUX[method]
     rows = (tab.alpha, tab.c_mid, tab.c_error, *tab.beta)
-    tensors = tuple(torch.tensor(row, dtype=torch.float64).to(dtype=dtype, device=device) for row in rows)
-    return (*tensors, tensors[0] == 1)
+    with torch.inference_mode(False):  # cached: ordinary tensors even when first built in inference mode
+        tensors = tuple(torch.tensor(row, dtype=torch.float64).to(dtype=dtype, device=device) for row in rows)
+        return (*tensors, tensors[0] == 1)
 
 
 def _host_arrays(device: torch.device) -> bool:
@@ -223,8 +225,9 @@ def _coefficients(row: np.ndarray, dt_y: np.floating, host: bool, row_t: torch.T
 
 def _stage_sum(ks: list[torch.Tensor], coef: torch.Tensor) -> torch.Tensor:
     """sum_j coef[j] * ks[j] as torchdiffeq computes it (`torch.sum(k * coef, dim=-1)` over the
-    stacked stages), so that the rounding, and hence the float32 gradient noise, is the same."""
-    return torch.sum(torch.stack(ks, -1) * coef, dim=-1)
+    stacked stages), so that the rounding, and hence the float32 gradient noise, is the same.
+    (`linalg.vecdot` is that product and sum, in one call from Python.)"""
+    return torch.linalg.vecdot(torch.stack(ks, -1), coef, dim=-1)
 
 
 def _plus(a: torch.Tensor | None, b: torch.Tensor | None) -> torch.Tensor | None:
@@ -289,10 +292,37 @@ def _rms(x: torch.Tensor) -> torch.Tensor:
     return x.pow(2).mean().sqrt()
 
 
+@cache
+def _tolerance_tensors(rtol: float, atol: float, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """rtol and atol as float64 0-dim tensors (as torchdiffeq makes them), built once per value."""
+    with torch.inference_mode(False):
+        return (torch.as_tensor(rtol, dtype=torch.float64, device=device),
+                torch.as_tensor(atol, dtype=torch.float64, device=device))
+
+
+@dataclass(frozen=True)
+class _InitialStep:
+    """`_select_initial_step`'s result `h` and the intermediates its derivative needs (`solvers.fused`).
+
+    `h0_varies`: h0 = 0.01 d0 / d1 (else the constant 1e-6); `h1_power`: h1 = (0.01 / max(d1, d2))
+    ** (1 / (order + 1)) (else max(1e-6, h0 / 1000))."""
+
+    h: torch.Tensor
+    scale: torch.Tensor
+    d0: torch.Tensor
+    d1: torch.Tensor
+    d2: torch.Tensor
+    h0: torch.Tensor
+    h1: torch.Tensor
+    f1: torch.Tensor
+    h0_varies: bool
+    h1_power: bool
+
+
 def _select_initial_step(
     func: VectorField, t0: torch.Tensor, y0: torch.Tensor, f0: torch.Tensor, order: int, rtol: float, atol: float,
     counts: _Counts, norm: Callable[[torch.Tensor], torch.Tensor] = _rms,
-) -> torch.Tensor:
+) -> _InitialStep:
     """torchdiffeq's `_select_initial_step` (Hairer et al. II.4), op for op (keeps its autograd graph).
 
     torchdiffeq also takes `.abs()` of d0, d1, d2, h0 and h1, which are non-negative by
@@ -300,24 +330,26 @@ def _select_initial_step(
     for x = 0 those quantities do not feed a gradient path).
     """
     dtype, device = y0.dtype, y0.device
-    rtol_t = torch.as_tensor(rtol, dtype=torch.float64, device=device)
-    atol_t = torch.as_tensor(atol, dtype=torch.float64, device=device)
+    rtol_t, atol_t = _tolerance_tensors(rtol, atol, device)
     scale = atol_t + torch.abs(y0) * rtol_t
     d0 = norm(y0 / scale)
     d1 = norm(f0 / scale)
-    if d0 < 1e-5 or d1 < 1e-5:
-        h0 = torch.tensor(1e-6, dtype=dtype, device=device)
-    else:
+    h0_varies = not (d0 < 1e-5 or d1 < 1e-5)
+    if h0_varies:
         h0 = 0.01 * d0 / d1
+    else:
+        h0 = torch.tensor(1e-6, dtype=dtype, device=device)
     y1 = y0 + h0 * f0
     f1 = func((t0 + h0).to(dtype), y1)
     counts.call()
     d2 = norm((f1 - f0) / scale) / h0
-    if d1 <= 1e-15 and d2 <= 1e-15:
-        h1 = torch.max(torch.tensor(1e-6, dtype=dtype, device=device), h0 * 1e-3)
-    else:
+    h1_power = not (d1 <= 1e-15 and d2 <= 1e-15)
+    if h1_power:
         h1 = (0.01 / max(d1, d2)) ** (1.0 / float(order + 1))
-    return torch.min(100 * h0, h1).to(t0.dtype)
+    else:
+        h1 = torch.max(torch.tensor(1e-6, dtype=dtype, device=device), h0 * 1e-3)
+    h = torch.min(100 * h0, h1).to(t0.dtype)
+    return _InitialStep(h, scale, d0, d1, d2, h0, h1, f1, h0_varies, h1_power)
 
 
 def _next_step(dt: float, ratio: float, order: int) -> float:
@@ -348,17 +380,62 @@ class _Step:
 
 def _interp_fit(step: _Step, consts: _AdaptiveConsts, np_t: type) -> list[torch.Tensor]:
     """torchdiffeq's `_interp_fit` (4th-order polynomial through y0, y_mid, y1 with end slopes),
-    op for op, without autograd (the gradient is attached by `_interp_evaluate`)."""
+    op for op, without autograd (the gradient is attached by `_interp_evaluate`). On the CPU the
+    element-wise arithmetic runs in NumPy (the same IEEE operations, hence the same bits, for a
+    third of the dispatch cost); the stage sum stays in torch (its reduction order)."""
     y0, y1, ks = step.y0.detach(), step.y1.detach(), [k.detach() for k in step.ks]
     dt_y = np_t(step.dt)  # dt.type_as(y0)
     dt = float(dt_y)
-    y_mid = y0 + _stage_sum(ks, _coefficients(consts.c_mid, dt_y, _host_arrays(y0.device), step.tensors[1]))
+    host = _host_arrays(y0.device)
+    y_mid = y0 + _stage_sum(ks, _coefficients(consts.c_mid, dt_y, host, step.tensors[1]))
     f0, f1 = ks[0], ks[-1]
+    if host:
+        y0, y1, y_mid, f0, f1 = (v.numpy() for v in (y0, y1, y_mid, f0, f1))
     a = 2 * dt * (f1 - f0) - 8 * (y1 + y0) + 16 * y_mid
     b = dt * (5 * f0 - 3 * f1) + 18 * y0 + 14 * y1 - 32 * y_mid
     c = dt * (f1 - 4 * f0) - 11 * y0 - 5 * y1 + 16 * y_mid
     d = dt * f0
-    return [y0, d, c, b, a]
+    coeffs = [d, c, b, a]
+    return [step.y0.detach(), *(torch.from_numpy(v) for v in coeffs)] if host else [y0, *coeffs]
+
+
+def _interp_value(step: _Step, t: float, np_t: type, consts: _AdaptiveConsts) -> tuple[torch.Tensor, np.floating]:
+    """torchdiffeq's `_interp_evaluate` value at output time `t` in [t0, t1] of the step, by its own
+    operations (the same bits), without autograd; also x = (t - t0) / (t1 - t0) in the state's dtype."""
+    with torch.no_grad():
+        if step.coeffs is None:
+            step.coeffs = _interp_fit(step, consts, np_t)
+        host = _host_arrays(step.y0.device)
+        e, d, c, b, a = (v.numpy() for v in step.coeffs) if host else step.coeffs
+        x = np_t((t - step.t0) / (step.t1 - step.t0))
+        value = e + d * float(x)
+        x_power = x
+        for coefficient in (c, b, a):
+            x_power = x_power * x  # float32 powers, as torchdiffeq's 0-dim tensors
+            value = value + coefficient * float(x_power)
+    return (torch.from_numpy(value) if host else value), x
+
+
+def _interp_weights(step: _Step, x: np.floating, np_t: type, consts: _AdaptiveConsts
+                    ) -> tuple[list[float], list[float]]:
+    """The dense output's exact linearisation at x: (weights of y0, y1 and the stages k_0..k_s;
+    weights of the stages in dP/d(dt) at fixed x)."""
+    dt = float(np_t(step.dt))
+    xf = float(x)
+    x2, x3, x4 = xf * xf, xf**3, xf**4
+    q = 16 * x2 - 32 * x3 + 16 * x4  # weight of y_mid
+    u = [q * m for m in consts.c_mid.tolist()]
+    u[0] += xf - 4 * x2 + 5 * x3 - 2 * x4
+    u[-1] += x2 - 3 * x3 + 2 * x4
+    weights = [1 - 11 * x2 + 18 * x3 - 8 * x4 + q, -5 * x2 + 14 * x3 - 8 * x4, *(dt * w for w in u)]
+    return weights, u
+
+
+def _interp_slope(step: _Step, x: float) -> torch.Tensor:
+    """dP/dx of the fitted dense output at x (no autograd; `_interp_value` fitted it)."""
+    _, d, c, b, a = step.coeffs
+    x2, x3 = x * x, x**3
+    return d + 2 * x * c + 3 * x2 * b + 4 * x3 * a
 
 
 def _interp_evaluate(step: _Step, t: float, np_t: type, dtype: torch.dtype, device: torch.device,
@@ -372,34 +449,17 @@ def _interp_evaluate(step: _Step, t: float, np_t: type, dtype: torch.dtype, devi
     and dP/d(dt) times the step-size shadow. That is the same Jacobian as autograd through
     torchdiffeq's formula, in about a third of the autograd nodes.
     """
-    with torch.no_grad():
-        if step.coeffs is None:
-            step.coeffs = _interp_fit(step, consts, np_t)
-        e, d, c, b, a = step.coeffs
-        x = np_t((t - step.t0) / (step.t1 - step.t0))
-        value = e + d * float(x)
-        x_power = x
-        for coefficient in (c, b, a):
-            x_power = x_power * x  # float32 powers, as torchdiffeq's 0-dim tensors
-            value = value + coefficient * float(x_power)
+    value, x = _interp_value(step, t, np_t, consts)
     y0, y1, ks = step.y0, step.y1, step.ks
     if not torch.is_grad_enabled() or not any(v.requires_grad for v in (y0, y1, *ks)):
         return value
 
     h = step.t1 - step.t0
-    dt = float(np_t(step.dt))
     xf = float(x)
-    x2, x3, x4 = xf * xf, xf**3, xf**4
-    q = 16 * x2 - 32 * x3 + 16 * x4  # weight of y_mid
-    mid = consts.c_mid.tolist()
-    w_k = [q * dt * m for m in mid]
-    w_k[0] += dt * (xf - 4 * x2 + 5 * x3 - 2 * x4)
-    w_k[-1] += dt * (x2 - 3 * x3 + 2 * x4)
-    weights = [1 - 11 * x2 + 18 * x3 - 8 * x4 + q, -5 * x2 + 14 * x3 - 8 * x4, *w_k]
+    weights, u = _interp_weights(step, x, np_t, consts)
     g = torch.sum(torch.stack([y0, y1, *ks], -1) * torch.tensor(weights, dtype=dtype, device=device), dim=-1)
     if step.t0_shadow is not None or step.dt_shadow is not None:
-        with torch.no_grad():
-            dp_dx = d + 2 * xf * c + 3 * x2 * b + 4 * x3 * a
+        dp_dx = _interp_slope(step, xf)
         # x = (t - t0) / (t1 - t0): dx/d(t0 shift) = -1/h, dx/d(step size) = -x/h
         dx = 0.0
         if step.t0_shadow is not None:
@@ -407,9 +467,6 @@ def _interp_evaluate(step: _Step, t: float, np_t: type, dtype: torch.dtype, devi
         if step.dt_shadow is not None:
             dx = step.dt_shadow * (-xf / h) + dx
             with torch.no_grad():
-                u = [q * m for m in mid]
-                u[0] += xf - 4 * x2 + 5 * x3 - 2 * x4
-                u[-1] += x2 - 3 * x3 + 2 * x4
                 dp_ddt = _stage_sum([k.detach() for k in ks], torch.tensor(u, dtype=dtype, device=device))
             g = g + dp_ddt * step.dt_shadow
         g = g + dp_dx * dx
@@ -430,31 +487,90 @@ def _check_times(t: torch.Tensor) -> list[float]:
     return times
 
 
+class _Control:
+    """The per-solve constants of an adaptive method and the parts of a step that carry no gradient:
+    the step guards, the stage times and the error ratio (shared by `_solve_adaptive` and the fused
+    MLP solve, `solvers.fused`)."""
+
+    def __init__(self, method: str, y0: torch.Tensor, rtol: float, atol: float, max_num_steps: int, phase: str,
+                 norm: Callable[[torch.Tensor], torch.Tensor] = _rms) -> None:
+        self.method = method
+        self.np_t = _np_type(y0.dtype)
+        self.consts = _adaptive_consts(method, self.np_t)
+        self.order = ADAPTIVE_TABLEAUX[method].order
+        self.n_stages = len(self.consts.alpha)
+        self.rtol, self.atol = rtol, atol
+        self.rtol_y, self.atol_y = float(self.np_t(rtol)), float(self.np_t(atol))
+        self.max_num_steps, self.phase, self.norm = max_num_steps, phase, norm
+        self.tensors = _tableau_tensors(method, y0.dtype, y0.device)
+        self.host = _host_arrays(y0.device)
+
+    def begin(self, t0: float, dt: float, n_steps: int, last_k: torch.Tensor | None, y: torch.Tensor
+              ) -> tuple[float, np.floating, torch.Tensor]:
+        """Check a step may start (step budget, step size) and return (t1, dt in the state's dtype,
+        stage times): t0 + alpha * dt in the state's dtype as torchdiffeq computes them, and just
+        before t1 (nextafter) for the stages at alpha = 1.
+
+        Raises:
+            MaxStepsExceeded, StepSizeUnderflow, NonFiniteState.
+        """
+        if n_steps >= self.max_num_steps:
+            raise _Failure.max_steps(n_steps, self.max_num_steps, self.phase)
+        if not math.isfinite(dt):
+            dt = 0.0
+        t1 = t0 + dt
+        if not t1 > t0:
+            raise _Failure.underflow(dt, last_k, y, self.phase)
+        np_t = self.np_t
+        dt_y, t0_y, t1_y = np_t(dt), np_t(t0), np_t(t1)
+        t1_before = np.nextafter(t1_y, t1_y - np_t(1))
+        if self.host:
+            stage_np = t0_y + self.consts.alpha * dt_y
+            stage_np[self.consts.one_idx] = t1_before
+            ts = torch.from_numpy(stage_np)
+        else:
+            alpha_t, one_mask = self.tensors[0], self.tensors[-1]
+            ts = torch.where(one_mask, float(t1_before), alpha_t * float(dt_y) + float(t0_y))
+        return t1, dt_y, ts
+
+    def stage_coefficients(self, i: int, dt_y: np.floating, dt_t: torch.Tensor | None = None) -> torch.Tensor:
+        """Row i of the RK matrix times dt (differentiable in `dt_t` when given)."""
+        return _coefficients(self.consts.beta[i], dt_y, self.host, self.tensors[3 + i], dt_t)
+
+    def error_ratio(self, stages: torch.Tensor, dt_y: np.floating, abs_y: torch.Tensor, y1: torch.Tensor
+                    ) -> tuple[float, torch.Tensor]:
+        """(torchdiffeq's error ratio of the step, |y1|), without autograd: the one host sync of a step.
+        `stages` are the step's stages stacked on the last dimension (`torch.stack(ks, -1)`)."""
+        with torch.no_grad():
+            coef = _coefficients(self.consts.c_error, dt_y, self.host, self.tensors[2])
+            err = torch.linalg.vecdot(stages, coef, dim=-1)
+            abs_y1 = y1.detach().abs()
+            tol = torch.maximum(abs_y, abs_y1).mul_(self.rtol_y).add_(self.atol_y)
+            if self.norm is _rms:
+                ratio_t = err.div_(tol).pow_(2).mean().sqrt_()  # torchdiffeq's _rms_norm (see _rms), same bits
+            else:
+                ratio_t = self.norm(err.div_(tol))
+        return float(ratio_t), abs_y1
+
+
 def _solve_adaptive(func: VectorField, y0: torch.Tensor, times: list[float], method: str, rtol: float, atol: float,
                     max_num_steps: int, counts: _Counts, phase: str,
                     norm: Callable[[torch.Tensor], torch.Tensor] = _rms) -> torch.Tensor:
     dtype, device = y0.dtype, y0.device
-    np_t = _np_type(dtype)
-    consts = _adaptive_consts(method, np_t)
-    order = ADAPTIVE_TABLEAUX[method].order
-    n_stages = len(consts.alpha)
-    rtol_y, atol_y = float(np_t(rtol)), float(np_t(atol))
+    ctl = _Control(method, y0, rtol, atol, max_num_steps, phase, norm)
+    np_t, consts, tensors = ctl.np_t, ctl.consts, ctl.tensors
+    alpha_t = tensors[0]
 
     # (A non-finite y0 is reported too: it makes dt non-finite, hence an underflow diagnosed as
     # non-finite, or reaches the output, which is checked.)
     t_start = torch.tensor(times[0], dtype=torch.float64, device=device)
     f0 = func(t_start.to(dtype), y0)
     counts.call()
-    h = _select_initial_step(func, t_start, y0, f0, order - 1, rtol, atol, counts, norm)
+    h = _select_initial_step(func, t_start, y0, f0, ctl.order - 1, rtol, atol, counts, norm).h
     dt = h.item()
     # dt_shadow: a zero tensor carrying d(step)/d(h) = 1, only while the step size is h itself.
     dt_shadow = (h - h.detach()).to(dtype) if h.requires_grad else None
     t0_shadow: torch.Tensor | None = None  # d(current time)/d(h), after an accepted first step
-    tensors = _tableau_tensors(method, dtype, device)
-    alpha_t, c_error_t, one_mask = tensors[0], tensors[2], tensors[-1]
-    host = _host_arrays(device)
-    alpha, beta, one_idx = consts.alpha, consts.beta, consts.one_idx
-    np_one = np_t(1)
 
     y, f, t0 = y0, f0, times[0]
     abs_y = y0.detach().abs()
@@ -464,23 +580,7 @@ def _solve_adaptive(func: VectorField, y0: torch.Tensor, times: list[float], met
     for t_out in times[1:]:
         n_steps = 0
         while t_out > t0:
-            if n_steps >= max_num_steps:
-                raise _Failure.max_steps(n_steps, max_num_steps, phase)
-            if not math.isfinite(dt):
-                dt, dt_shadow = 0.0, None
-            t1 = t0 + dt
-            if not t1 > t0:
-                raise _Failure.underflow(dt, last_k, y, phase)
-            # Stage times in the state's dtype, as torchdiffeq computes them: t0 + alpha * dt, and
-            # just before t1 (nextafter) for the stages at alpha = 1.
-            dt_y, t0_y, t1_y = np_t(dt), np_t(t0), np_t(t1)
-            t1_before = np.nextafter(t1_y, t1_y - np_one)
-            if host:
-                stage_np = t0_y + alpha * dt_y
-                stage_np[one_idx] = t1_before
-                ts = torch.from_numpy(stage_np)
-            else:
-                ts = torch.where(one_mask, float(t1_before), alpha_t * float(dt_y) + float(t0_y))
+            t1, dt_y, ts = ctl.begin(t0, dt, n_steps, last_k, y)
             if t0_shadow is not None:
                 ts = ts + t0_shadow
             if dt_shadow is not None:
@@ -491,33 +591,25 @@ def _solve_adaptive(func: VectorField, y0: torch.Tensor, times: list[float], met
             dt_t = None if dt_shadow is None else dt_shadow + float(dt_y)
             ks = [f]
             yi = y
-            for i in range(n_stages):
-                coef = _coefficients(beta[i], dt_y, host, tensors[3 + i], dt_t)
+            for i in range(ctl.n_stages):
+                coef = ctl.stage_coefficients(i, dt_y, dt_t)
                 if i == 0:  # a sum over one stage is that stage: the same bits with two ops fewer
                     yi = y + ks[0] * coef
                 else:
-                    yi = y + torch.sum(torch.stack(ks, -1) * coef, dim=-1)  # as torchdiffeq, same rounding
+                    yi = y + _stage_sum(ks, coef)  # as torchdiffeq, same rounding
                 k = func(stage_times[i], yi)
                 counts.call()
                 ks.append(k)
             last_k = ks[-1]
             y1 = yi  # first same as last: the last stage is evaluated at (t1, y1)
 
-            with torch.no_grad():
-                err = torch.sum(torch.stack(ks, -1) * _coefficients(consts.c_error, dt_y, host, c_error_t), dim=-1)
-                abs_y1 = y1.detach().abs()
-                tol = torch.maximum(abs_y, abs_y1).mul_(rtol_y).add_(atol_y)
-                if norm is _rms:
-                    ratio_t = err.div_(tol).pow_(2).mean().sqrt_()  # torchdiffeq's _rms_norm (see _rms), same bits
-                else:
-                    ratio_t = norm(err.div_(tol))
-            ratio = float(ratio_t)  # the one host sync of the step (with the default norm)
+            ratio, abs_y1 = ctl.error_ratio(torch.stack([k.detach() for k in ks], -1), dt_y, abs_y, y1)
             counts.step(ratio <= 1)
             if ratio <= 1:
                 step = _Step(y, y1, ks, t0, t1, dt, t0_shadow, dt_shadow, tensors)
                 y, f, t0, abs_y = y1, ks[-1], t1, abs_y1
                 t0_shadow = _plus(t0_shadow, dt_shadow)
-            dt = _next_step(dt, ratio, order)
+            dt = _next_step(dt, ratio, ctl.order)
             dt_shadow = None
             n_steps += 1
         if step is None:  # cannot happen: t_out > times[0] forces at least one accepted step
@@ -614,7 +706,7 @@ def _integrate(func: VectorField, y0: torch.Tensor, t: torch.Tensor, times: list
     else:
         out = _solve_adaptive(func, y0, times, solver.method, solver.rtol if rtol is None else rtol,
                               solver.atol if atol is None else atol, solver.max_num_steps, counts, phase, norm)
-    if not bool(torch.isfinite(out[-1]).all()):
+    if not all_finite(out[-1]):
         raise _Failure.non_finite(phase)
     return out
 

@@ -1,0 +1,568 @@
+"""The fused solve of MLP vector fields: the "anode" backend's adaptive loop with a hand-written backward.
+
+For a vector field that is a plain MLP (anode's `ODEFunc`: linear layers with ReLU, tanh or
+softplus between them, optionally with t as an extra first input), the "anode" backend runs
+this module instead of `solvers.rk` when gradients are taken by backpropagation through an
+adaptive solve (dopri5, bosh3). The forward pass is `solvers.rk`'s, operation for operation (the
+same stage sums, the same `addmm` per layer as `nn.Linear`, the same error ratio, step control
+and dense output), so the solution, the accepted and rejected steps and the NFE are bitwise those
+of `solvers.rk`, hence of torchdiffeq. What changes is the backward pass:
+
+* the forward pass runs without autograd and keeps only what the backward needs: each accepted
+  evaluation's layer inputs and activations, the accepted steps' stages, and the intermediates of
+  the initial step selection;
+* the backward pass is the exact reverse of the discretised solve (discretise-then-optimise, the
+  same Jacobian autograd would build through `solvers.rk`): per stage, three matrix products and
+  two element-wise products back through the field, and one rank-1 update that hands the stage's
+  input gradient to the earlier stages; the weight gradients of all stages are then one matrix
+  product per layer over every evaluation at once;
+* the paths through time are kept as in `solvers.rk`: the first step's size h (a function of y0
+  and the weights, by Hairer's initial step selection) moves that step's stage coefficients and
+  times, every later stage time and the dense output's abscissa; its gradient is taken back
+  through the initial step selection, including the probe evaluation f(t0 + h0, y0 + h0 f0).
+
+That replaces about a hundred autograd nodes per step (each with its Python and bookkeeping cost,
+which dominates for toy-sized models) by a few tensor operations. Gradients equal `solvers.rk`'s
+up to the order of floating-point accumulation (`tests/test_fused.py`: 1e-10 relative in float64
+on random problems, every activation, with and without time, several output times).
+
+Used when (see `fusable`): the field has a `fused_mlp()` method returning an `MLPField` (anode's
+`ODEFunc` does, unless a subclass changed its forward or hooks are registered on it), the method
+is adaptive, the adjoint is off, and the state is a float32/float64 matrix [batch, features] on
+the weights' device and dtype. Everything else goes through `solvers.rk`. The fused backward is
+not itself differentiable (double backward raises) and supports no forward-mode AD.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cache
+
+import numpy as np
+import torch
+from torch.autograd.function import once_differentiable
+
+from ..config import SolverConfig
+from .base import NFE, all_finite
+from .rk import ADAPTIVE_TABLEAUX, _adaptive_consts, _Control, _Counts, _Failure, _interp_value, _interp_weights, \
+    _next_step, _np_type, _select_initial_step, _Step, check_inputs
+
+__all__ = ["ACTIVATIONS", "MLPField", "fusable", "solve"]
+
+#: Activations the fused solve differentiates by hand (softplus with torch's defaults beta = 1, threshold = 20).
+ACTIVATIONS = ("relu", "tanh", "softplus")
+
+_ACTIVATION_FN: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "relu": torch.relu,
+    "tanh": torch.tanh,
+    "softplus": torch.nn.functional.softplus,
+}
+
+
+@dataclass(frozen=True)
+class MLPField:
+    """An MLP vector field f(t, y) = W_n act(... act(W_1 x + b_1) ...) + b_n, x = [t, y] or y.
+
+    Arguments:
+        weights: each linear layer's weight, shape (out, in), first layer first.
+        biases: each layer's bias, shape (out,).
+        activation: one of `ACTIVATIONS`, applied between layers (not after the last).
+        time_dependent: the first layer reads t as an extra first input column.
+
+    Raises:
+        ValueError: no layers, weights and biases of different counts or mismatched shapes, or an
+            unknown activation (the message lists the valid ones).
+    """
+
+    weights: tuple[torch.Tensor, ...]
+    biases: tuple[torch.Tensor, ...]
+    activation: str
+    time_dependent: bool
+
+    def __post_init__(self) -> None:
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {self.activation!r}; valid choices: {list(ACTIVATIONS)}")
+        if not self.weights or len(self.weights) != len(self.biases):
+            raise ValueError(f"an MLPField needs one bias per weight and at least one layer, got "
+                             f"{len(self.weights)} weights and {len(self.biases)} biases")
+        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
+            if w.dim() != 2 or b.shape != (w.shape[0],):
+                raise ValueError(f"layer {i}: weight {tuple(w.shape)} and bias {tuple(b.shape)} do not form a linear layer")
+            if i and w.shape[1] != self.weights[i - 1].shape[0]:
+                raise ValueError(f"layer {i} takes {w.shape[1]} inputs but layer {i - 1} gives {self.weights[i - 1].shape[0]}")
+
+    @property
+    def params(self) -> tuple[torch.Tensor, ...]:
+        """(W_1, b_1, ..., W_n, b_n)."""
+        return tuple(p for pair in zip(self.weights, self.biases) for p in pair)
+
+
+def fusable(func: object, y0: torch.Tensor, solver: SolverConfig) -> MLPField | None:
+    """The field's `MLPField` when the fused solve applies to this call, else None.
+
+    Arguments:
+        func: the vector field (fused when it has `fused_mlp()` returning an `MLPField`).
+        y0: the initial state.
+        solver: the solver settings (adaptive method, no adjoint).
+
+    Returns:
+        The field's description, or None (use `solvers.rk`).
+    """
+    # looked up on the class: a wrapper that forwards attributes (torch.compile's) is not fused
+    if solver.adjoint or solver.method not in ADAPTIVE_TABLEAUX or not callable(getattr(type(func), "fused_mlp", None)):
+        return None
+    spec = func.fused_mlp()
+    if not isinstance(spec, MLPField) or y0.dim() != 2 or y0.dtype not in (torch.float32, torch.float64):
+        return None
+    first = spec.weights[0]
+    if any(p.dtype != y0.dtype or p.device != y0.device for p in spec.params):
+        return None
+    if first.shape[1] != y0.shape[1] + int(spec.time_dependent) or spec.weights[-1].shape[0] != y0.shape[1]:
+        return None
+    return spec
+
+
+# --- forward -------------------------------------------------------------------------------------
+
+
+@cache
+def _flat_rk_matrix(method: str, np_t: type) -> tuple[np.ndarray, list[int]]:
+    """The rows of the RK matrix in the state's dtype, end to end, and their lengths: times dt in
+    one NumPy product per step (the same products as row by row) and split into the stages' rows."""
+    beta = _adaptive_consts(method, np_t).beta
+    return np.concatenate(beta), [len(row) for row in beta]
+
+
+class _Rows:
+    """Each kept evaluation's layer input, activations (and softplus pre-activations), one row per
+    evaluation: row 0 the probe of the initial step selection, row 1 f0, then the accepted steps'
+    stages, step j's stage i + 1 in row 2 + j * s + i. A rejected attempt's rows are overwritten by
+    the next attempt. Step j's stages k_0 .. k_s are thus rows 1 + j * s .. 1 + j * s + s (k_0 is
+    the previous step's last stage, or f0). Grows by doubling."""
+
+    def __init__(self, spec: MLPField, y0: torch.Tensor, capacity: int) -> None:
+        self.time_dependent = spec.time_dependent
+        batch = y0.shape[0]
+        self.x = y0.new_empty(capacity, batch, spec.weights[0].shape[1])
+        self.a = [y0.new_empty(capacity, batch, w.shape[0]) for w in spec.weights[:-1]]
+        self.z = [torch.empty_like(a) for a in self.a] if spec.activation == "softplus" else []
+
+    def ensure(self, rows: int) -> None:
+        """Room for `rows` rows (earlier rows kept)."""
+        have = self.x.shape[0]
+        if rows <= have:
+            return
+        grow = max(rows, 2 * have) - have
+        self.x = torch.cat([self.x, self.x.new_empty(grow, *self.x.shape[1:])])
+        self.a = [torch.cat([a, a.new_empty(grow, *a.shape[1:])]) for a in self.a]
+        self.z = [torch.cat([z, z.new_empty(grow, *z.shape[1:])]) for z in self.z]
+
+    def block(self, start: int, n: int) -> list[_Row]:
+        """Views of rows start .. start + n - 1 (`ensure` first)."""
+        xs = self.x.narrow(0, start, n)
+        states = xs.narrow(2, 1, xs.shape[2] - 1) if self.time_dependent else xs
+        acts = [a.narrow(0, start, n).unbind(0) for a in self.a]
+        pres = [z.narrow(0, start, n).unbind(0) for z in self.z]
+        return [_Row(x, y, [a[r] for a in acts], [z[r] for z in pres])
+                for r, (x, y) in enumerate(zip(xs.unbind(0), states.unbind(0)))]
+
+
+@dataclass(frozen=True)
+class _Row:
+    """One row of `_Rows`: the layer input `x`, its state part `y` (all but the time column), the
+    hidden activations and (softplus) pre-activations."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    acts: list[torch.Tensor]
+    pres: list[torch.Tensor]
+
+
+class _Field:
+    """Evaluates the MLP without autograd, by the same `addmm`s as `nn.Linear`, into `_Rows`."""
+
+    def __init__(self, spec: MLPField) -> None:
+        weights_t = [w.t() for w in spec.weights]
+        self.hidden = list(zip(weights_t[:-1], spec.biases[:-1]))
+        self.last = (spec.biases[-1], weights_t[-1])
+        self.activation = spec.activation
+
+    def __call__(self, row: _Row, t: torch.Tensor | None = None) -> torch.Tensor:
+        """f(t, y) with y already in `row.y`; `t` is written into the time column when given (else
+        it is there already, or the field has none)."""
+        a = row.x
+        if t is not None:
+            a.select(1, 0).fill_(t)  # the same values as torch.cat([ones * t, y], 1)
+        if self.activation == "relu":
+            for (w_t, b), act in zip(self.hidden, row.acts):
+                a = torch.addmm(b, a, w_t, out=act).relu_()
+        elif self.activation == "tanh":
+            for (w_t, b), act in zip(self.hidden, row.acts):
+                a = torch.addmm(b, a, w_t, out=act).tanh_()
+        else:
+            for (w_t, b), act, pre in zip(self.hidden, row.acts, row.pres):
+                a = act.copy_(torch.nn.functional.softplus(torch.addmm(b, a, w_t, out=pre)))
+        b, w_t = self.last
+        return torch.addmm(b, a, w_t)  # (a strided out= would round differently)
+
+
+@dataclass
+class _Tape:
+    """What the backward pass needs, recorded by the forward pass (rows: see `_Rows`)."""
+
+    rows: _Rows
+    steps: list[_Step] = field(default_factory=list)
+    first_carries_h: bool = False  # the first accepted step is the first attempt: its size is h (with a gradient)
+    outputs: list[tuple[int, float]] = field(default_factory=list)  # per output time after t[0]: (step, x)
+    init: object = None  # rk._InitialStep
+    f0: torch.Tensor | None = None
+    control: _Control | None = None
+
+
+def _forward(spec: MLPField, y0: torch.Tensor, times: list[float], solver: SolverConfig, counts: _Counts,
+             tape: _Tape | None) -> torch.Tensor:
+    """`solvers.rk._solve_adaptive` without autograd (same operations, same bits), recording `tape`
+    (without one, every attempt reuses the same rows)."""
+    dtype, device = y0.dtype, y0.device
+    ctl = _Control(solver.method, y0, solver.rtol, solver.atol, solver.max_num_steps, "forward solve")
+    s = ctl.n_stages
+    rows_flat, row_sizes = _flat_rk_matrix(solver.method, ctl.np_t)
+    rows = _Rows(spec, y0, 2 + 2 * s) if tape is None else tape.rows
+    f = _Field(spec)
+    time_col = spec.time_dependent
+    probe_row, f0_row = rows.block(0, 2)
+
+    t_start = torch.tensor(times[0], dtype=torch.float64, device=device)
+    f0_row.y.copy_(y0)
+    f0 = f(f0_row, t_start.to(dtype) if time_col else None)
+    counts.call()
+
+    def probe(t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        probe_row.y.copy_(y)
+        return f(probe_row, t if time_col else None)
+
+    init = _select_initial_step(probe, t_start, y0, f0, ctl.order - 1, ctl.rtol, ctl.atol, counts)
+    dt = init.h.item()
+    first_attempt = True
+    y, k_last, t0 = y0, f0, times[0]
+    abs_y = y0.abs()
+    step: _Step | None = None
+    outputs = [y0]
+    block: list[_Row] | None = None
+    n_accepted = 0
+    stages = y0.new_empty(*y0.shape, s + 1)  # refilled by every step
+    for t_out in times[1:]:
+        n_steps = 0
+        while t_out > t0:
+            t1, dt_y, ts = ctl.begin(t0, dt, n_steps, k_last, y)
+            if block is None:  # fresh rows after an accepted step (a rejected step's are overwritten)
+                # without a tape, two blocks in turn (the step's start is the last row of the other)
+                base = 2 + s * (len(tape.steps) if tape is not None else n_accepted % 2)
+                rows.ensure(base + s)
+                block = rows.block(base, s)
+                x_block = rows.x.narrow(0, base, s)
+            if time_col:  # every stage's time column at once
+                x_block.select(2, 0).copy_(ts.unsqueeze(1))
+            # the stages k_0 .. k_s side by side on the last dimension: torch.stack(ks, -1) without
+            # the stacking (a slice of it times a row of coefficients is the same contiguous product)
+            stages.select(-1, 0).copy_(k_last)
+            ks = [k_last]
+            yi = y
+            coefficients = torch.from_numpy(rows_flat * dt_y).split(row_sizes)  # beta_i * dt, as rk's
+            for i in range(s):
+                coef = coefficients[i]
+                row = block[i]
+                yi = row.y
+                if i == 0:
+                    torch.add(y, k_last * coef, out=yi)
+                else:
+                    torch.add(y, torch.linalg.vecdot(stages.narrow(-1, 0, i + 1), coef, dim=-1), out=yi)
+                k = f(row)
+                stages.select(-1, i + 1).copy_(k)
+                ks.append(k)
+                counts.call()
+            ratio, abs_y1 = ctl.error_ratio(stages, dt_y, abs_y, yi)
+            counts.step(ratio <= 1)
+            if ratio <= 1:
+                step = _Step(y, yi, ks, t0, t1, dt, None, None, ctl.tensors)
+                n_accepted += 1
+                block = None
+                if tape is not None:
+                    if not tape.steps:
+                        tape.first_carries_h = first_attempt
+                    tape.steps.append(step)
+                y, k_last, t0, abs_y = yi, ks[-1], t1, abs_y1
+            dt = _next_step(dt, ratio, ctl.order)
+            first_attempt = False
+            n_steps += 1
+        if step is None:  # cannot happen: t_out > times[0] forces at least one accepted step
+            raise RuntimeError(f"internal error: no accepted step before output time {t_out}")
+        value, x = _interp_value(step, t_out, ctl.np_t, ctl.consts)
+        outputs.append(value)
+        if tape is not None:
+            tape.outputs.append((len(tape.steps) - 1, float(x)))
+    if tape is not None:
+        tape.init, tape.f0, tape.control = init, f0, ctl
+    return torch.stack(outputs)
+
+
+# --- backward ------------------------------------------------------------------------------------
+
+
+@cache
+def _rk_matrix(method: str, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """The RK matrix of an adaptive method as a square tensor (rows: stage inputs y_0 .. y_(s-1),
+    columns: stages k_0 .. k_(s-1)), from the tableau rounded to the state's dtype."""
+    consts = _adaptive_consts(method, _np_type(dtype))
+    s = len(consts.beta)
+    with torch.inference_mode(False):  # cached: an ordinary tensor even when first built in inference mode
+        beta = torch.zeros(s, s, dtype=dtype, device=device)
+        for i, row in enumerate(consts.beta):
+            beta[i, :i + 1] = torch.from_numpy(row).to(beta)
+        return beta
+
+
+class _Reverse:
+    """The backward pass of one fused solve (see the module docstring)."""
+
+    def __init__(self, spec: MLPField, tape: _Tape, y0: torch.Tensor) -> None:
+        self.spec, self.tape, self.y0 = spec, tape, y0
+        self.ctl = tape.control
+        n = 2 + len(tape.steps) * self.ctl.n_stages
+        rows = tape.rows
+        self.n_rows, self.batch = n, y0.shape[0]
+        self.x = rows.x[:n]
+        self.acts = [a[:n] for a in rows.a]
+        self.slopes = [self._slope(i) for i in range(len(self.acts))]
+        self.grad_k = y0.new_zeros(n, *y0.shape)  # dL/d(field output) per row
+        self.grad_z = [torch.zeros_like(a) for a in self.acts]  # dL/d(pre-activation) per row
+        # per-row views, made once (indexing a row costs as much as a small kernel)
+        self.k_rows = self.grad_k.unbind(0)
+        self.z_rows = [g.unbind(0) for g in self.grad_z]
+        self.slope_rows = [d.unbind(0) for d in self.slopes]
+        first = spec.weights[0]
+        self.w_y = first[:, 1:].contiguous() if spec.time_dependent else first
+        self.later = list(zip(spec.weights[1:], self.slope_rows, self.z_rows))[::-1]
+
+    def _slope(self, i: int) -> torch.Tensor:
+        """act'(z) of hidden layer i in every row."""
+        a = self.acts[i]
+        if self.spec.activation == "relu":
+            return torch.sign(a)  # a = relu(z) >= 0: 1 where z > 0, else 0
+        if self.spec.activation == "tanh":
+            return 1 - a * a
+        z = self.tape.rows.z[i][:self.n_rows]  # softplus, torch's threshold 20
+        return torch.where(z > 20, torch.ones_like(z), torch.sigmoid(z))
+
+    def vjp(self, row: int, out: torch.Tensor | None = None) -> torch.Tensor:
+        """dL/dy of evaluation `row` given dL/d(its output) in `grad_k` (into `out` when given);
+        stores the layers' dL/dz for the weight gradients."""
+        g = self.k_rows[row]
+        for weight, slopes, grad_z in self.later:
+            g = torch.mul(torch.mm(g, weight), slopes[row], out=grad_z[row])
+        return torch.mm(g, self.w_y) if out is None else torch.mm(g, self.w_y, out=out)
+
+    def time_grads(self, rows: slice) -> torch.Tensor:
+        """dL/dt of the evaluations in `rows` (t enters the first layer as input column 0)."""
+        z = self.grad_z[0][rows] if self.grad_z else self.grad_k[rows]
+        per_sample = torch.mv(z.reshape(-1, z.shape[-1]), self.spec.weights[0][:, 0])
+        return per_sample.view(-1, self.batch).sum(1)
+
+    def run(self, grad_out: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """(dL/dy0, dL/d(W_1, b_1, ..., W_n, b_n)) given dL/d(outputs)."""
+        tape, ctl = self.tape, self.ctl
+        s = ctl.n_stages
+        outputs_of: dict[int, list[tuple[int, float]]] = {}
+        for m, (j, x) in enumerate(tape.outputs, start=1):
+            outputs_of.setdefault(j, []).append((m, x))
+        grad_h = 0.0  # dL/dh, the initial step size
+        grad_y: torch.Tensor | None = None  # dL/d(end of the current step)
+        grad_stage = self.y0.new_empty(s, *self.y0.shape)  # dL/d(stage input y_i) of one step
+        flat_stage = grad_stage.view(s, -1)
+        stage_rows, flat_stage_rows = grad_stage.unbind(0), flat_stage.unbind(0)
+        beta = _rk_matrix(ctl.method, self.y0.dtype, self.y0.device)
+        padded = torch.nn.functional.pad(beta, (0, 1))
+        for j in range(len(tape.steps) - 1, -1, -1):
+            step = tape.steps[j]
+            carries_h = j == 0 and tape.first_carries_h
+            shifted = j > 0 and tape.first_carries_h
+            flat_k = self.grad_k.narrow(0, 1 + j * s, s + 1).view(s + 1, -1)
+            grad_end, grad_start = grad_y, None
+            stacked = torch.stack(step.ks).view(s + 1, -1) if carries_h else None  # k_0 .. k_s
+            for m, x in outputs_of.get(j, ()):
+                o = grad_out[m]
+                w0, w1, dh = self._output(step, x, o, flat_k, stacked, shifted)
+                grad_h += dh
+                grad_end = o * w1 if grad_end is None else grad_end + o * w1
+                grad_start = o * w0 if grad_start is None else grad_start + o * w0
+            # row i: beta_i * dt, zero-padded to all s + 1 stages (adding 0 * g changes nothing)
+            coefficients = (padded * float(ctl.np_t(step.dt))).unbind(0)
+            for i in range(s - 1, -1, -1):
+                g = self.vjp(2 + j * s + i, out=stage_rows[i])
+                if i == s - 1 and grad_end is not None:
+                    g += grad_end
+                flat_k.addr_(coefficients[i], flat_stage_rows[i])
+            total = grad_stage.sum(0)
+            grad_y = total if grad_start is None else total + grad_start
+            if stacked is not None:  # the stage coefficients beta_ij * h: sum_ij beta_ij <k_j, dL/dy_i>
+                products = torch.mm(flat_stage, stacked.narrow(0, 0, s).t())
+                grad_h += float((products * beta).sum())
+        if tape.first_carries_h and self.spec.time_dependent:  # stage times: t0 + alpha h, then + h
+            n = len(tape.steps) * s
+            alphas = [float(a) for a in ctl.consts.alpha]
+            moves = torch.tensor(alphas + [1.0] * (n - s), dtype=self.y0.dtype, device=self.y0.device)
+            grad_h += float(torch.dot(self.time_grads(slice(2, 2 + n)), moves))
+        grad_y0 = grad_out[0] + grad_y
+        if grad_h != 0.0:
+            grad_y0 = grad_y0 + self._initial_step(grad_h)
+        grad_y0 = grad_y0 + self.vjp(1)
+        return grad_y0, self._weight_grads()
+
+    def _output(self, step: _Step, x: float, o: torch.Tensor, flat_k: torch.Tensor, stacked: torch.Tensor | None,
+                shifted: bool) -> tuple[float, float, float]:
+        """Back through the dense output at x of `step` given its gradient `o`: adds to the stages'
+        gradients; returns the weights of the step's y0 and y1 and the part of dL/dh (the dense output
+        moves with the grid when the first step's size is h: `stacked` holds that step's stages, or
+        `shifted` says the step comes after it)."""
+        ctl = self.ctl
+        weights, u = _interp_weights(step, x, ctl.np_t, ctl.consts)
+        flat_o = o.reshape(-1)
+        flat_k.addr_(o.new_tensor(weights[2:]), flat_o)
+        grad_h = 0.0
+        if stacked is not None or shifted:
+            # x = (t - t0) / (t1 - t0): dx/dh = -x / (t1 - t0) for the first step, -1 / (t1 - t0) after it
+            width = step.t1 - step.t0
+            _, d, c, b, a = step.coeffs
+            od, oc, ob, oa = torch.mv(torch.stack((d, c, b, a)).view(4, -1), flat_o).tolist()
+            slope = od + 2 * x * oc + 3 * x * x * ob + 4 * x**3 * oa  # <o, dP/dx>
+            grad_h = slope * (-x / width if stacked is not None else -1.0 / width)
+            if stacked is not None:  # the dense output's own dependence on the step size: <o, dP/d(dt)>
+                grad_h += sum(w * v for w, v in zip(u, torch.mv(stacked, flat_o).tolist()))
+        return weights[0], weights[1], grad_h
+
+    def _initial_step(self, grad_h: float) -> torch.Tensor:
+        """Back through Hairer's initial step selection (`rk._select_initial_step`) given dL/dh: adds
+        to dL/d(f0) and runs the probe's backward; returns the direct part of dL/dy0."""
+        init, y0, f0 = self.tape.init, self.y0, self.tape.f0
+        rtol = self.ctl.rtol
+        h0, h1, d0, d1, d2 = (float(v) for v in (init.h0, init.h1, init.d0, init.d1, init.d2))
+        scale = init.scale
+        grad_h0, grad_h1 = 0.0, 0.0
+        if 100 * h0 < h1:  # torch.min: the smaller one, ties split
+            grad_h0 = 100 * grad_h
+        elif 100 * h0 > h1:
+            grad_h1 = grad_h
+        else:
+            grad_h0, grad_h1 = 50 * grad_h, grad_h / 2
+        grad_d1, grad_d2 = 0.0, 0.0
+        if grad_h1 and init.h1_power:  # h1 = (0.01 / max(d1, d2)) ** (1 / q)
+            q = self.ctl.order  # _select_initial_step's order + 1
+            largest = d2 if d2 > d1 else d1
+            g = grad_h1 * (-1.0 / q) * h1 / largest
+            if d2 > d1:
+                grad_d2 = g
+            else:
+                grad_d1 = g
+        elif grad_h1 and h0 * 1e-3 >= 1e-6:  # h1 = max(1e-6, h0 / 1000)
+            grad_h0 += grad_h1 * 1e-3 * (0.5 if h0 * 1e-3 == 1e-6 else 1.0)
+        grad_f0 = torch.zeros_like(scale)
+        grad_scale = torch.zeros_like(scale)
+        grad_y0 = torch.zeros_like(y0)
+
+        def rms_back(u: torch.Tensor, r: float, grad_r: float) -> torch.Tensor:
+            return u * (grad_r / (u.numel() * r)) if grad_r and r > 0 else torch.zeros_like(u)
+
+        if grad_d2:  # d2 = rms((f1 - f0) / scale) / h0
+            u2 = (init.f1 - f0) / scale
+            grad_u2 = rms_back(u2, d2 * h0, grad_d2 / h0)
+            grad_h0 -= grad_d2 * d2 / h0
+            grad_f1 = grad_u2 / scale
+            grad_f0 -= grad_f1
+            grad_scale -= grad_u2 * u2 / scale
+            # the probe f1 = f(t0 + h0, y0 + h0 f0)
+            self.grad_k[0] = grad_f1.to(y0.dtype)  # row 0: the probe
+            g = self.vjp(0)
+            grad_y0 += g
+            grad_f0 += h0 * g
+            grad_h0 += float(torch.dot(g.view(-1), f0.view(-1)))
+            if self.spec.time_dependent:
+                grad_h0 += float(self.time_grads(slice(0, 1))[0])
+        if init.h0_varies and grad_h0:  # h0 = 0.01 d0 / d1
+            grad_d1 -= grad_h0 * h0 / d1
+            grad_d0 = 0.01 * grad_h0 / d1
+            u0 = y0 / scale
+            grad_u0 = rms_back(u0, d0, grad_d0)
+            grad_y0 += grad_u0 / scale
+            grad_scale -= grad_u0 * u0 / scale
+        if grad_d1:  # d1 = rms(f0 / scale)
+            u1 = f0 / scale
+            grad_u1 = rms_back(u1, d1, grad_d1)
+            grad_f0 += grad_u1 / scale
+            grad_scale -= grad_u1 * u1 / scale
+        self.grad_k[1] += grad_f0.to(y0.dtype)  # row 1: f0
+        grad_y0 += (grad_scale * rtol * torch.sign(y0)).to(y0.dtype)  # scale = atol + |y0| rtol
+        return grad_y0
+
+    def _weight_grads(self) -> tuple[torch.Tensor, ...]:
+        """dL/dW_i = sum over evaluations of dL/dz_i^T a_(i-1), as one matrix product per layer."""
+        grads = []
+        outs = [*self.grad_z, self.grad_k]
+        ins = [self.x, *self.acts]
+        for g, a in zip(outs, ins):
+            flat = g.view(-1, g.shape[-1])
+            grads += [torch.mm(flat.t(), a.reshape(-1, a.shape[-1])), flat.sum(0)]
+        return tuple(grads)
+
+
+class _FusedSolve(torch.autograd.Function):
+    """Forward: `_forward` recording a tape. Backward: `_Reverse`."""
+
+    @staticmethod
+    def forward(ctx, spec: MLPField, times: list[float], solver: SolverConfig, nfe: NFE, y0: torch.Tensor,
+                *params: torch.Tensor) -> torch.Tensor:
+        tape = _Tape(_Rows(spec, y0, 2 + 8 * len(ADAPTIVE_TABLEAUX[solver.method].alpha)))
+        with torch.inference_mode():
+            out = _forward(spec, y0, times, solver, _Counts(nfe), tape)
+        out = out.clone()
+        ctx.spec, ctx.tape = spec, tape
+        ctx.save_for_backward(y0, *params)  # autograd's version check: no in-place change before backward
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        y0, *_ = ctx.saved_tensors
+        with torch.inference_mode():
+            grad_y0, grad_params = _Reverse(ctx.spec, ctx.tape, y0).run(grad_out.contiguous())
+        # ordinary tensors again: autograd stores them as .grad, which later code updates in place
+        grad_y0 = grad_y0.clone() if ctx.needs_input_grad[4] else None
+        return (None, None, None, None, grad_y0, *(g.clone() for g in grad_params))
+
+
+def solve(spec: MLPField, y0: torch.Tensor, t: torch.Tensor, solver: SolverConfig, nfe: NFE) -> torch.Tensor:
+    """Integrate an MLP field with the fused solve (see the module docstring; `fusable` says when).
+
+    Arguments:
+        spec: the field's layers (from its `fused_mlp()`).
+        y0: initial state [batch, features], float32/float64.
+        t: 1-D strictly increasing output times, not requiring grad.
+        solver: an adaptive method with tolerances, adjoint off.
+        nfe: counts to update (already reset by the caller): forward calls, accepted and rejected steps.
+
+    Returns:
+        Tensor of shape `(len(t), *y0.shape)`, bitwise `solvers.rk.solve`'s.
+
+    Raises:
+        ValueError: `t` not 1-D strictly increasing with >= 2 entries, or requiring grad.
+        MaxStepsExceeded, StepSizeUnderflow, NonFiniteState: the solve failed.
+    """
+    times = check_inputs(y0, t)
+    params = spec.params
+    if torch.is_grad_enabled() and (y0.requires_grad or any(p.requires_grad for p in params)):
+        out = _FusedSolve.apply(spec, times, solver, nfe, y0, *params)
+    else:
+        out = _forward(spec, y0, times, solver, _Counts(nfe), None)
+    if not all_finite(out[-1]):
+        raise _Failure.non_finite("forward solve")
+    return out
