@@ -130,7 +130,8 @@ class SolverConfig:
             method's own options). Forward options are inherited by the adjoint solve.
         backend: which solver implementation runs the method, one of `BACKENDS`:
             "torchdiffeq" (the reference) or "anode" (own fused Runge-Kutta loop with the same
-            steps and numbers, less Python work per step; methods `ANODE_BACKEND_METHODS`).
+            steps and numbers, less Python work per step; methods `ANODE_BACKEND_METHODS`; for
+            an `ODEFunc` under dopri5/bosh3 without the adjoint, a backward written by hand).
 
     Raises:
         ValueError: unknown method (the message lists the valid ones), non-positive or

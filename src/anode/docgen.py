@@ -76,7 +76,8 @@ MEANINGS: dict[str, str] = {
     "SolverConfig.options": "Extra solver options passed to the method, validated against what it accepts (e.g. "
                             "`{ first_step = 0.1 }`, or `{ adjoint_options = { norm = \"seminorm\" } }` with the adjoint).",
     "SolverConfig.backend": "Which solver implementation runs the method: \"torchdiffeq\" (the reference) or "
-                            "\"anode\" (own fused Runge-Kutta loop, same steps and numbers, less Python work per step).",
+                            "\"anode\" (own fused Runge-Kutta loop, same steps and numbers, less Python work per step; "
+                            "for an `ODEFunc` under dopri5/bosh3 without the adjoint, a backward written by hand).",
     # [[datasets]]
     "G1DSpec.name": "The dataset's name (unique in the experiment; used in figure titles and folder names).",
     "G1DSpec.num_points": "Points drawn, each at x = -1 or x = +1 with equal probability.",

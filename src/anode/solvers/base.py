@@ -47,7 +47,9 @@ class NonFiniteState(SolverError):
 def all_finite(x: torch.Tensor) -> bool:
     """Whether every entry of `x` is finite (NaN propagates through max, inf stays inf): one
     reduction and one host read, cheaper than `torch.isfinite(x).all()`."""
-    return x.numel() == 0 or math.isfinite(float(x.detach().abs().amax()))
+    if x.requires_grad:
+        x = x.detach()
+    return x.numel() == 0 or math.isfinite(float(x.abs().amax()))
 
 
 ADVICE = (

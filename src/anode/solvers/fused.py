@@ -41,12 +41,11 @@ from functools import cache
 
 import numpy as np
 import torch
-from torch.autograd.function import once_differentiable
 
 from ..config import SolverConfig
 from .base import NFE, all_finite
-from .rk import ADAPTIVE_TABLEAUX, _adaptive_consts, _Control, _Counts, _Failure, _interp_value, _interp_weights, \
-    _next_step, _np_type, _select_initial_step, _Step, check_inputs
+from .rk import ADAPTIVE_TABLEAUX, _adaptive_consts, _Control, _Counts, _Failure, _integrate, _interp_value, \
+    _interp_weights, _next_step, _np_type, _select_initial_step, _Step, check_inputs
 
 __all__ = ["ACTIVATIONS", "MLPField", "fusable", "solve"]
 
@@ -281,7 +280,7 @@ def _forward(spec: MLPField, y0: torch.Tensor, times: list[float], solver: Solve
                 k = f(row)
                 stages.select(-1, i + 1).copy_(k)
                 ks.append(k)
-                counts.call()
+            counts.calls(s)
             ratio, abs_y1 = ctl.error_ratio(stages, dt_y, abs_y, yi)
             counts.step(ratio <= 1)
             if ratio <= 1:
@@ -426,7 +425,7 @@ class _Reverse:
         moves with the grid when the first step's size is h: `stacked` holds that step's stages, or
         `shifted` says the step comes after it)."""
         ctl = self.ctl
-        weights, u = _interp_weights(step, x, ctl.np_t, ctl.consts)
+        weights, u = _interp_weights(float(ctl.np_t(step.dt)), x, ctl.consts)
         flat_o = o.reshape(-1)
         flat_k.addr_(o.new_tensor(weights[2:]), flat_o)
         grad_h = 0.0
@@ -515,8 +514,26 @@ class _Reverse:
         return tuple(grads)
 
 
+def _as_function(spec: MLPField) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The MLP as a plain function f(t, y) of torch operations (anode's `ODEFunc.forward`, op for op)."""
+    act = _ACTIVATION_FN[spec.activation]
+    last = len(spec.weights) - 1
+
+    def f(t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        a = torch.cat([torch.ones_like(y[:, :1]) * t.to(y.dtype), y], 1) if spec.time_dependent else y
+        for i, (w, b) in enumerate(zip(spec.weights, spec.biases)):
+            a = torch.nn.functional.linear(a, w, b)
+            if i < last:
+                a = act(a)
+        return a
+
+    return f
+
+
 class _FusedSolve(torch.autograd.Function):
-    """Forward: `_forward` recording a tape. Backward: `_Reverse`."""
+    """Forward: `_forward` recording a tape. Backward: `_Reverse`; or, when the backward itself is
+    recorded (`create_graph=True`, e.g. a gradient penalty), the solve differentiated again by
+    autograd through `solvers.rk` (the same forward bits), so that higher derivatives exist."""
 
     @staticmethod
     def forward(ctx, spec: MLPField, times: list[float], solver: SolverConfig, nfe: NFE, y0: torch.Tensor,
@@ -525,19 +542,33 @@ class _FusedSolve(torch.autograd.Function):
         with torch.inference_mode():
             out = _forward(spec, y0, times, solver, _Counts(nfe), tape)
         out = out.clone()
-        ctx.spec, ctx.tape = spec, tape
+        ctx.spec, ctx.tape, ctx.times, ctx.solver, ctx.nfe = spec, tape, times, solver, nfe
         ctx.save_for_backward(y0, *params)  # autograd's version check: no in-place change before backward
         return out
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        y0, *_ = ctx.saved_tensors
+        y0, *params = ctx.saved_tensors
+        if torch.is_grad_enabled():
+            return (None, None, None, None, *_recorded_backward(ctx, y0, params, grad_out))
         with torch.inference_mode():
             grad_y0, grad_params = _Reverse(ctx.spec, ctx.tape, y0).run(grad_out.contiguous())
         # ordinary tensors again: autograd stores them as .grad, which later code updates in place
         grad_y0 = grad_y0.clone() if ctx.needs_input_grad[4] else None
         return (None, None, None, None, grad_y0, *(g.clone() for g in grad_params))
+
+
+def _recorded_backward(ctx, y0: torch.Tensor, params: list[torch.Tensor], grad_out: torch.Tensor
+                       ) -> tuple[torch.Tensor | None, ...]:
+    """The backward pass as a differentiable graph: the solve recomputed by `solvers.rk` (its
+    evaluations counted as backward NFE) and differentiated by autograd with `create_graph`."""
+    spec = ctx.spec
+    spec = MLPField(tuple(params[::2]), tuple(params[1::2]), spec.activation, spec.time_dependent)
+    t = torch.tensor(ctx.times, dtype=y0.dtype, device=y0.device)
+    out = _integrate(_as_function(spec), y0, t, ctx.times, ctx.solver, _Counts(ctx.nfe, backward=True))
+    wanted = [v for v, need in zip((y0, *params), ctx.needs_input_grad[4:]) if need]
+    grads = iter(torch.autograd.grad(out, wanted, grad_out, create_graph=True, allow_unused=True))
+    return tuple(next(grads) if need else None for need in ctx.needs_input_grad[4:])
 
 
 def solve(spec: MLPField, y0: torch.Tensor, t: torch.Tensor, solver: SolverConfig, nfe: NFE) -> torch.Tensor:

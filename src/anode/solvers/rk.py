@@ -252,6 +252,13 @@ class _Counts:
         else:
             self.nfe.forward += 1
 
+    def calls(self, n: int) -> None:
+        """`n` calls of the field."""
+        if self.backward:
+            self.nfe.backward += n
+        else:
+            self.nfe.forward += n
+
     def step(self, accepted: bool) -> None:
         n = self.nfe
         if self.backward:
@@ -416,19 +423,26 @@ def _interp_value(step: _Step, t: float, np_t: type, consts: _AdaptiveConsts) ->
     return (torch.from_numpy(value) if host else value), x
 
 
-def _interp_weights(step: _Step, x: np.floating, np_t: type, consts: _AdaptiveConsts
-                    ) -> tuple[list[float], list[float]]:
-    """The dense output's exact linearisation at x: (weights of y0, y1 and the stages k_0..k_s;
-    weights of the stages in dP/d(dt) at fixed x)."""
-    dt = float(np_t(step.dt))
-    xf = float(x)
-    x2, x3, x4 = xf * xf, xf**3, xf**4
+def _interp_weights(dt: float, x: float, consts: _AdaptiveConsts) -> tuple[list[float], list[float]]:
+    """The dense output's exact linearisation at x for a step of size dt (in the state's dtype):
+    (weights of y0, y1 and the stages k_0..k_s; weights of the stages in dP/d(dt) at fixed x)."""
+    x2, x3, x4 = x * x, x**3, x**4
     q = 16 * x2 - 32 * x3 + 16 * x4  # weight of y_mid
     u = [q * m for m in consts.c_mid.tolist()]
-    u[0] += xf - 4 * x2 + 5 * x3 - 2 * x4
+    u[0] += x - 4 * x2 + 5 * x3 - 2 * x4
     u[-1] += x2 - 3 * x3 + 2 * x4
     weights = [1 - 11 * x2 + 18 * x3 - 8 * x4 + q, -5 * x2 + 14 * x3 - 8 * x4, *(dt * w for w in u)]
     return weights, u
+
+
+def _interp_weight_slopes(dt: float, x: float, consts: _AdaptiveConsts) -> list[float]:
+    """d/dx of `_interp_weights`'s weights of y0, y1 and k_0..k_s (so dP/dx = the same sum)."""
+    x2, x3 = x * x, x**3
+    dq = 32 * x - 96 * x2 + 64 * x3
+    du = [dq * m for m in consts.c_mid.tolist()]
+    du[0] += 1 - 8 * x + 15 * x2 - 8 * x3
+    du[-1] += 2 * x - 9 * x2 + 8 * x3
+    return [-22 * x + 54 * x2 - 32 * x3 + dq, -10 * x + 42 * x2 - 32 * x3, *(dt * w for w in du)]
 
 
 def _interp_slope(step: _Step, x: float) -> torch.Tensor:
@@ -456,7 +470,7 @@ def _interp_evaluate(step: _Step, t: float, np_t: type, dtype: torch.dtype, devi
 
     h = step.t1 - step.t0
     xf = float(x)
-    weights, u = _interp_weights(step, x, np_t, consts)
+    weights, u = _interp_weights(float(np_t(step.dt)), xf, consts)
     g = torch.sum(torch.stack([y0, y1, *ks], -1) * torch.tensor(weights, dtype=dtype, device=device), dim=-1)
     if step.t0_shadow is not None or step.dt_shadow is not None:
         dp_dx = _interp_slope(step, xf)
