@@ -8,8 +8,11 @@ ANODE with d = 2, p = 5, a time-dependent MLP of width 32, batch 64, dopri5 at r
                      options={"max_num_steps": 1000})`, `nn.Linear` readout, `SmoothL1Loss`, Adam);
 * anode-torchdiffeq: `anode.ODENet` with `SolverConfig(backend="torchdiffeq")` (counted vector field,
                      input checks, typed errors, torchdiffeq's solver loop);
-* anode:             `anode.ODENet` with `SolverConfig(backend="anode")` (anode's own fused
-                     Runge-Kutta loop, which takes the same steps with the same numbers);
+* anode:             `anode.ODENet` with `SolverConfig(backend="anode")`: for this MLP field the fused
+                     solve (`anode.solvers.fused`: rk's forward operations without autograd, the
+                     same steps and bits, and a hand-written backward of the whole solve);
+* anode-rk:          the same with the fused solve turned off (the field's `fused_mlp()` returns
+                     None), i.e. `anode.solvers.rk`'s loop with autograd through its operations;
 * floor:             the same vector field evaluated eagerly NFE times in a chain (h += f(t, h) / NFE),
                      with the same readout, loss, backward and Adam step: the arithmetic the solve cannot
                      avoid, with no solver logic at all.
@@ -24,10 +27,10 @@ for a core; with one intra-op thread (`--threads 1`) the CPU time is the work it
 less noisy, so the summary ratios use CPU time by default (`--clock wall` for wall-clock); both
 tables are printed.
 
-The last three lines are machine-readable (`name: value`): `anode/reference` and `anode/floor`
-(ratios of median times, for the "anode" backend) and `nfe_equal` (true when the first iteration's
-NFE and accepted/rejected steps are the same for the reference and both anode backends, and the
-losses agree).
+The last lines are machine-readable (`name: value`), ending with `anode/reference` and
+`anode/floor` (ratios of median times, for the "anode" backend) and `nfe_equal` (true when the
+first iteration's NFE and accepted/rejected steps are the same for the reference and every anode
+variant, and the losses agree).
 
     python benchmarks/toy_iteration.py [--repeats 50] [--threads N] [--clock cpu|wall]
 """
@@ -118,6 +121,13 @@ class Floor(nn.Module):
         return self.linear_layer(h)
 
 
+class UnfusedODEFunc(anode.ODEFunc):
+    """anode's MLP field without the fused solve (the "anode" backend then runs `solvers.rk`)."""
+
+    def fused_mlp(self) -> None:
+        return None
+
+
 # --- timing -------------------------------------------------------------------------------------
 
 
@@ -174,6 +184,8 @@ def main() -> None:
                                 solver=anode.SolverConfig(method="dopri5", rtol=TOL, atol=TOL, backend=backend))
 
     model = make_anode("anode")
+    model_rk = make_anode("anode")
+    model_rk.odeblock.odefunc.__class__ = UnfusedODEFunc
     model_td = make_anode("torchdiffeq")
     init = {k: v.clone() for k, v in model.state_dict().items()}
     ref = RefODENet(DATA_DIM, HIDDEN, augment_dim=AUGMENT_DIM, tol=TOL)
@@ -181,14 +193,14 @@ def main() -> None:
 
     # First iteration: same NFE, same steps, same loss, same gradients?
     firsts = {}
-    for name, net in (("anode", model), ("anode-torchdiffeq", model_td)):
+    for name, net in (("anode", model), ("anode-rk", model_rk), ("anode-torchdiffeq", model_td)):
         loss, grads = first_iteration(net, init, x, y)
         n = net.nfe
         firsts[name] = (loss, grads, (n.forward, n.accepted_steps, n.rejected_steps), n.backward)
     loss_ref, grads_ref = first_iteration(ref, init, x, y)
     nfe_ref = ref.odeblock.odefunc.nfe
     nfe_anode = firsts["anode"][2][0]
-    same_nfe = all(f[2][0] == nfe_ref for f in firsts.values()) and firsts["anode"][2] == firsts["anode-torchdiffeq"][2]
+    same_nfe = all(f[2][0] == nfe_ref and f[2] == firsts["anode-torchdiffeq"][2] for f in firsts.values())
     same_loss = all(abs(f[0] - loss_ref) <= 1e-6 * max(1.0, abs(loss_ref)) for f in firsts.values())
     grad_diff = {name: max(float((a - b).abs().max()) for a, b in zip(f[1], grads_ref)) for name, f in firsts.items()}
 
@@ -198,7 +210,8 @@ def main() -> None:
     floor.load_state_dict(floor_init)
 
     variants = {name: make_iteration(m, state, x, y) for name, m, state in
-                (("reference", ref, init), ("anode-torchdiffeq", model_td, init), ("anode", model, init),
+                (("reference", ref, init), ("anode-torchdiffeq", model_td, init), ("anode-rk", model_rk, init),
+                 ("anode", model, init),
                  ("floor", floor, floor_init))}
     names = list(variants)
     clocks = {"wall": time.perf_counter, "cpu": time.process_time}
@@ -218,7 +231,8 @@ def main() -> None:
                 times["cpu"][name].append(cpu1 - cpu0)
     total = time.perf_counter() - start
     # every timed repetition started from the same state, so the NFE must not have changed
-    if (model.nfe.forward != nfe_anode or model_td.nfe.forward != firsts["anode-torchdiffeq"][2][0]
+    if (model.nfe.forward != nfe_anode or model_rk.nfe.forward != nfe_anode
+            or model_td.nfe.forward != firsts["anode-torchdiffeq"][2][0]
             or ref.odeblock.odefunc.nfe != nfe_ref):
         raise RuntimeError("NFE changed between repetitions: the reset is broken")
 
@@ -248,6 +262,8 @@ def main() -> None:
     med = med[args.clock]
     print(f"summary ratios below: median {'process CPU time' if args.clock == 'cpu' else 'wall-clock'}")
     print(f"anode-torchdiffeq/reference: {med['anode-torchdiffeq'] / med['reference']:.3f}")
+    print(f"anode-rk/reference: {med['anode-rk'] / med['reference']:.3f}")
+    print(f"anode/anode-rk: {med['anode'] / med['anode-rk']:.3f}")
     print(f"reference/floor: {med['reference'] / med['floor']:.3f}")
     print(f"anode/reference: {med['anode'] / med['reference']:.3f}")
     print(f"anode/floor: {med['anode'] / med['floor']:.3f}")

@@ -24,13 +24,20 @@ of `solvers.rk`, hence of torchdiffeq. What changes is the backward pass:
 That replaces about a hundred autograd nodes per step (each with its Python and bookkeeping cost,
 which dominates for toy-sized models) by a few tensor operations. Gradients equal `solvers.rk`'s
 up to the order of floating-point accumulation (`tests/test_fused.py`: 1e-10 relative in float64
-on random problems, every activation, with and without time, several output times).
+and 1e-5 in float32 on random problems, every activation, with and without time, several output
+times, rejected steps).
 
 Used when (see `fusable`): the field has a `fused_mlp()` method returning an `MLPField` (anode's
 `ODEFunc` does, unless a subclass changed its forward or hooks are registered on it), the method
 is adaptive, the adjoint is off, and the state is a float32/float64 matrix [batch, features] on
-the weights' device and dtype. Everything else goes through `solvers.rk`. The fused backward is
-not itself differentiable (double backward raises) and supports no forward-mode AD.
+the weights' device and dtype. Everything else goes through `solvers.rk`. When the backward pass
+is itself recorded (`create_graph=True`), the solve is differentiated again by autograd through
+`solvers.rk` (the same forward bits; its evaluations count as backward NFE), so higher derivatives
+exist; forward-mode AD and `torch.func` transforms are not supported by the fused solve.
+
+Where the time goes (CPU, one thread): the forward keeps every tensor operation of `solvers.rk`
+(that is what makes it bitwise), runs it under `torch.inference_mode` and writes stage inputs and
+activations straight into preallocated rows; the backward runs under inference mode too.
 """
 
 from __future__ import annotations
