@@ -121,6 +121,19 @@ def test_no_grad_solve_equals_recorded_solve() -> None:
         assert torch.equal(out, with_grad) and steps(nfe) == steps(nfe_grad)
 
 
+def test_device_arithmetic_path_equal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Off the CPU, stage coefficients and times are device tensor ops and the dense output stays in
+    torch; forced here on the CPU, the fused solve must give the same bits and gradients."""
+    from anode.solvers import rk
+
+    results = [solve_and_grad(*random_problem(i, F64)) for i in range(8)]
+    monkeypatch.setattr(rk, "_host_arrays", lambda device: False)
+    for i, (out, nfe, grads) in enumerate(results):
+        dev_out, dev_nfe, dev_grads = solve_and_grad(*random_problem(i, F64))
+        assert torch.equal(dev_out, out) and steps(dev_nfe) == steps(nfe)
+        assert all(rel(a, b) <= 1e-12 for a, b in zip(dev_grads, grads, strict=True))
+
+
 def test_double_backward_equals_rk(monkeypatch: pytest.MonkeyPatch) -> None:
     """create_graph=True (a gradient penalty) differentiates the solve again through rk."""
     spy = Spy(monkeypatch)

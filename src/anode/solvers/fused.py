@@ -275,7 +275,9 @@ def _forward(spec: MLPField, y0: torch.Tensor, times: list[float], solver: Solve
             stages.select(-1, 0).copy_(k_last)
             ks = [k_last]
             yi = y
-            coefficients = torch.from_numpy(rows_flat * dt_y).split(row_sizes)  # beta_i * dt, as rk's
+            # beta_i * dt as rk computes them: on the host in one NumPy product, else on the device
+            coefficients = (torch.from_numpy(rows_flat * dt_y).split(row_sizes) if ctl.host
+                            else [ctl.stage_coefficients(i, dt_y) for i in range(s)])
             for i in range(s):
                 coef = coefficients[i]
                 row = block[i]
