@@ -258,6 +258,8 @@ def _forward(spec: MLPField, y0: torch.Tensor, times: list[float], solver: Solve
     block: list[_Row] | None = None
     n_accepted = 0
     stages = y0.new_empty(*y0.shape, s + 1)  # refilled by every step
+    columns = stages.unbind(-1)  # k_j's place
+    leading = [stages.narrow(-1, 0, n) for n in range(1, s + 1)]  # k_0 .. k_i, for stage input i
     for t_out in times[1:]:
         n_steps = 0
         while t_out > t0:
@@ -272,7 +274,7 @@ def _forward(spec: MLPField, y0: torch.Tensor, times: list[float], solver: Solve
                 x_block.select(2, 0).copy_(ts.unsqueeze(1))
             # the stages k_0 .. k_s side by side on the last dimension: torch.stack(ks, -1) without
             # the stacking (a slice of it times a row of coefficients is the same contiguous product)
-            stages.select(-1, 0).copy_(k_last)
+            columns[0].copy_(k_last)
             ks = [k_last]
             yi = y
             # beta_i * dt as rk computes them: on the host in one NumPy product, else on the device
@@ -285,9 +287,9 @@ def _forward(spec: MLPField, y0: torch.Tensor, times: list[float], solver: Solve
                 if i == 0:
                     torch.add(y, k_last * coef, out=yi)
                 else:
-                    torch.add(y, torch.linalg.vecdot(stages.narrow(-1, 0, i + 1), coef, dim=-1), out=yi)
+                    torch.add(y, torch.linalg.vecdot(leading[i], coef, dim=-1), out=yi)
                 k = f(row)
-                stages.select(-1, i + 1).copy_(k)
+                columns[i + 1].copy_(k)
                 ks.append(k)
             counts.calls(s)
             ratio, abs_y1 = ctl.error_ratio(stages, dt_y, abs_y, yi)
