@@ -201,6 +201,43 @@ def test_fields_and_settings_it_does_not_take(monkeypatch: pytest.MonkeyPatch, c
     assert f.fused_mlp() is None or case in ("adjoint", "fixed_step", "dtype")
 
 
+class _OwnMLP(nn.Module):
+    """A field of the user's own that opts into the fused solve through `fused_mlp()`."""
+
+    def __init__(self, widths: list[int], activation: str) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:]))
+        self.activation = activation
+
+    def forward(self, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        act = {"relu": torch.relu, "tanh": torch.tanh}[self.activation]
+        for i, layer in enumerate(self.layers):
+            y = layer(y) if i == len(self.layers) - 1 else act(layer(y))
+        return y
+
+    def fused_mlp(self) -> fused.MLPField:
+        return fused.MLPField(tuple(m.weight for m in self.layers), tuple(m.bias for m in self.layers),
+                              self.activation, False)
+
+
+@pytest.mark.parametrize("widths", [[3, 3], [3, 16, 3], [3, 8, 8, 8, 3]], ids=["1-layer", "2-layers", "4-layers"])
+def test_other_depths_through_the_protocol(monkeypatch: pytest.MonkeyPatch, widths: list[int]) -> None:
+    def run() -> tuple[torch.Tensor, NFE, list[torch.Tensor]]:
+        with anode.seeded(5):
+            f = _OwnMLP(widths, "tanh" if len(widths) % 2 else "relu").double()
+        y0 = torch.randn(10, 3, generator=torch.Generator().manual_seed(1), dtype=F64).requires_grad_(True)
+        return solve_and_grad(f, y0, torch.tensor([0.0, 0.5, 1.0], dtype=F64),
+                              SolverConfig(backend="anode", rtol=1e-6, atol=1e-6))
+
+    spy = Spy(monkeypatch)
+    out, nfe, grads = run()
+    assert spy.calls == 1
+    spy.disable()
+    ref_out, ref_nfe, ref_grads = run()
+    assert torch.equal(out, ref_out) and steps(nfe) == steps(ref_nfe)
+    assert all(rel(a, b) <= 1e-10 for a, b in zip(grads, ref_grads, strict=True))
+
+
 def test_field_description_follows_the_module() -> None:
     f = ODEFunc(2, 8, augment_dim=1, time_dependent=True, non_linearity="tanh")
     spec = f.fused_mlp()

@@ -51,8 +51,8 @@ import torch
 
 from ..config import SolverConfig
 from .base import NFE, all_finite
-from .rk import ADAPTIVE_TABLEAUX, _adaptive_consts, _Control, _Counts, _Failure, _integrate, _interp_value, \
-    _interp_weights, _next_step, _np_type, _select_initial_step, _Step, check_inputs
+from .rk import ADAPTIVE_TABLEAUX, _adaptive_consts, _Control, _Counts, _Failure, _InitialStep, _integrate, \
+    _interp_value, _interp_weights, _next_step, _np_type, _select_initial_step, _Step, check_inputs
 
 __all__ = ["ACTIVATIONS", "MLPField", "fusable", "solve"]
 
@@ -106,6 +106,11 @@ class MLPField:
 
 def fusable(func: object, y0: torch.Tensor, solver: SolverConfig) -> MLPField | None:
     """The field's `MLPField` when the fused solve applies to this call, else None.
+
+    A field of your own can opt in by defining `fused_mlp()` on its class: returning an `MLPField`
+    promises that its forward pass computes exactly that MLP (`nn.Linear` layers, the activation
+    between them, t as the first input column when time-dependent); return None whenever it would
+    not (hooks, other layers), as `ODEFunc.fused_mlp` does.
 
     Arguments:
         func: the vector field (fused when it has `fused_mlp()` returning an `MLPField`).
@@ -221,7 +226,7 @@ class _Tape:
     steps: list[_Step] = field(default_factory=list)
     first_carries_h: bool = False  # the first accepted step is the first attempt: its size is h (with a gradient)
     outputs: list[tuple[int, float]] = field(default_factory=list)  # per output time after t[0]: (step, x)
-    init: object = None  # rk._InitialStep
+    init: _InitialStep | None = None
     f0: torch.Tensor | None = None
     control: _Control | None = None
 
@@ -229,7 +234,7 @@ class _Tape:
 def _forward(spec: MLPField, y0: torch.Tensor, times: list[float], solver: SolverConfig, counts: _Counts,
              tape: _Tape | None) -> torch.Tensor:
     """`solvers.rk._solve_adaptive` without autograd (same operations, same bits), recording `tape`
-    (without one, every attempt reuses the same rows)."""
+    (without one, two blocks of rows serve the steps in turn)."""
     dtype, device = y0.dtype, y0.device
     ctl = _Control(solver.method, y0, solver.rtol, solver.atol, solver.max_num_steps, "forward solve")
     s = ctl.n_stages
