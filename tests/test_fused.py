@@ -10,6 +10,7 @@ with respect to y0. `tests/test_backend_equality.py` checks both against torchdi
 from __future__ import annotations
 
 import copy
+import itertools
 
 import pytest
 import torch
@@ -206,7 +207,7 @@ class _OwnMLP(nn.Module):
 
     def __init__(self, widths: list[int], activation: str) -> None:
         super().__init__()
-        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:]))
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(widths))
         self.activation = activation
 
     def forward(self, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -51,8 +51,22 @@ import torch
 
 from ..config import SolverConfig
 from .base import NFE, all_finite
-from .rk import ADAPTIVE_TABLEAUX, _adaptive_consts, _Control, _Counts, _Failure, _InitialStep, _integrate, \
-    _interp_value, _interp_weights, _next_step, _np_type, _select_initial_step, _Step, check_inputs
+from .rk import (
+    ADAPTIVE_TABLEAUX,
+    _adaptive_consts,
+    _Control,
+    _Counts,
+    _Failure,
+    _InitialStep,
+    _integrate,
+    _interp_value,
+    _interp_weights,
+    _next_step,
+    _np_type,
+    _select_initial_step,
+    _Step,
+    check_inputs,
+)
 
 __all__ = ["ACTIVATIONS", "MLPField", "fusable", "solve"]
 
@@ -473,7 +487,7 @@ class _Reverse:
         grad_d1, grad_d2 = 0.0, 0.0
         if grad_h1 and init.h1_power:  # h1 = (0.01 / max(d1, d2)) ** (1 / q)
             q = self.ctl.order  # _select_initial_step's order + 1
-            largest = d2 if d2 > d1 else d1
+            largest = max(d1, d2)  # Python's max: d1 on a tie, as in rk
             g = grad_h1 * (-1.0 / q) * h1 / largest
             if d2 > d1:
                 grad_d2 = g

@@ -55,11 +55,11 @@ from ..config import SolverConfig
 from .base import (
     ADVICE,
     NFE,
-    all_finite,
     MaxStepsExceeded,
     NonFiniteState,
     StepSizeUnderflow,
     VectorField,
+    all_finite,
 )
 
 __all__ = ["ADAPTIVE_TABLEAUX", "FIXED_TABLEAUX", "AdaptiveTableau", "FixedTableau", "check_inputs", "solve"]
