@@ -174,7 +174,8 @@ class _Shifted(ODEFunc):
         return super().forward(t, x) + 1.0
 
 
-@pytest.mark.parametrize("case", ["subclass", "hook", "adjoint", "fixed_step", "dtype", "softplus_beta", "linear_swapped"])
+@pytest.mark.parametrize("case", ["subclass", "hook", "adjoint", "fixed_step", "dtype", "softplus_beta", "linear_swapped",
+                                  "autocast"])
 def test_fields_and_settings_it_does_not_take(monkeypatch: pytest.MonkeyPatch, case: str) -> None:
     """Whatever the fused solve would compute differently goes through rk (same numbers as ever)."""
     spy = Spy(monkeypatch)
@@ -196,10 +197,14 @@ def test_fields_and_settings_it_does_not_take(monkeypatch: pytest.MonkeyPatch, c
     if case == "dtype":
         with pytest.raises(RuntimeError):  # rk: float64 state through a float32 field
             odesolve(f, y0, t, solver)
+    elif case == "autocast":  # the layers run in bfloat16 under autocast: rk, as the module computes
+        f, y0 = f.float(), y0.detach().float()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            odesolve(f, y0, t.float(), solver)
     else:
         odesolve(f, y0.detach(), t, solver)
     assert spy.calls == 0
-    assert f.fused_mlp() is None or case in ("adjoint", "fixed_step", "dtype")
+    assert f.fused_mlp() is None or case in ("adjoint", "fixed_step", "dtype", "autocast")
 
 
 class _OwnMLP(nn.Module):

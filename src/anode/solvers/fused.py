@@ -29,8 +29,8 @@ times, rejected steps).
 
 Used when (see `fusable`): the field has a `fused_mlp()` method returning an `MLPField` (anode's
 `ODEFunc` does, unless a subclass changed its forward or hooks are registered on it), the method
-is adaptive, the adjoint is off, and the state is a float32/float64 matrix [batch, features] on
-the weights' device and dtype. Everything else goes through `solvers.rk`. When the backward pass
+is adaptive, the adjoint is off, autocast is off, and the state is a float32/float64 matrix
+[batch, features] on the weights' device and dtype. Everything else goes through `solvers.rk`. When the backward pass
 is itself recorded (`create_graph=True`), the solve is differentiated again by autograd through
 `solvers.rk` (the same forward bits; its evaluations count as backward NFE), so higher derivatives
 exist; forward-mode AD and `torch.func` transforms are not supported by the fused solve.
@@ -136,6 +136,8 @@ def fusable(func: object, y0: torch.Tensor, solver: SolverConfig) -> MLPField | 
     """
     # looked up on the class: a wrapper that forwards attributes (torch.compile's) is not fused
     if solver.adjoint or solver.method not in ADAPTIVE_TABLEAUX or not callable(getattr(type(func), "fused_mlp", None)):
+        return None
+    if torch.is_autocast_enabled(y0.device.type):  # the field's layers would run in reduced precision
         return None
     spec = func.fused_mlp()
     if not isinstance(spec, MLPField) or y0.dim() != 2 or y0.dtype not in (torch.float32, torch.float64):

@@ -396,6 +396,7 @@ def _interp_fit(step: _Step, consts: _AdaptiveConsts, np_t: type) -> list[torch.
     host = _host_arrays(y0.device)
     y_mid = y0 + _stage_sum(ks, _coefficients(consts.c_mid, dt_y, host, step.tensors[1]))
     f0, f1 = ks[0], ks[-1]
+    host = host and all(v.dtype == y0.dtype for v in (y1, y_mid, f0, f1))  # else (e.g. autocast) torch's promotions
     if host:
         y0, y1, y_mid, f0, f1 = (v.numpy() for v in (y0, y1, y_mid, f0, f1))
     a = 2 * dt * (f1 - f0) - 8 * (y1 + y0) + 16 * y_mid
@@ -412,7 +413,7 @@ def _interp_value(step: _Step, t: float, np_t: type, consts: _AdaptiveConsts) ->
     with torch.no_grad():
         if step.coeffs is None:
             step.coeffs = _interp_fit(step, consts, np_t)
-        host = _host_arrays(step.y0.device)
+        host = _host_arrays(step.y0.device) and all(v.dtype == step.y0.dtype for v in step.coeffs)
         e, d, c, b, a = (v.numpy() for v in step.coeffs) if host else step.coeffs
         x = np_t((t - step.t0) / (step.t1 - step.t0))
         value = e + d * float(x)
