@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..solvers.fused import MLPField
+from ..solvers.fused import ACTIVATIONS, MLPField
 
 __all__ = ["NON_LINEARITIES", "ConvODEFunc", "ODEFunc"]
 
@@ -98,8 +98,8 @@ class ODEFunc(nn.Module):
         return cached
 
 
-#: Activation modules the fused solve handles, by name.
-_FUSED: dict[type[nn.Module], str] = {nn.ReLU: "relu", nn.Tanh: "tanh", nn.Softplus: "softplus"}
+#: The activation modules the fused solve handles, by name.
+_FUSED: dict[type[nn.Module], str] = {cls: name for name, cls in NON_LINEARITIES.items() if name in ACTIVATIONS}
 
 
 class _Conv2dTime(nn.Conv2d):

@@ -618,7 +618,9 @@ def _solve_adaptive(func: VectorField, y0: torch.Tensor, times: list[float], met
             last_k = ks[-1]
             y1 = yi  # first same as last: the last stage is evaluated at (t1, y1)
 
-            ratio, abs_y1 = ctl.error_ratio(torch.stack([k.detach() for k in ks], -1), dt_y, abs_y, y1)
+            with torch.no_grad():
+                stacked = torch.stack(ks, -1)
+            ratio, abs_y1 = ctl.error_ratio(stacked, dt_y, abs_y, y1)
             counts.step(ratio <= 1)
             if ratio <= 1:
                 step = _Step(y, y1, ks, t0, t1, dt, t0_shadow, dt_shadow, tensors)
