@@ -48,6 +48,7 @@ def _setup(args: argparse.Namespace, model_index: int, device: torch.device) -> 
     spec = cfg.models[model_index]
     data = build_data(cfg.datasets[0], cfg, seed=cfg.seed)
     model = build_model(spec, cfg, data, seed=cfg.seed).to(device)
+    model.odeblock.compile_field = args.compile_field
     trainer = Trainer(model, TrainConfig(lr=cfg.train.lr, loss=cfg.train.loss, progress=False))
     batch = args.batch_size or cfg.train.batch_size
     loader = data.train_loader(batch, seed=cfg.seed)
@@ -85,7 +86,7 @@ def field_floor(trainer: Trainer, x: torch.Tensor, device: torch.device, repeats
     The state has the solver's shape: the batch augmented with the block's p zero channels.
     """
     block = trainer.model.odeblock
-    field = block.odefunc
+    field = block.field()  # the compiled wrapper with --compile-field, as the solver calls it
     h = block.augment(x.to(device)).detach()
     t = torch.tensor(0.5, device=device)
     params = [p for p in field.parameters() if p.requires_grad]
@@ -168,6 +169,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads in the side-by-side part")
     parser.add_argument("--backend", default=None, choices=("torchdiffeq", "anode"),
                         help="solver backend (default: the config's, torchdiffeq)")
+    parser.add_argument("--compile-field", action="store_true",
+                        help="evaluate the vector field through torch.compile (ODEBlock(compile_field=True))")
     parser.add_argument("--json", default=None, help="also write the numbers to this file")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
