@@ -30,8 +30,8 @@ for variant in torchdiffeq anode anode+compile; do
   extra=""; [ "$variant" != "$backend" ] && extra="--compile-field"
   [ "$variant" = torchdiffeq ] && [ "${PROCS:-2}" -gt 0 ] && extra="--processes ${PROCS:-2}"
   timeout -k 5 "${VARIANT_LIMIT:-180}" python3 benchmarks/image_iteration.py --data-dir "$DATA" --iterations "$ITERS" --warmup 3 \
-      --batch-size "$BATCH" --backend "$backend" $extra ${DEVICE:+--device "$DEVICE"} --json "$OUT/speed-$variant.json" \
-      2>&1 | tee "$OUT/speed-$variant.txt" || echo "image_iteration ($variant) failed"
+      --batch-size "$BATCH" --backend "$backend" $extra ${DEVICE:+--device "$DEVICE"} --json "$OUT/speed-${variant/+/-}.json" \
+      2>&1 | tee "$OUT/speed-${variant/+/-}.txt" || echo "image_iteration ($variant) failed"
 done
 timeout -k 5 "${MEMORY_LIMIT:-120}" python3 benchmarks/adjoint_memory.py --batch-size "${MEM_BATCH:-64}" ${DEVICE:+--device "$DEVICE"} \
     --json "$OUT/memory.json" 2>&1 | tee "$OUT/memory.txt" || echo "adjoint_memory failed"
@@ -42,7 +42,7 @@ ref_2019 = {"NODE": 0.079, "ANODE (p=5)": 0.057}   # seconds per step, H100, iss
 rows = {}
 concurrent = {}
 for backend in ("torchdiffeq", "anode", "anode+compile"):
-    path = os.path.join(out, f"speed-{backend}.json")
+    path = os.path.join(out, f"speed-{backend.replace('+', '-')}.json")
     if os.path.exists(path):
         data = json.load(open(path))
         rows[backend] = data["side_by_side"]
