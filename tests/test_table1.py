@@ -4,6 +4,7 @@ on a tiny stand-in for the GPU protocol (random IDX images, 4/3-filter models, o
 from __future__ import annotations
 
 import json
+import re
 import tarfile
 from pathlib import Path
 
@@ -12,10 +13,13 @@ import matplotlib
 matplotlib.use("Agg")
 
 import pytest
+import torch
 
 from anode.claims import TOO_FEW
 from anode.experiments import FingerprintMismatch
-from anode.table1 import PlannedRun, pack_finished, plan_runs, run_table1, table1_config
+from anode.table1 import (ALLOWANCE, MARGIN, PlannedRun, pack_results, plan_runs, run_table1, runs_in_progress,
+                          seconds_per_epoch, table1_config)
+from anode.training import load_checkpoint
 
 from test_reproduce_images import write_idx
 
@@ -69,29 +73,55 @@ def tiny(tmp_path):
 
 def test_plan_alternates_the_sides_and_keeps_runs_whole(tiny, tmp_path):
     cfg = table1_config("idx", config=tiny())
-    timing = {"NODE": 60.0, "ANODE (p=5)": 30.0}  # seconds per epoch; one epoch; allowance 1.6 -> 96 s / 48 s
+    timing = {"NODE": 96.0, "ANODE (p=5)": 48.0}  # planned seconds per epoch; one epoch a run
     plan = plan_runs(cfg, tmp_path / "none", seconds=250, seconds_per_epoch=timing)
     assert plan == [PlannedRun("ANODE (p=5)", 0, 48.0), PlannedRun("NODE", 0, 96.0), PlannedRun("ANODE (p=5)", 1, 48.0),
                     PlannedRun("ANODE (p=5)", 2, 48.0)]  # NODE's second run (96 s) no longer fits the 58 s left
     assert plan_runs(cfg, tmp_path / "none", seconds=40, seconds_per_epoch=timing) == []
     with pytest.raises(ValueError, match=r"no time estimate for \['NODE'\]"):
         plan_runs(cfg, tmp_path / "none", seconds=100, seconds_per_epoch={"ANODE (p=5)": 1.0})
-    with pytest.raises(ValueError, match="allowance must be a positive number"):
-        plan_runs(cfg, tmp_path / "none", seconds=100, seconds_per_epoch=timing, allowance=0)
+    with pytest.raises(ValueError, match=r"seconds per epoch must be positive numbers, got \{'NODE': 0\.0\}"):
+        plan_runs(cfg, tmp_path / "none", seconds=100, seconds_per_epoch={**timing, "NODE": 0.0})
+
+
+def test_plan_continues_the_run_in_progress_and_ends_with_a_partial_run(tiny, tmp_path):
+    cfg = table1_config("idx", config=tiny(epochs=10))
+    timing = {"NODE": 10.0, "ANODE (p=5)": 5.0}  # a whole run: 100 s / 50 s
+    plan = plan_runs(cfg, tmp_path / "none", seconds=180, seconds_per_epoch=timing)
+    assert plan == [PlannedRun("ANODE (p=5)", 0, 50.0), PlannedRun("NODE", 0, 100.0),
+                    PlannedRun("ANODE (p=5)", 1, 30.0, partial=True)]  # 6 of its 10 epochs fit the 30 s left
+    assert plan_runs(cfg, tmp_path / "none", seconds=180, seconds_per_epoch=timing, partial=False) == plan[:2]
+    assert plan_runs(cfg, tmp_path / "none", seconds=59, seconds_per_epoch={"NODE": 30.0, "ANODE (p=5)": 30.0}) == []  # < 2 epochs
+
+    # NODE repeat 0 stopped at epoch 7 in an earlier window: it goes first, with its 3 remaining epochs
+    run_dir = tmp_path / "exp" / "runs" / "idx" / "node" / "seed-0"
+    run_dir.mkdir(parents=True)
+    torch.save({"format": 1, "epoch": 7}, run_dir / "checkpoint.pt")
+    assert runs_in_progress(tmp_path / "exp", cfg) == [("NODE", 0, 7)]
+    plan = plan_runs(cfg, tmp_path / "exp", seconds=100, seconds_per_epoch=timing)
+    assert plan == [PlannedRun("NODE", 0, 30.0, start_epoch=7), PlannedRun("ANODE (p=5)", 0, 50.0),
+                    PlannedRun("ANODE (p=5)", 1, 20.0, partial=True)]
+    # too little time to finish it: it continues as the partial run, before any other
+    assert plan_runs(cfg, tmp_path / "exp", seconds=25, seconds_per_epoch=timing) == [
+        PlannedRun("NODE", 0, 25.0, start_epoch=7, partial=True)]
 
 
 def test_results_accumulate_window_by_window(tiny, tmp_path):
     results = tmp_path / "table1"
-    timing = {"NODE": 10.0, "ANODE (p=5)": 10.0}
+    timing = {"NODE": 16.0, "ANODE (p=5)": 16.0}
     quiet = {"config": tiny(), "device": "cpu", "timing": timing, "log": lambda _: None}
 
     first = run_table1("idx", results_dir=results, minutes=0.6, **quiet)  # 36 s: two runs of 16 s
     assert [(p["model"], p["repeat"]) for p in first["planned"]] == [("ANODE (p=5)", 0), ("NODE", 0)]
     assert first["aggregate"]["runs_finished"] == 2
     report = (results / "idx" / "report.md").read_text()
-    assert "(1 of 3)" in report and TOO_FEW in report  # one repeat a side: no verdict yet
+    assert "(1 of 3; no std from one run)" in report and TOO_FEW in report  # one repeat a side: no verdict, no spread
     result = json.loads((results / "idx" / "runs" / "idx" / "node" / "seed-0" / "result.json").read_text())
     assert result["machine"] and result["anode_version"] and "fingerprint" in result
+    assert result["segments"] == 1 and 0 < result["elapsed"] <= result["wall_time"]
+    estimates = seconds_per_epoch(results / "idx", table1_config("idx", config=tiny()))
+    assert estimates["NODE"] == result["elapsed"]  # one epoch; run_table1 plans it x MARGIN, a probe x ALLOWANCE
+    assert MARGIN < ALLOWANCE
 
     second = run_table1("idx", results_dir=results, minutes=10, **quiet)
     assert sorted((p["model"], p["repeat"]) for p in second["planned"]) == [
@@ -108,20 +138,54 @@ def test_results_accumulate_window_by_window(tiny, tmp_path):
         run_table1("idx", results_dir=results, minutes=10, **{**quiet, "config": tiny(epochs=2)})
 
 
-def test_pack_keeps_finished_runs_only(tiny, tmp_path):
+def test_pack_keeps_finished_runs_and_the_checkpoint_of_a_run_in_progress(tiny, tmp_path):
     results = tmp_path / "table1"
     run_table1("idx", results_dir=results, minutes=0.3, config=tiny(), device="cpu",
-               timing={"NODE": 10.0, "ANODE (p=5)": 10.0}, log=lambda _: None)
-    cut = results / "idx" / "runs" / "idx" / "node" / "seed-1"  # a run cut off by the time limit
+               timing={"NODE": 16.0, "ANODE (p=5)": 16.0}, log=lambda _: None)
+    assert (results / "idx" / "runs" / "idx" / "anode-p-5" / "seed-0" / "checkpoint.pt").exists()
+    cut = results / "idx" / "runs" / "idx" / "node" / "seed-1"  # cut off before its first checkpoint: nothing to resume
     cut.mkdir(parents=True)
     (cut / "history.jsonl").write_text("{}\n")
-    packed = pack_finished(results, tmp_path / "pack.tgz")
+    going = results / "idx" / "runs" / "idx" / "node" / "seed-2"  # cut off after a checkpoint: resumes next time
+    going.mkdir(parents=True)
+    (going / "checkpoint.pt").write_bytes(b"x")
+    (going / "checkpoint.pt.tmp").write_bytes(b"half-written")
+    (going / "fingerprint.json").write_text("{}")
+    packed = pack_results(results, tmp_path / "pack.tgz")
     assert "table1/idx/runs/idx/anode-p-5/seed-0/result.json" in packed
     assert "table1/idx/runs/idx/anode-p-5/seed-0/history.jsonl" in packed
-    assert not any("seed-1" in p or p.endswith(".pt") or p.endswith("report.html") for p in packed)
+    assert sorted(p for p in packed if "seed-2" in p) == ["table1/idx/runs/idx/node/seed-2/checkpoint.pt",
+                                                          "table1/idx/runs/idx/node/seed-2/fingerprint.json"]
+    assert not any("seed-1" in p or p.endswith("report.html") for p in packed)
+    assert [p for p in packed if p.endswith(".pt")] == ["table1/idx/runs/idx/node/seed-2/checkpoint.pt"]
     assert "table1/idx/report.md" in packed and "table1/README.md" in packed
     with tarfile.open(tmp_path / "pack.tgz") as tar:
         assert sorted(tar.getnames()) == sorted(packed)
+
+
+PARTIAL = TINY.replace("max_iterations = 2\n", "eval_every = 100000\n")
+
+
+def test_a_partial_run_stops_on_time_and_the_next_window_resumes_it(tiny, tmp_path):
+    """The time left after the whole runs trains one more run in a child process that is stopped on
+    time; its last checkpoint is where the next window continues it (reported as in progress)."""
+    data = tmp_path / "data"
+    tiny()  # writes the IDX data
+    config = tmp_path / "long.toml"
+    config.write_text(PARTIAL.format(epochs=100000, data=data))  # far more epochs than 8 s allow
+    results, log = tmp_path / "table1", []
+    out = run_table1("idx", results_dir=results, minutes=8 / 60, config=config, device="cpu",
+                     timing={"NODE": 1.0, "ANODE (p=5)": 1.0}, log=log.append)
+    assert [(p["model"], p["repeat"], p["partial"]) for p in out["planned"]] == [("ANODE (p=5)", 0, True)]
+    cfg = table1_config("idx", config=config)
+    [(model, repeat, done)] = runs_in_progress(results / "idx", cfg)
+    assert (model, repeat) == ("ANODE (p=5)", 0) and 0 < done < 100000
+    assert any(re.search(r"stopped after [78] s as planned", line) for line in log)
+    run_dir = results / "idx" / "runs" / "idx" / "anode-p-5" / "seed-0"
+    assert not (run_dir / "result.json").exists() and load_checkpoint(run_dir / "checkpoint.pt")["segments"] == 1
+    assert f"ANODE (p=5) repeat 0 at epoch {done} of 100000" in (results / "idx" / "report.md").read_text()
+    assert plan_runs(cfg, results / "idx", seconds=5, seconds_per_epoch={"NODE": 1.0, "ANODE (p=5)": 1.0}) == [
+        PlannedRun("ANODE (p=5)", 0, 5.0, start_epoch=done, partial=True)]
 
 
 def test_minutes_must_be_positive(tiny, tmp_path):

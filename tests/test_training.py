@@ -261,6 +261,11 @@ def test_resume_matches_uninterrupted_run(tmp_path: Path) -> None:
     full_state = load_checkpoint(tmp_path / "full" / "checkpoint.pt")["model"]
     for name, value in resumed_trainer.model.state_dict().items():
         assert torch.equal(value, full_state[name]), name
+    # the run's wall time and segments carry over the resume
+    summary = json.loads((tmp_path / "split" / "summary.json").read_text())
+    assert summary["segments"] == 2 and state["segments"] == 1
+    assert summary["elapsed"] >= state["elapsed"] + sum(r["time"] for r in resumed.iterations[6:])
+    assert json.loads((tmp_path / "full" / "summary.json").read_text())["segments"] == 1
 
 
 def test_resume_refuses_changed_result_settings(tmp_path: Path) -> None:

@@ -4,13 +4,16 @@
 #
 #   LIMIT=480 DATA=.devdata DATASETS="mnist cifar10" OUT=/tmp/out bash tools/device_table1.sh
 #
-# For each dataset in turn, while time is left: `anode table1 --minutes M` plans the missing runs
-# that fit whole (seconds per epoch from the finished runs already in the folder, else a short
-# probe; alternating NODE and ANODE so both sides grow), trains them one at a time under an outer
-# timeout, and rewrites the dataset's report ("k of 5 repeats"). A run cut off by the timeout has no
-# result.json and is left out of the pack. Then everything to commit is packed into
-# $OUT/table1.tgz: on the development machine, `tar xzf table1.tgz -C docs/results` and commit.
-# A fingerprint mismatch (another config or anode version than the finished runs) stops with exit 2.
+# For each dataset in turn, while time is left: `anode table1 --minutes M` continues the run in
+# progress (from its committed checkpoint), plans the missing runs that fit whole (seconds per epoch
+# from the finished runs already in the folder, else a short probe; alternating NODE and ANODE so
+# both sides grow), trains them one at a time, rewrites the dataset's report ("k of 5 repeats"), and
+# trains one more run in the minutes left, stopping it on time: it travels as its last checkpoint
+# and the next window resumes it. (One MNIST run takes 9 to over 11 minutes on an H100, more than a
+# window holds.) An outer timeout guards the whole call. Then the folder's whole committed state is
+# packed into $OUT/table1.tgz: on the development machine replace the folder with it,
+#   rm -rf docs/results/table1 && tar xzf table1.tgz -C docs/results && git add -A docs/results/table1
+# and commit. A fingerprint mismatch (another config or anode version) stops with exit 2.
 set -u
 START=$(date +%s)
 LIMIT=${LIMIT:-480}                 # seconds this script may take in all
@@ -43,10 +46,10 @@ for DATASET in $DATASETS; do
     0) ;;
     1) status=1 ;;                          # a run failed in the solver: it is evidence, keep going
     2) exit 2 ;;                            # setup error or fingerprint mismatch: nothing to pack
-    *) status=1; echo "cut off: unfinished runs stay out of the pack" | tee -a "$OUT/run.log" ;;
+    *) status=1; echo "cut off by the outer timeout: a run with a checkpoint is packed and resumes next time" | tee -a "$OUT/run.log" ;;
   esac
 done
-python3 -c "import sys; from anode.table1 import pack_finished; print(len(pack_finished(sys.argv[1], sys.argv[2])), 'files packed')" \
+python3 -c "import sys; from anode.table1 import pack_results; print(len(pack_results(sys.argv[1], sys.argv[2])), 'files packed')" \
     "$RESULTS" "$OUT/table1.tgz" | tee -a "$OUT/run.log"
 echo "done in $(( $(date +%s) - START )) s"
 exit $status

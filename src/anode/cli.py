@@ -180,12 +180,12 @@ def _cmd_config_docs(args: argparse.Namespace) -> int:
 
 
 def _cmd_table1(args: argparse.Namespace) -> int:
-    from .table1 import pack_finished, run_table1
+    from .table1 import pack_results, run_table1
 
     out = run_table1(args.dataset, results_dir=args.results, minutes=args.minutes, data_dir=args.data_dir,
                      config=args.config, device=args.device, progress=not args.no_progress)
     if args.pack:
-        packed = pack_finished(args.results, args.pack)
+        packed = pack_results(args.results, args.pack)
         print(f"packed {len(packed)} files into {args.pack}")
     print(f"report: {out['report']}")
     failed = out["aggregate"]["runs_failed"]
@@ -296,16 +296,18 @@ def _add_reproduce_images(sub: argparse._SubParsersAction) -> None:
 
 def _add_table1(sub: argparse._SubParsersAction) -> None:
     t1 = sub.add_parser("table1", help="add the next Table 1 runs that fit a time window to an accumulating results folder",
-                        description="Plan the missing Table 1 runs (the authors' protocol) that fit --minutes whole, "
-                                    "train them, and rewrite RESULTS/<dataset>/report.md (see docs/results/README.md).",
+                        description="Continue the Table 1 run in progress (the authors' protocol), train the missing runs "
+                                    "that fit --minutes whole, rewrite RESULTS/<dataset>/report.md, then train one more run "
+                                    "until the minutes are spent; it resumes from its checkpoint next time "
+                                    "(see docs/results/README.md).",
                         formatter_class=_Formatter)
     t1.add_argument("--dataset", required=True, help="mnist | cifar10 | svhn (the built-in image configs)")
-    t1.add_argument("--minutes", type=float, required=True, help="training time this call may use; runs are planned to fit whole")
+    t1.add_argument("--minutes", type=float, required=True, help="training time this call may use: whole runs, then one run cut off at the end that resumes next time")
     t1.add_argument("--data-dir", default=None, help="data folder (default: $ANODE_DATA_DIR)")
     t1.add_argument("--results", default="docs/results/table1", help="the accumulating folder")
     t1.add_argument("--config", default=None, help="a config file instead of the built-in one (e.g. a tiny stand-in)")
     t1.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
-    t1.add_argument("--pack", default=None, help="then write a .tgz of exactly what to commit (finished runs, no checkpoints)")
+    t1.add_argument("--pack", default=None, help="then write a .tgz of exactly what to commit (finished runs without checkpoints, a run in progress with its checkpoint)")
     t1.add_argument("--no-progress", action="store_true", help="no progress bars")
     t1.set_defaults(func=_cmd_table1)
 

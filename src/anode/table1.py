@@ -1,25 +1,30 @@
-"""Table 1 at the authors' protocol, accumulated one finished run at a time over short GPU windows.
+"""Table 1 at the authors' protocol, accumulated run by run over short GPU windows.
 
 The full protocol (20 epochs, batch 256, adjoint, 5 repeats, NODE and ANODE) takes about 100
-GPU-minutes per dataset, while a GPU comes in windows of about 10 minutes. So each window trains
-the next missing runs that fit whole, and the results folder (`docs/results/table1/<dataset>/`,
-an ordinary experiment folder whose run folders are committed) grows run by run:
+GPU-minutes per dataset, while a GPU comes in windows of about 10 minutes, and one MNIST run alone
+takes 9 (ANODE) to over 11 (NODE) minutes on an H100. So each window continues the run in progress,
+trains the next missing runs that fit whole, and starts the next one in the time left; a run cut off
+at the window's end travels as its last checkpoint and resumes in the next window exactly where it
+stopped. The results folder (`docs/results/table1/<dataset>/`, an ordinary experiment folder whose
+run folders are committed) grows run by run:
 
-1. `plan_runs`: the missing runs (model x repeat), alternating the baseline and the augmented
-   model so both sides grow, kept only while each fits the time left (estimated from the measured
-   seconds per epoch times an allowance for NFE growth and evaluation);
+1. `plan_runs`: the run in progress first, then the missing runs (model x repeat), alternating the
+   baseline and the augmented model so both sides grow, kept while each fits the time left, and last
+   one `partial` run in whatever time is left;
 2. `run_table1`: trains exactly those runs with the ordinary runner (fingerprints refuse to mix a
-   run made under another config or code version; each result records machine, anode version and
-   command);
+   run made under another config or code version; each result records machine, anode version,
+   command and how many segments it was trained in), writing the report before the partial run;
 3. `write_table1_report`: aggregates whatever has finished ("k of 5 repeats") with the project's
    verdict rules and sets it beside the paper's row;
-4. `pack_finished`: a tarball of exactly what must be committed (finished runs, no checkpoints).
+4. `pack_results`: a tarball of exactly what must be committed: finished runs without their
+   checkpoints, a run in progress with its checkpoint.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import multiprocessing
 import os
 import tarfile
 import time
@@ -38,10 +43,11 @@ from .experiments.runner import run_experiment
 from .history import read_json, write_json
 from .report import Section, write_report
 from .reproduce_images import image_experiment, judge_images
-from .training import TrainConfig, Trainer
+from .training import TrainConfig, Trainer, load_checkpoint
 
-__all__ = ["ALLOWANCE", "PAPER_TABLE1", "PlannedRun", "pack_finished", "plan_runs", "probe_seconds_per_epoch",
-           "run_table1", "seconds_per_epoch", "table1_config", "write_table1_report"]
+__all__ = ["ALLOWANCE", "MARGIN", "MIN_PARTIAL_EPOCHS", "PAPER_TABLE1", "PlannedRun", "pack_results", "plan_runs",
+           "probe_seconds_per_epoch", "run_table1", "runs_in_progress", "seconds_per_epoch", "table1_config",
+           "write_table1_report"]
 
 #: The paper's Table 1 (test accuracy in %, mean ± std over 5 runs): dataset -> role -> (mean, std).
 PAPER_TABLE1: dict[str, dict[str, tuple[float, float]]] = {
@@ -49,18 +55,31 @@ PAPER_TABLE1: dict[str, dict[str, tuple[float, float]]] = {
     "cifar10": {"baseline": (53.7, 0.2), "augmented": (60.6, 0.4)},
     "svhn": {"baseline": (81.0, 0.6), "augmented": (83.5, 0.5)},
 }
-#: Estimated run time = epochs x measured seconds per epoch x ALLOWANCE (NFE growth over training,
-#: the test evaluation after each epoch, start-up). Fixed before any Table 1 result was seen.
+#: A probe times a few early training steps; a run's epoch costs more (NFE growth over training, the
+#: test evaluation after each epoch, checkpoints): planned seconds per epoch = probe x ALLOWANCE.
+#: Fixed before any Table 1 result was seen (the first MNIST run, ANODE on an H100, took 1.64x).
 ALLOWANCE = 1.6
+#: Seconds per epoch measured over finished runs' whole lives already hold all of that: they are
+#: planned with this small safety margin only.
+MARGIN = 1.05
+#: The time left after the whole runs starts one more run (cut off at the window's end, resumed in
+#: the next one) only if at least this many of its epochs fit.
+MIN_PARTIAL_EPOCHS = 2
 
 
 @dataclass(frozen=True)
 class PlannedRun:
-    """A run chosen for this window: the model, the repeat and its estimated seconds."""
+    """A run chosen for this window: the model, the repeat and its estimated seconds.
+
+    `start_epoch` > 0: the run resumes from its checkpoint. `partial`: it is not expected to finish
+    in this window (`estimate_s` is then the time it gets); it resumes in the next one.
+    """
 
     model: str
     repeat: int
     estimate_s: float
+    start_epoch: int = 0
+    partial: bool = False
 
 
 def table1_config(dataset: str, *, data_dir: str | None = None, config: str | os.PathLike[str] | None = None) -> ExperimentConfig:
@@ -89,15 +108,40 @@ def _finished(run_dir: Path) -> dict[str, Any] | None:
     return read_json(path) if path.exists() else None
 
 
+def _epochs_done(run_dir: Path) -> int | None:
+    """Epochs a run in progress has done (from its checkpoint); None: finished or never checkpointed."""
+    path = run_dir / "checkpoint.pt"
+    if _finished(run_dir) is not None or not path.exists():
+        return None
+    return int(load_checkpoint(path)["epoch"])
+
+
+def runs_in_progress(exp_dir: str | os.PathLike[str], cfg: ExperimentConfig) -> list[tuple[str, int, int]]:
+    """`(model, repeat, epochs done)` of every run cut off at a window's end with a checkpoint to resume from.
+
+    Raises:
+        ValueError: a checkpoint that is not an anode checkpoint.
+    """
+    out = []
+    for m in cfg.models:
+        for repeat, run_dir in enumerate(_repeats(Path(exp_dir), cfg, m.name)):
+            done = _epochs_done(run_dir)
+            if done is not None:
+                out.append((m.name, repeat, done))
+    return out
+
+
 def seconds_per_epoch(exp_dir: str | os.PathLike[str], cfg: ExperimentConfig) -> dict[str, float]:
-    """Per model, the median of its finished runs' wall time per epoch (models without one are absent)."""
+    """Per model, the median over its completed runs of wall seconds per epoch over the run's whole
+    life (`elapsed`: every segment of a resumed run, evaluation included; `wall_time` for results
+    older than that field). Models without a completed run are absent."""
     out = {}
     for m in cfg.models:
         times = []
         for run_dir in _repeats(Path(exp_dir), cfg, m.name):
             result = _finished(run_dir)
             if result and result.get("status") == "completed" and result.get("epochs"):
-                times.append(float(result["wall_time"]) / int(result["epochs"]))
+                times.append(float(result.get("elapsed", result["wall_time"])) / int(result["epochs"]))
         if times:
             out[m.name] = sorted(times)[len(times) // 2]
     return out
@@ -135,45 +179,71 @@ def probe_seconds_per_epoch(cfg: ExperimentConfig, *, device: str, iterations: i
 
 
 def plan_runs(cfg: ExperimentConfig, exp_dir: str | os.PathLike[str], *, seconds: float,
-              seconds_per_epoch: dict[str, float], allowance: float = ALLOWANCE) -> list[PlannedRun]:
-    """The missing runs that fit whole into `seconds`, alternating baseline and augmented models.
+              seconds_per_epoch: dict[str, float], partial: bool = True) -> list[PlannedRun]:
+    """This window's runs: those in progress, then the missing runs that fit whole, alternating
+    baseline and augmented models, then (with `partial`) one more run in the time left.
 
-    The side with fewer finished (or already planned) runs goes next; a run that does not fit is
-    skipped in favour of the other side's; planning stops when neither fits. Runs already finished
+    Runs in progress (cut off in an earlier window) come first: they need only their remaining
+    epochs. Then the side with fewer finished (or planned) runs goes next; a run that does not fit
+    is skipped in favour of the other side's; whole-run planning stops when neither fits. Last, if
+    at least `MIN_PARTIAL_EPOCHS` epochs of the next run fit the time left, it is planned as
+    `partial`: cut off at the window's end, it resumes in the next window. Runs already finished
     (completed or failed: both are evidence) are never planned again.
 
     Arguments:
         cfg: the Table 1 experiment.
         exp_dir: its results folder.
         seconds: the time this window may spend training.
-        seconds_per_epoch: measured seconds per epoch of each model.
-        allowance: factor on the estimate (see `ALLOWANCE`).
+        seconds_per_epoch: planned wall seconds per epoch of each model, everything included
+            (`run_table1` scales a probe by `ALLOWANCE` and finished runs' figures by `MARGIN`).
+        partial: plan a last run that will not finish in this window.
 
     Raises:
-        ValueError: a model without a time estimate, or a non-positive allowance.
+        ValueError: a model without a time estimate, or an estimate that is not a positive number.
     """
-    if not (math.isfinite(allowance) and allowance > 0):
-        raise ValueError(f"allowance must be a positive number, got {allowance!r}")
     models = [m for m in cfg.models if m.role in ("augmented", "baseline")] or list(cfg.models)
     missing = [m.name for m in models if m.name not in seconds_per_epoch]
     if missing:
         raise ValueError(f"no time estimate for {missing}: measure them first (probe_seconds_per_epoch)")
-    queues = {m.name: [r for r, run_dir in enumerate(_repeats(Path(exp_dir), cfg, m.name)) if _finished(run_dir) is None]
+    bad = {m.name: seconds_per_epoch[m.name] for m in models
+           if not (isinstance(seconds_per_epoch[m.name], (int, float)) and math.isfinite(seconds_per_epoch[m.name])
+                   and seconds_per_epoch[m.name] > 0)}
+    if bad:
+        raise ValueError(f"seconds per epoch must be positive numbers, got {bad}")
+    exp_dir = Path(exp_dir)
+    started = {(name, repeat): done for name, repeat, done in runs_in_progress(exp_dir, cfg)}
+    queues = {m.name: sorted((r for r, run_dir in enumerate(_repeats(exp_dir, cfg, m.name)) if _finished(run_dir) is None),
+                             key=lambda r, name=m.name: (name, r) not in started)  # runs in progress first
               for m in models}
     done = {m.name: cfg.repeats - len(queues[m.name]) for m in models}
     order = {m.name: i for i, m in enumerate(sorted(models, key=lambda m: m.role != "augmented"))}  # ANODE first on ties
+
+    def candidate(name: str) -> PlannedRun:
+        repeat = queues[name][0]
+        start = started.get((name, repeat), 0)
+        return PlannedRun(name, repeat, seconds_per_epoch[name] * (cfg.train.epochs - start), start)
+
     plan: list[PlannedRun] = []
     left = float(seconds)
+    resuming = [name for name in queues if queues[name] and (name, queues[name][0]) in started]
     while any(queues.values()):
-        for name in sorted((n for n in queues if queues[n]), key=lambda n: (done[n], order[n])):
-            estimate = seconds_per_epoch[name] * cfg.train.epochs * allowance
-            if estimate <= left:
-                plan.append(PlannedRun(name, queues[name].pop(0), estimate))
+        names = resuming or sorted((n for n in queues if queues[n]), key=lambda n: (done[n], order[n]))
+        for name in names:
+            run = candidate(name)
+            if run.estimate_s <= left:
+                plan.append(run)
+                queues[name].pop(0)
                 done[name] += 1
-                left -= estimate
+                left -= run.estimate_s
+                resuming = [n for n in resuming if n != name]
                 break
         else:
             break
+    if partial and any(queues.values()):
+        name = (resuming or sorted((n for n in queues if queues[n]), key=lambda n: (done[n], order[n])))[0]
+        run = candidate(name)
+        if left >= MIN_PARTIAL_EPOCHS * seconds_per_epoch[name]:
+            plan.append(dataclasses.replace(run, estimate_s=left, partial=True))
     return plan
 
 
@@ -189,16 +259,19 @@ def run_table1(
     progress: bool = False,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Train the next missing Table 1 runs of `dataset` that fit into `minutes`, then report.
+    """Continue the run in progress, train the next missing Table 1 runs of `dataset` that fit
+    into `minutes`, report, then train one more run until the minutes are spent.
 
     Arguments:
         dataset: mnist, cifar10, svhn, ... (the built-in image configs).
         results_dir: the accumulating folder (e.g. docs/results/table1); runs go to `<results_dir>/<dataset>/`.
-        minutes: the training time this call may use (runs are planned to fit whole).
+        minutes: the time this call may use, the probe included: runs in progress and whole runs, then one
+            partial run stopped on time (it resumes in the next call).
         data_dir: where the data live.
         config: a config file to use instead of the built-in one (e.g. a tiny stand-in for tests).
         device: "cuda", "cpu", ... (None: CUDA when available).
-        timing: seconds per epoch per model to plan with (None: from finished runs, else a probe).
+        timing: planned seconds per epoch per model, everything included (None: finished runs'
+            figures x `MARGIN`, else a probe x `ALLOWANCE`).
         progress: progress bars.
         log: where one-line messages go.
 
@@ -208,30 +281,89 @@ def run_table1(
     Raises:
         ValueError: `minutes` not positive; a model without a time estimate.
         FingerprintMismatch: finished runs in the folder were made under another config or code version.
+        RuntimeError: the partial run's process failed.
     """
     if not (isinstance(minutes, (int, float)) and math.isfinite(minutes) and minutes > 0):
         raise ValueError(f"minutes must be a positive number, got {minutes!r}")
+    deadline = time.monotonic() + minutes * 60  # the probe and every run count against it
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     cfg = table1_config(dataset, data_dir=data_dir, config=config)
     exp_dir = Path(results_dir) / dataset
-    estimates = dict(timing or seconds_per_epoch(exp_dir, cfg))
+    estimates = dict(timing) if timing else {name: s * MARGIN for name, s in seconds_per_epoch(exp_dir, cfg).items()}
     if any(m.name not in estimates for m in cfg.models):
-        estimates = {**probe_seconds_per_epoch(cfg, device=device), **estimates}
-        log("probe: " + ", ".join(f"{name} {s:.1f} s/epoch" for name, s in estimates.items()))
-    plan = plan_runs(cfg, exp_dir, seconds=minutes * 60, seconds_per_epoch=estimates)
-    log(f"plan: {len(plan)} run(s) in {minutes:g} min: " + (", ".join(f"{p.model} repeat {p.repeat} (~{p.estimate_s / 60:.1f} min)"
-                                                                       for p in plan) or "none fits"))
-    chosen = {(p.model, p.repeat) for p in plan}
-    agg = run_experiment(cfg, exp_dir, device=device, progress=progress, log=log,
-                         select=lambda unit: (unit.model, unit.repeat) in chosen)
-    report = write_table1_report(results_dir, cfg=cfg, dataset=dataset)
+        probe = probe_seconds_per_epoch(cfg, device=device)
+        log("probe: " + ", ".join(f"{name} {s:.1f} s/epoch" for name, s in probe.items()) + f" (planned x {ALLOWANCE:g})")
+        estimates = {**{name: s * ALLOWANCE for name, s in probe.items()}, **estimates}
+    plan = plan_runs(cfg, exp_dir, seconds=deadline - time.monotonic(), seconds_per_epoch=estimates)
+    log(f"plan: {len(plan)} run(s) in {minutes:g} min: " + (", ".join(_describe(p, cfg.train.epochs) for p in plan) or "none fits"))
+    whole = {(p.model, p.repeat) for p in plan if not p.partial}
+    agg = run_experiment(cfg, exp_dir, device=device, progress=progress, log=log, select=_Selected(whole))
+    report = write_table1_report(results_dir, cfg=cfg, dataset=dataset)  # before the partial run: its cut-off loses nothing
+    for run in (p for p in plan if p.partial):
+        seconds = deadline - time.monotonic()  # what the whole runs left, whatever their estimates said
+        if seconds < MIN_PARTIAL_EPOCHS * estimates[run.model]:
+            log(f"{run.model} repeat {run.repeat}: not started, only {seconds:.0f} s left")
+            continue
+        _train_until(run, cfg, exp_dir, device=device, progress=progress, seconds=seconds, log=log)
+        agg = aggregate_experiment(cfg, exp_dir)
+        report = write_table1_report(results_dir, cfg=cfg, dataset=dataset)
     return {"planned": [dataclasses.asdict(p) for p in plan], "aggregate": agg, "report": report}
+
+
+@dataclass(frozen=True)
+class _Selected:
+    """A picklable `select` for `run_experiment`: the units whose (model, repeat) is in `runs`."""
+
+    runs: frozenset[tuple[str, int]] | set[tuple[str, int]]
+
+    def __call__(self, unit: Any) -> bool:
+        return (unit.model, unit.repeat) in self.runs
+
+
+def _train_partial(cfg: ExperimentConfig, exp_dir: str, device: str, progress: bool, run: tuple[str, int]) -> None:
+    """Child process of `_train_until`: train one run (resuming its checkpoint) until stopped."""
+    run_experiment(cfg, exp_dir, device=device, progress=progress, log=print, select=_Selected(frozenset({run})))
+
+
+def _train_until(run: PlannedRun, cfg: ExperimentConfig, exp_dir: Path, *, device: str, progress: bool, seconds: float,
+                 log: Callable[[str], None]) -> None:
+    """Train `run` in a child process and stop it after `seconds`; its last checkpoint (written
+    atomically after every epoch) is where the next window resumes.
+
+    Raises:
+        RuntimeError: the child process ended with an error (its traceback is on stderr).
+    """
+    ctx = multiprocessing.get_context("spawn")  # a fresh interpreter: safe with CUDA
+    proc = ctx.Process(target=_train_partial, args=(cfg, str(exp_dir), device, progress, (run.model, run.repeat)))
+    proc.start()
+    proc.join(timeout=seconds)
+    if proc.is_alive():
+        proc.terminate()
+        proc.join(timeout=30)
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
+        done = {(m, r): e for m, r, e in runs_in_progress(exp_dir, cfg)}.get((run.model, run.repeat), 0)
+        log(f"{run.model} repeat {run.repeat}: stopped after {seconds:.0f} s as planned, at epoch {done} of "
+            f"{cfg.train.epochs}; the next window resumes it from its checkpoint")
+    elif proc.exitcode != 0:
+        raise RuntimeError(f"training {run.model} repeat {run.repeat} failed in its process (exit code {proc.exitcode}); "
+                           "see the traceback above")
+
+
+def _describe(run: PlannedRun, epochs: int) -> str:
+    what = f"{run.model} repeat {run.repeat}" + (f" from epoch {run.start_epoch}" if run.start_epoch else "")
+    if run.partial:
+        return f"{what} (partial: {run.estimate_s / 60:.1f} min of its {epochs - run.start_epoch} epochs left; resumes in the next window)"
+    return f"{what} (~{run.estimate_s / 60:.1f} min)"
 
 
 def _accuracy_cell(stats: dict[str, Any], repeats: int) -> str:
     if not stats or stats.get("mean") is None:
         return f"– (0 of {repeats})"
-    return f"{100 * stats['mean']:.1f} ± {100 * (stats['std'] or 0):.1f} ({stats['n']} of {repeats})"
+    if stats["n"] < 2:  # one run has no spread: "± 0.0" would claim one
+        return f"{100 * stats['mean']:.1f} ({stats['n']} of {repeats}; no std from one run)"
+    return f"{100 * stats['mean']:.1f} ± {100 * stats['std']:.1f} ({stats['n']} of {repeats})"
 
 
 def write_table1_report(results_dir: str | os.PathLike[str], *, cfg: ExperimentConfig, dataset: str) -> Path:
@@ -246,6 +378,9 @@ def write_table1_report(results_dir: str | os.PathLike[str], *, cfg: ExperimentC
     claims, level, _, _ = judge_images(cfg, exp_dir, agg)
     results = [_finished(p) for m in cfg.models for p in _repeats(exp_dir, cfg, m.name)]
     machines = sorted({r.get("machine", "?") for r in results if r})
+    in_progress = runs_in_progress(exp_dir, cfg)
+    resumed = [f"{m.name} repeat {repeat} ({r['segments']} segments)" for m in cfg.models
+               for repeat, r in enumerate(_finished(p) for p in _repeats(exp_dir, cfg, m.name)) if r and r.get("segments", 1) > 1]
     roles = {m.name: m.role for m in cfg.models}
     paper = PAPER_TABLE1.get(dataset, {})
     rows = [f"| {g['model']} | {_accuracy_cell(g['eval_accuracy'], cfg.repeats)} | "
@@ -257,6 +392,10 @@ def write_table1_report(results_dir: str | os.PathLike[str], *, cfg: ExperimentC
         f"Finished runs: {agg['runs_finished']} of {agg['runs_expected']} ({agg['runs_failed']} failed); this folder grows run "
         "by run (`tools/device_table1.sh` on each GPU window; `anode table1` here).",
         ("Made on: " + "; ".join(machines)) if machines else "Made on: no run yet.",
+        *(["In progress (resumed from its checkpoint by the next window): " + ", ".join(
+            f"{model} repeat {repeat} at epoch {done} of {cfg.train.epochs}" for model, repeat, done in in_progress) + "."]
+          if in_progress else []),
+        *(["Trained in more than one window (resumed from a checkpoint): " + ", ".join(resumed) + "."] if resumed else []),
         f"Loss level of the iteration/NFE claims: {level:.4g}." if level is not None else "Loss level: not available yet.",
     ]
     table = "\n".join(["| model | ours | paper | failed runs |", "|---|---|---|---|", *rows])
@@ -282,10 +421,13 @@ def _write_index(results_dir: Path) -> None:
     (results_dir / "README.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-def pack_finished(results_dir: str | os.PathLike[str], dest: str | os.PathLike[str]) -> list[str]:
-    """Pack what must be committed: reports, aggregates and finished run folders, no checkpoints.
+def pack_results(results_dir: str | os.PathLike[str], dest: str | os.PathLike[str]) -> list[str]:
+    """Pack what must be committed: reports, aggregates, finished run folders without their
+    checkpoints, and each run in progress with its last checkpoint (the next window resumes it).
 
-    A run folder without `result.json` (cut off by the time limit) is left out whole.
+    The pack is the whole committed state of `results_dir`: replace the folder with it (a finished
+    run's checkpoint, committed while it was in progress, then disappears). A run folder with
+    neither `result.json` nor a checkpoint (cut off before its first epoch ended) is left out.
 
     Returns:
         The paths packed, relative to the parent of `results_dir`.
@@ -293,14 +435,16 @@ def pack_finished(results_dir: str | os.PathLike[str], dest: str | os.PathLike[s
     root = Path(results_dir)
     members = []
     for path in sorted(root.rglob("*")):
-        if not path.is_file() or path.suffix in (".pt", ".tmp") or path.name == "report.html":
+        if not path.is_file() or path.suffix == ".tmp" or path.name == "report.html":
             continue
         run = next((p for p in path.parents if p.name.startswith(("seed-", "candidate-"))), None)
-        if run is not None and not (run / "result.json").exists():
+        finished = run is not None and (run / "result.json").exists()
+        if path.suffix == ".pt" and (run is None or finished or path.name != "checkpoint.pt"):
+            continue
+        if run is not None and not finished and not (run / "checkpoint.pt").exists():
             continue
         members.append(path)
     with tarfile.open(dest, "w:gz") as tar:
         for path in members:
             tar.add(path, arcname=str(path.relative_to(root.parent)))
     return [str(p.relative_to(root.parent)) for p in members]
-

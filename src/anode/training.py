@@ -293,6 +293,9 @@ class Trainer:
         self._saved_at = -1  # iteration count at the last checkpoint
         self.epoch = 0  # epochs completed
         self.iteration = 0  # optimiser steps completed
+        self.segments = 0  # calls of `fit` over the run's life, resumes included (restored from checkpoints)
+        self._elapsed_before = 0.0  # wall seconds of `fit` in earlier segments, up to their last checkpoint
+        self._fit_started: float | None = None
 
     @property
     def checkpoint_path(self) -> Path | None:
@@ -376,8 +379,11 @@ class Trainer:
             SolverError: a solve failed (the run's records so far stay in `history`).
             ValueError: the checkpoint was made with other result-relevant settings (see `load_checkpoint`).
         """
+        self._elapsed_before, self._fit_started = self.elapsed, None  # earlier `fit` calls of this trainer
         if resume and self.checkpoint_path is not None and self.checkpoint_path.exists():
             self.load_checkpoint(self.checkpoint_path, train_loader=train_loader)
+        self.segments += 1
+        self._fit_started = time.perf_counter()
         device = _device_of(self.model)
         cfg = self.config
         self._train_loader = train_loader
@@ -436,9 +442,18 @@ class Trainer:
         if self.out_dir is not None and (self.epoch % self.config.checkpoint_every == 0 or last):
             self._save(self.out_dir, self._train_loader)
 
+    @property
+    def elapsed(self) -> float:
+        """Wall seconds spent in `fit` (training, evaluation, checkpoints) over all of the run's
+        segments: a resumed run adds the time of its earlier segments up to their last checkpoint."""
+        now = time.perf_counter() - self._fit_started if self._fit_started is not None else 0.0
+        return self._elapsed_before + now
+
     def summary(self) -> dict[str, Any]:
-        """Final numbers of the run: last-epoch means, totals, last evaluation, parameter count."""
+        """Final numbers of the run: last-epoch means, totals, last evaluation, parameter count;
+        after `fit`, also `elapsed` (wall seconds over all segments) and `segments` (1 + resumes)."""
         last = self.history.epochs[-1] if self.history.epochs else {}
+        segments = {"elapsed": self.elapsed, "segments": self.segments} if self.segments else {}
         return {
             "epochs": self.epoch, "iterations": self.iteration,
             "final_loss": last.get("loss"), "final_nfe_forward": last.get("nfe_forward"),
@@ -446,7 +461,7 @@ class Trainer:
             "eval": {k[5:]: v for k, v in last.items() if k.startswith("eval_")} or None,
             "total_time": sum(r["time"] for r in self.history.iterations),
             "num_parameters": sum(p.numel() for p in self.model.parameters() if p.requires_grad),
-            "train_config": self.config.to_dict(), **self.extra_state,
+            "train_config": self.config.to_dict(), **segments, **self.extra_state,
         }
 
     def save_checkpoint(self, path: str | os.PathLike[str] | None, *, train_loader: Any = None) -> Path:
@@ -459,7 +474,7 @@ class Trainer:
             "format": CHECKPOINT_FORMAT, "anode_version": __version__,
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "train_config": self.config.to_dict(), "extra_state": self.extra_state,
-            "epoch": self.epoch, "iteration": self.iteration,
+            "epoch": self.epoch, "iteration": self.iteration, "elapsed": self.elapsed, "segments": self.segments,
             "iterations": self.history.iterations, "epochs": self.history.epochs,
             "loader": train_loader.state_dict() if hasattr(train_loader, "state_dict") else None,
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
@@ -497,6 +512,8 @@ class Trainer:
         if self.scheduler is not None and state.get("scheduler") is not None:
             self.scheduler.load_state_dict(state["scheduler"])
         self.epoch, self.iteration = state["epoch"], state["iteration"]
+        self._elapsed_before, self.segments = float(state.get("elapsed", 0.0)), int(state.get("segments", 0))
+        self._fit_started = None
         self.history = History(iterations=list(state["iterations"]), epochs=list(state["epochs"]))
         if state.get("loader") is not None and hasattr(train_loader, "load_state_dict"):
             train_loader.load_state_dict(state["loader"])
