@@ -2,10 +2,10 @@
 
 The full protocol (20 epochs, batch 256, adjoint, 5 repeats, NODE and ANODE) takes about 100
 GPU-minutes per dataset, while a GPU comes in windows of about 10 minutes, and one MNIST run alone
-takes 9 (ANODE) to over 11 (NODE) minutes on an H100. So each window continues the run in progress,
-trains the next missing runs that fit whole, and starts the next one in the time left; a run cut off
-at the window's end travels as its last checkpoint and resumes in the next window exactly where it
-stopped. The results folder (`docs/results/table1/<dataset>/`, an ordinary experiment folder whose
+takes 9 (ANODE, measured) to about 12 (NODE, estimated) minutes on an H100. So each window
+continues the run in progress, trains the next missing runs that fit whole, and starts the next one
+in the time left; a run stopped at the window's end travels as its last checkpoint and resumes in
+the next window from the end of its last whole epoch. The results folder (`docs/results/table1/<dataset>/`, an ordinary experiment folder whose
 run folders are committed) grows run by run:
 
 1. `plan_runs`: the run in progress first, then the missing runs (model x repeat), alternating the
