@@ -18,7 +18,7 @@ import torch
 from anode.claims import TOO_FEW
 from anode.experiments import FingerprintMismatch
 from anode.table1 import (ALLOWANCE, MARGIN, PlannedRun, pack_results, plan_runs, run_table1, runs_in_progress,
-                          seconds_per_epoch, table1_config)
+                          seconds_per_epoch, table1_config, write_table1_report)
 from anode.training import load_checkpoint
 
 from test_reproduce_images import write_idx
@@ -122,6 +122,11 @@ def test_results_accumulate_window_by_window(tiny, tmp_path):
     estimates = seconds_per_epoch(results / "idx", table1_config("idx", config=tiny()))
     assert estimates["NODE"] == result["elapsed"]  # one epoch; run_table1 plans it x MARGIN, a probe x ALLOWANCE
     assert MARGIN < ALLOWANCE
+    path = results / "idx" / "runs" / "idx" / "node" / "seed-0" / "result.json"
+    path.write_text(json.dumps({**result, "segments": 2}))  # as if it had been resumed once
+    report = write_table1_report(results, cfg=table1_config("idx", config=tiny()), dataset="idx").read_text()
+    assert "Trained in more than one window (resumed from a checkpoint): NODE repeat 0 (2 segments)." in report
+    path.write_text(json.dumps(result))
 
     second = run_table1("idx", results_dir=results, minutes=10, **quiet)
     assert sorted((p["model"], p["repeat"]) for p in second["planned"]) == [

@@ -296,7 +296,7 @@ def run_table1(
         estimates = {**{name: s * ALLOWANCE for name, s in probe.items()}, **estimates}
     plan = plan_runs(cfg, exp_dir, seconds=deadline - time.monotonic(), seconds_per_epoch=estimates)
     log(f"plan: {len(plan)} run(s) in {minutes:g} min: " + (", ".join(_describe(p, cfg.train.epochs) for p in plan) or "none fits"))
-    whole = {(p.model, p.repeat) for p in plan if not p.partial}
+    whole = frozenset((p.model, p.repeat) for p in plan if not p.partial)
     agg = run_experiment(cfg, exp_dir, device=device, progress=progress, log=log, select=_Selected(whole))
     report = write_table1_report(results_dir, cfg=cfg, dataset=dataset)  # before the partial run: its cut-off loses nothing
     for run in (p for p in plan if p.partial):
@@ -314,7 +314,7 @@ def run_table1(
 class _Selected:
     """A picklable `select` for `run_experiment`: the units whose (model, repeat) is in `runs`."""
 
-    runs: frozenset[tuple[str, int]] | set[tuple[str, int]]
+    runs: frozenset[tuple[str, int]]
 
     def __call__(self, unit: Any) -> bool:
         return (unit.model, unit.repeat) in self.runs
@@ -376,11 +376,11 @@ def write_table1_report(results_dir: str | os.PathLike[str], *, cfg: ExperimentC
     agg = aggregate_experiment(cfg, exp_dir)
     write_json(exp_dir / "aggregate.json", agg)
     claims, level, _, _ = judge_images(cfg, exp_dir, agg)
-    results = [_finished(p) for m in cfg.models for p in _repeats(exp_dir, cfg, m.name)]
-    machines = sorted({r.get("machine", "?") for r in results if r})
+    results = {(m.name, repeat): _finished(p) for m in cfg.models for repeat, p in enumerate(_repeats(exp_dir, cfg, m.name))}
+    machines = sorted({r.get("machine", "?") for r in results.values() if r})
     in_progress = runs_in_progress(exp_dir, cfg)
-    resumed = [f"{m.name} repeat {repeat} ({r['segments']} segments)" for m in cfg.models
-               for repeat, r in enumerate(_finished(p) for p in _repeats(exp_dir, cfg, m.name)) if r and r.get("segments", 1) > 1]
+    resumed = [f"{model} repeat {repeat} ({r['segments']} segments)" for (model, repeat), r in results.items()
+               if r and r.get("segments", 1) > 1]
     roles = {m.name: m.role for m in cfg.models}
     paper = PAPER_TABLE1.get(dataset, {})
     rows = [f"| {g['model']} | {_accuracy_cell(g['eval_accuracy'], cfg.repeats)} | "
