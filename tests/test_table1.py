@@ -19,7 +19,7 @@ from anode.claims import TOO_FEW
 from anode.experiments import FingerprintMismatch
 from anode.table1 import (ALLOWANCE, MARGIN, PlannedRun, pack_results, plan_runs, run_table1, runs_in_progress,
                           seconds_per_epoch, table1_config, write_table1_report)
-from anode.training import load_checkpoint
+from anode.training import CHECKPOINT_FORMAT, load_checkpoint
 
 from test_reproduce_images import write_idx
 
@@ -91,12 +91,13 @@ def test_plan_continues_the_run_in_progress_and_ends_with_a_partial_run(tiny, tm
     assert plan == [PlannedRun("ANODE (p=5)", 0, 50.0), PlannedRun("NODE", 0, 100.0),
                     PlannedRun("ANODE (p=5)", 1, 30.0, partial=True)]  # 6 of its 10 epochs fit the 30 s left
     assert plan_runs(cfg, tmp_path / "none", seconds=180, seconds_per_epoch=timing, partial=False) == plan[:2]
-    assert plan_runs(cfg, tmp_path / "none", seconds=59, seconds_per_epoch={"NODE": 30.0, "ANODE (p=5)": 30.0}) == []  # < 2 epochs
+    slow = {"NODE": 30.0, "ANODE (p=5)": 30.0}
+    assert plan_runs(cfg, tmp_path / "none", seconds=59, seconds_per_epoch=slow) == []  # < 2 epochs of a partial run
 
     # NODE repeat 0 stopped at epoch 7 in an earlier window: it goes first, with its 3 remaining epochs
     run_dir = tmp_path / "exp" / "runs" / "idx" / "node" / "seed-0"
     run_dir.mkdir(parents=True)
-    torch.save({"format": 1, "epoch": 7}, run_dir / "checkpoint.pt")
+    torch.save({"format": CHECKPOINT_FORMAT, "epoch": 7}, run_dir / "checkpoint.pt")
     assert runs_in_progress(tmp_path / "exp", cfg) == [("NODE", 0, 7)]
     plan = plan_runs(cfg, tmp_path / "exp", seconds=100, seconds_per_epoch=timing)
     assert plan == [PlannedRun("NODE", 0, 30.0, start_epoch=7), PlannedRun("ANODE (p=5)", 0, 50.0),

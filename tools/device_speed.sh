@@ -7,8 +7,7 @@
 # training loader's real batches) with the reference torchdiffeq backend, with anode's own backend,
 # and with anode's backend and a torch.compile'd field, interleaved, beside the step's f-evaluation
 # floor (benchmarks/image_iteration.py); the reference run also times PROCS (2) processes sharing
-# the card. Then the
-# adjoint's peak memory at low and high NFE (benchmarks/adjoint_memory.py). It prints one table:
+# the card. Then the adjoint's peak memory at low and high NFE (benchmarks/adjoint_memory.py). It prints one table:
 # step, floor, step/floor per backend, and the step against the 2019 code's steps measured on an H100
 # (79 ms NODE, 57 ms ANODE; issue 9: the 2019 code itself is not run here). On a CPU it runs too, with
 # BATCH=8 ITERS=2 for a quick check of the script (the 2019 comparison is then meaningless).

@@ -10,10 +10,10 @@
 # both sides grow), trains them one at a time, rewrites the dataset's report ("k of 5 repeats"), and
 # trains one more run in the minutes left, stopping it on time: it travels as its last checkpoint
 # and the next window resumes it. (One MNIST run takes 9 (ANODE, measured) to about 12 (NODE,
-# estimated from its probe) minutes on an H100, more than a
-# window holds; so the first dataset in DATASETS takes whole windows until its 10 runs are done.)
-# An outer timeout guards the whole call. Then the folder's whole committed state is
-# packed into $OUT/table1.tgz: on the development machine replace the folder with it,
+# estimated from its probe) minutes on an H100, more than a window holds; so the first dataset in
+# DATASETS takes whole windows until its 10 runs are done.) An outer timeout guards the whole call.
+# Then the folder's whole committed state is packed into $OUT/table1.tgz: on the development
+# machine replace the folder with it,
 #   rm -rf docs/results/table1 && tar xzf table1.tgz -C docs/results && git add -A docs/results/table1
 # and commit. A fingerprint mismatch (another config or anode version) stops with exit 2.
 set -u

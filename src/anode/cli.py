@@ -302,12 +302,14 @@ def _add_table1(sub: argparse._SubParsersAction) -> None:
                                     "(see docs/results/README.md).",
                         formatter_class=_Formatter)
     t1.add_argument("--dataset", required=True, help="mnist | cifar10 | svhn (the built-in image configs)")
-    t1.add_argument("--minutes", type=float, required=True, help="training time this call may use: whole runs, then one run cut off at the end that resumes next time")
+    t1.add_argument("--minutes", type=float, required=True,
+                    help="time this call may use, the probe included: whole runs, then one run stopped on time that resumes next time")
     t1.add_argument("--data-dir", default=None, help="data folder (default: $ANODE_DATA_DIR)")
     t1.add_argument("--results", default="docs/results/table1", help="the accumulating folder")
     t1.add_argument("--config", default=None, help="a config file instead of the built-in one (e.g. a tiny stand-in)")
     t1.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
-    t1.add_argument("--pack", default=None, help="then write a .tgz of exactly what to commit (finished runs without checkpoints, a run in progress with its checkpoint)")
+    t1.add_argument("--pack", default=None,
+                    help="then write a .tgz of exactly what to commit (finished runs, a run in progress with its checkpoint)")
     t1.add_argument("--no-progress", action="store_true", help="no progress bars")
     t1.set_defaults(func=_cmd_table1)
 

@@ -5,8 +5,9 @@ GPU-minutes per dataset, while a GPU comes in windows of about 10 minutes, and o
 takes 9 (ANODE, measured) to about 12 (NODE, estimated) minutes on an H100. So each window
 continues the run in progress, trains the next missing runs that fit whole, and starts the next one
 in the time left; a run stopped at the window's end travels as its last checkpoint and resumes in
-the next window from the end of its last whole epoch. The results folder (`docs/results/table1/<dataset>/`, an ordinary experiment folder whose
-run folders are committed) grows run by run:
+the next window from the end of its last whole epoch. The results folder
+(`docs/results/table1/<dataset>/`, an ordinary experiment folder whose run folders are committed)
+grows run by run:
 
 1. `plan_runs`: the run in progress first, then the missing runs (model x repeat), alternating the
    baseline and the augmented model so both sides grow, kept while each fits the time left, and last
@@ -295,7 +296,8 @@ def run_table1(
         log("probe: " + ", ".join(f"{name} {s:.1f} s/epoch" for name, s in probe.items()) + f" (planned x {ALLOWANCE:g})")
         estimates = {**{name: s * ALLOWANCE for name, s in probe.items()}, **estimates}
     plan = plan_runs(cfg, exp_dir, seconds=deadline - time.monotonic(), seconds_per_epoch=estimates)
-    log(f"plan: {len(plan)} run(s) in {minutes:g} min: " + (", ".join(_describe(p, cfg.train.epochs) for p in plan) or "none fits"))
+    described = ", ".join(_describe(p, cfg.train.epochs) for p in plan) or "none fits"
+    log(f"plan: {len(plan)} run(s) in {minutes:g} min: {described}")
     whole = frozenset((p.model, p.repeat) for p in plan if not p.partial)
     agg = run_experiment(cfg, exp_dir, device=device, progress=progress, log=log, select=_Selected(whole))
     report = write_table1_report(results_dir, cfg=cfg, dataset=dataset)  # before the partial run: its cut-off loses nothing
@@ -354,7 +356,8 @@ def _train_until(run: PlannedRun, cfg: ExperimentConfig, exp_dir: Path, *, devic
 def _describe(run: PlannedRun, epochs: int) -> str:
     what = f"{run.model} repeat {run.repeat}" + (f" from epoch {run.start_epoch}" if run.start_epoch else "")
     if run.partial:
-        return f"{what} (partial: {run.estimate_s / 60:.1f} min of its {epochs - run.start_epoch} epochs left; resumes in the next window)"
+        return (f"{what} (partial: {run.estimate_s / 60:.1f} min of its {epochs - run.start_epoch} epochs left; "
+                "resumes in the next window)")
     return f"{what} (~{run.estimate_s / 60:.1f} min)"
 
 
