@@ -17,8 +17,9 @@ from .claims import VERDICT_RULE, check_claims, evaluate_claims, load_claims
 from .experiments.backends import open_backend
 from .experiments.config import ExperimentConfig, load_config
 from .experiments.figures import save_experiment_figures
-from .experiments.runner import finished_runs, move_aside, run_experiment
+from .experiments.runner import move_aside
 from .experiments.schema import ConfigError
+from .experiments.suite import run_suite
 from .history import write_json
 from .report import Section, machine_description, runs_line, write_report
 
@@ -171,24 +172,23 @@ def reproduce_toy(
     jobs = jobs or max(os.cpu_count() or 1, 1)
     together = TOGETHER if together is None else together
     started = time.perf_counter()
-    aggregates: dict[str, Any] = {}
     if fresh:
         moved = move_aside(out)
         if moved is not None:
             (log or print)(f"--fresh: moved the previous results in {out} aside to {moved}")
     executor, owned = open_backend(backend, jobs=jobs, address=address, resources=resources)
-    # Figures are drawn in this process while the workers train the next experiments (one drawing
-    # thread: matplotlib is not thread-safe, and this process only waits on the workers meanwhile).
+    # One schedule for the whole suite (runs with equal fingerprints in several experiments train
+    # once); each experiment's figures are drawn in this process as soon as its last run ends, while
+    # the workers train the others (one drawing thread: matplotlib is not thread-safe).
     with ThreadPoolExecutor(max_workers=1) as figure_thread:
         try:
-            reuse: dict[str, Path] = {}  # runs with equal fingerprints in several experiments train once
             drawn = []
-            for cfg in configs:
-                aggregates[cfg.name] = run_experiment(cfg, out / cfg.name, jobs=jobs, progress=progress, log=log,
-                                                      retry_failed=retry_failed, backend=executor, together=together,
-                                                      reuse=reuse)
-                reuse = {**finished_runs(out / cfg.name), **reuse}
+
+            def draw(cfg: ExperimentConfig, _aggregate: dict[str, Any]) -> None:
                 drawn.append(figure_thread.submit(save_experiment_figures, out / cfg.name, gifs=gifs))
+
+            aggregates = run_suite(configs, out, executor=executor, progress=progress, retry_failed=retry_failed,
+                                   log=log, together=together, on_finished=draw)
             for future in drawn:
                 future.result()
         finally:

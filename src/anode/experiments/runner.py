@@ -291,6 +291,21 @@ def _crash_record(unit: RunUnit, err: Exception) -> dict[str, Any]:
     return result
 
 
+def item_results(item: RunUnit | RunGroup, record: dict[str, Any]) -> list[tuple[RunUnit, dict[str, Any]]]:
+    """(unit, result) of every run of an executed item (`_execute`'s record: a unit's, or a group's)."""
+    if isinstance(item, RunGroup):
+        return list(zip(item.units, record["results"]))
+    return [(item, record)]
+
+
+def record_result(unit: RunUnit, result: dict[str, Any], log: Callable[[str], None]) -> None:
+    """A finished run's result in its folder (when the backend lost it: a Ray worker died past its
+    retries) and its one-line summary in `log`."""
+    if not (Path(unit.run_dir) / "result.json").exists():
+        write_json(Path(unit.run_dir) / "result.json", {**result, "model": unit.model, "dataset": unit.dataset, "seed": unit.seed})
+    log(_one_line(unit, result))
+
+
 def _one_line(unit: RunUnit, result: dict[str, Any]) -> str:
     """A finished run in one line; a failure's reason is given whole (its first line)."""
     what = f"{unit.dataset} / {unit.model} / " + (f"seed {unit.seed}" if unit.repeat is not None else f"search candidate {unit.candidate}")
@@ -490,16 +505,11 @@ def _run(config: ExperimentConfig, out: Path, executor: Backend, candidates: lis
     inner_progress = progress and jobs == 1 and isinstance(executor, LocalBackend)
 
     def report(unit: RunUnit, result: dict[str, Any]) -> None:
-        if not (Path(unit.run_dir) / "result.json").exists():  # lost by the backend (a Ray worker died past its retries)
-            write_json(Path(unit.run_dir) / "result.json", {**result, "model": unit.model, "dataset": unit.dataset, "seed": unit.seed})
-        log(_one_line(unit, result))
+        record_result(unit, result, log)
 
     def report_item(item: RunUnit | RunGroup, record: dict[str, Any]) -> None:
-        if isinstance(item, RunGroup):
-            for unit, result in zip(item.units, record["results"]):
-                report(unit, result)
-        else:
-            report(item, record)
+        for unit, result in item_results(item, record):
+            report(unit, result)
 
     def pending(units: list[RunUnit]) -> list[RunUnit]:
         return [unit for unit in units if _finished(Path(unit.run_dir), retry_failed) is None]

@@ -18,7 +18,7 @@ def _check_figure(fig: Figure) -> None:
         raise TypeError(f"fig must be a matplotlib Figure, got {type(fig).__name__}")
 
 
-def save_figure(fig: Figure, path: str | os.PathLike[str], *, dpi: int = 120, tight: bool = True) -> Path:
+def save_figure(fig: Figure, path: str | os.PathLike[str], *, dpi: int = 120, tight: bool | None = None) -> Path:
     """Save `fig` to `path`, creating missing parent directories.
 
     The format follows the suffix (".png", ".pdf", ".svg", ...); a path without a suffix gets ".png".
@@ -27,7 +27,9 @@ def save_figure(fig: Figure, path: str | os.PathLike[str], *, dpi: int = 120, ti
         fig: the figure.
         path: destination file.
         dpi: resolution for raster formats.
-        tight: crop to the drawn content (bbox_inches="tight").
+        tight: crop to the drawn content (bbox_inches="tight", which draws the figure twice); None:
+            only when the figure has no layout engine (anode's figures use constrained layout,
+            which already fits the content to the figure, so they are drawn once).
 
     Returns:
         The Path written.
@@ -43,6 +45,8 @@ def save_figure(fig: Figure, path: str | os.PathLike[str], *, dpi: int = 120, ti
     if out.suffix == "":
         out = out.with_suffix(".png")
     out.parent.mkdir(parents=True, exist_ok=True)
+    if tight is None:
+        tight = fig.get_layout_engine() is None
     fig.savefig(out, dpi=dpi, bbox_inches="tight" if tight else None)
     return out
 
