@@ -135,8 +135,8 @@ class _ReluMLP(torch.autograd.Function):
     def forward(ctx, t: torch.Tensor | None, h: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor,  # type: ignore[override]
                 w2: torch.Tensor, b2: torch.Tensor, w3: torch.Tensor, b3: torch.Tensor) -> torch.Tensor:
         x = h if t is None else torch.cat([t.to(h.dtype).view(-1, 1, 1).expand(h.shape[0], h.shape[1], 1), h], 2)
-        z1 = torch.relu(torch.baddbmm(b1.unsqueeze(1), x, w1.transpose(1, 2)))
-        z2 = torch.relu(torch.baddbmm(b2.unsqueeze(1), z1, w2.transpose(1, 2)))
+        z1 = torch.baddbmm(b1.unsqueeze(1), x, w1.transpose(1, 2)).relu_()  # in place: the same values, no copy
+        z2 = torch.baddbmm(b2.unsqueeze(1), z1, w2.transpose(1, 2)).relu_()
         ctx.save_for_backward(x, z1, z2, w1, w2, w3)
         ctx.timed = t is not None
         return torch.baddbmm(b3.unsqueeze(1), z2, w3.transpose(1, 2))

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from ..history import History, write_json
 from ..solve import SolverError
-from ..training import Trainer, _loss_fn
+from ..training import Trainer, _loss_fn, default_optimizer
 from .stacked import StackedODENet, StackedResNet, ensemble_support, stack_models
 
 __all__ = ["MEMBER_KEYS", "EnsembleTrainer", "trainer_support"]
@@ -201,7 +201,7 @@ class EnsembleTrainer:
         """Stack the members' weights and Adam states (as loaded from their checkpoints)."""
         models = [t.model for t in self.trainers]
         self.stack = stack_models(models)
-        self.optimizer = torch.optim.Adam(self.stack.parameters(), lr=self.config.lr, weight_decay=self.config.weight_decay)
+        self.optimizer = default_optimizer(self.stack.parameters(), lr=self.config.lr, weight_decay=self.config.weight_decay)
         member_params = [dict(m.named_parameters()) for m in models]
         for name, stacked in zip(self.stack.names, self.stack.params):
             states = [t.optimizer.state.get(params[name]) for t, params in zip(self.trainers, member_params)]
