@@ -17,8 +17,8 @@ import torch
 
 from anode.claims import TOO_FEW
 from anode.experiments import FingerprintMismatch
-from anode.table1 import (ALLOWANCE, MARGIN, PlannedRun, pack_results, plan_runs, run_table1, runs_in_progress,
-                          seconds_per_epoch, table1_config, write_table1_report)
+from anode.table1 import (ALLOWANCE, MARGIN, PlannedRun, pack_results, plan_runs, probe_seconds_per_epoch, run_table1,
+                          runs_in_progress, seconds_per_epoch, table1_config, write_table1_report)
 from anode.training import CHECKPOINT_FORMAT, load_checkpoint
 
 from test_reproduce_images import write_idx
@@ -192,6 +192,10 @@ def test_a_partial_run_stops_on_time_and_the_next_window_resumes_it(tiny, tmp_pa
     assert f"ANODE (p=5) repeat 0 at epoch {done} of 100000" in (results / "idx" / "report.md").read_text()
     assert plan_runs(cfg, results / "idx", seconds=5, seconds_per_epoch={"NODE": 1.0, "ANODE (p=5)": 1.0}) == [
         PlannedRun("ANODE (p=5)", 0, 5.0, start_epoch=done, partial=True)]
+    # the next window plans ANODE from its run in progress and probes only NODE, which has no run yet
+    state = load_checkpoint(run_dir / "checkpoint.pt")
+    assert seconds_per_epoch(results / "idx", cfg) == {"ANODE (p=5)": state["elapsed"] / done}
+    assert list(probe_seconds_per_epoch(cfg, device="cpu", iterations=1, models=["NODE"])) == ["NODE"]
 
 
 def test_minutes_must_be_positive(tiny, tmp_path):

@@ -29,7 +29,7 @@ import multiprocessing
 import os
 import tarfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -135,21 +135,34 @@ def runs_in_progress(exp_dir: str | os.PathLike[str], cfg: ExperimentConfig) -> 
 def seconds_per_epoch(exp_dir: str | os.PathLike[str], cfg: ExperimentConfig) -> dict[str, float]:
     """Per model, the median over its completed runs of wall seconds per epoch over the run's whole
     life (`elapsed`: every segment of a resumed run, evaluation included; `wall_time` for results
-    older than that field). Models without a completed run are absent."""
+    older than that field); for a model without a completed run, the same over its runs in progress
+    (their checkpoints' `elapsed` over the epochs done). Models with neither are absent."""
     out = {}
     for m in cfg.models:
-        times = []
+        finished, started = [], []
         for run_dir in _repeats(Path(exp_dir), cfg, m.name):
             result = _finished(run_dir)
             if result and result.get("status") == "completed" and result.get("epochs"):
-                times.append(float(result.get("elapsed", result["wall_time"])) / int(result["epochs"]))
+                finished.append(float(result.get("elapsed", result["wall_time"])) / int(result["epochs"]))
+            elif result is None and (run_dir / "checkpoint.pt").exists():
+                state = load_checkpoint(run_dir / "checkpoint.pt")
+                if state.get("elapsed") and state.get("epoch"):
+                    started.append(float(state["elapsed"]) / int(state["epoch"]))
+        times = finished or started
         if times:
             out[m.name] = sorted(times)[len(times) // 2]
     return out
 
 
-def probe_seconds_per_epoch(cfg: ExperimentConfig, *, device: str, iterations: int = 5) -> dict[str, float]:
+def probe_seconds_per_epoch(cfg: ExperimentConfig, *, device: str, iterations: int = 5,
+                            models: Sequence[str] | None = None) -> dict[str, float]:
     """Time `iterations` training steps of each model (after one warm-up) and scale to one epoch.
+
+    Arguments:
+        cfg: the Table 1 experiment.
+        device: where to train.
+        iterations: timed steps a model.
+        models: the models to probe (default: all).
 
     Raises:
         ValueError, FileNotFoundError: from reading the data.
@@ -159,6 +172,8 @@ def probe_seconds_per_epoch(cfg: ExperimentConfig, *, device: str, iterations: i
     per_epoch = len(loader) if cfg.train.max_iterations is None else min(len(loader), cfg.train.max_iterations)
     out = {}
     for m in cfg.models:
+        if models is not None and m.name not in models:
+            continue
         model = build_model(m, cfg, data, seed=cfg.seed).to(device)
         trainer = Trainer(model, TrainConfig(lr=cfg.train.lr, loss=cfg.train.loss, progress=False))
         batches = iter(loader)
@@ -272,7 +287,7 @@ def run_table1(
         config: a config file to use instead of the built-in one (e.g. a tiny stand-in for tests).
         device: "cuda", "cpu", ... (None: CUDA when available).
         timing: planned seconds per epoch per model, everything included (None: finished runs'
-            figures x `MARGIN`, else a probe x `ALLOWANCE`).
+            figures x `MARGIN`, else those of runs in progress x `MARGIN`, else a probe x `ALLOWANCE`).
         progress: progress bars.
         log: where one-line messages go.
 
@@ -291,8 +306,12 @@ def run_table1(
     cfg = table1_config(dataset, data_dir=data_dir, config=config)
     exp_dir = Path(results_dir) / dataset
     estimates = dict(timing) if timing else {name: s * MARGIN for name, s in seconds_per_epoch(exp_dir, cfg).items()}
-    if any(m.name not in estimates for m in cfg.models):
-        probe = probe_seconds_per_epoch(cfg, device=device)
+    if estimates and not timing:
+        log("measured: " + ", ".join(f"{name} {s / MARGIN:.1f} s/epoch" for name, s in estimates.items())
+            + f" (planned x {MARGIN:g})")
+    missing = [m.name for m in cfg.models if m.name not in estimates]
+    if missing:  # no run finished or in progress yet: time a few steps
+        probe = probe_seconds_per_epoch(cfg, device=device, models=missing)
         log("probe: " + ", ".join(f"{name} {s:.1f} s/epoch" for name, s in probe.items()) + f" (planned x {ALLOWANCE:g})")
         estimates = {**{name: s * ALLOWANCE for name, s in probe.items()}, **estimates}
     plan = plan_runs(cfg, exp_dir, seconds=deadline - time.monotonic(), seconds_per_epoch=estimates)
