@@ -20,8 +20,9 @@ bitwise the same updates, fewer calls):
                      with the same readout, loss, backward and Adam step: the arithmetic the solve cannot
                      avoid, with no solver logic at all.
 
-All variants start every timed repetition from identical weights (copied from the anode model) and a
-fresh Adam, on the same batch, so each repetition does exactly the same work. Repetitions are
+All variants start every timed repetition from identical weights (copied from the anode model) and the
+same Adam state (after one warm-up step, as in any training step but a run's first), on the same batch,
+so each repetition does exactly the same work. Repetitions are
 interleaved (the order rotates every round) so that machine noise hits all of them alike.
 
 Each repetition is timed twice: wall-clock (`time.perf_counter`) and process CPU time
@@ -41,6 +42,7 @@ variant, and the losses agree).
 from __future__ import annotations
 
 import argparse
+import copy
 import statistics
 import time
 from collections.abc import Callable
@@ -137,21 +139,26 @@ class UnfusedODEFunc(anode.ODEFunc):
 
 def make_iteration(model: nn.Module, init: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor,
                    optimizer: Callable[..., torch.optim.Optimizer]) -> tuple[Callable[[], None], Callable[[], float]]:
-    """(reset, iterate): reset restores the initial weights and a fresh optimiser (untimed)."""
+    """(reset, iterate). Reset (untimed) restores the initial weights and the optimiser's state after
+    one warm-up step, so that every timed iteration does the same work as a training step after the
+    first (the first Adam step of a run also creates the optimiser's state, once per run)."""
     loss_fn = nn.SmoothL1Loss()
-    holder: dict[str, torch.optim.Optimizer] = {}
-
-    def reset() -> None:
-        model.load_state_dict(init)
-        holder["opt"] = optimizer(model.parameters(), lr=LR)
+    model.load_state_dict(init)
+    opt = optimizer(model.parameters(), lr=LR)
 
     def iterate() -> float:
-        opt = holder["opt"]
         opt.zero_grad(set_to_none=True)
         loss = loss_fn(model(x), y)
         loss.backward()
         opt.step()
         return float(loss.detach())
+
+    iterate()
+    warm = copy.deepcopy(opt.state_dict())
+
+    def reset() -> None:
+        model.load_state_dict(init)
+        opt.load_state_dict(copy.deepcopy(warm))  # loading keeps the given tensors: the step would change `warm`
 
     return reset, iterate
 
