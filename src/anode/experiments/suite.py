@@ -147,6 +147,9 @@ def run_suite(
             again += plan_groups(units, together=together, keys=plans[index].keys)
             by_run.update({unit.run_dir: plans[index] for unit in units})
         executor.execute(again, fn=_execute, on_result=done, progress=progress, desc="suite: runs")
+    unfinished = {plan.config.name: sorted(plan.open) for plan in plans if plan.aggregate is None}
+    if unfinished:  # every run was handed out and reported once: this is a bug, not a user error
+        raise RuntimeError(f"internal error: runs never reported back: {unfinished}")
     return {plan.config.name: plan.aggregate for plan in plans}  # type: ignore[misc]
 
 
