@@ -438,18 +438,18 @@ def test_reproduce_toy_cli_fast(tmp_path, capsys, monkeypatch):
         return suite, [parse_config(TINY_G1D)], note
 
     monkeypatch.setattr(reproduce_mod, "load_suite", tiny_suite)
-    real_run, run_kwargs = reproduce_mod.run_experiment, []
+    real_run, run_kwargs = reproduce_mod.run_suite, []
 
-    def recording_run(config, out_dir, **kwargs):
+    def recording_run(configs, out_dir, **kwargs):
         run_kwargs.append(kwargs)
-        return real_run(config, out_dir, **kwargs)
+        return real_run(configs, out_dir, **kwargs)
 
-    monkeypatch.setattr(reproduce_mod, "run_experiment", recording_run)
+    monkeypatch.setattr(reproduce_mod, "run_suite", recording_run)
     out = tmp_path / "out"
     (out / "old-experiment").mkdir(parents=True)  # --fresh moves the whole previous folder aside, once
     assert main(["reproduce", "toy", "--budget", "smoke", "--out", str(out), "--no-progress", "--jobs", "1",
                  "--fresh", "--retry-failed"]) == 0
-    assert [(k["retry_failed"], k["jobs"]) for k in run_kwargs] == [(True, 1)]
+    assert [(k["retry_failed"], k["executor"].jobs) for k in run_kwargs] == [(True, 1)]
     moved = [p for p in tmp_path.iterdir() if p.name.startswith("out.old-")]
     assert len(moved) == 1 and (moved[0] / "old-experiment").is_dir() and not (out / "old-experiment").exists()
     assert f"report: {out / 'report.html'}" in capsys.readouterr().out
