@@ -257,10 +257,14 @@ def test_reproduce_passes_the_backend_through(ray_instance, tmp_path, monkeypatc
         seen.append(kwargs)
         raise _Stop
 
-    monkeypatch.setattr(rt, "run_experiment", fake_run_experiment)
+    def fake_run_suite(configs, out, **kwargs):
+        seen.append(kwargs)
+        raise _Stop
+
+    monkeypatch.setattr(rt, "run_suite", fake_run_suite)
     with pytest.raises(_Stop):
         rt.reproduce_toy(tmp_path / "toy", budget="smoke", backend="ray", resources={"cpus": 1}, progress=False)
-    assert isinstance(seen[-1]["backend"], RayBackend)  # one Ray backend object for the whole suite
+    assert isinstance(seen[-1]["executor"], RayBackend)  # one Ray backend object for the whole suite
     monkeypatch.setattr(ri, "run_experiment", fake_run_experiment)
     monkeypatch.setattr(ri, "build_data", lambda *a, **k: None)
     with pytest.raises(_Stop):

@@ -6,12 +6,13 @@
 #
 # For each dataset in turn, while time is left: `anode table1 --minutes M` continues the run in
 # progress (from its committed checkpoint), plans the missing runs that fit whole (seconds per epoch
-# from the finished runs already in the folder, else a short probe; alternating NODE and ANODE so
-# both sides grow), trains them one at a time, rewrites the dataset's report ("k of 5 repeats"), and
-# trains one more run in the minutes left, stopping it on time: it travels as its last checkpoint
-# and the next window resumes it. (One MNIST run takes 9 (ANODE, measured) to about 12 (NODE,
-# estimated from its probe) minutes on an H100, more than a window holds; so the first dataset in
-# DATASETS takes whole windows until its 10 runs are done.) An outer timeout guards the whole call.
+# from the finished runs already in the folder, else from the runs in progress, else a short probe
+# of the models with neither; alternating NODE and ANODE so both sides grow), trains them one at a
+# time, rewrites the dataset's report ("k of 5 repeats"), and trains one more run in the minutes
+# left, stopping it on time: it travels as its last checkpoint and the next window resumes it. (One
+# MNIST run takes 9 (ANODE) to about 17 (NODE, whose epochs slow from 33 to 56 s as its NFE grows)
+# minutes on an H100, more than a window holds; so the first dataset in DATASETS takes whole
+# windows until its 10 runs are done.) An outer timeout guards the whole call.
 # Then the folder's whole committed state is packed into $OUT/table1.tgz: on the development
 # machine replace the folder with it,
 #   rm -rf docs/results/table1 && tar xzf table1.tgz -C docs/results && git add -A docs/results/table1
