@@ -56,7 +56,7 @@ class _Plan:
     out: Path
     items: list[RunUnit | RunGroup]
     keys: Keys
-    waiting: list[tuple[RunUnit, RunUnit]] = field(default_factory=list)  # (this run, its twin trained earlier)
+    waiting: list[tuple[RunUnit, RunUnit, str]] = field(default_factory=list)  # (this run, its twin trained earlier, their digest)
     open: set[str] = field(default_factory=set)
     aggregate: dict[str, Any] | None = None
 
@@ -110,10 +110,10 @@ def run_suite(
     plans = _plan(configs, Path(out_dir), executor=executor, device=device, together=together, retry_failed=retry_failed,
                   log=log)
     by_run = {unit.run_dir: plan for plan in plans for item in plan.items for unit in _units(item)}
-    twins: dict[str, list[tuple[_Plan, RunUnit]]] = {}
+    twins: dict[str, list[tuple[_Plan, RunUnit, str]]] = {}
     for plan in plans:
-        for unit, twin in plan.waiting:
-            twins.setdefault(twin.run_dir, []).append((plan, unit))
+        for unit, twin, digest in plan.waiting:
+            twins.setdefault(twin.run_dir, []).append((plan, unit, digest))
     retrain: dict[int, list[RunUnit]] = {}  # by plan index: runs whose twin failed
 
     def finish(plan: _Plan) -> None:
@@ -129,8 +129,8 @@ def run_suite(
             record_result(unit, result, log)
             plan = by_run[unit.run_dir]
             plan.open.discard(unit.run_dir)
-            for waiting_plan, waiting in twins.pop(unit.run_dir, []):
-                if result.get("status") == "completed" and _reuse(waiting, {_digest(unit): Path(unit.run_dir)}, log):
+            for waiting_plan, waiting, digest in twins.pop(unit.run_dir, []):
+                if result.get("status") == "completed" and _reuse(waiting, {digest: Path(unit.run_dir)}, log):
                     waiting_plan.open.discard(waiting.run_dir)
                     finish(waiting_plan)
                 else:  # the twin failed: train this run too, as run_experiment would have
@@ -157,10 +157,6 @@ def _units(item: RunUnit | RunGroup) -> tuple[RunUnit, ...]:
     return item.units if isinstance(item, RunGroup) else (item,)
 
 
-def _digest(unit: RunUnit) -> str:
-    return fingerprint_digest(unit_fingerprint(unit))
-
-
 def _plan(configs: Sequence[ExperimentConfig], out: Path, *, executor: Backend, device: str, together: int,
           retry_failed: bool, log: Callable[[str], None]) -> list[_Plan]:
     """Every experiment's checks, folders, copies and groups, in order (nothing is trained)."""
@@ -177,21 +173,23 @@ def _plan(configs: Sequence[ExperimentConfig], out: Path, *, executor: Backend, 
         check_fingerprints(units, exp_out)
         write_json(exp_out / "experiment.json", cfg.to_dict())
         plan = _Plan(cfg, exp_out, [], keys)
-        train = []
+        train, digests = [], []
         for unit in units:
             if _finished(Path(unit.run_dir), retry_failed) is not None or _reuse(unit, reuse, log):
                 continue
-            twin = None if unit.save_artifacts else trained.get(_digest(unit))
+            digest = fingerprint_digest(unit_fingerprint(unit))
+            twin = None if unit.save_artifacts else trained.get(digest)
             if twin is not None:
-                plan.waiting.append((unit, twin))
+                plan.waiting.append((unit, twin, digest))
             else:
                 train.append(unit)
+                digests.append(digest)
             plan.open.add(unit.run_dir)
         plan.items = plan_groups(train, together=together, keys=keys)
         plans.append(plan)
         reuse = {**finished_runs(exp_out), **reuse}
-        for unit in train:
-            trained.setdefault(_digest(unit), unit)
+        for unit, digest in zip(train, digests):  # twins for the later experiments only
+            trained.setdefault(digest, unit)
     return plans
 
 
