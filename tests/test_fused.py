@@ -306,3 +306,44 @@ def test_deepcopied_field_is_fused_with_its_own_weights() -> None:
         g.fc3.bias.add_(0.5)
     assert g.fused_mlp().biases[-1] is g.fc3.bias
     assert not torch.equal(odesolve(f, y0.detach(), t, solver), odesolve(g, y0.detach(), t, solver))
+
+
+def _grads_alone(f: ODEFunc, y0: torch.Tensor, t: torch.Tensor, solver: SolverConfig) -> list[torch.Tensor]:
+    """The gradients of one solve with a pool that holds nothing (fresh buffers)."""
+    fused._POOL.free.clear()
+    return solve_and_grad(f, y0, t, solver)[2]
+
+
+def test_pooled_buffers_serve_overlapping_solves_exactly() -> None:
+    """Buffers are reused between solves (`fused._Pool`), never while a graph still needs them:
+    two solves recorded before either backward, a graph backpropagated twice with another solve
+    in between, and a no-grad solve under inference mode in between all give the gradients of each
+    solve alone, bitwise."""
+    problems = [random_problem(i, F64) for i in (0, 3)]
+    alone = [_grads_alone(*p) for p in problems]
+    fused._POOL.free.clear()
+    outs = [odesolve(f, y0, t, solver) for f, y0, t, solver in problems]  # both graphs alive
+    for k, ((f, y0, _, _), out, expected) in enumerate(zip(problems, outs, alone)):
+        weight = torch.randn(out.shape, generator=torch.Generator().manual_seed(7), dtype=F64)
+        loss = (out * weight).sum()
+        inputs = ([y0] if y0.requires_grad else []) + list(f.parameters())
+        first = torch.autograd.grad(loss, inputs, retain_graph=True)
+        with torch.inference_mode():  # takes pooled buffers meanwhile, writes them in inference mode
+            for g, y, s, solver in problems:
+                odesolve(g, y.detach(), s, solver)
+        odesolve(*problems[1 - k])  # another graph, dropped at once
+        second = torch.autograd.grad(loss, inputs)
+        for a, b, c in zip(first, second, expected):
+            assert torch.equal(a, c) and torch.equal(b, c)
+    assert fused._POOL.free, "the solves gave their buffers back"
+
+
+def test_pool_is_bounded() -> None:
+    fused._POOL.free.clear()
+    f = ODEFunc(2, 8)
+    for batch in range(1, 3 * fused._POOL.keys):
+        for _ in range(3):
+            odesolve(f, torch.randn(batch, 2), torch.tensor([0.0, 1.0]), SolverConfig(backend="anode"))
+    assert len(fused._POOL.free) == fused._POOL.keys
+    assert all(len(kept) <= fused._POOL.per_key for kept in fused._POOL.free.values())
+    assert all(key[3] == (batch, 2) for key, batch in zip(reversed(fused._POOL.free), range(3 * fused._POOL.keys - 1, 0, -1)))

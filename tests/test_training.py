@@ -15,6 +15,7 @@ import anode
 from anode import ODEBlock, ODEFunc, ODENet, SolverConfig, TrainConfig, Trainer, evaluate, load_checkpoint
 from anode.data import ConcentricSpheres, Data1D
 from anode.history import ITERATION_FIELDS
+from anode.optim import FlatAdam
 from anode.training import RESUME_FREE_KEYS, resume_conflicts
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -247,15 +248,15 @@ def test_same_seed_same_history() -> None:
 
 @pytest.mark.parametrize("weight_decay", [0.0, 1e-3])
 def test_default_optimizer_updates_bitwise_as_torchs_default_adam(weight_decay: float) -> None:
-    """The Trainer's foreach Adam gives exactly the updates of torch's per-parameter Adam (the numbers
-    of earlier anode versions and of the 2019 code's optimiser): only faster."""
+    """The Trainer's Adam (`anode.optim.FlatAdam`) gives exactly the updates of torch's per-parameter
+    Adam (the numbers of earlier anode versions and of the 2019 code's optimiser): only faster."""
     runs = []
     for optimizer in (None, lambda ps: torch.optim.Adam(ps, lr=1e-2, weight_decay=weight_decay, foreach=False)):
         model = _model(0)
         trainer = Trainer(model, _config(epochs=3, weight_decay=weight_decay), optimizer=optimizer)
         runs.append((trainer.fit(_spheres().loader(batch_size=32, seed=5)), model, trainer.optimizer))
     (history, model, opt), (ref_history, ref_model, ref_opt) = runs
-    assert opt.param_groups[0]["foreach"] is True and ref_opt.param_groups[0]["foreach"] is False
+    assert isinstance(opt, FlatAdam) and opt._flat and ref_opt.param_groups[0]["foreach"] is False
     assert [r["loss"] for r in history.iterations] == [r["loss"] for r in ref_history.iterations]
     for a, b in zip(model.parameters(), ref_model.parameters()):
         assert torch.equal(a, b)

@@ -24,6 +24,7 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from ..history import History, write_json
+from ..optim import FlatAdam
 from ..solve import SolverError
 from ..training import Trainer, _loss_fn, default_optimizer
 from .stacked import StackedODENet, StackedResNet, ensemble_support, stack_models
@@ -65,7 +66,7 @@ def trainer_support(trainer: Trainer) -> str | None:
             or getattr(trainer.loss_fn, "delta", 1.0) != 1.0:
         return "a custom loss function"
     opt = trainer.optimizer
-    if type(opt) is not torch.optim.Adam or len(opt.param_groups) != 1:
+    if type(opt) not in (torch.optim.Adam, FlatAdam) or len(opt.param_groups) != 1:  # the same updates
         return f"optimizer {type(opt).__name__} (stacked training uses the default Adam)"
     group = opt.param_groups[0]
     if group["lr"] != cfg.lr or group["weight_decay"] != cfg.weight_decay or any(

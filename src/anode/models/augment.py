@@ -72,6 +72,9 @@ class ZeroAugmentation(Augmentation):
         """`x` with `augment_dim` zeros appended along dim 1."""
         if self.augment_dim == 0:
             return x
+        if x.dim() == 2:  # one call, the same tensor as concatenating zeros
+            return torch.nn.functional.pad(x, (0, self.augment_dim))
+        # images: the concatenation's contiguous layout (pad would keep a channels-last input's)
         return torch.cat([x, x.new_zeros((x.shape[0], self.augment_dim, *x.shape[2:]))], 1)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import operator
+
 import torch
 from torch import nn
 
@@ -80,22 +82,24 @@ class ODEFunc(nn.Module):
         swapped or parametrized, a softplus with non-default beta/threshold, or hooks registered."""
         if type(self).forward is not ODEFunc.forward:
             return None
-        layers = (self.fc1, self.fc2, self.fc3)
-        act = self.non_linearity
-        if any(type(layer) is not nn.Linear or layer.bias is None for layer in layers) or type(act) not in _FUSED:
+        # read from the module dicts directly (a solve asks every call; nn.Module.__getattr__ is slow)
+        modules = self._modules
+        layers = (modules["fc1"], modules["fc2"], modules["fc3"])
+        act = modules["non_linearity"]
+        if any(type(layer) is not nn.Linear or layer._parameters["bias"] is None for layer in layers) or type(act) not in _FUSED:
             return None
         if isinstance(act, nn.Softplus) and (act.beta != 1 or act.threshold != 20):
             return None
         for m in (self, *layers, act):
             if m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or m._backward_pre_hooks:
                 return None
-        params = (layers[0].weight, layers[0].bias, layers[1].weight, layers[1].bias, layers[2].weight, layers[2].bias)
-        cached = self.__dict__.get("_fused")
-        if (cached is None or cached.activation != _FUSED[type(act)] or cached.time_dependent != self.time_dependent
-                or any(a is not b for a, b in zip(cached.params, params))):
-            cached = MLPField(params[::2], params[1::2], _FUSED[type(act)], self.time_dependent)
+        params = tuple(layer._parameters[name] for layer in layers for name in ("weight", "bias"))
+        cached = self.__dict__.get("_fused")  # (params, MLPField)
+        if (cached is None or cached[1].activation != _FUSED[type(act)] or cached[1].time_dependent != self.time_dependent
+                or not all(map(operator.is_, cached[0], params))):
+            cached = (params, MLPField(params[::2], params[1::2], _FUSED[type(act)], self.time_dependent))
             self.__dict__["_fused"] = cached  # rebuilt when a parameter or the activation is replaced
-        return cached
+        return cached[1]
 
 
 #: The activation modules the fused solve handles, by name.

@@ -44,7 +44,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, cached_property, lru_cache
+
+import threading
 
 import numpy as np
 import torch
@@ -117,6 +119,13 @@ class MLPField:
         """(W_1, b_1, ..., W_n, b_n)."""
         return tuple(p for pair in zip(self.weights, self.biases) for p in pair)
 
+    @cached_property
+    def _evaluator(self) -> _Field:
+        """The fused solve's evaluator of this field (made once: it holds views of the weights, which
+        follow their in-place updates)."""
+        with torch.inference_mode(False):
+            return _Field(self)
+
 
 def fusable(func: object, y0: torch.Tensor, solver: SolverConfig) -> MLPField | None:
     """The field's `MLPField` when the fused solve applies to this call, else None.
@@ -142,8 +151,8 @@ def fusable(func: object, y0: torch.Tensor, solver: SolverConfig) -> MLPField | 
     spec = func.fused_mlp()
     if not isinstance(spec, MLPField) or y0.dim() != 2 or y0.dtype not in (torch.float32, torch.float64):
         return None
-    first = spec.weights[0]
-    if any(p.dtype != y0.dtype or p.device != y0.device for p in spec.params):
+    first, dtype, device = spec.weights[0], y0.dtype, y0.device
+    if any(p.dtype is not dtype or p.device != device for p in spec.params):
         return None
     if first.shape[1] != y0.shape[1] + int(spec.time_dependent) or spec.weights[-1].shape[0] != y0.shape[1]:
         return None
@@ -166,14 +175,41 @@ class _Rows:
     evaluation: row 0 the probe of the initial step selection, row 1 f0, then the accepted steps'
     stages, step j's stage i + 1 in row 2 + j * s + i. A rejected attempt's rows are overwritten by
     the next attempt. Step j's stages k_0 .. k_s are thus rows 1 + j * s .. 1 + j * s + s (k_0 is
-    the previous step's last stage, or f0). Grows by doubling."""
+    the previous step's last stage, or f0). Grows by doubling.
 
-    def __init__(self, spec: MLPField, y0: torch.Tensor, capacity: int) -> None:
+    Also the step's stage matrix and, made on the first backward pass, the backward's buffers. The
+    views of single rows are made once per buffer (a view costs about as much as a small kernel):
+    a `_Rows` serves many solves of the same shapes (see `_Pool`)."""
+
+    def __init__(self, spec: MLPField, y0: torch.Tensor, n_stages: int, capacity: int) -> None:
+        """Arguments: the field, the initial state, the method's number of stages, the rows to make.
+        Make it with inference mode off: its tensors are written in both modes."""
         self.time_dependent = spec.time_dependent
+        self.activation = spec.activation
         batch = y0.shape[0]
         self.x = y0.new_empty(capacity, batch, spec.weights[0].shape[1])
         self.a = [y0.new_empty(capacity, batch, w.shape[0]) for w in spec.weights[:-1]]
         self.z = [torch.empty_like(a) for a in self.a] if spec.activation == "softplus" else []
+        # the stages k_0 .. k_s side by side on the last dimension (refilled by every step)
+        self.stages = y0.new_empty(*y0.shape, n_stages + 1)
+        self.columns = self.stages.unbind(-1)  # k_j's place
+        self.leading = [self.stages.narrow(-1, 0, n) for n in range(1, n_stages + 1)]  # k_0 .. k_i, stage input i
+        self.backward: _BackwardBuffers | None = None
+        self._index()
+
+    def _index(self) -> None:
+        xs = self.x
+        states = xs.narrow(2, 1, xs.shape[2] - 1) if self.time_dependent else xs
+        acts = [a.unbind(0) for a in self.a]
+        pres = [z.unbind(0) for z in self.z]
+        self.rows = [_Row(x, y, [a[r] for a in acts], [z[r] for z in pres])
+                     for r, (x, y) in enumerate(zip(xs.unbind(0), states.unbind(0)))]
+        self.time_blocks: dict[tuple[int, int], torch.Tensor] = {}
+        self.backward = None  # sized to the old capacity
+
+    @property
+    def capacity(self) -> int:
+        return self.x.shape[0]
 
     def ensure(self, rows: int) -> None:
         """Room for `rows` rows (earlier rows kept)."""
@@ -181,18 +217,84 @@ class _Rows:
         if rows <= have:
             return
         grow = max(rows, 2 * have) - have
-        self.x = torch.cat([self.x, self.x.new_empty(grow, *self.x.shape[1:])])
-        self.a = [torch.cat([a, a.new_empty(grow, *a.shape[1:])]) for a in self.a]
-        self.z = [torch.cat([z, z.new_empty(grow, *z.shape[1:])]) for z in self.z]
+        with torch.inference_mode(False):  # ordinary tensors (see __init__)
+            self.x = torch.cat([self.x, self.x.new_empty(grow, *self.x.shape[1:])])
+            self.a = [torch.cat([a, a.new_empty(grow, *a.shape[1:])]) for a in self.a]
+            self.z = [torch.cat([z, z.new_empty(grow, *z.shape[1:])]) for z in self.z]
+            self._index()
 
     def block(self, start: int, n: int) -> list[_Row]:
-        """Views of rows start .. start + n - 1 (`ensure` first)."""
-        xs = self.x.narrow(0, start, n)
-        states = xs.narrow(2, 1, xs.shape[2] - 1) if self.time_dependent else xs
-        acts = [a.narrow(0, start, n).unbind(0) for a in self.a]
-        pres = [z.narrow(0, start, n).unbind(0) for z in self.z]
-        return [_Row(x, y, [a[r] for a in acts], [z[r] for z in pres])
-                for r, (x, y) in enumerate(zip(xs.unbind(0), states.unbind(0)))]
+        """Rows start .. start + n - 1 (`ensure` first)."""
+        return self.rows[start:start + n]
+
+    def time_column(self, start: int, n: int) -> torch.Tensor:
+        """The time column of rows start .. start + n - 1, [n, batch] (`ensure` first)."""
+        view = self.time_blocks.get((start, n))
+        if view is None:
+            view = self.time_blocks[start, n] = self.x.narrow(0, start, n).select(2, 0)
+        return view
+
+    def backward_buffers(self) -> _BackwardBuffers:
+        """The backward pass's buffers for this capacity (made once)."""
+        if self.backward is None:
+            with torch.inference_mode(False):  # ordinary tensors (see __init__)
+                self.backward = _BackwardBuffers(self)
+        return self.backward
+
+
+class _BackwardBuffers:
+    """Per row of `_Rows`: dL/d(field output), dL/d(pre-activations) and the activations' slopes;
+    per stage of a step: dL/d(stage input); each with its rows' views made once."""
+
+    def __init__(self, rows: _Rows) -> None:
+        self.grad_k = rows.stages.new_empty(rows.capacity, *rows.stages.shape[:-1])
+        self.grad_z = [torch.empty_like(a) for a in rows.a]
+        self.slopes = [torch.empty_like(a) for a in rows.a]
+        self.k_rows = self.grad_k.unbind(0)
+        self.z_rows = [g.unbind(0) for g in self.grad_z]
+        self.slope_rows = [d.unbind(0) for d in self.slopes]
+        s = len(rows.leading)
+        self.grad_stage = rows.stages.new_empty(s, *rows.stages.shape[:-1])
+        self.flat_stage = self.grad_stage.view(s, -1)
+        self.stage_rows, self.flat_stage_rows = self.grad_stage.unbind(0), self.flat_stage.unbind(0)
+
+
+class _Pool:
+    """`_Rows` kept for the next solve of the same shapes: a training loop's solves then make no
+    buffers and no views. A solve with a tape takes one and gives it back when the tape is freed
+    (with the autograd graph); one without gives it back on return. At most `per_key` are kept for
+    each shape and `keys` shapes (the oldest shape is dropped first)."""
+
+    def __init__(self, keys: int = 8, per_key: int = 2) -> None:
+        self.keys, self.per_key = keys, per_key
+        self.free: dict[tuple[object, ...], list[_Rows]] = {}
+        self.lock = threading.Lock()
+
+    @staticmethod
+    def key(spec: MLPField, y0: torch.Tensor, n_stages: int) -> tuple[object, ...]:
+        return (tuple(w.shape for w in spec.weights), spec.activation, spec.time_dependent, y0.shape, y0.dtype,
+                y0.device, n_stages)
+
+    def take(self, spec: MLPField, y0: torch.Tensor, n_stages: int, capacity: int) -> tuple[tuple[object, ...], _Rows]:
+        key = self.key(spec, y0, n_stages)
+        with self.lock:
+            kept = self.free.get(key)
+            if kept:
+                return key, kept.pop()
+        with torch.inference_mode(False):
+            return key, _Rows(spec, y0, n_stages, capacity)
+
+    def give(self, key: tuple[object, ...], rows: _Rows) -> None:
+        with self.lock:
+            kept = self.free.pop(key, [])  # re-inserted last: the most recently used shape
+            if len(kept) < self.per_key:
+                kept.append(rows)
+            self.free[key] = kept
+            while len(self.free) > self.keys:
+                del self.free[next(iter(self.free))]
+
+
+_POOL = _Pool()
 
 
 @dataclass(frozen=True)
@@ -236,9 +338,11 @@ class _Field:
 
 @dataclass
 class _Tape:
-    """What the backward pass needs, recorded by the forward pass (rows: see `_Rows`)."""
+    """What the backward pass needs, recorded by the forward pass (rows: see `_Rows`); its rows go
+    back to the pool when the tape is freed."""
 
     rows: _Rows
+    pool_key: tuple[object, ...]
     steps: list[_Step] = field(default_factory=list)
     first_carries_h: bool = False  # the first accepted step is the first attempt: its size is h (with a gradient)
     outputs: list[tuple[int, float]] = field(default_factory=list)  # per output time after t[0]: (step, x)
@@ -246,23 +350,43 @@ class _Tape:
     f0: torch.Tensor | None = None
     control: _Control | None = None
 
+    def __del__(self) -> None:
+        pool = _POOL  # None while the interpreter shuts down
+        if pool is not None:
+            pool.give(self.pool_key, self.rows)
+
+
+@lru_cache(maxsize=64)
+def _control(method: str, dtype: torch.dtype, device: torch.device, rtol: float, atol: float,
+             max_num_steps: int) -> _Control:
+    """The forward solve's `_Control` (immutable: made once per setting)."""
+    with torch.inference_mode(False):
+        return _Control(method, torch.empty(0, dtype=dtype, device=device), rtol, atol, max_num_steps, "forward solve")
+
+
+@lru_cache(maxsize=64)
+def _start_time(t0: float, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """t0 as `solvers.rk` makes it (a float64 0-dim tensor) and in the state's dtype (made once)."""
+    with torch.inference_mode(False):
+        t = torch.tensor(t0, dtype=torch.float64, device=device)
+        return t, t.to(dtype)
+
 
 def _forward(spec: MLPField, y0: torch.Tensor, times: list[float], solver: SolverConfig, counts: _Counts,
-             tape: _Tape | None) -> torch.Tensor:
-    """`solvers.rk._solve_adaptive` without autograd (same operations, same bits), recording `tape`
-    (without one, two blocks of rows serve the steps in turn)."""
+             rows: _Rows, tape: _Tape | None) -> torch.Tensor:
+    """`solvers.rk._solve_adaptive` without autograd (same operations, same bits) in `rows`,
+    recording `tape` (without one, two blocks of rows serve the steps in turn)."""
     dtype, device = y0.dtype, y0.device
-    ctl = _Control(solver.method, y0, solver.rtol, solver.atol, solver.max_num_steps, "forward solve")
+    ctl = _control(solver.method, dtype, device, solver.rtol, solver.atol, solver.max_num_steps)
     s = ctl.n_stages
     rows_flat, row_sizes = _flat_rk_matrix(solver.method, ctl.np_t)
-    rows = _Rows(spec, y0, 2 + 2 * s) if tape is None else tape.rows
-    f = _Field(spec)
+    f = spec._evaluator
     time_col = spec.time_dependent
     probe_row, f0_row = rows.block(0, 2)
 
-    t_start = torch.tensor(times[0], dtype=torch.float64, device=device)
+    t_start, t_start_y = _start_time(times[0], dtype, device)
     f0_row.y.copy_(y0)
-    f0 = f(f0_row, t_start.to(dtype) if time_col else None)
+    f0 = f(f0_row, t_start_y if time_col else None)
     counts.call()
 
     def probe(t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -278,9 +402,7 @@ def _forward(spec: MLPField, y0: torch.Tensor, times: list[float], solver: Solve
     outputs = [y0]
     block: list[_Row] | None = None
     n_accepted = 0
-    stages = y0.new_empty(*y0.shape, s + 1)  # refilled by every step
-    columns = stages.unbind(-1)  # k_j's place
-    leading = [stages.narrow(-1, 0, n) for n in range(1, s + 1)]  # k_0 .. k_i, for stage input i
+    stages, columns, leading = rows.stages, rows.columns, rows.leading
     for t_out in times[1:]:
         n_steps = 0
         while t_out > t0:
@@ -290,11 +412,12 @@ def _forward(spec: MLPField, y0: torch.Tensor, times: list[float], solver: Solve
                 base = 2 + s * (len(tape.steps) if tape is not None else n_accepted % 2)
                 rows.ensure(base + s)
                 block = rows.block(base, s)
-                x_block = rows.x.narrow(0, base, s)
+                if time_col:
+                    time_block = rows.time_column(base, s)
             if time_col:  # every stage's time column at once
-                x_block.select(2, 0).copy_(ts.unsqueeze(1))
-            # the stages k_0 .. k_s side by side on the last dimension: torch.stack(ks, -1) without
-            # the stacking (a slice of it times a row of coefficients is the same contiguous product)
+                time_block.copy_(ts.unsqueeze(1))
+            # the stages k_0 .. k_s side by side on the last dimension (`rows.stages`): torch.stack(ks, -1)
+            # without the stacking (a slice of it times a row of coefficients is the same contiguous product)
             columns[0].copy_(k_last)
             ks = [k_last]
             yi = y
@@ -342,16 +465,27 @@ def _forward(spec: MLPField, y0: torch.Tensor, times: list[float], solver: Solve
 
 
 @cache
-def _rk_matrix(method: str, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+def _rk_matrix(method: str, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """The RK matrix of an adaptive method as a square tensor (rows: stage inputs y_0 .. y_(s-1),
-    columns: stages k_0 .. k_(s-1)), from the tableau rounded to the state's dtype."""
+    columns: stages k_0 .. k_(s-1)), from the tableau rounded to the state's dtype; and the same
+    with a zero column for k_s appended."""
     consts = _adaptive_consts(method, _np_type(dtype))
     s = len(consts.beta)
     with torch.inference_mode(False):  # cached: an ordinary tensor even when first built in inference mode
         beta = torch.zeros(s, s, dtype=dtype, device=device)
         for i, row in enumerate(consts.beta):
             beta[i, :i + 1] = torch.from_numpy(row).to(beta)
-        return beta
+        return beta, torch.nn.functional.pad(beta, (0, 1))
+
+
+@lru_cache(maxsize=256)
+def _time_moves(method: str, n_steps: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """d(stage time)/dh of every stage of `n_steps` accepted steps when the first step's size is h:
+    the first step's stages sit at t0 + alpha h, every later one moves with t0 + h."""
+    consts = _adaptive_consts(method, _np_type(dtype))
+    alphas = [float(a) for a in consts.alpha]
+    with torch.inference_mode(False):
+        return torch.tensor(alphas + [1.0] * (len(alphas) * (n_steps - 1)), dtype=dtype, device=device)
 
 
 class _Reverse:
@@ -362,29 +496,31 @@ class _Reverse:
         self.ctl = tape.control
         n = 2 + len(tape.steps) * self.ctl.n_stages
         rows = tape.rows
+        self.buffers = buffers = rows.backward_buffers()
         self.n_rows, self.batch = n, y0.shape[0]
         self.x = rows.x[:n]
         self.acts = [a[:n] for a in rows.a]
-        self.slopes = [self._slope(i) for i in range(len(self.acts))]
-        self.grad_k = y0.new_zeros(n, *y0.shape)  # dL/d(field output) per row
-        self.grad_z = [torch.zeros_like(a) for a in self.acts]  # dL/d(pre-activation) per row
-        # per-row views, made once (indexing a row costs as much as a small kernel)
-        self.k_rows = self.grad_k.unbind(0)
-        self.z_rows = [g.unbind(0) for g in self.grad_z]
-        self.slope_rows = [d.unbind(0) for d in self.slopes]
+        self.slopes = [self._slope(i, out[:n]) for i, out in enumerate(buffers.slopes)]
+        self.grad_k = buffers.grad_k[:n].zero_()  # dL/d(field output) per row, accumulated
+        # dL/d(pre-activation) per row: written by each row's vjp; row 0 (the probe) has none when
+        # the initial step size carries no gradient
+        self.grad_z = [g[:n] for g in buffers.grad_z]
+        for g in self.grad_z:
+            g[0].zero_()
+        self.k_rows, self.z_rows = buffers.k_rows, buffers.z_rows
         first = spec.weights[0]
         self.w_y = first[:, 1:].contiguous() if spec.time_dependent else first
-        self.later = list(zip(spec.weights[1:], self.slope_rows, self.z_rows))[::-1]
+        self.later = list(zip(spec.weights[1:], buffers.slope_rows, self.z_rows))[::-1]
 
-    def _slope(self, i: int) -> torch.Tensor:
-        """act'(z) of hidden layer i in every row."""
+    def _slope(self, i: int, out: torch.Tensor) -> torch.Tensor:
+        """act'(z) of hidden layer i in every row, into `out`."""
         a = self.acts[i]
         if self.spec.activation == "relu":
-            return torch.sign(a)  # a = relu(z) >= 0: 1 where z > 0, else 0
+            return torch.sign(a, out=out)  # a = relu(z) >= 0: 1 where z > 0, else 0
         if self.spec.activation == "tanh":
-            return 1 - a * a
+            return torch.mul(a, a, out=out).neg_().add_(1)  # 1 - a * a, the same rounding
         z = self.tape.rows.z[i][:self.n_rows]  # softplus, torch's threshold 20
-        return torch.where(z > 20, torch.ones_like(z), torch.sigmoid(z))
+        return torch.where(z > 20, torch.ones_like(z), torch.sigmoid(z), out=out)
 
     def vjp(self, row: int, out: torch.Tensor | None = None) -> torch.Tensor:
         """dL/dy of evaluation `row` given dL/d(its output) in `grad_k` (into `out` when given);
@@ -400,8 +536,8 @@ class _Reverse:
         per_sample = torch.mv(z.reshape(-1, z.shape[-1]), self.spec.weights[0][:, 0])
         return per_sample.view(-1, self.batch).sum(1)
 
-    def run(self, grad_out: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
-        """(dL/dy0, dL/d(W_1, b_1, ..., W_n, b_n)) given dL/d(outputs)."""
+    def run(self, grad_out: torch.Tensor) -> torch.Tensor:
+        """dL/dy0 given dL/d(outputs); then `weight_grads` gives dL/d(W_1, b_1, ..., W_n, b_n)."""
         tape, ctl = self.tape, self.ctl
         s = ctl.n_stages
         outputs_of: dict[int, list[tuple[int, float]]] = {}
@@ -409,11 +545,10 @@ class _Reverse:
             outputs_of.setdefault(j, []).append((m, x))
         grad_h = 0.0  # dL/dh, the initial step size
         grad_y: torch.Tensor | None = None  # dL/d(end of the current step)
-        grad_stage = self.y0.new_empty(s, *self.y0.shape)  # dL/d(stage input y_i) of one step
-        flat_stage = grad_stage.view(s, -1)
-        stage_rows, flat_stage_rows = grad_stage.unbind(0), flat_stage.unbind(0)
-        beta = _rk_matrix(ctl.method, self.y0.dtype, self.y0.device)
-        padded = torch.nn.functional.pad(beta, (0, 1))
+        buffers = self.buffers
+        grad_stage, flat_stage = buffers.grad_stage, buffers.flat_stage  # dL/d(stage input y_i) of one step
+        stage_rows, flat_stage_rows = buffers.stage_rows, buffers.flat_stage_rows
+        beta, padded = _rk_matrix(ctl.method, self.y0.dtype, self.y0.device)
         for j in range(len(tape.steps) - 1, -1, -1):
             step = tape.steps[j]
             carries_h = j == 0 and tape.first_carries_h
@@ -441,14 +576,12 @@ class _Reverse:
                 grad_h += float((products * beta).sum())
         if tape.first_carries_h and self.spec.time_dependent:  # stage times: t0 + alpha h, then + h
             n = len(tape.steps) * s
-            alphas = [float(a) for a in ctl.consts.alpha]
-            moves = torch.tensor(alphas + [1.0] * (n - s), dtype=self.y0.dtype, device=self.y0.device)
+            moves = _time_moves(ctl.method, len(tape.steps), self.y0.dtype, self.y0.device)
             grad_h += float(torch.dot(self.time_grads(slice(2, 2 + n)), moves))
         grad_y0 = grad_out[0] + grad_y
         if grad_h != 0.0:
             grad_y0 = grad_y0 + self._initial_step(grad_h)
-        grad_y0 = grad_y0 + self.vjp(1)
-        return grad_y0, self._weight_grads()
+        return grad_y0 + self.vjp(1)
 
     def _output(self, step: _Step, x: float, o: torch.Tensor, flat_k: torch.Tensor, stacked: torch.Tensor | None,
                 shifted: bool) -> tuple[float, float, float]:
@@ -459,7 +592,9 @@ class _Reverse:
         ctl = self.ctl
         weights, u = _interp_weights(float(ctl.np_t(step.dt)), x, ctl.consts)
         flat_o = o.reshape(-1)
-        flat_k.addr_(o.new_tensor(weights[2:]), flat_o)
+        stage_weights = (torch.from_numpy(np.array(weights[2:], dtype=ctl.np_t)) if ctl.host
+                         else o.new_tensor(weights[2:]))  # the same rounding to the state's dtype
+        flat_k.addr_(stage_weights, flat_o)
         grad_h = 0.0
         if stacked is not None or shifted:
             # x = (t - t0) / (t1 - t0): dx/dh = -x / (t1 - t0) for the first step, -1 / (t1 - t0) after it
@@ -535,7 +670,7 @@ class _Reverse:
         grad_y0 += (grad_scale * rtol * torch.sign(y0)).to(y0.dtype)  # scale = atol + |y0| rtol
         return grad_y0
 
-    def _weight_grads(self) -> tuple[torch.Tensor, ...]:
+    def weight_grads(self) -> tuple[torch.Tensor, ...]:
         """dL/dW_i = sum over evaluations of dL/dz_i^T a_(i-1), as one matrix product per layer."""
         grads = []
         outs = [*self.grad_z, self.grad_k]
@@ -570,9 +705,11 @@ class _FusedSolve(torch.autograd.Function):
     @staticmethod
     def forward(ctx, spec: MLPField, times: list[float], solver: SolverConfig, nfe: NFE, y0: torch.Tensor,
                 *params: torch.Tensor) -> torch.Tensor:
-        tape = _Tape(_Rows(spec, y0, 2 + 8 * len(ADAPTIVE_TABLEAUX[solver.method].alpha)))
+        n_stages = len(ADAPTIVE_TABLEAUX[solver.method].alpha)
+        key, rows = _POOL.take(spec, y0, n_stages, 2 + 8 * n_stages)
+        tape = _Tape(rows, key)  # gives the rows back to the pool when freed
         with torch.inference_mode():
-            out = _forward(spec, y0, times, solver, _Counts(nfe), tape)
+            out = _forward(spec, y0, times, solver, _Counts(nfe), rows, tape)
         out = out.clone()
         ctx.spec, ctx.tape, ctx.times, ctx.solver, ctx.nfe = spec, tape, times, solver, nfe
         ctx.save_for_backward(y0, *params)  # autograd's version check: no in-place change before backward
@@ -584,10 +721,12 @@ class _FusedSolve(torch.autograd.Function):
         if torch.is_grad_enabled():
             return (None, None, None, None, *_recorded_backward(ctx, y0, params, grad_out))
         with torch.inference_mode():
-            grad_y0, grad_params = _Reverse(ctx.spec, ctx.tape, y0).run(grad_out.contiguous())
-        # ordinary tensors again: autograd stores them as .grad, which later code updates in place
+            reverse = _Reverse(ctx.spec, ctx.tape, y0)
+            grad_y0 = reverse.run(grad_out.contiguous())
+        # autograd stores the gradients as .grad, which later code updates in place: ordinary tensors
+        # (the weight gradients are made outside inference mode, from the ordinary buffers of `_Rows`)
         grad_y0 = grad_y0.clone() if ctx.needs_input_grad[4] else None
-        return (None, None, None, None, grad_y0, *(g.clone() for g in grad_params))
+        return (None, None, None, None, grad_y0, *reverse.weight_grads())
 
 
 def _recorded_backward(ctx, y0: torch.Tensor, params: list[torch.Tensor], grad_out: torch.Tensor
@@ -625,7 +764,10 @@ def solve(spec: MLPField, y0: torch.Tensor, t: torch.Tensor, solver: SolverConfi
     if torch.is_grad_enabled() and (y0.requires_grad or any(p.requires_grad for p in params)):
         out = _FusedSolve.apply(spec, times, solver, nfe, y0, *params)
     else:
-        out = _forward(spec, y0, times, solver, _Counts(nfe), None)
+        n_stages = len(ADAPTIVE_TABLEAUX[solver.method].alpha)
+        key, rows = _POOL.take(spec, y0, n_stages, 2 + 2 * n_stages)
+        out = _forward(spec, y0, times, solver, _Counts(nfe), rows, None)
+        _POOL.give(key, rows)  # only after a solve that returned (an error's traceback may hold its views)
     if not all_finite(out[-1]):
         raise _Failure.non_finite("forward solve")
     return out

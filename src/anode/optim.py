@@ -1,0 +1,208 @@
+"""Adam stepped over a whole parameter group at once: torch's updates, bitwise, in a dozen calls.
+
+torch's Adam runs each operation of its update once per parameter tensor (the "foreach" variant
+only moves that loop into C++ on a CPU). For the toy models of this field (eight small tensors)
+that bookkeeping is most of the step. `FlatAdam` keeps each group's moments in one flat buffer
+(the per-parameter state entries are views of it, so `state_dict`, checkpoints and resuming are
+torch's Adam's), gathers the gradients into one vector, runs the element-wise update on it once
+and writes the parameters in one foreach call. Element-wise operations round each element on its
+own, so the updates are bitwise those of `torch.optim.Adam` (`tests/test_optim.py`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch.optim.adam import adam as _adam
+from torch.optim.optimizer import _get_scalar_dtype
+
+__all__ = ["FlatAdam"]
+
+#: The group options under which the flat update is torch's Adam (any other value: torch's own step).
+_FLAT_OPTIONS: dict[str, Any] = {"amsgrad": False, "maximize": False, "capturable": False, "differentiable": False,
+                                 "fused": None, "decoupled_weight_decay": False}
+
+
+@dataclass
+class _FlatGroup:
+    """One group's flat buffers: moments, step counters, gathered gradients, the denominator; and
+    the per-parameter views of them that the optimiser's state holds."""
+
+    params: list[torch.Tensor]
+    state: Any  # the optimiser's state mapping whose entries are views of these buffers
+    count: int  # steps taken (every parameter's state["step"])
+    exp_avg: torch.Tensor
+    exp_avg_sq: torch.Tensor
+    steps: torch.Tensor
+    grad: torch.Tensor
+    denom: torch.Tensor
+    exp_avg_views: list[torch.Tensor]
+    grad_views: list[torch.Tensor]
+    denom_views: list[torch.Tensor]
+
+    @classmethod
+    def build(cls, params: list[torch.Tensor], state: Any) -> _FlatGroup | None:
+        """Flat buffers holding the current state (zeros for a fresh group), written back into
+        `state` as views; None when the state cannot be flattened (parameters of several dtypes or
+        devices, steps that differ between parameters, or some parameters with state and others not)."""
+        first = params[0]
+        if any(p.dtype != first.dtype or p.device != first.device or p.is_complex() for p in params):
+            return None
+        states = [state[p] for p in params]
+        fresh = [not s for s in states]
+        if any(fresh) and not all(fresh):
+            return None
+        sizes = [p.numel() for p in params]
+        if all(fresh):
+            count = 0
+            exp_avg = first.new_zeros(sum(sizes))
+            exp_avg_sq = first.new_zeros(sum(sizes))
+        else:
+            counts = {float(s["step"]) for s in states}
+            if len(counts) != 1 or not all(torch.is_tensor(s.get("exp_avg")) and torch.is_tensor(s.get("exp_avg_sq"))
+                                           for s in states):
+                return None
+            count = int(counts.pop())
+            exp_avg = torch.cat([s["exp_avg"].reshape(-1) for s in states]).to(first)
+            exp_avg_sq = torch.cat([s["exp_avg_sq"].reshape(-1) for s in states]).to(first)
+        # torch's Adam keeps each step counter as a scalar on the CPU (float32 unless the default is float64)
+        steps = torch.full((len(params),), float(count), dtype=_get_scalar_dtype())
+        denom = torch.empty_like(exp_avg)
+
+        def views(flat: torch.Tensor) -> list[torch.Tensor]:
+            return [v.view_as(p) for v, p in zip(flat.split(sizes), params)]
+
+        exp_avg_views, exp_avg_sq_views = views(exp_avg), views(exp_avg_sq)
+        for entry, m, v, step in zip(states, exp_avg_views, exp_avg_sq_views, steps.unbind(0)):
+            entry["step"], entry["exp_avg"], entry["exp_avg_sq"] = step, m, v
+        grad = torch.empty_like(exp_avg)
+        return cls(list(params), state, count, exp_avg, exp_avg_sq, steps, grad, denom, exp_avg_views, views(grad),
+                   views(denom))
+
+    def holds(self, params: list[torch.Tensor], state: Any) -> bool:
+        """Whether these buffers still serve the group: the same parameters, of the buffers' dtype and
+        device (`module.to` swaps a parameter's data), and the same state mapping (`load_state_dict`
+        replaces it; see `FlatAdam.load_state_dict`)."""
+        dtype, device = self.exp_avg.dtype, self.exp_avg.device
+        return (state is self.state and len(params) == len(self.params)
+                and all(p is q and p.dtype is dtype and p.device == device for p, q in zip(params, self.params)))
+
+    def update(self, group: dict[str, Any]) -> None:
+        """One Adam step of every parameter: `torch.optim.adam._multi_tensor_adam`'s operations
+        (capturable off), each run once over the flat buffers."""
+        params = self.params
+        beta1, beta2 = group["betas"]
+        lr, eps, weight_decay = group["lr"], group["eps"], group["weight_decay"]
+        self.count += 1
+        self.steps.add_(1.0)
+        torch._foreach_copy_(self.grad_views, [p.grad for p in params])
+        grad = self.grad
+        if weight_decay != 0:
+            grad = grad.add(torch.cat([p.reshape(-1) for p in params]), alpha=weight_decay)
+        self.exp_avg.lerp_(grad, 1 - beta1)
+        self.exp_avg_sq.mul_(beta2)
+        self.exp_avg_sq.addcmul_(grad, grad, value=1 - beta2)
+        step = float(self.count)  # torch reads its float32 counter back as a Python float
+        bias_correction1 = 1 - beta1**step
+        bias_correction2 = 1 - beta2**step
+        step_size = (lr / bias_correction1) * -1
+        torch.sqrt(self.exp_avg_sq, out=self.denom)
+        self.denom.div_(bias_correction2**0.5)
+        self.denom.add_(eps)
+        torch._foreach_addcdiv_(params, self.exp_avg_views, self.denom_views, value=step_size)
+
+
+class FlatAdam(torch.optim.Adam):
+    """`torch.optim.Adam` (L2 weight decay, no amsgrad) whose step runs on flat buffers.
+
+    The updates, the state and its `state_dict` are those of `torch.optim.Adam`, bitwise; a state
+    saved by either loads into the other. A group takes the flat path when every parameter has a
+    dense gradient of the group's dtype and device, its options are the ones given here, and its
+    parameters have taken equally many steps; otherwise (and for groups added with other options)
+    that step is torch's own.
+
+    Arguments:
+        params: parameters or parameter groups.
+        lr: learning rate.
+        betas: the moments' decay rates.
+        eps: added to the denominator.
+        weight_decay: L2 penalty added to the gradients (Adam's, not AdamW's).
+
+    Raises:
+        ValueError: a negative or non-finite option (torch's checks).
+    """
+
+    def __init__(self, params: Iterable[Any], *, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8, weight_decay: float = 0.0) -> None:
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, foreach=True)
+        self._flat: dict[int, _FlatGroup] = {}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """torch's, then the flat buffers rebuilt from the loaded state (views of them replace the
+        loaded entries), so that the next step does not."""
+        super().load_state_dict(state_dict)
+        self._flat.clear()
+        for index, group in enumerate(self.param_groups):
+            if self._flat_options(group) and all(self.state.get(p) for p in group["params"]):
+                flat = _FlatGroup.build(group["params"], self.state)
+                if flat is not None:
+                    self._flat[index] = flat
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """One Adam step of every group (see the class docstring).
+
+        Arguments:
+            closure: re-evaluates the model and returns the loss (optional).
+
+        Returns:
+            The closure's loss, or None.
+        """
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for index, group in enumerate(self.param_groups):
+            flat = self._flat_group(index, group)
+            if flat is None:
+                self._flat.pop(index, None)
+                self._torch_step(group)
+            else:
+                flat.update(group)
+        return loss
+
+    @staticmethod
+    def _flat_options(group: dict[str, Any]) -> bool:
+        """Whether the group's options are those the flat update implements."""
+        return (bool(group["params"]) and all(group.get(k, v) == v for k, v in _FLAT_OPTIONS.items())
+                and not any(torch.is_tensor(group[k]) for k in ("lr", "eps", "weight_decay", "betas"))
+                and not any(map(torch.is_tensor, group["betas"])))
+
+    def _flat_group(self, index: int, group: dict[str, Any]) -> _FlatGroup | None:
+        """The group's flat buffers for this step (built when needed), or None: torch's step."""
+        params = group["params"]
+        if not self._flat_options(group) or any(p.grad is None or p.grad.layout != torch.strided for p in params):
+            return None
+        flat = self._flat.get(index)
+        if flat is None or not flat.holds(params, self.state):
+            flat = _FlatGroup.build(params, self.state)
+            if flat is None:
+                return None
+            self._flat[index] = flat
+        return flat
+
+    def _torch_step(self, group: dict[str, Any]) -> None:
+        """`torch.optim.Adam.step` for one group (its own loop body)."""
+        params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps = [], [], [], [], [], []
+        has_complex = self._init_group(group, params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps)
+        beta1, beta2 = group["betas"]
+        # decoupled_weight_decay: a group option of torch's Adam since it absorbed AdamW
+        extra = {"decoupled_weight_decay": group["decoupled_weight_decay"]} if "decoupled_weight_decay" in group else {}
+        _adam(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, amsgrad=group["amsgrad"],
+              has_complex=has_complex, beta1=beta1, beta2=beta2, lr=group["lr"], weight_decay=group["weight_decay"],
+              eps=group["eps"], maximize=group["maximize"], foreach=group["foreach"], capturable=group["capturable"],
+              differentiable=group["differentiable"], fused=group["fused"], grad_scale=getattr(self, "grad_scale", None),
+              found_inf=getattr(self, "found_inf", None), **extra)
