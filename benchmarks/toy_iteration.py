@@ -3,8 +3,8 @@
 One iteration = zero_grad + forward + SmoothL1 loss + backward (through the solver) + Adam step, for
 ANODE with d = 2, p = 5, a time-dependent MLP of width 32, batch 64, dopri5 at rtol = atol = 1e-3.
 The reference steps torch's default Adam, as the 2019 code does; anode's variants and the floor step
-the Adam that anode's `Trainer` builds (`anode.training.default_optimizer`: torch's foreach Adam,
-bitwise the same updates, fewer calls):
+the Adam that anode's `Trainer` builds (`anode.training.default_optimizer`: `anode.optim.FlatAdam`,
+torch's Adam on flat buffers, bitwise the same updates, fewer calls):
 
 * reference:         the loop of the 2019 code written directly on torchdiffeq (own ODEFunc with
                      `self.nfe += 1`, zero augmentation by `torch.cat`, `odeint(..., method="dopri5",
@@ -221,7 +221,7 @@ def main() -> None:
     floor.load_state_dict(floor_init)
 
     # the 2019 loop steps torch's default Adam; anode's variants (and the floor) the Adam a Trainer
-    # builds (`anode.training.default_optimizer`: foreach, bitwise the same updates)
+    # builds (`anode.training.default_optimizer`: FlatAdam, bitwise the same updates)
     variants = {name: make_iteration(m, state, x, y, torch.optim.Adam if name == "reference" else default_optimizer)
                 for name, m, state in
                 (("reference", ref, init), ("anode-torchdiffeq", model_td, init), ("anode-rk", model_rk, init),

@@ -113,7 +113,7 @@ def test_options_it_does_not_flatten_are_torchs_step() -> None:
     ref.add_param_group({"params": pb[4:], "amsgrad": True})
     for step in range(8):
         set_grads([pa, pb], step, torch.float64)
-        assert opt.step(lambda: torch.tensor(float(step))) == step
+        assert opt.step(lambda step=step: torch.tensor(float(step))) == step
         ref.step()
         assert_same(opt, ref, pa, pb)
     assert list(opt._flat) == [0]

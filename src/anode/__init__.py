@@ -40,8 +40,8 @@ __version__ = "0.1.0"
 
 #: Subpackages reachable as `anode.<name>` after `import anode`, imported on first use
 #: (so `import anode` stays fast: plotting pulls in matplotlib, experiments the data readers).
-_LAZY_SUBMODULES: tuple[str, ...] = ("data", "ensemble", "experiments", "plotting", "models", "regularisers", "training",
-                                    "solve")
+_LAZY_SUBMODULES: tuple[str, ...] = ("data", "ensemble", "experiments", "plotting", "models", "optim", "regularisers",
+                                    "training", "solve")
 
 
 def __getattr__(name: str) -> _ModuleType:

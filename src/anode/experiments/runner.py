@@ -572,7 +572,7 @@ def _reuse(unit: RunUnit, reuse: Mapping[str, Path], log: Callable[[str], None])
             shutil.copyfile(source / name, run_dir / name)
     write_json(run_dir / "summary.json", {**read_json(source / "summary.json"), **names})
     write_json(run_dir / "result.json", {**read_json(source / "result.json"), **names})  # last: the run is finished
-    log(f"[reused] {unit.dataset} / {unit.model} / seed {unit.seed}: identical to {source}")
+    log(f"[reused] {unit.config.name}: {unit.dataset} / {unit.model} / seed {unit.seed}: identical to {source}")
     return True
 
 

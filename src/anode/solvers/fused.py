@@ -37,16 +37,19 @@ exist; forward-mode AD and `torch.func` transforms are not supported by the fuse
 
 Where the time goes (CPU, one thread): the forward keeps every tensor operation of `solvers.rk`
 (that is what makes it bitwise), runs it under `torch.inference_mode` and writes stage inputs and
-activations straight into preallocated rows; the backward runs under inference mode too.
+activations straight into preallocated rows; the backward runs under inference mode too. The rows,
+the stage matrix and the backward's buffers, with their per-row views, come from a pool (`_Pool`)
+and go back to it when the solve's graph is freed, so that a training loop makes neither buffers nor
+views after its first iterations; constants of a setting (`_control`, `_start_time`, `_time_moves`,
+the evaluator of an `MLPField`) are made once.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache, cached_property, lru_cache
-
-import threading
 
 import numpy as np
 import torch
