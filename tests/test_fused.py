@@ -347,3 +347,33 @@ def test_pool_is_bounded() -> None:
     assert len(fused._POOL.free) == fused._POOL.keys
     assert all(len(kept) <= fused._POOL.per_key for kept in fused._POOL.free.values())
     assert all(key[3] == (batch, 2) for key, batch in zip(reversed(fused._POOL.free), range(3 * fused._POOL.keys - 1, 0, -1)))
+
+
+def test_weights_given_new_storage_are_followed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`param.data = ...` (what `module.to` and `vector_to_parameters` do) gives a weight new storage
+    behind the same Parameter: the fused solve uses the new values, as rk does."""
+    f, y0, t, solver = random_problem(2, F64)
+    spy = Spy(monkeypatch)
+    with torch.no_grad():
+        odesolve(f, y0, t, solver)  # the evaluator is made and kept
+        for p in f.parameters():
+            p.data = p.data * 0.5  # new storage
+        fused_out = odesolve(f, y0, t, solver)
+        spy.disable()
+        rk_out = odesolve(f, y0, t, solver)
+    assert spy.calls == 2 and torch.equal(fused_out, rk_out)
+
+
+def test_a_field_that_has_solved_can_be_deep_copied() -> None:
+    """The solve's caches on the field (its description and evaluator) do not stop `copy.deepcopy`
+    of a trained model, and the copy solves with its own weights."""
+    f, y0, t, solver = random_problem(1, F64)
+    odesolve(f, y0, t, solver).sum().backward()
+    twin = copy.deepcopy(f)
+    with torch.no_grad():
+        for p in twin.parameters():
+            p.mul_(0.5)
+        assert not torch.equal(odesolve(twin, y0, t, solver), odesolve(f, y0, t, solver))
+        reference = copy.deepcopy(twin)
+        reference.__dict__.pop("_fused", None)
+        assert torch.equal(odesolve(twin, y0, t, solver), odesolve(reference, y0, t, solver))

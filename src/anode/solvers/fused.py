@@ -41,7 +41,7 @@ activations straight into preallocated rows; the backward runs under inference m
 the stage matrix and the backward's buffers, with their per-row views, come from a pool (`_Pool`)
 and go back to it when the solve's graph is freed, so that a training loop makes neither buffers nor
 views after its first iterations; constants of a setting (`_control`, `_start_time`, `_time_moves`,
-the evaluator of an `MLPField`) are made once.
+the evaluator of an `MLPField` while its weights keep their storage) are made once.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cache, cached_property, lru_cache
+from functools import cache, lru_cache
 
 import numpy as np
 import torch
@@ -122,12 +122,17 @@ class MLPField:
         """(W_1, b_1, ..., W_n, b_n)."""
         return tuple(p for pair in zip(self.weights, self.biases) for p in pair)
 
-    @cached_property
     def _evaluator(self) -> _Field:
-        """The fused solve's evaluator of this field (made once: it holds views of the weights, which
-        follow their in-place updates)."""
-        with torch.inference_mode(False):
-            return _Field(self)
+        """The fused solve's evaluator of this field, kept while it still views the weights' data:
+        its transposed weights follow in-place updates, but not `param.data = ...` (as `module.to`
+        does), which gives a parameter new storage."""
+        cached = self.__dict__.get("_field")
+        if cached is None or not cached.views(self.weights):
+            # plain views (no autograd history, not inference tensors): a module holding this field
+            # can still be deep-copied, and the views are usable in and out of inference mode
+            with torch.inference_mode(False), torch.no_grad():
+                cached = self.__dict__["_field"] = _Field(self)  # a frozen dataclass: its __dict__ directly
+        return cached
 
 
 def fusable(func: object, y0: torch.Tensor, solver: SolverConfig) -> MLPField | None:
@@ -188,7 +193,6 @@ class _Rows:
         """Arguments: the field, the initial state, the method's number of stages, the rows to make.
         Make it with inference mode off: its tensors are written in both modes."""
         self.time_dependent = spec.time_dependent
-        self.activation = spec.activation
         batch = y0.shape[0]
         self.x = y0.new_empty(capacity, batch, spec.weights[0].shape[1])
         self.a = [y0.new_empty(capacity, batch, w.shape[0]) for w in spec.weights[:-1]]
@@ -315,10 +319,14 @@ class _Field:
     """Evaluates the MLP without autograd, by the same `addmm`s as `nn.Linear`, into `_Rows`."""
 
     def __init__(self, spec: MLPField) -> None:
-        weights_t = [w.t() for w in spec.weights]
-        self.hidden = list(zip(weights_t[:-1], spec.biases[:-1]))
-        self.last = (spec.biases[-1], weights_t[-1])
+        self.weights_t = [w.t() for w in spec.weights]
+        self.hidden = list(zip(self.weights_t[:-1], spec.biases[:-1]))
+        self.last = (spec.biases[-1], self.weights_t[-1])
         self.activation = spec.activation
+
+    def views(self, weights: tuple[torch.Tensor, ...]) -> bool:
+        """Whether the transposed weights still view these weights' data."""
+        return all(t.data_ptr() == w.data_ptr() and t.shape == w.shape[::-1] for t, w in zip(self.weights_t, weights))
 
     def __call__(self, row: _Row, t: torch.Tensor | None = None) -> torch.Tensor:
         """f(t, y) with y already in `row.y`; `t` is written into the time column when given (else
@@ -383,7 +391,7 @@ def _forward(spec: MLPField, y0: torch.Tensor, times: list[float], solver: Solve
     ctl = _control(solver.method, dtype, device, solver.rtol, solver.atol, solver.max_num_steps)
     s = ctl.n_stages
     rows_flat, row_sizes = _flat_rk_matrix(solver.method, ctl.np_t)
-    f = spec._evaluator
+    f = spec._evaluator()
     time_col = spec.time_dependent
     probe_row, f0_row = rows.block(0, 2)
 
