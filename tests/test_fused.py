@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import threading
 
 import pytest
 import torch
@@ -377,3 +378,21 @@ def test_a_field_that_has_solved_can_be_deep_copied() -> None:
         reference = copy.deepcopy(twin)
         reference.__dict__.pop("_fused", None)
         assert torch.equal(odesolve(twin, y0, t, solver), odesolve(reference, y0, t, solver))
+
+
+def test_pool_gives_back_from_within_its_own_lock() -> None:
+    """The garbage collector can free a tape (which gives its rows back) while this thread is inside
+    the pool's lock: the lock is reentrant, so that does not deadlock."""
+    pool = fused._Pool()
+    rows = object()
+    done = threading.Event()
+
+    def nested() -> None:
+        with pool.lock:
+            pool.give(("key",), rows)  # type: ignore[arg-type]
+        done.set()
+
+    thread = threading.Thread(target=nested, daemon=True)
+    thread.start()
+    thread.join(10)
+    assert done.is_set() and pool.free[("key",)] == [rows]

@@ -275,7 +275,9 @@ class _Pool:
     def __init__(self, keys: int = 8, per_key: int = 2) -> None:
         self.keys, self.per_key = keys, per_key
         self.free: dict[tuple[object, ...], list[_Rows]] = {}
-        self.lock = threading.Lock()
+        # reentrant: a tape freed by the garbage collector while this thread is inside `give` gives
+        # its rows back from within (a plain lock would deadlock; at worst a pooled entry is dropped)
+        self.lock = threading.RLock()
 
     @staticmethod
     def key(spec: MLPField, y0: torch.Tensor, n_stages: int) -> tuple[object, ...]:
