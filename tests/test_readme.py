@@ -31,7 +31,7 @@ def test_ci_runs_the_readme_test_command() -> None:
     assert run in ci
 
 
-TOY_TIME = "about 2 minutes on 2 CPU cores (95 to 141 s in five runs on 2026-11-27 as the machine's speed varied, beyond-the-paper section included)"
+TOY_TIME = "about 2 minutes on 2 CPU cores (95 to 176 s in seven runs on 2026-11-27 and 28 as the machine's speed varied, beyond-the-paper section included)"
 
 
 @pytest.mark.parametrize("path", ["README.md", "src/anode/configs/toy/suite.toml", "src/anode/reproduce.py"])

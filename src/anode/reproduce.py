@@ -148,7 +148,7 @@ def reproduce_toy(
     Arguments:
         out_dir: results go to `out_dir/<experiment>/`; the report to `out_dir/report.{md,html}`
             with its figures in `out_dir/figures/`.
-        budget: "default": about 2 minutes on 2 CPU cores (95 to 141 s in five runs on 2026-11-27 as the machine's speed varied, beyond-the-paper section included);
+        budget: "default": about 2 minutes on 2 CPU cores (95 to 176 s in seven runs on 2026-11-27 and 28 as the machine's speed varied, beyond-the-paper section included);
             "full": the paper's settings (12.9 min on 2 CPU cores, stacked, on 2026-11-27); "smoke": seconds, for tests.
         jobs: parallel training processes (default: the number of CPU cores).
         progress: progress bars and per-run summaries.
