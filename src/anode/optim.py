@@ -178,7 +178,7 @@ class FlatAdam(torch.optim.Adam):
     def _flat_options(group: dict[str, Any]) -> bool:
         """Whether the group's options are those the flat update implements."""
         return (bool(group["params"]) and all(group.get(k, v) == v for k, v in _FLAT_OPTIONS.items())
-                and not any(torch.is_tensor(group[k]) for k in ("lr", "eps", "weight_decay", "betas"))
+                and not any(torch.is_tensor(group[k]) for k in ("lr", "eps", "weight_decay"))
                 and not any(map(torch.is_tensor, group["betas"])))
 
     def _flat_group(self, index: int, group: dict[str, Any]) -> _FlatGroup | None:

@@ -513,7 +513,8 @@ class _Reverse:
         self.n_rows, self.batch = n, y0.shape[0]
         self.x = rows.x[:n]
         self.acts = [a[:n] for a in rows.a]
-        self.slopes = [self._slope(i, out[:n]) for i, out in enumerate(buffers.slopes)]
+        for i, out in enumerate(buffers.slopes):  # act'(z) per row, read through buffers.slope_rows
+            self._slope(i, out[:n])
         self.grad_k = buffers.grad_k[:n].zero_()  # dL/d(field output) per row, accumulated
         # dL/d(pre-activation) per row: written by each row's vjp; row 0 (the probe) has none when
         # the initial step size carries no gradient
@@ -525,15 +526,17 @@ class _Reverse:
         self.w_y = first[:, 1:].contiguous() if spec.time_dependent else first
         self.later = list(zip(spec.weights[1:], buffers.slope_rows, self.z_rows))[::-1]
 
-    def _slope(self, i: int, out: torch.Tensor) -> torch.Tensor:
+    def _slope(self, i: int, out: torch.Tensor) -> None:
         """act'(z) of hidden layer i in every row, into `out`."""
         a = self.acts[i]
         if self.spec.activation == "relu":
-            return torch.sign(a, out=out)  # a = relu(z) >= 0: 1 where z > 0, else 0
+            torch.sign(a, out=out)  # a = relu(z) >= 0: 1 where z > 0, else 0
+            return
         if self.spec.activation == "tanh":
-            return torch.mul(a, a, out=out).neg_().add_(1)  # 1 - a * a, the same rounding
+            torch.mul(a, a, out=out).neg_().add_(1)  # 1 - a * a, the same rounding
+            return
         z = self.tape.rows.z[i][:self.n_rows]  # softplus, torch's threshold 20
-        return torch.where(z > 20, torch.ones_like(z), torch.sigmoid(z), out=out)
+        torch.where(z > 20, torch.ones_like(z), torch.sigmoid(z), out=out)
 
     def vjp(self, row: int, out: torch.Tensor | None = None) -> torch.Tensor:
         """dL/dy of evaluation `row` given dL/d(its output) in `grad_k` (into `out` when given);
