@@ -266,6 +266,37 @@ def test_anode_backend_input_errors() -> None:
         odesolve(decay, torch.tensor([1.0, float("inf")]), torch.tensor([0.0, 1.0]), solver)
 
 
+@pytest.mark.parametrize("method", ["dopri5", "bosh3"])
+@pytest.mark.parametrize("device_arithmetic", [False, True], ids=["host", "device-path"])
+def test_solve_without_graph_is_bitwise_the_graphed_solve(method: str, device_arithmetic: bool,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without a graph an adaptive solve writes each stage once into a column buffer instead of
+    stacking the stages anew: the same operands in the same layout, so the same solution bits and
+    steps as the solve with a graph (which stacks, as torchdiffeq does)."""
+    from anode.solvers import rk
+
+    if device_arithmetic:
+        monkeypatch.setattr(rk, "_host_arrays", lambda device: False)
+    gen = torch.Generator().manual_seed(3)
+    for dtype in (torch.float32, F64):
+        field = anode.ConvODEFunc((1, 6, 6), 8, augment_dim=2, time_dependent=True).to(dtype)
+        y0 = torch.cat([torch.randn(4, 1, 6, 6, generator=gen), torch.zeros(4, 2, 6, 6)], 1).to(dtype)
+        t = torch.tensor([0.0, 0.3, 1.0], dtype=dtype)
+        solver = SolverConfig(backend="anode", method=method, rtol=1e-5, atol=1e-5)
+        graphed_nfe, bare_nfe = NFE(), NFE()
+        graphed = odesolve(field, y0.clone().requires_grad_(True), t, solver, nfe=graphed_nfe)
+        with torch.no_grad():
+            bare = odesolve(field, y0, t, solver, nfe=bare_nfe)
+        assert graphed.requires_grad and not bare.requires_grad
+        assert bare_nfe == graphed_nfe and bare_nfe.accepted_steps > 2
+        assert torch.equal(bare, graphed.detach())
+
+
+def test_solve_without_graph_refuses_a_field_of_the_wrong_shape() -> None:
+    with torch.no_grad(), pytest.raises(ValueError, match=r"returned shape \(1, 2\) for a state of shape \(3, 2\)"):
+        odesolve(lambda t, y: y[:1], torch.ones(3, 2), torch.tensor([0.0, 1.0]), SolverConfig(backend="anode"))
+
+
 @pytest.mark.parametrize("method", ["euler", "rk4", "bosh3"])
 def test_adjoint_equals_torchdiffeq_adjoint(method: str) -> None:
     """anode's adjoint pass (own solver) reproduces torchdiffeq's odeint_adjoint: counts and gradients."""

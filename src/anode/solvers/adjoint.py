@@ -32,11 +32,19 @@ class _AdjointState:
         b = self.bounds
         return [z[b[i]:b[i + 1]].view(shape) for i, shape in enumerate(self.shapes)]
 
+    def split_state(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Views of y and a = dL/dy in `z`."""
+        b = self.bounds
+        return z[b[1]:b[2]].view(self.shapes[1]), z[b[2]:b[3]].view(self.shapes[2])
+
     def norm(self, z: torch.Tensor) -> torch.Tensor:
-        """torchdiffeq's default adjoint norm: max(|dL/dt|, rms(y), rms(a), max_i rms(dL/dtheta_i))."""
+        """torchdiffeq's default adjoint norm: max(|dL/dt|, rms(y), rms(a), max_i rms(dL/dtheta_i)).
+
+        The same value as torchdiffeq's Python `max` over those tensors (a maximum is exact), taken on the
+        device: no host synchronisation per block (one per parameter before). A NaN in any block makes
+        the norm NaN (torchdiffeq's `max` can skip it), so the step is rejected and the solve fails."""
         vjp_t, y, adj_y, *adj_params = self.split(z)
-        mixed = max([_rms(p) for p in adj_params]) if adj_params else 0.0
-        return max(vjp_t.abs(), _rms(y), _rms(adj_y), mixed)
+        return torch.stack([vjp_t.abs(), _rms(y), _rms(adj_y), *(_rms(p) for p in adj_params)]).max()
 
 
 class _AdjointSolve(torch.autograd.Function):
@@ -55,13 +63,13 @@ class _AdjointSolve(torch.autograd.Function):
                 y0: torch.Tensor, *params: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             out = _integrate(func, y0, t, times, solver, _Counts(nfe))
-        ctx.func, ctx.solver, ctx.nfe = func, solver, nfe
+        ctx.func, ctx.solver, ctx.nfe, ctx.times = func, solver, nfe, times
         ctx.save_for_backward(t, out, *params)
         return out
 
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        func, solver, nfe = ctx.func, ctx.solver, ctx.nfe
+        func, solver, nfe, times = ctx.func, ctx.solver, ctx.nfe, ctx.times
         t, y, *params_list = ctx.saved_tensors
         params = tuple(params_list)
         state = _AdjointState(y.shape[1:], params)
@@ -70,27 +78,30 @@ class _AdjointSolve(torch.autograd.Function):
         atol = solver.adjoint_atol if solver.adjoint_atol is not None else solver.atol
 
         def dynamics(s: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-            # torchdiffeq: _ReverseFunc(mul=-1) of _TupleFunc of `augmented_dynamics`, at time -s.
-            _, y_now, adj_y = state.split(z)[:3]
+            # torchdiffeq: _ReverseFunc(mul=-1) of _TupleFunc of `augmented_dynamics`, at time -s, which is
+            # -[vjp_t(-a), f, vjp_y(-a), vjp_theta(-a)]. A vector-Jacobian product is linear in the vector
+            # and rounding is symmetric in sign, so vjp(-a) = -vjp(a) bit for bit: that is
+            # [vjp_t(a), -f, vjp_y(a), vjp_theta(a)], with two full-size negations fewer per evaluation.
+            y_now, adj_y = state.split_state(z)
             with torch.enable_grad():
                 tt = (-s).detach().requires_grad_(True)
                 y_now = y_now.detach().requires_grad_(True)
                 func_eval = func(tt.to(y_now.dtype), y_now)
-                vjp_t, vjp_y, *vjp_params = torch.autograd.grad(
-                    func_eval, (tt, y_now) + params, -adj_y, allow_unused=True, retain_graph=True
-                )
+                vjp_t, vjp_y, *vjp_params = torch.autograd.grad(func_eval, (tt, y_now) + params, adj_y,
+                                                                allow_unused=True)
             vjp_t = torch.zeros_like(tt) if vjp_t is None else vjp_t
             vjp_y = torch.zeros_like(y_now) if vjp_y is None else vjp_y
             vjp_params = [torch.zeros_like(p) if g is None else g for p, g in zip(params, vjp_params)]
-            parts = (vjp_t, func_eval, vjp_y, *vjp_params)
-            return -1.0 * torch.cat([part.reshape(-1) for part in parts])
+            parts = (vjp_t, func_eval.neg(), vjp_y, *vjp_params)
+            return torch.cat([part.reshape(-1) for part in parts])
 
         with torch.no_grad():
             z = torch.cat([torch.zeros(1, dtype=y.dtype, device=y.device), y[-1].reshape(-1),
                            grad_out[-1].reshape(-1), *(torch.zeros_like(p).reshape(-1) for p in params)])
             for i in range(len(t) - 1, 0, -1):
                 s_span = -t[i - 1:i + 1].flip(0)  # integrate from t[i] down to t[i - 1] in s = -t
-                z = _integrate(dynamics, z, s_span, s_span.to(torch.float64).tolist(), solver, counts,
+                # (its float64 values are -times[i], -times[i - 1]: negation is exact, no host copy needed)
+                z = _integrate(dynamics, z, s_span, [-times[i], -times[i - 1]], solver, counts,
                                phase="backward pass (adjoint solve)", rtol=rtol, atol=atol, norm=state.norm)[-1]
                 blocks = state.split(z)
                 z = torch.cat([blocks[0].reshape(-1), y[i - 1].reshape(-1), (blocks[2] + grad_out[i - 1]).reshape(-1),
