@@ -9,7 +9,9 @@ channels, 28 x 28, batch 32, 32 filters, dopri5), with cuDNN in deterministic mo
 - adjoint training gradients: forward and backward NFE equal, gradients within 1e-5 relative (they
   are summed in another order, as on the CPU).
 
-Last lines, one a line: `forward_bitwise: k/n`, `adjoint_same_nfe: k/n`, `adjoint_grad_max_rel: x`.
+Last lines, one a line: `forward_bitwise: k/n`, `reference_adjoint_repeatable: k/n` (torchdiffeq's
+adjoint run twice gives the same bits: whether the device is deterministic enough for the next two
+lines to mean anything), `adjoint_same_nfe: k/n`, `adjoint_grad_max_rel: x`.
 
     python benchmarks/device_equality.py [--device cuda] [--cases 6]
 """
@@ -55,7 +57,7 @@ def main() -> None:
     device = torch.device(args.device)
     torch.backends.cudnn.deterministic = True
     torch.backends.cudnn.benchmark = False
-    bitwise = same_nfe = 0
+    bitwise = same_nfe = repeatable = 0
     worst = 0.0
     for seed in range(args.cases):
         ref, _, ref_nfe = _run("torchdiffeq", seed, device, grads=False)
@@ -63,6 +65,9 @@ def main() -> None:
         equal = torch.equal(ref, new) and ref_nfe.forward == new_nfe.forward
         bitwise += equal
         _, ref_g, ref_nfe = _run("torchdiffeq", seed, device, grads=True)
+        _, again_g, again_nfe = _run("torchdiffeq", seed, device, grads=True)
+        repeatable += (again_nfe.backward == ref_nfe.backward
+                       and all(torch.equal(a, b) for a, b in zip(again_g, ref_g)))
         _, new_g, new_nfe = _run("anode", seed, device, grads=True)
         same = (ref_nfe.forward, ref_nfe.backward) == (new_nfe.forward, new_nfe.backward)
         same_nfe += same
@@ -74,6 +79,7 @@ def main() -> None:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     print(f"device: {name}, torch {torch.__version__}")
     print(f"forward_bitwise: {bitwise}/{args.cases}")
+    print(f"reference_adjoint_repeatable: {repeatable}/{args.cases}")
     print(f"adjoint_same_nfe: {same_nfe}/{args.cases}")
     print(f"adjoint_grad_max_rel: {worst:.2e}")
 
