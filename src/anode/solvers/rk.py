@@ -34,7 +34,10 @@ the error estimate and norm run without autograd; the dense output is fitted onl
 that contain an output time, valued without autograd and differentiated through its exact
 linearisation (see `_interp_evaluate`); the vector field is called directly (no wrapper modules: counting
 wrapper, `_PerturbFunc`, callbacks) and NFE is counted in the Python loop; abs() calls that cannot
-change a value or a gradient are skipped.
+change a value or a gradient are skipped; Hairer's initial step reads its thresholds in two host
+synchronisations instead of five; and a solve without a graph (the adjoint's two passes, inference)
+writes each stage once into a buffer laid out as `torch.stack(ks, -1)` instead of stacking all
+earlier stages anew at every stage (the same operands in the same layout, so the same bits).
 
 Not supported (use backend="torchdiffeq"): dopri8, fehlberg2, adaptive_heun, the Adams methods,
 states other than float32/float64, gradients with respect to t, decreasing t.
