@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import threading
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ import anode
 from anode import ODEBlock, ODEFunc, ODENet, SolverConfig, TrainConfig, Trainer, evaluate, load_checkpoint
 from anode.data import ConcentricSpheres, Data1D
 from anode.history import ITERATION_FIELDS
+from anode import training
 from anode.optim import FlatAdam
 from anode.training import RESUME_FREE_KEYS, resume_conflicts
 
@@ -284,6 +286,61 @@ def test_resume_matches_uninterrupted_run(tmp_path: Path) -> None:
     assert summary["segments"] == 2 and state["segments"] == 1
     assert summary["elapsed"] >= state["elapsed"] + sum(r["time"] for r in resumed.iterations[6:])
     assert json.loads((tmp_path / "full" / "summary.json").read_text())["segments"] == 1
+
+
+@pytest.mark.parametrize("stop_at", [4, 6], ids=["mid-epoch", "epoch-end"])
+def test_stop_request_checkpoints_where_it_stands_and_resumes_exactly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                     stop_at: int) -> None:
+    """`request_stop` (e.g. on SIGTERM at a GPU window's end) checkpoints after the current iteration,
+    mid-epoch with the epoch's batch order, and raises `TrainingInterrupted` (not an `Exception`, so
+    failure handlers pass it on); the resumed run equals the uninterrupted one bit for bit."""
+    monkeypatch.setattr(training, "_STOP", threading.Event())
+    eval_loader = _spheres().loader(shuffle=False)
+    full_trainer = Trainer(_model(0), _config(epochs=3), out_dir=tmp_path / "full")
+    full = full_trainer.fit(_spheres().loader(batch_size=32, seed=5), eval_loader=eval_loader)
+
+    def stop(trainer: Trainer, record: dict) -> None:
+        if trainer.iteration == stop_at:  # 3 batches an epoch: iteration 4 is inside epoch 2, 6 ends it
+            anode.request_stop()
+
+    stopped = Trainer(_model(0), _config(epochs=3), out_dir=tmp_path / "split", callback=stop)
+    with pytest.raises(anode.TrainingInterrupted, match=r"stopped on request after .*checkpoint\.pt resumes it"):
+        stopped.fit(_spheres().loader(batch_size=32, seed=5), eval_loader=eval_loader)
+    assert not issubclass(anode.TrainingInterrupted, Exception)
+    state = load_checkpoint(tmp_path / "split" / "checkpoint.pt")
+    assert (state["iteration"], state["epoch"], state["epoch_position"]) == (stop_at, stop_at // 3, stop_at % 3)
+    assert not (tmp_path / "split" / "summary.json").exists()  # the run is not finished
+    training._STOP.clear()
+    resumed_trainer = Trainer(_model(seed=123), _config(epochs=3), out_dir=tmp_path / "split")
+    resumed = resumed_trainer.fit(_spheres().loader(batch_size=32, seed=5), eval_loader=eval_loader)
+    assert _key(resumed) == _key(full) and resumed_trainer.iteration == 9
+    strip = ("time",)
+    assert [{k: v for k, v in e.items() if k not in strip} for e in resumed.epochs] == \
+        [{k: v for k, v in e.items() if k not in strip} for e in full.epochs]  # epoch means over both segments
+    for a, b in zip(resumed_trainer.model.parameters(), full_trainer.model.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_mid_epoch_checkpoint_needs_a_loader_that_restores_its_order(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(training, "_STOP", threading.Event())
+
+    def stop(trainer: Trainer, record: dict) -> None:
+        anode.request_stop()
+
+    with pytest.raises(anode.TrainingInterrupted):
+        Trainer(_model(0), _config(epochs=3), out_dir=tmp_path, callback=stop).fit(
+            _spheres().loader(batch_size=32, seed=5))
+    training._STOP.clear()
+    batches = list(_spheres().loader(batch_size=32, seed=5))  # a plain list: no state_dict
+    with pytest.raises(ValueError, match=r"saved 1 batches into an epoch.*TensorLoader\); got list"):
+        Trainer(_model(0), _config(epochs=3), out_dir=tmp_path).fit(batches)
+    # such a loader is stopped at the end of its epoch instead
+    monkeypatch.setattr(training, "_STOP", threading.Event())
+    trainer = Trainer(_model(0), _config(epochs=3), out_dir=tmp_path / "list", callback=stop)
+    with pytest.raises(anode.TrainingInterrupted, match="after epoch 1;"):
+        trainer.fit(batches)
+    assert load_checkpoint(tmp_path / "list" / "checkpoint.pt")["epoch_position"] == 0 and trainer.iteration == 3
 
 
 def test_resume_refuses_changed_result_settings(tmp_path: Path) -> None:

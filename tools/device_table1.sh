@@ -9,7 +9,8 @@
 # from the finished runs already in the folder, else from the runs in progress, else a short probe
 # of the models with neither; alternating NODE and ANODE so both sides grow), trains them one at a
 # time, rewrites the dataset's report ("k of 5 repeats"), and trains one more run in the minutes
-# left, stopping it on time: it travels as its last checkpoint and the next window resumes it. (One
+# left, asking it to stop (SIGTERM) shortly before time: it checkpoints where it stands, mid-epoch
+# included, travels as that checkpoint and the next window resumes it exactly there. (One
 # MNIST run takes 9 (ANODE) to about 17 (NODE, whose epochs slow from 33 to 56 s as its NFE grows)
 # minutes on an H100, more than a window holds; so the first dataset in DATASETS takes whole
 # windows until its 10 runs are done.) An outer timeout guards the whole call.

@@ -31,10 +31,12 @@ from .solve import odesolve as odesolve
 from .solve import translate_solver_errors as translate_solver_errors
 from .training import TrainConfig as TrainConfig
 from .training import Trainer as Trainer
+from .training import TrainingInterrupted as TrainingInterrupted
 from .training import evaluate as evaluate
 from .training import fit as fit
 from .training import load_checkpoint as load_checkpoint
 from .training import ode_blocks as ode_blocks
+from .training import request_stop as request_stop
 
 __version__ = "0.1.0"
 
@@ -59,6 +61,6 @@ __all__ = [
     "AUGMENTATIONS", "Augmentation", "REGULARISERS", "make_augmentation", "ode_blocks", "regularised_odesolve",
     "METHODS", "NFE", "ConvODEFunc", "ConvODENet", "ConvResNet", "History", "MaxStepsExceeded",
     "NonFiniteState", "ODEBlock", "ODEFlow", "ODEFunc", "ODENet", "ResNet", "SolverConfig", "SolverError",
-    "StepSizeUnderflow", "TrainConfig", "Trainer", "__version__", "count_parameters", "evaluate", "fit",
-    "load_checkpoint", "make_generator", "odesolve", "seeded", "translate_solver_errors",
+    "StepSizeUnderflow", "TrainConfig", "Trainer", "TrainingInterrupted", "__version__", "count_parameters", "evaluate",
+    "fit", "load_checkpoint", "make_generator", "odesolve", "request_stop", "seeded", "translate_solver_errors",
 ]

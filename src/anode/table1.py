@@ -4,8 +4,9 @@ The full protocol (20 epochs, batch 256, adjoint, 5 repeats, NODE and ANODE) tak
 GPU-minutes per dataset, while a GPU comes in windows of about 10 minutes, and one MNIST run alone
 takes 9 (ANODE, measured) to about 12 (NODE, estimated) minutes on an H100. So each window
 continues the run in progress, trains the next missing runs that fit whole, and starts the next one
-in the time left; a run stopped at the window's end travels as its last checkpoint and resumes in
-the next window from the end of its last whole epoch. The results folder
+in the time left; a run stopped at the window's end checkpoints where it stands (mid-epoch, on
+SIGTERM: `anode.training.request_stop`), travels as that checkpoint and resumes exactly there in the
+next window. The results folder
 (`docs/results/table1/<dataset>/`, an ordinary experiment folder whose run folders are committed)
 grows run by run:
 
@@ -27,6 +28,7 @@ import dataclasses
 import math
 import multiprocessing
 import os
+import signal
 import tarfile
 import time
 from collections.abc import Callable, Sequence
@@ -44,7 +46,13 @@ from .experiments.runner import run_experiment
 from .history import read_json, write_json
 from .report import Section, write_report
 from .reproduce_images import image_experiment, judge_images
-from .training import TrainConfig, Trainer, load_checkpoint
+from .training import (
+    TrainConfig,
+    Trainer,
+    TrainingInterrupted,
+    load_checkpoint,
+    request_stop,
+)
 
 __all__ = ["ALLOWANCE", "MARGIN", "MIN_PARTIAL_EPOCHS", "PAPER_TABLE1", "PlannedRun", "pack_results", "plan_runs",
            "probe_seconds_per_epoch", "run_table1", "runs_in_progress", "seconds_per_epoch", "table1_config",
@@ -66,6 +74,11 @@ MARGIN = 1.05
 #: The time left after the whole runs starts one more run (cut off at the window's end, resumed in
 #: the next one) only if at least this many of its epochs fit.
 MIN_PARTIAL_EPOCHS = 2
+#: The partial run is asked to stop (SIGTERM) this many seconds, at most a quarter of its time, before
+#: the window's deadline: time for its current iteration (or epoch-end evaluation) and a checkpoint.
+#: It is killed if it has not ended STOP_WAIT seconds after the request (the last checkpoint stands).
+STOP_ALLOWANCE = 20.0
+STOP_WAIT = 60.0
 
 
 @dataclass(frozen=True)
@@ -117,6 +130,24 @@ def _epochs_done(run_dir: Path) -> int | None:
     return int(load_checkpoint(path)["epoch"])
 
 
+def _position(run_dir: Path, cfg: ExperimentConfig) -> str:
+    """Where a run stands, from its checkpoint: "epoch 14 of 20" (+ ", batch 97 of the next" mid-epoch)."""
+    path = run_dir / "checkpoint.pt"
+    if not path.exists():
+        return "no checkpoint yet"
+    state = load_checkpoint(path)
+    batch = f", batch {state['epoch_position']} of the next" if state.get("epoch_position") else ""
+    return f"epoch {state['epoch']} of {cfg.train.epochs}{batch}"
+
+
+def _epochs_equivalent(state: dict[str, Any]) -> float:
+    """Epochs a checkpoint has trained, counting a mid-epoch position as its fraction of an epoch."""
+    epochs, position = int(state["epoch"]), int(state.get("epoch_position", 0))
+    if position and epochs:
+        return epochs + position * epochs / (int(state["iteration"]) - position)
+    return float(epochs)
+
+
 def runs_in_progress(exp_dir: str | os.PathLike[str], cfg: ExperimentConfig) -> list[tuple[str, int, int]]:
     """`(model, repeat, epochs done)` of every run cut off at a window's end with a checkpoint to resume from.
 
@@ -136,7 +167,8 @@ def seconds_per_epoch(exp_dir: str | os.PathLike[str], cfg: ExperimentConfig) ->
     """Per model, the median over its completed runs of wall seconds per epoch over the run's whole
     life (`elapsed`: every segment of a resumed run, evaluation included; `wall_time` for results
     older than that field); for a model without a completed run, the same over its runs in progress
-    (their checkpoints' `elapsed` over the epochs done). Models with neither are absent."""
+    (their checkpoints' `elapsed` over the epochs done, a mid-epoch position counted as its fraction).
+    Models with neither are absent."""
     out = {}
     for m in cfg.models:
         finished, started = [], []
@@ -147,7 +179,7 @@ def seconds_per_epoch(exp_dir: str | os.PathLike[str], cfg: ExperimentConfig) ->
             elif result is None and (run_dir / "checkpoint.pt").exists():
                 state = load_checkpoint(run_dir / "checkpoint.pt")
                 if state.get("elapsed") and state.get("epoch"):
-                    started.append(float(state["elapsed"]) / int(state["epoch"]))
+                    started.append(float(state["elapsed"]) / _epochs_equivalent(state))
         times = finished or started
         if times:
             out[m.name] = sorted(times)[len(times) // 2]
@@ -342,31 +374,42 @@ class _Selected:
 
 
 def _train_partial(cfg: ExperimentConfig, exp_dir: str, device: str, progress: bool, run: tuple[str, int]) -> None:
-    """Child process of `_train_until`: train one run (resuming its checkpoint) until stopped."""
-    run_experiment(cfg, exp_dir, device=device, progress=progress, log=print, select=_Selected(frozenset({run})))
+    """Child process of `_train_until`: train one run (resuming its checkpoint) until SIGTERM, which
+    makes the trainer checkpoint after its current iteration and stop (`request_stop`)."""
+    signal.signal(signal.SIGTERM, lambda signum, frame: request_stop())
+    try:
+        run_experiment(cfg, exp_dir, device=device, progress=progress, log=print, select=_Selected(frozenset({run})))
+    except TrainingInterrupted as stopped:
+        print(stopped)
 
 
 def _train_until(run: PlannedRun, cfg: ExperimentConfig, exp_dir: Path, *, device: str, progress: bool, seconds: float,
                  log: Callable[[str], None]) -> None:
-    """Train `run` in a child process and stop it after `seconds`; its last checkpoint (written
-    atomically after every epoch) is where the next window resumes.
+    """Train `run` in a child process for about `seconds`: it is asked to stop (SIGTERM) shortly before
+    the end, checkpoints where it stands (mid-epoch included) and ends; the next window resumes it there.
+    A child that does not end within `STOP_WAIT` seconds of the request is killed (its last
+    checkpoint stands).
 
     Raises:
         RuntimeError: the child process ended with an error (its traceback is on stderr).
     """
     ctx = multiprocessing.get_context("spawn")  # a fresh interpreter: safe with CUDA
     proc = ctx.Process(target=_train_partial, args=(cfg, str(exp_dir), device, progress, (run.model, run.repeat)))
+    started = time.monotonic()
     proc.start()
-    proc.join(timeout=seconds)
+    proc.join(timeout=seconds - min(STOP_ALLOWANCE, seconds / 4))
     if proc.is_alive():
-        proc.terminate()
-        proc.join(timeout=30)
+        proc.terminate()  # SIGTERM: the child checkpoints after its current iteration and returns
+        asked = time.monotonic() - started
+        proc.join(timeout=STOP_WAIT)
+        how = "checkpointed and ended"
         if proc.is_alive():
             proc.kill()
             proc.join()
-        done = {(m, r): e for m, r, e in runs_in_progress(exp_dir, cfg)}.get((run.model, run.repeat), 0)
-        log(f"{run.model} repeat {run.repeat}: stopped after {seconds:.0f} s as planned, at epoch {done} of "
-            f"{cfg.train.epochs}; the next window resumes it from its checkpoint")
+            how = f"did not end within {STOP_WAIT:.0f} s and was killed (its last checkpoint stands)"
+        where = _position(_repeats(exp_dir, cfg, run.model)[run.repeat], cfg)
+        log(f"{run.model} repeat {run.repeat}: asked to stop after {asked:.0f} s as planned, {how} after "
+            f"{time.monotonic() - started:.0f} s, at {where}; the next window resumes it from its checkpoint")
     elif proc.exitcode != 0:
         raise RuntimeError(f"training {run.model} repeat {run.repeat} failed in its process (exit code {proc.exitcode}); "
                            "see the traceback above")

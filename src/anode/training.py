@@ -7,6 +7,7 @@ import io
 import math
 import os
 import pickle
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
@@ -24,12 +25,33 @@ from .optim import FlatAdam
 from .regularisers import NOISE_KINDS, REGULARISERS
 from .solve import translate_solver_errors
 
-__all__ = ["LOSSES", "RESUME_FREE_KEYS", "SCHEDULER_INTERVALS", "TrainConfig", "Trainer", "default_optimizer", "evaluate", "fit",
-           "load_checkpoint", "ode_blocks", "resume_conflicts"]
+__all__ = ["LOSSES", "RESUME_FREE_KEYS", "SCHEDULER_INTERVALS", "TrainConfig", "Trainer", "TrainingInterrupted",
+           "default_optimizer", "evaluate", "fit", "load_checkpoint", "ode_blocks", "request_stop", "resume_conflicts"]
 
 LOSSES: tuple[str, ...] = ("huber", "mse", "cross_entropy")
 #: When a learning-rate scheduler is stepped: after every epoch or after every optimiser step.
 SCHEDULER_INTERVALS: tuple[str, ...] = ("epoch", "iteration")
+
+
+
+class TrainingInterrupted(BaseException):
+    """`Trainer.fit` stopped because `request_stop` was called, after checkpointing where it stood.
+
+    Not a failure of the run: like `KeyboardInterrupt` it passes the `except Exception` handlers that
+    record failed runs, and the next `fit` with the same `out_dir` resumes it exactly.
+    """
+
+
+_STOP = threading.Event()
+
+
+def request_stop() -> None:
+    """Ask every `Trainer.fit` in this process to stop after its current iteration: it checkpoints
+    (mid-epoch, with the position in the epoch's batch order, when the loader has `state_dict`; else
+    at the end of the epoch) and raises `TrainingInterrupted`. Safe to call from a signal handler
+    (`anode table1` calls it on SIGTERM, so that a run stopped at a GPU window's end loses no work)."""
+    _STOP.set()
+
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 OptimizerArg = torch.optim.Optimizer | Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer] | None
@@ -40,6 +62,14 @@ CHECKPOINT_FORMAT = 1
 #: progress); the current value applies. Every other field changes results, so a resume with a
 #: different value is refused (a field added later is result-relevant unless listed here).
 RESUME_FREE_KEYS: frozenset[str] = frozenset({"epochs", "max_iterations", "checkpoint_every", "progress"})
+
+
+def _length(loader: Any) -> float:
+    """Batches in one pass of `loader` (infinite when it has no length)."""
+    try:
+        return len(loader)
+    except TypeError:
+        return math.inf
 
 
 class _Batches(Protocol):
@@ -297,6 +327,8 @@ class Trainer:
         self.segments = 0  # calls of `fit` over the run's life, resumes included (restored from checkpoints)
         self._elapsed_before = 0.0  # wall seconds of `fit` in earlier segments, up to their last checkpoint
         self._fit_started: float | None = None
+        self._epoch_position = 0  # batches of the current epoch already trained (a mid-epoch checkpoint's)
+        self._epoch_loader_state: Any = None  # the loader's state at the current epoch's start
 
     @property
     def checkpoint_path(self) -> Path | None:
@@ -379,6 +411,8 @@ class Trainer:
         Raises:
             SolverError: a solve failed (the run's records so far stay in `history`).
             ValueError: the checkpoint was made with other result-relevant settings (see `load_checkpoint`).
+            TrainingInterrupted: `request_stop` was called; the run was checkpointed where it stood
+                (with an `out_dir`) and the next `fit` continues it as if uninterrupted.
         """
         self._elapsed_before, self._fit_started = self.elapsed, None  # earlier `fit` calls of this trainer
         if resume and self.checkpoint_path is not None and self.checkpoint_path.exists():
@@ -394,13 +428,26 @@ class Trainer:
         for _ in epochs:
             if self._budget_spent():
                 break
-            first = len(self.history.iterations)
-            for x, y in tqdm(train_loader, desc=f"epoch {self.epoch + 1}", leave=False, disable=not cfg.progress):
+            skip, self._epoch_position = self._epoch_position, 0  # resumed mid-epoch: its batches already trained
+            first = len(self.history.iterations) - skip
+            self._epoch_loader_state = train_loader.state_dict() if hasattr(train_loader, "state_dict") else None
+            batches = iter(train_loader)
+            for _ in range(skip):  # the same order (the loader's state is the epoch's start), without training
+                next(batches)
+            position = skip
+            n_batches = _length(train_loader)
+            for x, y in tqdm(batches, desc=f"epoch {self.epoch + 1}", leave=False, disable=not cfg.progress,
+                             initial=skip, total=None if math.isinf(n_batches) else n_batches):
                 record = self.step(x.to(device, non_blocking=True), y.to(device, non_blocking=True))
+                position += 1
                 epochs.set_postfix(loss=f"{record['loss']:.4f}", nfe=record["nfe_forward"], refresh=False)
                 if self._budget_spent():
                     break
+                if _STOP.is_set() and self._epoch_loader_state is not None and position < n_batches:
+                    self._interrupt(train_loader, position)
             self._end_epoch(first, eval_loader)
+            if _STOP.is_set() and self.epoch < cfg.epochs and not self._budget_spent():
+                self._interrupt(train_loader, 0)
         if self.out_dir is not None:
             if self._saved_at != self.iteration:
                 self._save(self.out_dir, train_loader)
@@ -413,6 +460,19 @@ class Trainer:
         self.history.save(out_dir)
         self.save_checkpoint(out_dir / "checkpoint.pt", train_loader=train_loader)
         self._saved_at = self.iteration
+
+    def _interrupt(self, train_loader: Any, position: int) -> None:
+        """Checkpoint `position` batches into the current epoch (0: at an epoch's end) and raise
+        `TrainingInterrupted` (`request_stop`)."""
+        self._epoch_position = position
+        where = f"iteration {self.iteration} (epoch {self.epoch + 1}, batch {position})" if position else \
+            f"epoch {self.epoch}"
+        if self.out_dir is None:
+            raise TrainingInterrupted(f"training stopped on request after {where}; nothing was saved (no out_dir)")
+        if self._saved_at != self.iteration or position:
+            self._save(self.out_dir, train_loader)
+        raise TrainingInterrupted(f"training stopped on request after {where}; "
+                                  f"{self.checkpoint_path} resumes it exactly")
 
     def _budget_spent(self) -> bool:
         return self.config.max_iterations is not None and self.iteration >= self.config.max_iterations
@@ -477,7 +537,10 @@ class Trainer:
             "train_config": self.config.to_dict(), "extra_state": self.extra_state,
             "epoch": self.epoch, "iteration": self.iteration, "elapsed": self.elapsed, "segments": self.segments,
             "iterations": self.history.iterations, "epochs": self.history.epochs,
-            "loader": train_loader.state_dict() if hasattr(train_loader, "state_dict") else None,
+            # mid-epoch: the loader's state at the epoch's start and the batches of it already trained
+            "loader": (self._epoch_loader_state if self._epoch_position else
+                       train_loader.state_dict() if hasattr(train_loader, "state_dict") else None),
+            "epoch_position": self._epoch_position,
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
         }
         buffer = io.BytesIO()
@@ -498,7 +561,8 @@ class Trainer:
         Raises:
             FileNotFoundError: no file at `path`.
             ValueError: not an anode checkpoint, or made with other result-relevant settings
-                (each changed key is named with the checkpoint's and the current value).
+                (each changed key is named with the checkpoint's and the current value), or saved
+                mid-epoch (`request_stop`) and `train_loader` cannot restore its batch order.
         """
         state = load_checkpoint(path)
         conflicts = resume_conflicts(state.get("train_config") or {}, self.config)
@@ -508,6 +572,11 @@ class Trainer:
                 "and resuming would continue its optimiser state under the new ones. Start a fresh run "
                 "(delete the checkpoint / use --fresh) or resume with the original settings."
             )
+        position = int(state.get("epoch_position", 0))
+        if position and not hasattr(train_loader, "load_state_dict"):
+            raise ValueError(f"{path} was saved {position} batches into an epoch, and resuming it exactly needs the "
+                             "same kind of loader, with state_dict/load_state_dict (an anode TensorLoader); got "
+                             f"{type(train_loader).__name__}")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and state.get("scheduler") is not None:
@@ -518,6 +587,7 @@ class Trainer:
         self.history = History(iterations=list(state["iterations"]), epochs=list(state["epochs"]))
         if state.get("loader") is not None and hasattr(train_loader, "load_state_dict"):
             train_loader.load_state_dict(state["loader"])
+        self._epoch_position = position
 
 
 def resume_conflicts(saved: dict[str, Any], current: TrainConfig) -> list[str]:
