@@ -310,7 +310,7 @@ def test_stop_request_checkpoints_where_it_stands_and_resumes_exactly(tmp_path: 
     state = load_checkpoint(tmp_path / "split" / "checkpoint.pt")
     assert (state["iteration"], state["epoch"], state["epoch_position"]) == (stop_at, stop_at // 3, stop_at % 3)
     assert not (tmp_path / "split" / "summary.json").exists()  # the run is not finished
-    training._STOP.clear()
+    assert not training._STOP.is_set()  # the request was answered: the next fit runs on
     resumed_trainer = Trainer(_model(seed=123), _config(epochs=3), out_dir=tmp_path / "split")
     resumed = resumed_trainer.fit(_spheres().loader(batch_size=32, seed=5), eval_loader=eval_loader)
     assert _key(resumed) == _key(full) and resumed_trainer.iteration == 9
@@ -331,12 +331,10 @@ def test_mid_epoch_checkpoint_needs_a_loader_that_restores_its_order(tmp_path: P
     with pytest.raises(anode.TrainingInterrupted):
         Trainer(_model(0), _config(epochs=3), out_dir=tmp_path, callback=stop).fit(
             _spheres().loader(batch_size=32, seed=5))
-    training._STOP.clear()
     batches = list(_spheres().loader(batch_size=32, seed=5))  # a plain list: no state_dict
     with pytest.raises(ValueError, match=r"saved 1 batches into an epoch.*TensorLoader\); got list"):
         Trainer(_model(0), _config(epochs=3), out_dir=tmp_path).fit(batches)
     # such a loader is stopped at the end of its epoch instead
-    monkeypatch.setattr(training, "_STOP", threading.Event())
     trainer = Trainer(_model(0), _config(epochs=3), out_dir=tmp_path / "list", callback=stop)
     with pytest.raises(anode.TrainingInterrupted, match="after epoch 1;"):
         trainer.fit(batches)

@@ -33,7 +33,6 @@ LOSSES: tuple[str, ...] = ("huber", "mse", "cross_entropy")
 SCHEDULER_INTERVALS: tuple[str, ...] = ("epoch", "iteration")
 
 
-
 class TrainingInterrupted(BaseException):
     """`Trainer.fit` stopped because `request_stop` was called, after checkpointing where it stood.
 
@@ -46,10 +45,11 @@ _STOP = threading.Event()
 
 
 def request_stop() -> None:
-    """Ask every `Trainer.fit` in this process to stop after its current iteration: it checkpoints
-    (mid-epoch, with the position in the epoch's batch order, when the loader has `state_dict`; else
-    at the end of the epoch) and raises `TrainingInterrupted`. Safe to call from a signal handler
-    (`anode table1` calls it on SIGTERM, so that a run stopped at a GPU window's end loses no work)."""
+    """Ask the `Trainer.fit` running in this process (or the next one) to stop after its current
+    iteration: it checkpoints (mid-epoch, with the position in the epoch's batch order, when the loader
+    has `state_dict`; else at the end of the epoch) and raises `TrainingInterrupted`, which consumes the
+    request. Safe to call from a signal handler (`anode table1` calls it on SIGTERM, so that a run
+    stopped at a GPU window's end loses no work)."""
     _STOP.set()
 
 
@@ -465,6 +465,7 @@ class Trainer:
         """Checkpoint `position` batches into the current epoch (0: at an epoch's end) and raise
         `TrainingInterrupted` (`request_stop`)."""
         self._epoch_position = position
+        _STOP.clear()  # the request is answered
         where = f"iteration {self.iteration} (epoch {self.epoch + 1}, batch {position})" if position else \
             f"epoch {self.epoch}"
         if self.out_dir is None:
