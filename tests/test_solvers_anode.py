@@ -277,6 +277,9 @@ def test_solve_without_graph_is_bitwise_the_graphed_solve(method: str, device_ar
 
     if device_arithmetic:
         monkeypatch.setattr(rk, "_host_arrays", lambda device: False)
+    stacks = []  # stage sums by torch.stack: every stage with a graph, only the dense output's without
+    real_stage_sum = rk._stage_sum
+    monkeypatch.setattr(rk, "_stage_sum", lambda ks, coef: stacks.append(1) or real_stage_sum(ks, coef))
     gen = torch.Generator().manual_seed(3)
     for dtype in (torch.float32, F64):
         field = anode.ConvODEFunc((1, 6, 6), 8, augment_dim=2, time_dependent=True).to(dtype)
@@ -284,9 +287,13 @@ def test_solve_without_graph_is_bitwise_the_graphed_solve(method: str, device_ar
         t = torch.tensor([0.0, 0.3, 1.0], dtype=dtype)
         solver = SolverConfig(backend="anode", method=method, rtol=1e-5, atol=1e-5)
         graphed_nfe, bare_nfe = NFE(), NFE()
+        stacks.clear()
         graphed = odesolve(field, y0.clone().requires_grad_(True), t, solver, nfe=graphed_nfe)
+        stacked_with_graph = len(stacks)
+        stacks.clear()
         with torch.no_grad():
             bare = odesolve(field, y0, t, solver, nfe=bare_nfe)
+        assert stacked_with_graph >= bare_nfe.accepted_steps and len(stacks) <= len(t) - 1  # the buffer was used
         assert graphed.requires_grad and not bare.requires_grad
         assert bare_nfe == graphed_nfe and bare_nfe.accepted_steps > 2
         assert torch.equal(bare, graphed.detach())
