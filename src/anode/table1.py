@@ -458,7 +458,8 @@ def write_table1_report(results_dir: str | os.PathLike[str], *, cfg: ExperimentC
         "by run (`tools/device_table1.sh` on each GPU window; `anode table1` here).",
         ("Made on: " + "; ".join(machines)) if machines else "Made on: no run yet.",
         *(["In progress (resumed from its checkpoint by the next window): " + ", ".join(
-            f"{model} repeat {repeat} at epoch {done} of {cfg.train.epochs}" for model, repeat, done in in_progress) + "."]
+            f"{model} repeat {repeat} at {_position(_repeats(exp_dir, cfg, model)[repeat], cfg)}"
+            for model, repeat, _ in in_progress) + "."]
           if in_progress else []),
         *(["Trained in more than one window (resumed from a checkpoint): " + ", ".join(resumed) + "."] if resumed else []),
         f"Loss level of the iteration/NFE claims: {level:.4g}." if level is not None else "Loss level: not available yet.",
