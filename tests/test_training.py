@@ -319,6 +319,12 @@ def test_stop_request_checkpoints_where_it_stands_and_resumes_exactly(tmp_path: 
         [{k: v for k, v in e.items() if k not in strip} for e in full.epochs]  # epoch means over both segments
     for a, b in zip(resumed_trainer.model.parameters(), full_trainer.model.parameters()):
         assert torch.equal(a, b)
+    # without an out_dir, the same trainer's next fit continues from where it stopped, with the same batches
+    in_memory, loader = Trainer(_model(0), _config(epochs=3), callback=stop), _spheres().loader(batch_size=32, seed=5)
+    with pytest.raises(anode.TrainingInterrupted, match="nothing was saved"):
+        in_memory.fit(loader, eval_loader=eval_loader)
+    in_memory.callback = None
+    assert _key(in_memory.fit(loader, eval_loader=eval_loader)) == _key(full)
 
 
 def test_mid_epoch_checkpoint_needs_a_loader_that_restores_its_order(tmp_path: Path,

@@ -430,6 +430,8 @@ class Trainer:
                 break
             skip, self._epoch_position = self._epoch_position, 0  # resumed mid-epoch: its batches already trained
             first = len(self.history.iterations) - skip
+            if skip:  # back to the epoch's start (from a checkpoint, or this trainer's own interrupted fit)
+                train_loader.load_state_dict(self._epoch_loader_state)
             self._epoch_loader_state = train_loader.state_dict() if hasattr(train_loader, "state_dict") else None
             batches = iter(train_loader)
             for _ in range(skip):  # the same order (the loader's state is the epoch's start), without training
@@ -588,7 +590,7 @@ class Trainer:
         self.history = History(iterations=list(state["iterations"]), epochs=list(state["epochs"]))
         if state.get("loader") is not None and hasattr(train_loader, "load_state_dict"):
             train_loader.load_state_dict(state["loader"])
-        self._epoch_position = position
+        self._epoch_position, self._epoch_loader_state = position, state.get("loader")
 
 
 def resume_conflicts(saved: dict[str, Any], current: TrainConfig) -> list[str]:
