@@ -83,6 +83,22 @@ def test_local_backend_object_is_reused_and_default_device(tmp_path):
         LocalBackend(jobs=0)
 
 
+def test_local_workers_started_early_serve_the_runs():
+    """`start` spawns the workers before any run is handed out (the suite runner calls it before
+    planning); `execute` then uses those same processes. With one job it starts nothing."""
+    with LocalBackend(jobs=1) as backend:
+        backend.start()
+        assert backend._pool is None
+    with LocalBackend(jobs=2) as backend:
+        backend.start()
+        started = set(backend._pool._processes)
+        assert len(started) == 2
+        seen: list[tuple[int, int]] = []
+        backend.execute([1, 2, 3], fn=abs, on_result=lambda unit, record: seen.append((unit, record)), progress=False,
+                        desc="test")
+        assert sorted(seen) == [(1, 1), (2, 2), (3, 3)] and set(backend._pool._processes) == started
+
+
 def test_ray_missing_fails_with_the_install_command(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
     cfg = parse_config(tiny())

@@ -235,6 +235,30 @@ def test_the_kinetic_energy_regulariser_trains_together_as_alone():
                 assert rb[key] == pytest.approx(ra[key], rel=1e-5), key
 
 
+def test_members_with_their_own_weight_decay_train_as_in_groups_of_one_decay():
+    """Weight decay may differ between members: each member's weights, Adam state and losses are
+    bitwise those it gets in an ensemble whose members all share its decay (where the stacked Adam
+    applies the decay itself, as the member's own Adam does)."""
+    x, y = _data()
+    decays = [0.0, 1e-2, 0.0, 1e-2, 3e-3]
+    cfgs = [TrainConfig(epochs=3, weight_decay=w, progress=False) for w in decays]
+    mixed = [_trainer(s, c) for s, c in enumerate(cfgs)]
+    EnsembleTrainer(mixed).fit(_loaders(range(5), x, y))
+    for members in ([0, 2], [1, 3], [4]):
+        alike = [_trainer(r, cfgs[r]) for r in members]
+        EnsembleTrainer(alike).fit(_loaders(members, x, y))
+        for r, trainer in zip(members, alike):
+            assert [e["loss"] for e in mixed[r].history.iterations] == [e["loss"] for e in trainer.history.iterations]
+            for a, b in zip(mixed[r].model.state_dict().values(), trainer.model.state_dict().values()):
+                assert torch.equal(a, b)
+            for p, q in zip(mixed[r].model.parameters(), trainer.model.parameters()):
+                assert torch.equal(mixed[r].optimizer.state[p]["exp_avg_sq"], trainer.optimizer.state[q]["exp_avg_sq"])
+    # The decay is applied: member 1 without it ends elsewhere.
+    plain = _trainer(1, TrainConfig(epochs=3, progress=False))
+    EnsembleTrainer([plain]).fit(_loaders([1], x, y))
+    assert plain.history.iterations[-1]["loss"] != mixed[1].history.iterations[-1]["loss"]
+
+
 def test_an_ensemble_checkpoint_resumes_together_or_alone(tmp_path):
     x, y = _data()
     short, full = TrainConfig(epochs=2, progress=False), TrainConfig(epochs=4, progress=False)
@@ -323,13 +347,16 @@ def test_an_experiment_trained_together_equals_it_trained_alone(tmp_path):
 
 
 def test_plan_groups_splits_evenly_and_keeps_what_cannot_stack_alone(tmp_path):
-    cfg = _config(5, {"name": "NODE + Jacobian", "kind": "odenet", "hidden_dim": 8, "jacobian_norm": 0.01})
+    cfg = _config(5, {"name": "NODE + Jacobian", "kind": "odenet", "hidden_dim": 8, "jacobian_norm": 0.01},
+                  {"name": "NODE + weight decay", "kind": "odenet", "hidden_dim": 8, "weight_decay": 1e-3})
     units = [RunUnit(cfg, m.name, d.name, str(tmp_path / f"{d.name}-{m.name}-{r}"), r, r)
              for r in range(5) for d in cfg.datasets for m in cfg.models]
     plan = plan_groups(mark_stacked(units, together=4), together=4)
     groups = [item for item in plan if isinstance(item, RunGroup)]
     alone = [item for item in plan if isinstance(item, RunUnit)]
-    assert sorted(len(g.units) for g in groups) == [3, 3, 3, 3, 3, 3, 4, 4, 4]  # 10 runs per model -> 4 + 3 + 3
+    # 10 runs per model -> 4 + 3 + 3; NODE with and without weight decay stack as one model: 20 -> 5 x 4
+    assert sorted(len(g.units) for g in groups) == [3, 3, 3, 3, 4, 4, 4, 4, 4, 4, 4]
+    assert any({u.model for u in g.units} == {"NODE", "NODE + weight decay"} for g in groups)
     assert {u.model for u in alone} == {"NODE + Jacobian"} and len(alone) == 10
     assert sum(len(g.units) for g in groups) + len(alone) == len(units)
     assert plan_groups(units, together=4) == units  # nothing marked stacked: every run alone

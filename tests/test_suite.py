@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 
 import pytest
 from test_runner import TINY, run
@@ -37,7 +38,13 @@ def _results(root):
 
 
 def _numbers(result):
-    return {k: v for k, v in result.items() if k not in TIMING}
+    return {k: v for k, v in result.items() if k not in TIMING and k != "trained_together"}
+
+
+def _history(result_path):
+    """A run's per-iteration records without their timings."""
+    lines = (result_path.parent / "history.jsonl").read_text().splitlines()
+    return [{k: v for k, v in json.loads(line).items() if k not in TIMING} for line in lines]
 
 
 def test_a_suite_equals_its_experiments_run_one_after_another(tmp_path):
@@ -54,9 +61,15 @@ def test_a_suite_equals_its_experiments_run_one_after_another(tmp_path):
 
     one_by_one, suite = _results(tmp_path / "one-by-one"), _results(tmp_path / "suite")
     assert one_by_one.keys() == suite.keys() and len(suite) == 8
-    for name in suite:  # the same runs, the same numbers (runs are seeded; groups are the same)
+    for name in suite:  # the same runs, the same numbers (runs are seeded), to the last bit
         assert _numbers(suite[name]) == _numbers(one_by_one[name]), name
         assert ("reused_from" in suite[name]) == ("reused_from" in one_by_one[name]), name
+        assert _history(tmp_path / "suite" / name) == _history(tmp_path / "one-by-one" / name), name
+    # ... though second's NODE seed 0 (it saves artifacts, so it is no copy of first's) trains in
+    # first's NODE group: groups span experiments.
+    together = {name: result["trained_together"] for name, result in suite.items() if "reused_from" not in result}
+    assert together["second/runs/spheres-2d/node/seed-0/result.json"] == together["first/runs/spheres-2d/node/seed-0/result.json"] == 3
+    assert one_by_one["first/runs/spheres-2d/node/seed-0/result.json"]["trained_together"] == 2
     copied = suite["second/runs/spheres-2d/node/seed-1/result.json"]
     assert copied["reused_from"] == str(tmp_path / "suite" / "first" / "runs" / "spheres-2d" / "node" / "seed-1")
     assert [line for line in suite_log if line.startswith("[reused]")] == [

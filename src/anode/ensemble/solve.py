@@ -254,7 +254,11 @@ def ensemble_odesolve(
                 x_t = x_t + shift
             dense = _dense_output(y, y1, ks, c_mid_t.view(1, -1), dt_t, x_t)
             out = torch.where(_expand(tensor(done), y), dense, out)
-        if ok.any():
+        if ok.all():  # every member accepts: the same values as the masked update below, in no operation
+            y, f, abs_y, t0 = y1, ks[-1], abs_y1, t1
+            if dt_shadow is not None:
+                t0_shadow = dt_shadow if t0_shadow is None else t0_shadow + dt_shadow
+        elif ok.any():
             keep = _expand(tensor(ok), y)
             y = torch.where(keep, y1, y)
             f = torch.where(keep, ks[-1], f)

@@ -4,7 +4,8 @@ Each member is an ordinary `anode.Trainer` (its model, settings, output folder, 
 history and checkpoints); `EnsembleTrainer` only replaces the per-iteration computation. Member r
 draws its batches from its own loader, keeps its own step sizes, accepted/rejected steps and NFE
 in the batched solve, and is updated by the same Adam arithmetic on its own slice of the stacked
-weights, so its records equal those of the same Trainer fitted alone up to float rounding
+weights (with its own weight decay: members may differ in it), so its records equal those of the
+same Trainer fitted alone up to float rounding
 (`tests/test_ensemble.py` checks losses to 1e-5 over several epochs). Checkpoints are written per
 member in the Trainer's own format, so a stopped ensemble resumes as an ensemble or as separate
 runs, and separate runs stopped at the same iteration resume together.
@@ -31,8 +32,9 @@ from .stacked import StackedODENet, StackedResNet, ensemble_support, stack_model
 
 __all__ = ["MEMBER_KEYS", "EnsembleTrainer", "trainer_support"]
 
-#: TrainConfig keys that may differ between members (they do not change the stacked computation).
-MEMBER_KEYS = frozenset({"regulariser_seed", "progress"})
+#: TrainConfig keys that may differ between members (they do not change the stacked computation;
+#: a member's weight decay is added to its own rows of the gradients, as its Adam would add it).
+MEMBER_KEYS = frozenset({"regulariser_seed", "progress", "weight_decay"})
 #: Adam hyper-parameters anode's default optimiser uses (others are not stacked).
 _ADAM_DEFAULTS = {"betas": (0.9, 0.999), "eps": 1e-8, "amsgrad": False, "maximize": False}
 
@@ -97,7 +99,7 @@ class EnsembleTrainer:
 
     Arguments:
         trainers: the members: Trainers whose models share one architecture and whose settings
-            are equal up to `regulariser_seed` and `progress`.
+            are equal up to `regulariser_seed`, `progress` and `weight_decay`.
 
     Raises:
         ValueError: no trainers, a trainer that cannot train in an ensemble (the reason is given),
@@ -122,6 +124,15 @@ class EnsembleTrainer:
         self.config = self.trainers[0].config
         self.stack: StackedODENet | StackedResNet | None = None
         self.optimizer: torch.optim.Adam | None = None
+        decays = [t.config.weight_decay for t in self.trainers]
+        #: The stacked Adam's weight decay: the members' when they share one, else 0 and
+        #: `_decays` (value -> members) adds each member's to its rows of the gradients.
+        self._weight_decay = decays[0] if len(set(decays)) == 1 else 0.0
+        self._decays: dict[float, list[int]] = {}
+        if len(set(decays)) > 1:
+            for r, decay in enumerate(decays):
+                if decay != 0:
+                    self._decays.setdefault(decay, []).append(r)
         self.alive = [True] * len(self.trainers)
         self.errors: list[SolverError | None] = [None] * len(self.trainers)
 
@@ -202,7 +213,7 @@ class EnsembleTrainer:
         """Stack the members' weights and Adam states (as loaded from their checkpoints)."""
         models = [t.model for t in self.trainers]
         self.stack = stack_models(models)
-        self.optimizer = default_optimizer(self.stack.parameters(), lr=self.config.lr, weight_decay=self.config.weight_decay)
+        self.optimizer = default_optimizer(self.stack.parameters(), lr=self.config.lr, weight_decay=self._weight_decay)
         member_params = [dict(m.named_parameters()) for m in models]
         for name, stacked in zip(self.stack.names, self.stack.params):
             states = [t.optimizer.state.get(params[name]) for t, params in zip(self.trainers, member_params)]
@@ -232,6 +243,16 @@ class EnsembleTrainer:
         for r in self._live():
             self._sync_member(r)
 
+    @torch.no_grad()
+    def _decay_members(self) -> None:
+        """Add each member's own weight decay to its rows of the stacked gradients (members that
+        differ in it; the stacked Adam then has none): `grad + decay * weight`, the operation its
+        Adam applies alone (`grad.add(param, alpha=weight_decay)`), element for element."""
+        for decay, members in self._decays.items():
+            grads = [p.grad[r] for p in self.stack.params if p.grad is not None for r in members]
+            weights = [p[r] for p in self.stack.params if p.grad is not None for r in members]
+            torch._foreach_add_(grads, weights, alpha=decay)
+
     def _step(self, batches: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> None:
         """One iteration of every live member; appends its record to its history."""
         start = time.perf_counter()
@@ -255,6 +276,7 @@ class EnsembleTrainer:
             regularisation = losses.new_zeros(()) + weight * out.kinetic_energy
             objective = losses + regularisation
         objective[live].sum().backward()
+        self._decay_members()
         optimizer.step()
         values = losses.detach().cpu().tolist()
         correct = _member_correct(pred.detach(), y, cfg.loss).tolist()

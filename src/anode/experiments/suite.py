@@ -3,10 +3,14 @@
 Calling `run_experiment` once per experiment waits for each experiment's last run before the
 next one starts, so a worker idles whenever an experiment has fewer runs left than there are
 workers. `run_suite` plans every experiment first and hands all their runs to the backend at
-once: the same runs, grouped the same way (so the same numbers), with the same runs copied
-instead of trained, but no worker waits while another run is still to do. Each experiment is
-aggregated, and `on_finished` called, as soon as its last run ends, so that its figures can be
-drawn while the others train.
+once: the same runs with the same numbers, with the same runs copied instead of trained, but no
+worker waits while another run is still to do. Runs of several experiments that stack (the same
+model and settings, e.g. a model with and without weight decay) train in one group: a stacked
+member's arithmetic does not depend on the group it is in (`tests/test_ensemble.py`,
+`tests/test_suite.py`), and a group costs little more per iteration than its largest member's
+solve alone, so fewer, larger groups train faster. Each experiment is aggregated, and
+`on_finished` called, as soon as its last run ends, so that its figures can be drawn while the
+others train.
 """
 
 from __future__ import annotations
@@ -77,10 +81,12 @@ def run_suite(
 
     The result is what calling `run_experiment(cfg, out_dir / cfg.name, ..., reuse=...)` for each
     config in turn gives, each experiment reusing the finished runs of the ones before it: the same
-    runs are trained in the same groups, and a run whose fingerprint equals a run of an earlier
-    experiment is copied from it (`reused_from`) once that run has finished (and trained after all
-    when it failed). Only the order differs: every run of every experiment is handed to the backend
-    at once, the experiments with the longest runs first, the longest runs first within each.
+    runs with the same numbers, and a run whose fingerprint equals a run of an earlier experiment is
+    copied from it (`reused_from`) once that run has finished (and trained after all when it
+    failed). What differs is the schedule: runs that stack are grouped across experiments (a group
+    belongs to the experiment of its first run; `trained_together` counts all its runs), and every
+    run of every experiment is handed to the backend at once, the experiments with the longest
+    runs first, the longest runs first within each.
 
     Arguments:
         configs: the experiments, in the order in which runs are reused (a run is copied from the
@@ -107,9 +113,11 @@ def run_suite(
         raise ConfigError(f"run_suite runs experiments without a search; {searched} have one: run them with run_experiment")
     device = device or default_device(executor)
     log = log or tqdm.write
+    if hasattr(executor, "start"):  # local workers import torch while the runs are planned here
+        executor.start()
     plans = _plan(configs, Path(out_dir), executor=executor, device=device, together=together, retry_failed=retry_failed,
                   log=log)
-    by_run = {unit.run_dir: plan for plan in plans for item in plan.items for unit in _units(item)}
+    by_run = {run_dir: plan for plan in plans for run_dir in plan.open}  # each run's own experiment (a group may span several)
     twins: dict[str, list[tuple[_Plan, RunUnit, str]]] = {}
     for plan in plans:
         for unit, twin, digest in plan.waiting:
@@ -159,16 +167,21 @@ def _units(item: RunUnit | RunGroup) -> tuple[RunUnit, ...]:
 
 def _plan(configs: Sequence[ExperimentConfig], out: Path, *, executor: Backend, device: str, together: int,
           retry_failed: bool, log: Callable[[str], None]) -> list[_Plan]:
-    """Every experiment's checks, folders, copies and groups, in order (nothing is trained)."""
+    """Every experiment's checks, folders, copies and groups, in order (nothing is trained).
+
+    The runs to train are grouped over all experiments at once (`plan_groups`); a group is an item
+    of the plan of its first run's experiment."""
     reuse: dict[str, Path] = {}  # finished runs on disk of the experiments before, by fingerprint digest
     trained: dict[str, RunUnit] = {}  # runs the experiments before train in this call, by fingerprint digest
+    keys: Keys = {}  # group keys of every experiment's runs, by run folder
     plans = []
+    owner: dict[str, _Plan] = {}  # the plan of each run to train, by run folder
+    to_train: list[RunUnit] = []
     for cfg in configs:
         exp_out = out / cfg.name
         preflight(cfg, [])
         if hasattr(executor, "check_output"):
             executor.check_output(exp_out)
-        keys: Keys = {}
         units = mark_stacked(_repeat_units(cfg, exp_out, {}, device=device, progress=False), together=together, keys=keys)
         check_fingerprints(units, exp_out)
         write_json(exp_out / "experiment.json", cfg.to_dict())
@@ -185,11 +198,14 @@ def _plan(configs: Sequence[ExperimentConfig], out: Path, *, executor: Backend, 
                 train.append(unit)
                 digests.append(digest)
             plan.open.add(unit.run_dir)
-        plan.items = plan_groups(train, together=together, keys=keys)
         plans.append(plan)
+        owner.update((unit.run_dir, plan) for unit in train)
+        to_train += train
         reuse = {**finished_runs(exp_out), **reuse}
         for unit, digest in zip(train, digests):  # twins for the later experiments only
             trained.setdefault(digest, unit)
+    for item in plan_groups(to_train, together=together, keys=keys):
+        owner[_units(item)[0].run_dir].items.append(item)
     return plans
 
 

@@ -5,6 +5,8 @@ Every backend has one interface, `execute(units, *, fn, on_result, progress, des
 in the driver as it arrives. `fn` writes the run's files itself (the runner passes its
 `run_unit` wrapper), so every backend produces the same folder layout. Backends are context
 managers: `__enter__` acquires what they need (worker pool, Ray connection), `__exit__` releases it.
+A backend may also have `start()`, which the suite runner calls before planning so that workers
+start up meanwhile (the local backend's do), and `check_output(path)` (Ray: a shared folder).
 
 Backends know runs, never claims or reports; optional dependencies are imported inside the
 backend that needs them.

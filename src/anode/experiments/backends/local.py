@@ -49,6 +49,11 @@ def _worker_init() -> None:
     torch.set_num_threads(1)
 
 
+def _warm_up() -> None:
+    """A worker's first task from `LocalBackend.start`: import what training runs need."""
+    import anode.experiments.runner  # noqa: F401
+
+
 
 class LocalBackend:
     """Run units in-process (`jobs` = 1) or in `jobs` spawned worker processes with one torch thread each.
@@ -76,6 +81,15 @@ class LocalBackend:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+
+    def start(self) -> None:
+        """Start the worker processes now (each imports torch and anode's runner), so that their
+        start-up overlaps the caller's planning instead of following it; without workers
+        (`jobs` = 1) nothing happens. `execute` starts them anyway when needed."""
+        if self.jobs > 1:
+            pool = self._workers()
+            for _ in range(self.jobs):
+                pool.submit(_warm_up)
 
     def _workers(self) -> ProcessPoolExecutor:
         """The worker pool, started on first use and kept until `__exit__`, so that a suite of
