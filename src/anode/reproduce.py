@@ -148,7 +148,7 @@ def reproduce_toy(
     Arguments:
         out_dir: results go to `out_dir/<experiment>/`; the report to `out_dir/report.{md,html}`
             with its figures in `out_dir/figures/`.
-        budget: "default": under 2 minutes on 2 CPU cores (82 to 113 s in ten runs on 2026-11-28 as the machine's speed varied, beyond-the-paper section included; side by side, 0.86 to 0.91 of the time of the code before);
+        budget: "default": under 2 minutes on 2 CPU cores (82 to 113 s in thirteen runs on 2026-11-28 as the machine's speed varied, beyond-the-paper section included; side by side, 0.86 to 0.91 of the time of the code before);
             "full": the paper's settings (12.9 min on 2 CPU cores, stacked, on 2026-11-27; 11.6 min on 2026-11-28); "smoke": seconds, for tests.
         jobs: parallel training processes (default: the number of CPU cores).
         progress: progress bars and per-run summaries.
