@@ -72,8 +72,8 @@ def export_src(rev: str, dest: Path) -> Path:
     archive = dest / "src.tar"
     with archive.open("wb") as fh:
         subprocess.run(["git", "-C", str(ROOT), "archive", "--format=tar", rev, "src"], stdout=fh, check=True)
-    with tarfile.open(archive) as tar:
-        tar.extractall(dest, filter="data")
+    with tarfile.open(archive) as tar:  # the "data" filter where this Python has it (3.11.4+, 3.10.12+)
+        tar.extractall(dest, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
     return dest / "src"
 
 
