@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import pickle
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -286,6 +287,21 @@ def test_resume_matches_uninterrupted_run(tmp_path: Path) -> None:
     assert summary["segments"] == 2 and state["segments"] == 1
     assert summary["elapsed"] >= state["elapsed"] + sum(r["time"] for r in resumed.iterations[6:])
     assert json.loads((tmp_path / "full" / "summary.json").read_text())["segments"] == 1
+
+
+def test_elapsed_stops_with_fit_and_adds_up_over_fits() -> None:
+    """`elapsed` is the time spent inside `fit`: read after `fit` returned it stays put (a runner
+    timing the call around `fit` always measures at least as much), and a second `fit` adds to it."""
+    trainer = Trainer(_model(0), _config(epochs=1))
+    assert trainer.elapsed == 0.0
+    started = time.perf_counter()
+    trainer.fit(_spheres().loader(batch_size=32, seed=5))
+    around = time.perf_counter() - started
+    after = trainer.elapsed
+    time.sleep(0.02)
+    assert trainer.elapsed == after and 0 < after <= around
+    trainer.fit(_spheres().loader(batch_size=32, seed=5))  # nothing left to train: a short second segment
+    assert trainer.elapsed > after and trainer.segments == 2
 
 
 @pytest.mark.parametrize("stop_at", [4, 6], ids=["mid-epoch", "epoch-end"])

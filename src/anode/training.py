@@ -419,6 +419,12 @@ class Trainer:
             self.load_checkpoint(self.checkpoint_path, train_loader=train_loader)
         self.segments += 1
         self._fit_started = time.perf_counter()
+        try:
+            return self._fit(train_loader, eval_loader)
+        finally:  # the clock stops with `fit`: `elapsed` read afterwards is this segment's end, not now
+            self._elapsed_before, self._fit_started = self.elapsed, None
+
+    def _fit(self, train_loader: _Batches, eval_loader: _Batches | None) -> History:
         device = _device_of(self.model)
         cfg = self.config
         self._train_loader = train_loader
