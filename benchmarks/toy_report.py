@@ -35,9 +35,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-#: Keys whose values are timings, places or the schedule (which runs trained together), not results.
+#: Keys whose values are timings, places, the machine or the schedule (which runs trained together), not results.
 NOT_NUMBERS = frozenset({"wall_time", "total_time", "time", "time_per_iteration", "wall_time_s", "command", "run_dir",
-                         "out_dir", "reused_from", "trained_together"})
+                         "out_dir", "reused_from", "trained_together", "machine"})
 
 
 def _numbers(value: Any) -> Any:

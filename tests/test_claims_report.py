@@ -441,8 +441,12 @@ def test_machine_description_names_the_software():
 
     import anode
 
+    from anode.environment import cpu_model
+
     line = machine_description("cpu")
     assert f"torch {torch.__version__}" in line and f"anode {anode.__version__}" in line and "CPU cores" in line
+    # the CPU's model and torch's kernel path: results on the CPU differ in their last bits between models
+    assert cpu_model() and f"({cpu_model()}, torch kernels {torch.backends.cpu.get_cpu_capability()})" in line
 
 
 def test_report_tally_counts_not_run(tmp_path, toy):
