@@ -1,7 +1,7 @@
-"""Command line: `anode experiment | train | plot | reproduce toy | reproduce images | config-docs | table1`.
+"""Command line: `anode experiment | train | plot | reproduce toy | reproduce images | compare | config-docs | table1`.
 
 Parses arguments and calls the library. Exit status: 0 success; 1 the command finished (results and
-report written) but some runs failed; 2 a usage or setup error (bad option, missing data, bad path,
+report written) but some runs failed, or `compare` found verdicts that differ; 2 a usage or setup error (bad option, missing data, bad path,
 invalid config, unknown name), reported before any run, or `plot` on a folder with nothing to draw;
 130 interrupted.
 """
@@ -179,6 +179,14 @@ def _cmd_config_docs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from .compare import compare_reports, format_comparison
+
+    pairs, machines = compare_reports(args.first, args.second)
+    sys.stdout.write(format_comparison(pairs, machines, (str(args.first), str(args.second))))
+    return 0 if all(p.same for p in pairs) else 1
+
+
 def _cmd_table1(args: argparse.Namespace) -> int:
     from .table1 import pack_results, run_table1
 
@@ -334,6 +342,14 @@ def build_parser() -> argparse.ArgumentParser:
                           formatter_class=_Formatter)
     docs.add_argument("--out", default=None, help="write it to this file instead of standard output")
     docs.set_defaults(func=_cmd_config_docs)
+    cmp = sub.add_parser("compare", help="two reports' verdicts side by side (exit 1 when any differs)",
+                         description="Each claim's verdict and test statistic in two report folders written by "
+                                     "`anode reproduce` (e.g. a rerun on another machine against docs/results/toy). "
+                                     "Exit status 0 when every verdict agrees, 1 when some differ, 2 when a folder "
+                                     "holds no report.", formatter_class=_Formatter)
+    cmp.add_argument("first", type=Path, help="a report folder (with summary.json)")
+    cmp.add_argument("second", type=Path, help="the report folder to compare it with")
+    cmp.set_defaults(func=_cmd_compare)
     _add_table1(sub)
     return parser
 

@@ -220,7 +220,8 @@ def reproduce_toy(
         runs_line(aggregates),
         f"Verdicts are computed from the numbers below (anode.claims, declared in configs/toy/claims.toml). {VERDICT_RULE}",
     ]
-    write_json(out / "summary.json", {"budget": budget, "note": note, "wall_time_s": elapsed, "jobs": jobs, "together": together,
+    write_json(out / "summary.json", {"budget": budget, "note": note, "machine": machine_description(),
+                                      "wall_time_s": elapsed, "jobs": jobs, "together": together,
                                       "claims": [c.to_dict() for c in claims], "aggregates": aggregates})
     _, html_path = write_report(out, title=suite.get("title", "anode toy reproduction"), summary=summary,
                                 claims=claims, aggregates=aggregates, sections=sections)
