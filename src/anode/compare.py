@@ -10,11 +10,12 @@ verdicts, with each side's test statistic shown.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from .history import read_json
 
 __all__ = ["ClaimPair", "compare_reports", "format_comparison"]
 
@@ -46,7 +47,7 @@ def _claims(folder: Path) -> tuple[dict[str, dict[str, Any]], str]:
     if not path.is_file():
         raise FileNotFoundError(f"no summary.json in {folder}: pass a folder written by `anode reproduce toy` or "
                                 "`anode reproduce images` (its report finished)")
-    summary = json.loads(path.read_text(encoding="utf-8"))
+    summary = read_json(path)
     if not isinstance(summary.get("claims"), list):
         raise ValueError(f"{path} has no list of claims: it is not a reproduction report's summary "
                          "(rerun the reproduction to rewrite it)")
