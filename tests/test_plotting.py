@@ -68,7 +68,7 @@ def test_package_does_not_use_pyplot():
     import importlib
     import re
 
-    for mod in ("_common", "histories", "flows", "maps", "animation", "export"):
+    for mod in ("style", "histories", "flows", "maps", "animation", "export"):
         src = importlib.import_module(f"anode.plotting.{mod}").__file__
         with open(src, encoding="utf-8") as fh:
             text = fh.read()

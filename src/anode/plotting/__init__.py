@@ -8,7 +8,6 @@ built without pyplot, so nothing is shown and no global pyplot state is created.
 
 from __future__ import annotations
 
-from ._common import LABEL_COLORS, METHOD_COLORS, method_color, method_colors
 from .animation import feature_evolution_gif, save_gif, trajectory_gif
 from .export import figure_to_png_bytes, save_figure
 from .flows import (
@@ -21,6 +20,7 @@ from .flows import (
 )
 from .histories import plot_accuracy_vs_nfe, plot_histories, plot_nfe_vs_loss
 from .maps import plot_input_space_map
+from .style import LABEL_COLORS, METHOD_COLORS, method_color, method_colors
 
 __all__ = [
     "LABEL_COLORS",

@@ -12,8 +12,14 @@ from matplotlib.animation import PillowWriter
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from ._common import ArrayLike, add_label_legend, label_colors, point_labels
-from .flows import _draw_2d, _limits, _snapshot, _trajectories, draw_features
+from .flows import (
+    axis_limits,
+    check_snapshot,
+    check_trajectories,
+    draw_features,
+    draw_paths_2d,
+)
+from .style import ArrayLike, add_label_legend, label_colors, point_labels
 
 __all__ = ["feature_evolution_gif", "save_gif", "trajectory_gif"]
 
@@ -96,7 +102,7 @@ def trajectory_gif(
     Raises:
         ValueError: on wrong shapes, `stride` < 1, or a bad path/fps (see `save_gif`).
     """
-    traj = _trajectories(trajectories, 2)
+    traj = check_trajectories(trajectories, 2)
     if not isinstance(stride, int) or stride < 1:
         raise ValueError(f"stride must be a positive integer, got {stride!r}")
     n = traj.shape[1]
@@ -104,10 +110,10 @@ def trajectory_gif(
     idx = list(range(0, traj.shape[0], stride))
     if idx[-1] != traj.shape[0] - 1:
         idx.append(traj.shape[0] - 1)
-    xlim, ylim = _limits(traj[..., 0]), _limits(traj[..., 1])
+    xlim, ylim = axis_limits(traj[..., 0]), axis_limits(traj[..., 1])
 
     def draw(ax: Axes, i: int) -> None:
-        _draw_2d(ax, traj, colors, alpha=0.7, upto=idx[i] + 1)
+        draw_paths_2d(ax, traj, colors, alpha=0.7, upto=idx[i] + 1)
         ax.set_xlim(*xlim)
         ax.set_ylim(*ylim)
         ax.set_title(f"{title + ': ' if title else ''}step {idx[i]}")
@@ -143,7 +149,7 @@ def feature_evolution_gif(
         snapshots = list(snapshots)
     if len(snapshots) == 0:
         raise ValueError("snapshots must be a non-empty sequence of [N, d] arrays")
-    feats = [_snapshot(s, i) for i, s in enumerate(snapshots)]
+    feats = [check_snapshot(s, i) for i, s in enumerate(snapshots)]
     d = feats[0].shape[1]
     for i, f in enumerate(feats):
         if f.shape[1] != d:
@@ -151,7 +157,7 @@ def feature_evolution_gif(
     if titles is not None and len(titles) != len(feats):
         raise ValueError(f"titles must have one entry per snapshot ({len(feats)}), got {len(titles)}")
     allf = np.concatenate(feats)
-    limits = [_limits(allf[:, k]) for k in range(d)]
+    limits = [axis_limits(allf[:, k]) for k in range(d)]
     per_frame = [label_colors(point_labels(labels, f.shape[0]), f.shape[0]) for f in feats]
 
     def draw(ax: Axes, i: int) -> None:

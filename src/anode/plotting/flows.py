@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 from mpl_toolkits.mplot3d import Axes3D  # noqa: F401  (registers the "3d" projection)
 from mpl_toolkits.mplot3d.art3d import Line3DCollection
 
-from ._common import (
+from .style import (
     ArrayLike,
     add_label_legend,
     check_ndim,
@@ -33,7 +33,7 @@ __all__ = [
 ]
 
 
-def _trajectories(trajectories: Any, dim: int, name: str = "trajectories") -> np.ndarray:
+def check_trajectories(trajectories: Any, dim: int, name: str = "trajectories") -> np.ndarray:
     """Validate trajectories as [T, N, dim] (for dim 1 also [T, N]); returns [T, N, dim]."""
     arr = to_numpy(trajectories, name)
     if dim == 1 and arr.ndim == 2:
@@ -44,7 +44,8 @@ def _trajectories(trajectories: Any, dim: int, name: str = "trajectories") -> np
     return arr
 
 
-def _limits(values: np.ndarray, margin: float = 0.05) -> tuple[float, float]:
+def axis_limits(values: np.ndarray, margin: float = 0.05) -> tuple[float, float]:
+    """(low, high) axis limits around the finite range of `values`, padded by `margin` of it (0.5 when flat)."""
     lo, hi = float(np.nanmin(values)), float(np.nanmax(values))
     pad = (hi - lo) * margin if hi > lo else 0.5
     return lo - pad, hi + pad
@@ -78,7 +79,7 @@ def plot_trajectories_1d(
         ValueError: on a wrong shape of `times`, `trajectories` or `labels`.
     """
     t = to_numpy(times, "times")
-    traj = _trajectories(trajectories, 1)
+    traj = check_trajectories(trajectories, 1)
     if t.ndim != 1 or t.shape[0] != traj.shape[0]:
         raise ValueError(f"times must have shape [{traj.shape[0]}] (T of trajectories), got shape {tuple(t.shape)}")
     n = traj.shape[1]
@@ -87,8 +88,8 @@ def plot_trajectories_1d(
     segments = np.stack([np.broadcast_to(t[None, :], (n, t.shape[0])), traj[:, :, 0].T], axis=-1)
     fig, ax = get_axes(ax)
     ax.add_collection(LineCollection(list(segments), colors=colors, linewidths=1.2, alpha=alpha))
-    ax.set_xlim(*_limits(t, 0.0))
-    ax.set_ylim(*_limits(traj))
+    ax.set_xlim(*axis_limits(t, 0.0))
+    ax.set_ylim(*axis_limits(traj))
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if title is not None:
@@ -97,7 +98,7 @@ def plot_trajectories_1d(
     return fig
 
 
-def _draw_2d(ax: Axes, traj: np.ndarray, colors: list[str], *, alpha: float, upto: int | None = None) -> None:
+def draw_paths_2d(ax: Axes, traj: np.ndarray, colors: list[str], *, alpha: float, upto: int | None = None) -> None:
     """Paths traj[:upto] as one LineCollection, start points (hollow) and current points (filled)."""
     end = traj.shape[0] if upto is None else upto
     ax.add_collection(LineCollection(list(traj[:end].transpose(1, 0, 2)), colors=colors, linewidths=1.0, alpha=alpha))
@@ -129,13 +130,13 @@ def plot_trajectories_2d(
     Raises:
         ValueError: on a wrong shape of `trajectories` or `labels`.
     """
-    traj = _trajectories(trajectories, 2)
+    traj = check_trajectories(trajectories, 2)
     lab = point_labels(labels, traj.shape[1])
     colors, legend = label_colors(lab, traj.shape[1])
     fig, ax = get_axes(ax, figsize=(5.0, 5.0))
-    _draw_2d(ax, traj, colors, alpha=alpha)
-    ax.set_xlim(*_limits(traj[..., 0]))
-    ax.set_ylim(*_limits(traj[..., 1]))
+    draw_paths_2d(ax, traj, colors, alpha=alpha)
+    ax.set_xlim(*axis_limits(traj[..., 0]))
+    ax.set_ylim(*axis_limits(traj[..., 1]))
     ax.set_xlabel("h1")
     ax.set_ylabel("h2")
     if title is not None:
@@ -171,16 +172,16 @@ def plot_trajectories_3d(
     Raises:
         ValueError: on a wrong shape of `trajectories` or `labels`, or a non-3-D `ax`.
     """
-    traj = _trajectories(trajectories, 3)
+    traj = check_trajectories(trajectories, 3)
     lab = point_labels(labels, traj.shape[1])
     colors, legend = label_colors(lab, traj.shape[1])
     fig, ax = get_axes(ax, figsize=(6.0, 5.5), projection="3d")
     ax.add_collection3d(Line3DCollection(list(traj.transpose(1, 0, 2)), colors=colors, linewidths=1.0, alpha=alpha))
     ax.scatter(traj[0, :, 0], traj[0, :, 1], traj[0, :, 2], facecolors="none", edgecolors=colors, s=14)
     ax.scatter(traj[-1, :, 0], traj[-1, :, 1], traj[-1, :, 2], c=colors, s=14)
-    ax.set_xlim(*_limits(traj[..., 0]))
-    ax.set_ylim(*_limits(traj[..., 1]))
-    ax.set_zlim(*_limits(traj[..., 2]))
+    ax.set_xlim(*axis_limits(traj[..., 0]))
+    ax.set_ylim(*axis_limits(traj[..., 1]))
+    ax.set_zlim(*axis_limits(traj[..., 2]))
     ax.set_xlabel("h1")
     ax.set_ylabel("h2")
     ax.set_zlabel("h3")
@@ -231,7 +232,8 @@ def plot_trajectories(
     )
 
 
-def _snapshot(s: Any, i: int) -> np.ndarray:
+def check_snapshot(s: Any, i: int) -> np.ndarray:
+    """Validate feature snapshot `i` as [N, 1|2|3] (also [N]); returns [N, d]."""
     arr = to_numpy(s, f"snapshots[{i}]")
     if arr.ndim == 1:
         arr = arr[:, None]
@@ -292,7 +294,7 @@ def plot_feature_evolution(
         raise ValueError("snapshots must be a non-empty sequence of [N, d] arrays")
     if not isinstance(ncols, int) or ncols < 1:
         raise ValueError(f"ncols must be a positive integer, got {ncols!r}")
-    feats = [_snapshot(s, i) for i, s in enumerate(snapshots)]
+    feats = [check_snapshot(s, i) for i, s in enumerate(snapshots)]
     if titles is not None and len(titles) != len(feats):
         raise ValueError(f"titles must have one entry per snapshot ({len(feats)}), got {len(titles)}")
     k = len(feats)
@@ -355,7 +357,7 @@ def plot_vector_field_1d(
         raise ValueError(f"velocities must have shape [nt, nx] = [{t.shape[0]}, {h.shape[0]}], got shape {tuple(v.shape)}")
     traj = tt = None
     if trajectories is not None:
-        traj = _trajectories(trajectories, 1)[:, :, 0]
+        traj = check_trajectories(trajectories, 1)[:, :, 0]
         if traj_times is None:
             tt = np.linspace(float(t[0]), float(t[-1]), traj.shape[0])
         else:
@@ -365,8 +367,8 @@ def plot_vector_field_1d(
     elif traj_times is not None or labels is not None:
         raise ValueError("traj_times and labels need trajectories")
 
-    tlo, thi = _limits(t if tt is None else np.concatenate([t, tt]))
-    hlo, hhi = _limits(h if traj is None else np.concatenate([h, traj.ravel()]))
+    tlo, thi = axis_limits(t if tt is None else np.concatenate([t, tt]))
+    hlo, hhi = axis_limits(h if traj is None else np.concatenate([h, traj.ravel()]))
     tspan, hspan = thi - tlo, hhi - hlo
     # direction (1, v) in axes-fraction units, normalised, then scaled to ~0.8 of the grid spacing
     du = np.full_like(v, 1.0 / tspan)

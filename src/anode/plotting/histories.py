@@ -9,7 +9,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from ._common import ArrayLike, get_axes, method_colors, to_numpy
+from .style import ArrayLike, get_axes, method_colors, to_numpy
 
 __all__ = ["plot_accuracy_vs_nfe", "plot_histories", "plot_nfe_vs_loss"]
 

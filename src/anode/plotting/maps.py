@@ -7,8 +7,8 @@ from matplotlib.axes import Axes
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
-from ._common import ArrayLike, check_ndim, get_axes, to_numpy
-from ._common import point_labels as _validate_labels
+from .style import ArrayLike, check_ndim, get_axes, to_numpy
+from .style import point_labels as _validate_labels
 
 __all__ = ["plot_input_space_map"]
 
