@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import itertools
 import threading
+import types
 
 import pytest
 import torch
@@ -311,7 +312,7 @@ def test_deepcopied_field_is_fused_with_its_own_weights() -> None:
 
 def _grads_alone(f: ODEFunc, y0: torch.Tensor, t: torch.Tensor, solver: SolverConfig) -> list[torch.Tensor]:
     """The gradients of one solve with a pool that holds nothing (fresh buffers)."""
-    fused._POOL.free.clear()
+    fused._POOL.clear()
     return solve_and_grad(f, y0, t, solver)[2]
 
 
@@ -322,7 +323,7 @@ def test_pooled_buffers_serve_overlapping_solves_exactly() -> None:
     solve alone, bitwise."""
     problems = [random_problem(i, F64) for i in (0, 3)]
     alone = [_grads_alone(*p) for p in problems]
-    fused._POOL.free.clear()
+    fused._POOL.clear()
     outs = [odesolve(f, y0, t, solver) for f, y0, t, solver in problems]  # both graphs alive
     for k, ((f, y0, _, _), out, expected) in enumerate(zip(problems, outs, alone)):
         weight = torch.randn(out.shape, generator=torch.Generator().manual_seed(7), dtype=F64)
@@ -340,7 +341,7 @@ def test_pooled_buffers_serve_overlapping_solves_exactly() -> None:
 
 
 def test_pool_is_bounded() -> None:
-    fused._POOL.free.clear()
+    fused._POOL.clear()
     f = ODEFunc(2, 8)
     for batch in range(1, 3 * fused._POOL.keys):
         for _ in range(3):
@@ -348,6 +349,34 @@ def test_pool_is_bounded() -> None:
     assert len(fused._POOL.free) == fused._POOL.keys
     assert all(len(kept) <= fused._POOL.per_key for kept in fused._POOL.free.values())
     assert all(key[3] == (batch, 2) for key, batch in zip(reversed(fused._POOL.free), range(3 * fused._POOL.keys - 1, 0, -1)))
+    kept = [rows for entries in fused._POOL.free.values() for rows in entries]
+    assert fused._POOL.held == sum(rows.nbytes for rows in kept) <= fused._POOL.max_bytes
+    fused._POOL.clear()
+    assert not fused._POOL.free and fused._POOL.held == 0
+
+
+def test_pool_is_bounded_in_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pool keeps at most `max_bytes` of buffers (dropping the oldest shapes first) and never a
+    `_Rows` larger than that; solves with a small pool give the same bits as with the default one."""
+    f, y0, t, solver = random_problem(0, F64)
+    with torch.no_grad():
+        fused._POOL.clear()
+        expected = odesolve(f, y0, t, solver)
+        (rows,) = fused._POOL.free[next(iter(fused._POOL.free))]
+        size = rows.nbytes
+        assert fused._POOL.held == size > 0
+        monkeypatch.setattr(fused._POOL, "max_bytes", size - 1)  # too small to keep one
+        fused._POOL.clear()
+        assert torch.equal(odesolve(f, y0, t, solver), expected)
+        assert fused._POOL.held == 0 and not any(fused._POOL.free.values())
+        monkeypatch.setattr(fused._POOL, "max_bytes", 2 * size)  # room for two of these buffers
+        fused._POOL.clear()
+        for batch in (10, 11, 12):  # (buffers proportional to the batch: 10 + 11 + 12 > 2 * 12)
+            odesolve(f, torch.randn(batch, y0.shape[1], dtype=F64), t, solver)
+            assert fused._POOL.held <= 2 * size
+        assert [key[3][0] for key, kept in fused._POOL.free.items() if kept] == [11, 12], "the oldest dropped first"
+        assert torch.equal(odesolve(f, y0, t, solver), expected)
+    fused._POOL.clear()
 
 
 def test_weights_given_new_storage_are_followed(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -384,7 +413,7 @@ def test_pool_gives_back_from_within_its_own_lock() -> None:
     """The garbage collector can free a tape (which gives its rows back) while this thread is inside
     the pool's lock: the lock is reentrant, so that does not deadlock."""
     pool = fused._Pool()
-    rows = object()
+    rows = types.SimpleNamespace(nbytes=0)
     done = threading.Event()
 
     def nested() -> None:

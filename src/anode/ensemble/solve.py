@@ -34,7 +34,7 @@ from ..solvers.base import (
     SolverError,
     StepSizeUnderflow,
 )
-from ..solvers.rk import ADAPTIVE_TABLEAUX, _adaptive_consts, _next_step, _np_type
+from ..solvers.rk import ADAPTIVE_TABLEAUX, adaptive_consts, next_step_size, numpy_type
 
 __all__ = ["MemberFailure", "ensemble_odesolve"]
 
@@ -85,13 +85,13 @@ def _initial_step(field: StackedField, t0: float, y0: torch.Tensor, f0: torch.Te
 def _next_steps(dt: np.ndarray, ratio: np.ndarray, active: np.ndarray, order: int) -> np.ndarray:
     """torchdiffeq's `_optimal_step_size` for each active member (the others keep their step).
 
-    Computed member by member with `anode.solvers.rk._next_step` (Python float arithmetic): NumPy's
+    Computed member by member with `anode.solvers.rk.next_step_size` (Python float arithmetic): NumPy's
     vectorised power rounds differently from C's `pow` in about 5% of cases, which would move the
     step sizes off those of a member solved alone.
     """
     out = dt.copy()
     for r in np.flatnonzero(active):
-        out[r] = _next_step(float(dt[r]), float(ratio[r]), order)
+        out[r] = next_step_size(float(dt[r]), float(ratio[r]), order)
     return out
 
 
@@ -170,8 +170,8 @@ def ensemble_odesolve(
     if live.shape != (size,):
         raise ValueError(f"alive must give one flag per member ({size}), got {len(live)}")
     dtype, device = y0.dtype, y0.device
-    np_t = _np_type(dtype)
-    consts = _adaptive_consts(solver.method, np_t)
+    np_t = numpy_type(dtype)
+    consts = adaptive_consts(solver.method, np_t)
     order = ADAPTIVE_TABLEAUX[solver.method].order
     n_stages = len(consts.alpha)
     rtol_y, atol_y = float(np_t(solver.rtol)), float(np_t(solver.atol))

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .fields import _check_int
+from .validation import check_int
 
 __all__ = [
     "AUGMENTATIONS", "Augmentation", "LearnedAugmentation", "SecondOrderAugmentation", "ZeroAugmentation",
@@ -52,7 +52,7 @@ class Augmentation(nn.Module):
 
     def __init__(self, augment_dim: int) -> None:
         super().__init__()
-        _check_int("augment_dim", augment_dim, minimum=0)
+        check_int("augment_dim", augment_dim, minimum=0)
         self.augment_dim = augment_dim
 
     def dynamics(self, odefunc: nn.Module) -> nn.Module:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
-from functools import cache
 
 import torch
 from torch import nn
@@ -13,8 +12,9 @@ from ..config import SolverConfig
 from ..regularisers import NOISE_KINDS, regularised_odesolve
 from ..solve import NFE, odesolve
 from ..solvers.base import all_finite
+from ..solvers.caches import bounded_cache
 from .augment import AUGMENTATIONS, Augmentation, make_augmentation
-from .fields import _check_int
+from .validation import check_int
 
 __all__ = ["DEFAULT_T", "ODEBlock", "check_input", "check_times"]
 
@@ -86,7 +86,7 @@ def check_times(t: object, *, name: str = "t") -> torch.Tensor:
     return t if isinstance(t, torch.Tensor) else times
 
 
-@cache
+@bounded_cache(maxsize=64)
 def _default_times(device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     """`DEFAULT_T` as a tensor on `device` in `dtype`, built once (an ordinary tensor even when
     first asked for under inference mode)."""
@@ -319,7 +319,7 @@ def _resolve_augment_dim(odefunc: nn.Module, augment_dim: int | None) -> int:
     own = getattr(odefunc, "augment_dim", None)
     if augment_dim is None:
         return int(own) if own is not None else 0
-    _check_int("augment_dim", augment_dim, minimum=0)
+    check_int("augment_dim", augment_dim, minimum=0)
     if own is not None and int(own) != augment_dim:
         raise ValueError(f"augment_dim={augment_dim} contradicts the vector field's augment_dim = {own} "
                          f"(its input has d + {own} features): make them equal")
@@ -333,7 +333,7 @@ def _resolve_data_shape(odefunc: nn.Module, data_shape: tuple[int, ...] | None) 
     if not isinstance(data_shape, (tuple, list)) or not data_shape:
         raise ValueError(f"data_shape must be a non-empty tuple such as (d,) or (C, H, W), got {data_shape!r}")
     for value in data_shape:
-        _check_int("data_shape entry", value, minimum=1)
+        check_int("data_shape entry", value, minimum=1)
     if own is not None and tuple(own) != tuple(data_shape):
         raise ValueError(f"data_shape={tuple(data_shape)} contradicts the vector field's data_shape = {tuple(own)}")
     return tuple(data_shape)

@@ -8,20 +8,25 @@ import torch
 from torch import nn
 
 from ..solvers.fused import ACTIVATIONS, MLPField
+from .validation import check_int
 
-__all__ = ["NON_LINEARITIES", "ConvODEFunc", "ODEFunc"]
+__all__ = ["NON_LINEARITIES", "ConvODEFunc", "ODEFunc", "make_activation"]
 
 NON_LINEARITIES: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "softplus": nn.Softplus, "tanh": nn.Tanh}
 
 
-def _check_int(name: str, value: object, *, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {value!r} ({type(value).__name__})")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+def make_activation(non_linearity: str) -> nn.Module:
+    """A new activation module by name.
 
+    Arguments:
+        non_linearity: one of `NON_LINEARITIES` ("relu", "softplus", "tanh").
 
-def _activation(non_linearity: str) -> nn.Module:
+    Returns:
+        The module, e.g. `nn.ReLU()`.
+
+    Raises:
+        ValueError: an unknown name (the message lists the valid ones).
+    """
     if non_linearity not in NON_LINEARITIES:
         raise ValueError(f"unknown non_linearity {non_linearity!r}; valid choices: {sorted(NON_LINEARITIES)}")
     return NON_LINEARITIES[non_linearity]()
@@ -54,11 +59,11 @@ class ODEFunc(nn.Module):
         output_dim: int | None = None,
     ) -> None:
         super().__init__()
-        _check_int("data_dim", data_dim, minimum=1)
-        _check_int("hidden_dim", hidden_dim, minimum=1)
-        _check_int("augment_dim", augment_dim, minimum=0)
+        check_int("data_dim", data_dim, minimum=1)
+        check_int("hidden_dim", hidden_dim, minimum=1)
+        check_int("augment_dim", augment_dim, minimum=0)
         if output_dim is not None:
-            _check_int("output_dim", output_dim, minimum=1)
+            check_int("output_dim", output_dim, minimum=1)
         self.data_shape: tuple[int, ...] = (data_dim,)
         self.augment_dim = augment_dim
         self.input_dim = data_dim + augment_dim
@@ -66,7 +71,7 @@ class ODEFunc(nn.Module):
         self.fc1 = nn.Linear(self.input_dim + int(time_dependent), hidden_dim)
         self.fc2 = nn.Linear(hidden_dim, hidden_dim)
         self.fc3 = nn.Linear(hidden_dim, self.input_dim if output_dim is None else output_dim)
-        self.non_linearity = _activation(non_linearity)
+        self.non_linearity = make_activation(non_linearity)
 
     def forward(self, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Velocity at state `x` [batch, d+p] and time `t` (scalar tensor)."""
@@ -146,11 +151,11 @@ class ConvODEFunc(nn.Module):
         if not isinstance(img_size, (tuple, list)) or len(img_size) != 3:
             raise ValueError(f"img_size must be (channels, height, width), got {img_size!r}")
         for name, value in zip(("channels", "height", "width"), img_size):
-            _check_int(f"img_size {name}", value, minimum=1)
-        _check_int("num_filters", num_filters, minimum=1)
-        _check_int("augment_dim", augment_dim, minimum=0)
+            check_int(f"img_size {name}", value, minimum=1)
+        check_int("num_filters", num_filters, minimum=1)
+        check_int("augment_dim", augment_dim, minimum=0)
         if out_channels is not None:
-            _check_int("out_channels", out_channels, minimum=1)
+            check_int("out_channels", out_channels, minimum=1)
         self.data_shape = tuple(int(v) for v in img_size)
         self.augment_dim = augment_dim
         self.channels = img_size[0] + augment_dim
@@ -160,7 +165,7 @@ class ConvODEFunc(nn.Module):
         self.conv1 = conv(self.channels, num_filters, kernel_size=1, padding=0)
         self.conv2 = conv(num_filters, num_filters, kernel_size=3, padding=1)
         self.conv3 = conv(num_filters, self.channels if out_channels is None else out_channels, kernel_size=1, padding=0)
-        self.non_linearity = _activation(non_linearity)
+        self.non_linearity = make_activation(non_linearity)
 
     def forward(self, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Velocity at state `x` [batch, C+p, H, W] and time `t` (scalar tensor)."""

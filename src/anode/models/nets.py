@@ -10,7 +10,8 @@ from torch import nn
 from ..config import SolverConfig
 from ..solve import NFE
 from .block import ODEBlock, check_input
-from .fields import ConvODEFunc, ODEFunc, _activation, _check_int
+from .fields import ConvODEFunc, ODEFunc, make_activation
+from .validation import check_int
 
 __all__ = ["ConvODENet", "ConvResNet", "ODEFlow", "ODENet", "ResNet", "count_parameters"]
 
@@ -136,7 +137,7 @@ class ODENet(_ODEClassifier):
         odefunc: nn.Module | None = None,
     ) -> None:
         super().__init__()
-        _check_int("output_dim", output_dim, minimum=1)
+        check_int("output_dim", output_dim, minimum=1)
         self.odeblock = _vector_block("ODENet", data_dim, hidden_dim, augment_dim, augmentation, time_dependent,
                                       non_linearity, solver, odefunc)
         self.linear_layer = nn.Linear(data_dim + augment_dim, output_dim)
@@ -147,8 +148,8 @@ def _vector_block(
     time_dependent: bool | None, non_linearity: str | None, solver: SolverConfig, odefunc: nn.Module | None,
 ) -> ODEBlock:
     _check_custom_field(model, odefunc, "hidden_dim", hidden_dim, time_dependent, non_linearity)
-    _check_int("data_dim", data_dim, minimum=1)
-    _check_int("augment_dim", augment_dim, minimum=0)
+    check_int("data_dim", data_dim, minimum=1)
+    check_int("augment_dim", augment_dim, minimum=0)
     if odefunc is None:
         odefunc = ODEFunc(data_dim, hidden_dim, augment_dim=augment_dim,  # type: ignore[arg-type]
                           output_dim=data_dim if augmentation in _SECOND_ORDER else None,
@@ -233,9 +234,9 @@ class ConvODENet(_ODEClassifier):
         odefunc: nn.Module | None = None,
     ) -> None:
         super().__init__()
-        _check_int("output_dim", output_dim, minimum=1)
+        check_int("output_dim", output_dim, minimum=1)
         _check_custom_field("ConvODENet", odefunc, "num_filters", num_filters, time_dependent, non_linearity)
-        _check_int("augment_dim", augment_dim, minimum=0)
+        check_int("augment_dim", augment_dim, minimum=0)
         _image_shape(img_size)
         if odefunc is None:
             odefunc = ConvODEFunc(
@@ -256,7 +257,7 @@ def _image_shape(img_size: object) -> tuple[int, int, int]:
     if not isinstance(img_size, (tuple, list)) or len(img_size) != 3:
         raise ValueError(f"img_size must be (channels, height, width), got {img_size!r}")
     for name, value in zip(("channels", "height", "width"), img_size):
-        _check_int(f"img_size {name}", value, minimum=1)
+        check_int(f"img_size {name}", value, minimum=1)
     return (int(img_size[0]), int(img_size[1]), int(img_size[2]))
 
 
@@ -316,12 +317,12 @@ class ResNet(_ResNetBase):
         super().__init__()
         for name, value, minimum in (("data_dim", data_dim, 1), ("hidden_dim", hidden_dim, 1),
                                      ("num_layers", num_layers, 1), ("output_dim", output_dim, 1)):
-            _check_int(name, value, minimum=minimum)
+            check_int(name, value, minimum=minimum)
         self.data_shape = (data_dim,)
         self.residual_blocks = nn.ModuleList(
             _Residual(nn.Sequential(
-                nn.Linear(data_dim, hidden_dim), _activation(non_linearity),
-                nn.Linear(hidden_dim, hidden_dim), _activation(non_linearity),
+                nn.Linear(data_dim, hidden_dim), make_activation(non_linearity),
+                nn.Linear(hidden_dim, hidden_dim), make_activation(non_linearity),
                 nn.Linear(hidden_dim, data_dim),
             ))
             for _ in range(num_layers)
@@ -354,8 +355,8 @@ class ConvResNet(_ResNetBase):
         non_linearity: str = "relu",
     ) -> None:
         super().__init__()
-        _check_int("num_layers", num_layers, minimum=1)
-        _check_int("output_dim", output_dim, minimum=1)
+        check_int("num_layers", num_layers, minimum=1)
+        check_int("output_dim", output_dim, minimum=1)
         # ConvODEFunc validates img_size and num_filters and has exactly the block's layers.
         blocks = [ConvODEFunc(img_size, num_filters, non_linearity=non_linearity) for _ in range(num_layers)]
         self.data_shape = blocks[0].data_shape

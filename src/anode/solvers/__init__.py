@@ -8,6 +8,10 @@
 
 Every backend is a function `solve(func, y0, t, solver, nfe) -> Tensor`; this package never
 imports models or training (the arrows point down: `solve` -> `solvers` -> `config`).
+
+The constants a solve makes once per setting are kept in bounded caches (`solvers.caches`);
+`clear_caches()` empties them all, with the fused solve's buffer pool and the caches that
+`anode.models` registers there, and `cache_info()` reports them.
 """
 
 from __future__ import annotations
@@ -19,11 +23,11 @@ import torch
 from ..config import BACKENDS, SolverConfig
 from . import adjoint, fused, rk, torchdiffeq
 from .base import NFE, VectorField
+from .caches import cache_info, clear_caches
 
-__all__ = ["BACKEND_SOLVERS", "Backend", "get_backend"]
+__all__ = ["BACKEND_SOLVERS", "Backend", "cache_info", "clear_caches", "get_backend"]
 
 Backend = Callable[[VectorField, torch.Tensor, torch.Tensor, SolverConfig, NFE], torch.Tensor]
-
 
 
 def _anode_solve(func: VectorField, y0: torch.Tensor, t: torch.Tensor, solver: SolverConfig, nfe: NFE) -> torch.Tensor:

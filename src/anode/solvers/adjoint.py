@@ -11,7 +11,7 @@ from torch import nn
 
 from ..config import SolverConfig
 from .base import NFE, VectorField
-from .rk import _Counts, _integrate, _rms, check_inputs
+from .rk import Counts, check_inputs, integrate, rms_norm
 
 __all__ = ["solve"]
 
@@ -44,7 +44,7 @@ class _AdjointState:
         device: no host synchronisation per block (one per parameter before). A NaN in any block makes
         the norm NaN (torchdiffeq's `max` can skip it), so the step is rejected and the solve fails."""
         vjp_t, y, adj_y, *adj_params = self.split(z)
-        return torch.stack([vjp_t.abs(), _rms(y), _rms(adj_y), *(_rms(p) for p in adj_params)]).max()
+        return torch.stack([vjp_t.abs(), rms_norm(y), rms_norm(adj_y), *(rms_norm(p) for p in adj_params)]).max()
 
 
 class _AdjointSolve(torch.autograd.Function):
@@ -62,7 +62,7 @@ class _AdjointSolve(torch.autograd.Function):
     def forward(ctx, func: nn.Module, t: torch.Tensor, times: list[float], solver: SolverConfig, nfe: NFE,
                 y0: torch.Tensor, *params: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            out = _integrate(func, y0, t, times, solver, _Counts(nfe))
+            out = integrate(func, y0, t, times, solver, Counts(nfe))
         ctx.func, ctx.solver, ctx.nfe, ctx.times = func, solver, nfe, times
         ctx.save_for_backward(t, out, *params)
         return out
@@ -73,7 +73,7 @@ class _AdjointSolve(torch.autograd.Function):
         t, y, *params_list = ctx.saved_tensors
         params = tuple(params_list)
         state = _AdjointState(y.shape[1:], params)
-        counts = _Counts(nfe, backward=True)
+        counts = Counts(nfe, backward=True)
         rtol = solver.adjoint_rtol if solver.adjoint_rtol is not None else solver.rtol
         atol = solver.adjoint_atol if solver.adjoint_atol is not None else solver.atol
 
@@ -100,7 +100,7 @@ class _AdjointSolve(torch.autograd.Function):
             for i in range(len(t) - 1, 0, -1):
                 s_span = -t[i - 1:i + 1].flip(0)  # integrate from t[i] down to t[i - 1] in s = -t
                 # (its float64 values are -times[i], -times[i - 1]: negation is exact, no host copy needed)
-                z = _integrate(dynamics, z, s_span, [-times[i], -times[i - 1]], solver, counts,
+                z = integrate(dynamics, z, s_span, [-times[i], -times[i - 1]], solver, counts,
                                phase="backward pass (adjoint solve)", rtol=rtol, atol=atol, norm=state.norm)[-1]
                 blocks = state.split(z)
                 z = torch.cat([blocks[0].reshape(-1), y[i - 1].reshape(-1), (blocks[2] + grad_out[i - 1]).reshape(-1),

@@ -49,28 +49,28 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cache, lru_cache
 
 import numpy as np
 import torch
 
 from ..config import SolverConfig
 from .base import NFE, all_finite
+from .caches import bounded_cache, register_clear
 from .rk import (
     ADAPTIVE_TABLEAUX,
-    _adaptive_consts,
-    _Control,
-    _Counts,
-    _Failure,
-    _InitialStep,
-    _integrate,
-    _interp_value,
-    _interp_weights,
-    _next_step,
-    _np_type,
-    _select_initial_step,
-    _Step,
+    AcceptedStep,
+    Counts,
+    Failure,
+    InitialStep,
+    StepControl,
+    adaptive_consts,
     check_inputs,
+    integrate,
+    interp_value,
+    interp_weights,
+    next_step_size,
+    numpy_type,
+    select_initial_step,
 )
 
 __all__ = ["ACTIVATIONS", "MLPField", "fusable", "solve"]
@@ -170,11 +170,11 @@ def fusable(func: object, y0: torch.Tensor, solver: SolverConfig) -> MLPField | 
 # --- forward -------------------------------------------------------------------------------------
 
 
-@cache
+@bounded_cache(maxsize=16)
 def _flat_rk_matrix(method: str, np_t: type) -> tuple[np.ndarray, list[int]]:
     """The rows of the RK matrix in the state's dtype, end to end, and their lengths: times dt in
     one NumPy product per step (the same products as row by row) and split into the stages' rows."""
-    beta = _adaptive_consts(method, np_t).beta
+    beta = adaptive_consts(method, np_t).beta
     return np.concatenate(beta), [len(row) for row in beta]
 
 
@@ -217,6 +217,14 @@ class _Rows:
     @property
     def capacity(self) -> int:
         return self.x.shape[0]
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the buffers (rows, stage matrix and, once made, the backward's)."""
+        tensors = [self.x, *self.a, *self.z, self.stages]
+        if self.backward is not None:
+            tensors += self.backward.tensors()
+        return sum(t.nbytes for t in tensors)
 
     def ensure(self, rows: int) -> None:
         """Room for `rows` rows (earlier rows kept)."""
@@ -265,16 +273,23 @@ class _BackwardBuffers:
         self.flat_stage = self.grad_stage.view(s, -1)
         self.stage_rows, self.flat_stage_rows = self.grad_stage.unbind(0), self.flat_stage.unbind(0)
 
+    def tensors(self) -> list[torch.Tensor]:
+        """The buffers (not their views)."""
+        return [self.grad_k, *self.grad_z, *self.slopes, self.grad_stage]
+
 
 class _Pool:
     """`_Rows` kept for the next solve of the same shapes: a training loop's solves then make no
     buffers and no views. A solve with a tape takes one and gives it back when the tape is freed
     (with the autograd graph); one without gives it back on return. At most `per_key` are kept for
-    each shape and `keys` shapes (the oldest shape is dropped first)."""
+    each shape, `keys` shapes and `max_bytes` bytes of buffers in all (the oldest shape is dropped
+    first; a `_Rows` larger than `max_bytes` is not kept). `clear` empties it
+    (`anode.solvers.clear_caches` calls it)."""
 
-    def __init__(self, keys: int = 8, per_key: int = 2) -> None:
-        self.keys, self.per_key = keys, per_key
+    def __init__(self, keys: int = 8, per_key: int = 2, max_bytes: int = 2**30) -> None:
+        self.keys, self.per_key, self.max_bytes = keys, per_key, max_bytes
         self.free: dict[tuple[object, ...], list[_Rows]] = {}
+        self.held = 0  # bytes of the kept rows' buffers
         # reentrant: a tape freed by the garbage collector while this thread is inside `give` gives
         # its rows back from within (a plain lock would deadlock; at worst a pooled entry is dropped)
         self.lock = threading.RLock()
@@ -289,21 +304,33 @@ class _Pool:
         with self.lock:
             kept = self.free.get(key)
             if kept:
-                return key, kept.pop()
+                rows = kept.pop()
+                self.held -= rows.nbytes
+                return key, rows
         with torch.inference_mode(False):
             return key, _Rows(spec, y0, n_stages, capacity)
 
     def give(self, key: tuple[object, ...], rows: _Rows) -> None:
+        size = rows.nbytes  # (a kept `_Rows` does not change size until it is taken again)
         with self.lock:
             kept = self.free.pop(key, [])  # re-inserted last: the most recently used shape
-            if len(kept) < self.per_key:
+            if len(kept) < self.per_key and size <= self.max_bytes:
                 kept.append(rows)
+                self.held += size
             self.free[key] = kept
-            while len(self.free) > self.keys:
-                del self.free[next(iter(self.free))]
+            while self.free and (len(self.free) > self.keys or self.held > self.max_bytes):
+                for dropped in self.free.pop(next(iter(self.free))):
+                    self.held -= dropped.nbytes
+
+    def clear(self) -> None:
+        """Drop every kept `_Rows` (buffers still used by a live graph are given back later, as usual)."""
+        with self.lock:
+            self.free.clear()
+            self.held = 0
 
 
 _POOL = _Pool()
+register_clear(f"{__name__}._POOL", _POOL.clear)
 
 
 @dataclass(frozen=True)
@@ -356,12 +383,12 @@ class _Tape:
 
     rows: _Rows
     pool_key: tuple[object, ...]
-    steps: list[_Step] = field(default_factory=list)
+    steps: list[AcceptedStep] = field(default_factory=list)
     first_carries_h: bool = False  # the first accepted step is the first attempt: its size is h (with a gradient)
     outputs: list[tuple[int, float]] = field(default_factory=list)  # per output time after t[0]: (step, x)
-    init: _InitialStep | None = None
+    init: InitialStep | None = None
     f0: torch.Tensor | None = None
-    control: _Control | None = None
+    control: StepControl | None = None
 
     def __del__(self) -> None:
         pool = _POOL  # None while the interpreter shuts down
@@ -369,15 +396,15 @@ class _Tape:
             pool.give(self.pool_key, self.rows)
 
 
-@lru_cache(maxsize=64)
+@bounded_cache(maxsize=64)
 def _control(method: str, dtype: torch.dtype, device: torch.device, rtol: float, atol: float,
-             max_num_steps: int) -> _Control:
-    """The forward solve's `_Control` (immutable: made once per setting)."""
+             max_num_steps: int) -> StepControl:
+    """The forward solve's `StepControl` (immutable: made once per setting)."""
     with torch.inference_mode(False):
-        return _Control(method, torch.empty(0, dtype=dtype, device=device), rtol, atol, max_num_steps, "forward solve")
+        return StepControl(method, torch.empty(0, dtype=dtype, device=device), rtol, atol, max_num_steps, "forward solve")
 
 
-@lru_cache(maxsize=64)
+@bounded_cache(maxsize=64)
 def _start_time(t0: float, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """t0 as `solvers.rk` makes it (a float64 0-dim tensor) and in the state's dtype (made once)."""
     with torch.inference_mode(False):
@@ -385,7 +412,7 @@ def _start_time(t0: float, dtype: torch.dtype, device: torch.device) -> tuple[to
         return t, t.to(dtype)
 
 
-def _forward(spec: MLPField, y0: torch.Tensor, times: list[float], solver: SolverConfig, counts: _Counts,
+def _forward(spec: MLPField, y0: torch.Tensor, times: list[float], solver: SolverConfig, counts: Counts,
              rows: _Rows, tape: _Tape | None) -> torch.Tensor:
     """`solvers.rk._solve_adaptive` without autograd (same operations, same bits) in `rows`,
     recording `tape` (without one, two blocks of rows serve the steps in turn)."""
@@ -406,12 +433,12 @@ def _forward(spec: MLPField, y0: torch.Tensor, times: list[float], solver: Solve
         probe_row.y.copy_(y)
         return f(probe_row, t if time_col else None)
 
-    init = _select_initial_step(probe, t_start, y0, f0, ctl.order - 1, ctl.rtol, ctl.atol, counts)
+    init = select_initial_step(probe, t_start, y0, f0, ctl.order - 1, ctl.rtol, ctl.atol, counts)
     dt = init.h.item()
     first_attempt = True
     y, k_last, t0 = y0, f0, times[0]
     abs_y = y0.abs()
-    step: _Step | None = None
+    step: AcceptedStep | None = None
     outputs = [y0]
     block: list[_Row] | None = None
     n_accepted = 0
@@ -452,7 +479,7 @@ def _forward(spec: MLPField, y0: torch.Tensor, times: list[float], solver: Solve
             ratio, abs_y1 = ctl.error_ratio(stages, dt_y, abs_y, yi)
             counts.step(ratio <= 1)
             if ratio <= 1:
-                step = _Step(y, yi, ks, t0, t1, dt, None, None, ctl.tensors)
+                step = AcceptedStep(y, yi, ks, t0, t1, dt, None, None, ctl.tensors)
                 n_accepted += 1
                 block = None
                 if tape is not None:
@@ -460,12 +487,12 @@ def _forward(spec: MLPField, y0: torch.Tensor, times: list[float], solver: Solve
                         tape.first_carries_h = first_attempt
                     tape.steps.append(step)
                 y, k_last, t0, abs_y = yi, ks[-1], t1, abs_y1
-            dt = _next_step(dt, ratio, ctl.order)
+            dt = next_step_size(dt, ratio, ctl.order)
             first_attempt = False
             n_steps += 1
         if step is None:  # cannot happen: t_out > times[0] forces at least one accepted step
             raise RuntimeError(f"internal error: no accepted step before output time {t_out}")
-        value, x = _interp_value(step, t_out, ctl.np_t, ctl.consts)
+        value, x = interp_value(step, t_out, ctl.np_t, ctl.consts)
         outputs.append(value)
         if tape is not None:
             tape.outputs.append((len(tape.steps) - 1, float(x)))
@@ -477,12 +504,12 @@ def _forward(spec: MLPField, y0: torch.Tensor, times: list[float], solver: Solve
 # --- backward ------------------------------------------------------------------------------------
 
 
-@cache
+@bounded_cache(maxsize=64)
 def _rk_matrix(method: str, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """The RK matrix of an adaptive method as a square tensor (rows: stage inputs y_0 .. y_(s-1),
     columns: stages k_0 .. k_(s-1)), from the tableau rounded to the state's dtype; and the same
     with a zero column for k_s appended."""
-    consts = _adaptive_consts(method, _np_type(dtype))
+    consts = adaptive_consts(method, numpy_type(dtype))
     s = len(consts.beta)
     with torch.inference_mode(False):  # cached: an ordinary tensor even when first built in inference mode
         beta = torch.zeros(s, s, dtype=dtype, device=device)
@@ -491,11 +518,11 @@ def _rk_matrix(method: str, dtype: torch.dtype, device: torch.device) -> tuple[t
         return beta, torch.nn.functional.pad(beta, (0, 1))
 
 
-@lru_cache(maxsize=256)
+@bounded_cache(maxsize=256)
 def _time_moves(method: str, n_steps: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     """d(stage time)/dh of every stage of `n_steps` accepted steps when the first step's size is h:
     the first step's stages sit at t0 + alpha h, every later one moves with t0 + h."""
-    consts = _adaptive_consts(method, _np_type(dtype))
+    consts = adaptive_consts(method, numpy_type(dtype))
     alphas = [float(a) for a in consts.alpha]
     with torch.inference_mode(False):
         return torch.tensor(alphas + [1.0] * (len(alphas) * (n_steps - 1)), dtype=dtype, device=device)
@@ -599,14 +626,14 @@ class _Reverse:
             grad_y0 = grad_y0 + self._initial_step(grad_h)
         return grad_y0 + self.vjp(1)
 
-    def _output(self, step: _Step, x: float, o: torch.Tensor, flat_k: torch.Tensor, stacked: torch.Tensor | None,
+    def _output(self, step: AcceptedStep, x: float, o: torch.Tensor, flat_k: torch.Tensor, stacked: torch.Tensor | None,
                 shifted: bool) -> tuple[float, float, float]:
         """Back through the dense output at x of `step` given its gradient `o`: adds to the stages'
         gradients; returns the weights of the step's y0 and y1 and the part of dL/dh (the dense output
         moves with the grid when the first step's size is h: `stacked` holds that step's stages, or
         `shifted` says the step comes after it)."""
         ctl = self.ctl
-        weights, u = _interp_weights(float(ctl.np_t(step.dt)), x, ctl.consts)
+        weights, u = interp_weights(float(ctl.np_t(step.dt)), x, ctl.consts)
         flat_o = o.reshape(-1)
         stage_weights = (torch.from_numpy(np.array(weights[2:], dtype=ctl.np_t)) if ctl.host
                          else o.new_tensor(weights[2:]))  # the same rounding to the state's dtype
@@ -624,7 +651,7 @@ class _Reverse:
         return weights[0], weights[1], grad_h
 
     def _initial_step(self, grad_h: float) -> torch.Tensor:
-        """Back through Hairer's initial step selection (`rk._select_initial_step`) given dL/dh: adds
+        """Back through Hairer's initial step selection (`rk.select_initial_step`) given dL/dh: adds
         to dL/d(f0) and runs the probe's backward; returns the direct part of dL/dy0."""
         init, y0, f0 = self.tape.init, self.y0, self.tape.f0
         rtol = self.ctl.rtol
@@ -639,7 +666,7 @@ class _Reverse:
             grad_h0, grad_h1 = 50 * grad_h, grad_h / 2
         grad_d1, grad_d2 = 0.0, 0.0
         if grad_h1 and init.h1_power:  # h1 = (0.01 / max(d1, d2)) ** (1 / q)
-            q = self.ctl.order  # _select_initial_step's order + 1
+            q = self.ctl.order  # select_initial_step's order + 1
             largest = max(d1, d2)  # Python's max: d1 on a tie, as in rk
             g = grad_h1 * (-1.0 / q) * h1 / largest
             if d2 > d1:
@@ -725,7 +752,7 @@ class _FusedSolve(torch.autograd.Function):
         key, rows = _POOL.take(spec, y0, n_stages, 2 + 8 * n_stages)
         tape = _Tape(rows, key)  # gives the rows back to the pool when freed
         with torch.inference_mode():
-            out = _forward(spec, y0, times, solver, _Counts(nfe), rows, tape)
+            out = _forward(spec, y0, times, solver, Counts(nfe), rows, tape)
         out = out.clone()
         ctx.spec, ctx.tape, ctx.times, ctx.solver, ctx.nfe = spec, tape, times, solver, nfe
         ctx.save_for_backward(y0, *params)  # autograd's version check: no in-place change before backward
@@ -752,7 +779,7 @@ def _recorded_backward(ctx, y0: torch.Tensor, params: list[torch.Tensor], grad_o
     spec = ctx.spec
     spec = MLPField(tuple(params[::2]), tuple(params[1::2]), spec.activation, spec.time_dependent)
     t = torch.tensor(ctx.times, dtype=y0.dtype, device=y0.device)
-    out = _integrate(_as_function(spec), y0, t, ctx.times, ctx.solver, _Counts(ctx.nfe, backward=True))
+    out = integrate(_as_function(spec), y0, t, ctx.times, ctx.solver, Counts(ctx.nfe, backward=True))
     wanted = [v for v, need in zip((y0, *params), ctx.needs_input_grad[4:]) if need]
     grads = iter(torch.autograd.grad(out, wanted, grad_out, create_graph=True, allow_unused=True))
     return tuple(next(grads) if need else None for need in ctx.needs_input_grad[4:])
@@ -782,8 +809,8 @@ def solve(spec: MLPField, y0: torch.Tensor, t: torch.Tensor, solver: SolverConfi
     else:
         n_stages = len(ADAPTIVE_TABLEAUX[solver.method].alpha)
         key, rows = _POOL.take(spec, y0, n_stages, 2 + 2 * n_stages)
-        out = _forward(spec, y0, times, solver, _Counts(nfe), rows, None)
+        out = _forward(spec, y0, times, solver, Counts(nfe), rows, None)
         _POOL.give(key, rows)  # only after a solve that returned (an error's traceback may hold its views)
     if not all_finite(out[-1]):
-        raise _Failure.non_finite("forward solve")
+        raise Failure.non_finite("forward solve")
     return out

@@ -4,7 +4,7 @@ What it reproduces from torchdiffeq 0.2.5 (`_impl/rk_common.py`, `misc.py`, `int
 `solvers.py`, `fixed_grid.py`), so that the same problem takes the same accepted and rejected
 steps and the same number of function evaluations (NFE):
 
-* adaptive methods (dopri5, bosh3): Hairer's initial step selection (`_select_initial_step`,
+* adaptive methods (dopri5, bosh3): Hairer's initial step selection (`select_initial_step`,
   with the same autograd graph, since the first step size depends on y0 and the parameters),
   the mixed-precision time handling (times in float64, stage times in the state's dtype, the
   last stage just before t1 via `nextafter`), the RMS error norm of
@@ -49,7 +49,6 @@ import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
 
 import numpy as np
 import torch
@@ -64,8 +63,32 @@ from .base import (
     VectorField,
     all_finite,
 )
+from .caches import bounded_cache
 
-__all__ = ["ADAPTIVE_TABLEAUX", "FIXED_TABLEAUX", "AdaptiveTableau", "FixedTableau", "check_inputs", "solve"]
+# The solver's building blocks (step control, counts, initial step, dense output) are public for
+# `solvers.fused`, `solvers.adjoint` and `ensemble.solve`, which reuse them op for op.
+__all__ = [
+    "ADAPTIVE_TABLEAUX",
+    "FIXED_TABLEAUX",
+    "AcceptedStep",
+    "AdaptiveConsts",
+    "AdaptiveTableau",
+    "Counts",
+    "Failure",
+    "FixedTableau",
+    "InitialStep",
+    "StepControl",
+    "adaptive_consts",
+    "check_inputs",
+    "integrate",
+    "interp_value",
+    "interp_weights",
+    "next_step_size",
+    "numpy_type",
+    "rms_norm",
+    "select_initial_step",
+    "solve",
+]
 
 # torchdiffeq's step-size controller constants (RKAdaptiveStepsizeODESolver defaults).
 _SAFETY, _IFACTOR, _DFACTOR = 0.9, 10.0, 0.2
@@ -162,7 +185,12 @@ FIXED_TABLEAUX: dict[str, FixedTableau] = {
 }
 
 
-def _np_type(dtype: torch.dtype) -> type:
+def numpy_type(dtype: torch.dtype) -> type:
+    """The NumPy scalar type that rounds like `dtype` (np.float32 or np.float64).
+
+    Raises:
+        TypeError: a dtype other than float32/float64 (the anode backend integrates only those).
+    """
     if dtype == torch.float32:
         return np.float32
     if dtype == torch.float64:
@@ -174,7 +202,7 @@ def _np_type(dtype: torch.dtype) -> type:
 
 
 @dataclass(frozen=True)
-class _AdaptiveConsts:
+class AdaptiveConsts:
     """A tableau's coefficients rounded to one dtype (as torchdiffeq's `.to(y0.dtype)` does)."""
 
     alpha: np.ndarray
@@ -184,11 +212,12 @@ class _AdaptiveConsts:
     c_mid: np.ndarray
 
 
-@cache
-def _adaptive_consts(method: str, np_t: type) -> _AdaptiveConsts:
+@bounded_cache(maxsize=16)
+def adaptive_consts(method: str, np_t: type) -> AdaptiveConsts:
+    """The tableau of adaptive `method` rounded to the NumPy type `np_t` (made once per pair)."""
     tab = ADAPTIVE_TABLEAUX[method]
     alpha = np.array(tab.alpha, dtype=np_t)
-    return _AdaptiveConsts(
+    return AdaptiveConsts(
         alpha=alpha,
         one_idx=np.flatnonzero(alpha == 1),
         beta=tuple(np.array(row, dtype=np_t) for row in tab.beta),
@@ -197,7 +226,7 @@ def _adaptive_consts(method: str, np_t: type) -> _AdaptiveConsts:
     )
 
 
-@cache
+@bounded_cache(maxsize=64)
 def _tableau_tensors(method: str, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, ...]:
     """(alpha, c_mid, c_error, beta rows...) as tensors in the state's dtype, plus the mask of the
     stages at alpha == 1 last: built once per method, dtype and device."""
@@ -241,7 +270,7 @@ def _plus(a: torch.Tensor | None, b: torch.Tensor | None) -> torch.Tensor | None
     return a + b
 
 
-class _Counts:
+class Counts:
     """Where a solve adds its counts: the forward fields of an `NFE`, or (adjoint pass) the backward ones."""
 
     __slots__ = ("backward", "nfe")
@@ -275,7 +304,7 @@ class _Counts:
             n.rejected_steps += 1
 
 
-class _Failure:
+class Failure:
     """Builds the typed errors with torchdiffeq-like texts (and the advice)."""
 
     @staticmethod
@@ -296,13 +325,14 @@ class _Failure:
         return NonFiniteState(f"the ODE state became non-finite (NaN or inf) during the {phase}. {ADVICE}")
 
 
-def _rms(x: torch.Tensor) -> torch.Tensor:
+def rms_norm(x: torch.Tensor) -> torch.Tensor:
+    """torchdiffeq's default error norm, sqrt(mean(x ** 2)), with the same bits and gradients."""
     # torchdiffeq's _rms_norm is x.abs().pow(2).mean().sqrt(); for real x, pow(x, 2) == pow(|x|, 2)
     # bit for bit, and so are the gradients (2|x| * sign(x) == 2x exactly), so the abs is dropped.
     return x.pow(2).mean().sqrt()
 
 
-@cache
+@bounded_cache(maxsize=64)
 def _tolerance_tensors(rtol: float, atol: float, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """rtol and atol as float64 0-dim tensors (as torchdiffeq makes them), built once per value."""
     with torch.inference_mode(False):
@@ -311,8 +341,8 @@ def _tolerance_tensors(rtol: float, atol: float, device: torch.device) -> tuple[
 
 
 @dataclass(frozen=True)
-class _InitialStep:
-    """`_select_initial_step`'s result `h` and the intermediates its derivative needs (`solvers.fused`).
+class InitialStep:
+    """`select_initial_step`'s result `h` and the intermediates its derivative needs (`solvers.fused`).
 
     `h0_varies`: h0 = 0.01 d0 / d1 (else the constant 1e-6); `h1_power`: h1 = (0.01 / max(d1, d2))
     ** (1 / (order + 1)) (else max(1e-6, h0 / 1000))."""
@@ -329,10 +359,10 @@ class _InitialStep:
     h1_power: bool
 
 
-def _select_initial_step(
+def select_initial_step(
     func: VectorField, t0: torch.Tensor, y0: torch.Tensor, f0: torch.Tensor, order: int, rtol: float, atol: float,
-    counts: _Counts, norm: Callable[[torch.Tensor], torch.Tensor] = _rms,
-) -> _InitialStep:
+    counts: Counts, norm: Callable[[torch.Tensor], torch.Tensor] = rms_norm,
+) -> InitialStep:
     """torchdiffeq's `_select_initial_step` (Hairer et al. II.4), op for op (keeps its autograd graph).
 
     torchdiffeq also takes `.abs()` of d0, d1, d2, h0 and h1, which are non-negative by
@@ -347,7 +377,7 @@ def _select_initial_step(
     # torchdiffeq compares each tensor with a Python threshold (rounded to the tensor's dtype) and takes
     # Python's max(d1, d2): the same decisions from host copies, read in two synchronisations instead of five.
     d0_v, d1_v = torch.stack([d0.detach(), d1.detach()]).tolist()
-    np_d = _np_type(d1.dtype)
+    np_d = numpy_type(d1.dtype)
     h0_varies = not (d0_v < np_d(1e-5) or d1_v < np_d(1e-5))
     if h0_varies:
         h0 = 0.01 * d0 / d1
@@ -364,10 +394,10 @@ def _select_initial_step(
     else:
         h1 = torch.max(torch.tensor(1e-6, dtype=dtype, device=device), h0 * 1e-3)
     h = torch.min(100 * h0, h1).to(t0.dtype)
-    return _InitialStep(h, scale, d0, d1, d2, h0, h1, f1, h0_varies, h1_power)
+    return InitialStep(h, scale, d0, d1, d2, h0, h1, f1, h0_varies, h1_power)
 
 
-def _next_step(dt: float, ratio: float, order: int) -> float:
+def next_step_size(dt: float, ratio: float, order: int) -> float:
     """torchdiffeq's `_optimal_step_size` (float64 arithmetic, NaN propagating like torch.min/max)."""
     if ratio == 0:
         return dt * _IFACTOR
@@ -378,7 +408,7 @@ def _next_step(dt: float, ratio: float, order: int) -> float:
     return dt * factor
 
 
-class _Step:
+class AcceptedStep:
     """The latest accepted adaptive step, with its dense output fitted on first use."""
 
     __slots__ = ("coeffs", "dt", "dt_shadow", "ks", "t0", "t0_shadow", "t1", "tensors", "y0", "y1")
@@ -393,7 +423,7 @@ class _Step:
         self.coeffs: list[torch.Tensor] | None = None
 
 
-def _interp_fit(step: _Step, consts: _AdaptiveConsts, np_t: type) -> list[torch.Tensor]:
+def _interp_fit(step: AcceptedStep, consts: AdaptiveConsts, np_t: type) -> list[torch.Tensor]:
     """torchdiffeq's `_interp_fit` (4th-order polynomial through y0, y_mid, y1 with end slopes),
     op for op, without autograd (the gradient is attached by `_interp_evaluate`). On the CPU the
     element-wise arithmetic runs in NumPy (the same IEEE operations, hence the same bits, for a
@@ -415,7 +445,7 @@ def _interp_fit(step: _Step, consts: _AdaptiveConsts, np_t: type) -> list[torch.
     return [step.y0.detach(), *(torch.from_numpy(v) for v in coeffs)] if host else [y0, *coeffs]
 
 
-def _interp_value(step: _Step, t: float, np_t: type, consts: _AdaptiveConsts) -> tuple[torch.Tensor, np.floating]:
+def interp_value(step: AcceptedStep, t: float, np_t: type, consts: AdaptiveConsts) -> tuple[torch.Tensor, np.floating]:
     """torchdiffeq's `_interp_evaluate` value at output time `t` in [t0, t1] of the step, by its own
     operations (the same bits), without autograd; also x = (t - t0) / (t1 - t0) in the state's dtype."""
     with torch.no_grad():
@@ -432,7 +462,7 @@ def _interp_value(step: _Step, t: float, np_t: type, consts: _AdaptiveConsts) ->
     return (torch.from_numpy(value) if host else value), x
 
 
-def _interp_weights(dt: float, x: float, consts: _AdaptiveConsts) -> tuple[list[float], list[float]]:
+def interp_weights(dt: float, x: float, consts: AdaptiveConsts) -> tuple[list[float], list[float]]:
     """The dense output's exact linearisation at x for a step of size dt (in the state's dtype):
     (weights of y0, y1 and the stages k_0..k_s; weights of the stages in dP/d(dt) at fixed x)."""
     x2, x3, x4 = x * x, x**3, x**4
@@ -444,8 +474,8 @@ def _interp_weights(dt: float, x: float, consts: _AdaptiveConsts) -> tuple[list[
     return weights, u
 
 
-def _interp_weight_slopes(dt: float, x: float, consts: _AdaptiveConsts) -> list[float]:
-    """d/dx of `_interp_weights`'s weights of y0, y1 and k_0..k_s (so dP/dx = the same sum)."""
+def _interp_weight_slopes(dt: float, x: float, consts: AdaptiveConsts) -> list[float]:
+    """d/dx of `interp_weights`'s weights of y0, y1 and k_0..k_s (so dP/dx = the same sum)."""
     x2, x3 = x * x, x**3
     dq = 32 * x - 96 * x2 + 64 * x3
     du = [dq * m for m in consts.c_mid.tolist()]
@@ -454,15 +484,15 @@ def _interp_weight_slopes(dt: float, x: float, consts: _AdaptiveConsts) -> list[
     return [-22 * x + 54 * x2 - 32 * x3 + dq, -10 * x + 42 * x2 - 32 * x3, *(dt * w for w in du)]
 
 
-def _interp_slope(step: _Step, x: float) -> torch.Tensor:
-    """dP/dx of the fitted dense output at x (no autograd; `_interp_value` fitted it)."""
+def _interp_slope(step: AcceptedStep, x: float) -> torch.Tensor:
+    """dP/dx of the fitted dense output at x (no autograd; `interp_value` fitted it)."""
     _, d, c, b, a = step.coeffs
     x2, x3 = x * x, x**3
     return d + 2 * x * c + 3 * x2 * b + 4 * x3 * a
 
 
-def _interp_evaluate(step: _Step, t: float, np_t: type, dtype: torch.dtype, device: torch.device,
-                     consts: _AdaptiveConsts) -> torch.Tensor:
+def _interp_evaluate(step: AcceptedStep, t: float, np_t: type, dtype: torch.dtype, device: torch.device,
+                     consts: AdaptiveConsts) -> torch.Tensor:
     """torchdiffeq's `_interp_evaluate` at output time `t` in [t0, t1] of the step.
 
     The value is computed without autograd by torchdiffeq's own operations (so it has the same
@@ -472,14 +502,14 @@ def _interp_evaluate(step: _Step, t: float, np_t: type, dtype: torch.dtype, devi
     and dP/d(dt) times the step-size shadow. That is the same Jacobian as autograd through
     torchdiffeq's formula, in about a third of the autograd nodes.
     """
-    value, x = _interp_value(step, t, np_t, consts)
+    value, x = interp_value(step, t, np_t, consts)
     y0, y1, ks = step.y0, step.y1, step.ks
     if not torch.is_grad_enabled() or not any(v.requires_grad for v in (y0, y1, *ks)):
         return value
 
     h = step.t1 - step.t0
     xf = float(x)
-    weights, u = _interp_weights(float(np_t(step.dt)), xf, consts)
+    weights, u = interp_weights(float(np_t(step.dt)), xf, consts)
     g = torch.sum(torch.stack([y0, y1, *ks], -1) * torch.tensor(weights, dtype=dtype, device=device), dim=-1)
     if step.t0_shadow is not None or step.dt_shadow is not None:
         dp_dx = _interp_slope(step, xf)
@@ -510,16 +540,16 @@ def _check_times(t: torch.Tensor) -> list[float]:
     return times
 
 
-class _Control:
+class StepControl:
     """The per-solve constants of an adaptive method and the parts of a step that carry no gradient:
     the step guards, the stage times and the error ratio (shared by `_solve_adaptive` and the fused
     MLP solve, `solvers.fused`)."""
 
     def __init__(self, method: str, y0: torch.Tensor, rtol: float, atol: float, max_num_steps: int, phase: str,
-                 norm: Callable[[torch.Tensor], torch.Tensor] = _rms) -> None:
+                 norm: Callable[[torch.Tensor], torch.Tensor] = rms_norm) -> None:
         self.method = method
-        self.np_t = _np_type(y0.dtype)
-        self.consts = _adaptive_consts(method, self.np_t)
+        self.np_t = numpy_type(y0.dtype)
+        self.consts = adaptive_consts(method, self.np_t)
         self.order = ADAPTIVE_TABLEAUX[method].order
         self.n_stages = len(self.consts.alpha)
         self.rtol, self.atol = rtol, atol
@@ -538,12 +568,12 @@ class _Control:
             MaxStepsExceeded, StepSizeUnderflow, NonFiniteState.
         """
         if n_steps >= self.max_num_steps:
-            raise _Failure.max_steps(n_steps, self.max_num_steps, self.phase)
+            raise Failure.max_steps(n_steps, self.max_num_steps, self.phase)
         if not math.isfinite(dt):
             dt = 0.0
         t1 = t0 + dt
         if not t1 > t0:
-            raise _Failure.underflow(dt, last_k, y, self.phase)
+            raise Failure.underflow(dt, last_k, y, self.phase)
         np_t = self.np_t
         dt_y, t0_y, t1_y = np_t(dt), np_t(t0), np_t(t1)
         t1_before = np.nextafter(t1_y, t1_y - np_t(1))
@@ -569,18 +599,18 @@ class _Control:
             err = torch.linalg.vecdot(stages, coef, dim=-1)
             abs_y1 = y1.detach().abs()
             tol = torch.maximum(abs_y, abs_y1).mul_(self.rtol_y).add_(self.atol_y)
-            if self.norm is _rms:
-                ratio_t = err.div_(tol).pow_(2).mean().sqrt_()  # torchdiffeq's _rms_norm (see _rms), same bits
+            if self.norm is rms_norm:
+                ratio_t = err.div_(tol).pow_(2).mean().sqrt_()  # torchdiffeq's _rms_norm (see rms_norm), same bits
             else:
                 ratio_t = self.norm(err.div_(tol))
         return float(ratio_t), abs_y1
 
 
 def _solve_adaptive(func: VectorField, y0: torch.Tensor, times: list[float], method: str, rtol: float, atol: float,
-                    max_num_steps: int, counts: _Counts, phase: str,
-                    norm: Callable[[torch.Tensor], torch.Tensor] = _rms) -> torch.Tensor:
+                    max_num_steps: int, counts: Counts, phase: str,
+                    norm: Callable[[torch.Tensor], torch.Tensor] = rms_norm) -> torch.Tensor:
     dtype, device = y0.dtype, y0.device
-    ctl = _Control(method, y0, rtol, atol, max_num_steps, phase, norm)
+    ctl = StepControl(method, y0, rtol, atol, max_num_steps, phase, norm)
     np_t, consts, tensors = ctl.np_t, ctl.consts, ctl.tensors
     alpha_t = tensors[0]
 
@@ -589,7 +619,7 @@ def _solve_adaptive(func: VectorField, y0: torch.Tensor, times: list[float], met
     t_start = torch.tensor(times[0], dtype=torch.float64, device=device)
     f0 = func(t_start.to(dtype), y0)
     counts.call()
-    h = _select_initial_step(func, t_start, y0, f0, ctl.order - 1, rtol, atol, counts, norm).h
+    h = select_initial_step(func, t_start, y0, f0, ctl.order - 1, rtol, atol, counts, norm).h
     dt = h.item()
     # dt_shadow: a zero tensor carrying d(step)/d(h) = 1, only while the step size is h itself.
     dt_shadow = (h - h.detach()).to(dtype) if h.requires_grad else None
@@ -598,7 +628,7 @@ def _solve_adaptive(func: VectorField, y0: torch.Tensor, times: list[float], met
     y, f, t0 = y0, f0, times[0]
     abs_y = y0.detach().abs()
     last_k: torch.Tensor | None = f0
-    step: _Step | None = None
+    step: AcceptedStep | None = None
     outputs = [y0]
     # Without a graph (the adjoint's passes, inference), each stage is written once into its column of
     # one buffer laid out as torch.stack(ks, -1); a stage sum reads the leading columns. The same
@@ -648,10 +678,10 @@ def _solve_adaptive(func: VectorField, y0: torch.Tensor, times: list[float], met
             ratio, abs_y1 = ctl.error_ratio(stacked, dt_y, abs_y, y1)
             counts.step(ratio <= 1)
             if ratio <= 1:
-                step = _Step(y, y1, ks, t0, t1, dt, t0_shadow, dt_shadow, tensors)
+                step = AcceptedStep(y, y1, ks, t0, t1, dt, t0_shadow, dt_shadow, tensors)
                 y, f, t0, abs_y = y1, ks[-1], t1, abs_y1
                 t0_shadow = _plus(t0_shadow, dt_shadow)
-            dt = _next_step(dt, ratio, ctl.order)
+            dt = next_step_size(dt, ratio, ctl.order)
             dt_shadow = None
             n_steps += 1
         if step is None:  # cannot happen: t_out > times[0] forces at least one accepted step
@@ -690,9 +720,9 @@ def _fixed_increment(method: str, call: Callable[[torch.Tensor, torch.Tensor], t
 
 
 def _solve_fixed(func: VectorField, y0: torch.Tensor, t: torch.Tensor, times: list[float], method: str,
-                 step_size: float, counts: _Counts) -> torch.Tensor:
+                 step_size: float, counts: Counts) -> torch.Tensor:
     dtype, device = y0.dtype, y0.device
-    np_t = _np_type(dtype)
+    np_t = numpy_type(dtype)
     # torchdiffeq's _grid_constructor_from_step_size, on t in the state's dtype.
     t = t.to(dtype)
     niters = torch.ceil((t[-1] - t[0]) / step_size + 1).item()
@@ -737,9 +767,9 @@ def _solve_fixed(func: VectorField, y0: torch.Tensor, t: torch.Tensor, times: li
     return torch.stack(outputs)
 
 
-def _integrate(func: VectorField, y0: torch.Tensor, t: torch.Tensor, times: list[float], solver: SolverConfig,
-               counts: _Counts, *, phase: str = "forward solve", rtol: float | None = None, atol: float | None = None,
-               norm: Callable[[torch.Tensor], torch.Tensor] = _rms) -> torch.Tensor:
+def integrate(func: VectorField, y0: torch.Tensor, t: torch.Tensor, times: list[float], solver: SolverConfig,
+               counts: Counts, *, phase: str = "forward solve", rtol: float | None = None, atol: float | None = None,
+               norm: Callable[[torch.Tensor], torch.Tensor] = rms_norm) -> torch.Tensor:
     """Solve with `solver`'s method (tolerances overridable), counting into `counts`."""
     if solver.method in FIXED_TABLEAUX:
         if solver.step_size is None:  # cannot happen: SolverConfig requires it for fixed-step methods
@@ -749,7 +779,7 @@ def _integrate(func: VectorField, y0: torch.Tensor, t: torch.Tensor, times: list
         out = _solve_adaptive(func, y0, times, solver.method, solver.rtol if rtol is None else rtol,
                               solver.atol if atol is None else atol, solver.max_num_steps, counts, phase, norm)
     if not all_finite(out[-1]):
-        raise _Failure.non_finite(phase)
+        raise Failure.non_finite(phase)
     return out
 
 
@@ -767,7 +797,7 @@ def check_inputs(y0: torch.Tensor, t: torch.Tensor) -> list[float]:
         TypeError: a state dtype other than float32/float64.
         ValueError: `t` not 1-D strictly increasing with >= 2 entries, or requiring grad.
     """
-    _np_type(y0.dtype)
+    numpy_type(y0.dtype)
     return _check_times(t)
 
 
@@ -791,4 +821,4 @@ def solve(func: VectorField, y0: torch.Tensor, t: torch.Tensor, solver: SolverCo
         ValueError: `t` not 1-D strictly increasing with >= 2 entries, or requiring grad.
         MaxStepsExceeded, StepSizeUnderflow, NonFiniteState: the solve failed.
     """
-    return _integrate(func, y0, t, check_inputs(y0, t), solver, _Counts(nfe))
+    return integrate(func, y0, t, check_inputs(y0, t), solver, Counts(nfe))
