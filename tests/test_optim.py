@@ -7,11 +7,14 @@ must not change a single bit of any parameter or state entry.
 
 from __future__ import annotations
 
+import copy
+import importlib
 import io
 
 import pytest
 import torch
 
+import anode.optim
 from anode.optim import FlatAdam
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -139,3 +142,72 @@ def test_bad_options_raise_torchs_errors() -> None:
         FlatAdam(make_params(torch.float32), lr=-1.0)
     with pytest.raises(ValueError, match="Invalid beta parameter"):
         FlatAdam(make_params(torch.float32), lr=1e-3, betas=(1.5, 0.999))
+
+
+def test_the_flat_path_is_available_with_this_torch() -> None:
+    assert anode.optim.missing_private_apis() == [] and anode.optim.flat_path_available()
+    assert FlatAdam(make_params(torch.float32)).flat_path
+
+
+#: torch internals the flat path uses that torch's own Adam step does not need by these names: hiding
+#: one leaves torch's Adam working, so the fallback can be stepped.
+HIDEABLE = [("optimizer", "_get_scalar_dtype"), ("torch", "_foreach_copy_"), ("torch", "_foreach_addcdiv_")]
+
+
+def _owner(kind: str) -> object:
+    return importlib.import_module("torch.optim.optimizer") if kind == "optimizer" else torch
+
+
+@pytest.mark.parametrize(("kind", "name"), HIDEABLE)
+def test_without_a_private_api_it_is_torchs_adam(monkeypatch: pytest.MonkeyPatch, kind: str, name: str) -> None:
+    """With a torch internal missing (hidden here), FlatAdam says so and steps as `torch.optim.Adam`,
+    state_dict round trip included; with it back, a new FlatAdam takes the flat path again."""
+    monkeypatch.delattr(_owner(kind), name)
+    missing = anode.optim.missing_private_apis()
+    assert any(label.endswith("." + name) for label in missing) and not anode.optim.flat_path_available()
+    pa, pb = make_params(torch.float32), make_params(torch.float32)
+    opt = FlatAdam([{"params": pa[:5]}, {"params": pa[5:], "lr": 3e-3}], lr=1e-3, weight_decay=1e-2)
+    ref = torch.optim.Adam([{"params": pb[:5]}, {"params": pb[5:], "lr": 3e-3}], lr=1e-3, weight_decay=1e-2)
+    assert not opt.flat_path
+    for step in range(20):
+        set_grads([pa, pb], step, torch.float32)
+        if step == 10:
+            saved = opt.state_dict()
+            opt = FlatAdam([{"params": pa[:5]}, {"params": pa[5:]}], lr=1e-3)
+            opt.load_state_dict(saved)
+            assert not opt.flat_path and all(g["foreach"] is None for g in opt.param_groups)
+        assert opt.step(lambda step=step: torch.tensor(float(step))) == step
+        ref.step()
+        for x, y in zip(pa, pb):
+            torch.testing.assert_close(x, y)
+            for key in ("exp_avg", "exp_avg_sq"):
+                torch.testing.assert_close(opt.state[x][key], ref.state[y][key])
+    assert not opt._flat
+    monkeypatch.undo()
+    assert FlatAdam(make_params(torch.float32)).flat_path
+
+
+def test_a_missing_or_changed_init_group_is_detected(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`Adam._init_group` (which torch's own step needs too, so it is only checked, not stepped)."""
+    monkeypatch.setattr(torch.optim.Adam, "_init_group", lambda self, group: False)  # another signature
+    assert anode.optim.missing_private_apis() == ["torch.optim.Adam._init_group"]
+    monkeypatch.delattr(torch.optim.Adam, "_init_group")
+    assert anode.optim.missing_private_apis() == ["torch.optim.Adam._init_group"]
+    assert not FlatAdam(make_params(torch.float32)).flat_path
+
+
+def test_fast_path_training_matches_torch_adam_as_before() -> None:
+    """A few training steps of a small model: the flat path is taken and matches torch's Adam bitwise."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
+    twin = copy.deepcopy(model)
+    opt, ref = FlatAdam(model.parameters(), lr=1e-2), torch.optim.Adam(twin.parameters(), lr=1e-2, foreach=False)
+    x = torch.randn(16, 4)
+    for _ in range(10):
+        for m, o in ((model, opt), (twin, ref)):
+            o.zero_grad()
+            m(x).square().mean().backward()
+            o.step()
+    assert opt.flat_path and 0 in opt._flat
+    for a, b in zip(model.parameters(), twin.parameters()):
+        assert torch.equal(a, b)

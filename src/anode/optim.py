@@ -7,19 +7,78 @@ that bookkeeping is most of the step. `FlatAdam` keeps each group's moments in o
 torch's Adam's), gathers the gradients into one vector, runs the element-wise update on it once
 and writes the parameters in one foreach call. Element-wise operations round each element on its
 own, so the updates are bitwise those of `torch.optim.Adam` (`tests/test_optim.py`).
+
+The flat path uses torch internals (`torch.optim.Adam._init_group`,
+`torch.optim.optimizer._get_scalar_dtype`, `torch._foreach_copy_`, `torch._foreach_addcdiv_`) and
+the functional `torch.optim.adam.adam`. `missing_private_apis()` lists those this torch lacks; when
+any is missing, a `FlatAdam` made then is plain `torch.optim.Adam` (torch's default
+implementation, the same math through the public API) and says so in `flat_path`.
 """
 
 from __future__ import annotations
 
+import importlib
+import inspect
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch.optim.adam import adam as _adam
-from torch.optim.optimizer import _get_scalar_dtype
 
-__all__ = ["FlatAdam"]
+# (torch.optim deletes its submodules' names from its namespace: the modules themselves)
+_TORCH_ADAM = importlib.import_module("torch.optim.adam")
+_TORCH_OPTIMIZER = importlib.import_module("torch.optim.optimizer")
+
+__all__ = ["FlatAdam", "flat_path_available", "missing_private_apis"]
+
+#: What the flat path needs from torch beyond its public API: (owner, attribute, dotted name),
+#: looked up when used (never imported by name, so that this module imports whatever torch lacks).
+_PRIVATE_APIS: tuple[tuple[Any, str, str], ...] = (
+    (torch.optim.Adam, "_init_group", "torch.optim.Adam._init_group"),
+    (_TORCH_OPTIMIZER, "_get_scalar_dtype", "torch.optim.optimizer._get_scalar_dtype"),
+    (torch, "_foreach_copy_", "torch._foreach_copy_"),
+    (torch, "_foreach_addcdiv_", "torch._foreach_addcdiv_"),
+    (_TORCH_ADAM, "adam", "torch.optim.adam.adam"),
+)
+#: The arguments `_init_group` is called with (self, group and the six lists), as in torch 2.x.
+_INIT_GROUP_ARITY = 8
+
+
+def missing_private_apis() -> list[str]:
+    """The torch internals that `FlatAdam`'s flat path uses and this torch lacks (checked now).
+
+    Arguments:
+        None.
+
+    Returns:
+        Their dotted names, e.g. ["torch._foreach_copy_"]; empty when the flat path can run.
+        `torch.optim.Adam._init_group` is also listed when its signature is not the one expected.
+    """
+    missing = []
+    for owner, name, label in _PRIVATE_APIS:
+        value = getattr(owner, name, None)
+        if not callable(value):
+            missing.append(label)
+        elif name == "_init_group":
+            try:
+                arity = len(inspect.signature(value).parameters)
+            except (TypeError, ValueError):
+                arity = -1
+            if arity != _INIT_GROUP_ARITY:
+                missing.append(label)
+    return missing
+
+
+def flat_path_available() -> bool:
+    """Whether a `FlatAdam` made now takes the flat path (`missing_private_apis()` is empty).
+
+    Arguments:
+        None.
+
+    Returns:
+        True for the flat path; False when `FlatAdam` would be plain `torch.optim.Adam`.
+    """
+    return not missing_private_apis()
 
 #: The group options under which the flat update is torch's Adam (any other value: torch's own step).
 _FLAT_OPTIONS: dict[str, Any] = {"amsgrad": False, "maximize": False, "capturable": False, "differentiable": False,
@@ -69,7 +128,7 @@ class _FlatGroup:
             exp_avg = torch.cat([s["exp_avg"].reshape(-1) for s in states]).to(first)
             exp_avg_sq = torch.cat([s["exp_avg_sq"].reshape(-1) for s in states]).to(first)
         # torch's Adam keeps each step counter as a scalar on the CPU (float32 unless the default is float64)
-        steps = torch.full((len(params),), float(count), dtype=_get_scalar_dtype())
+        steps = torch.full((len(params),), float(count), dtype=_TORCH_OPTIMIZER._get_scalar_dtype())
         denom = torch.empty_like(exp_avg)
 
         def views(flat: torch.Tensor) -> list[torch.Tensor]:
@@ -124,6 +183,12 @@ class FlatAdam(torch.optim.Adam):
     parameters have taken equally many steps; otherwise (and for groups added with other options)
     that step is torch's own.
 
+    The flat path needs torch internals (see the module docstring). Whether they are there is
+    checked once, when the optimiser is made, and recorded in `flat_path`: when any is missing
+    (`missing_private_apis()` names them), this optimiser is plain `torch.optim.Adam` with torch's
+    default implementation (`foreach=None`): the same math through the public API, every step and
+    `load_state_dict` torch's own.
+
     Arguments:
         params: parameters or parameter groups.
         lr: learning rate.
@@ -131,13 +196,19 @@ class FlatAdam(torch.optim.Adam):
         eps: added to the denominator.
         weight_decay: L2 penalty added to the gradients (Adam's, not AdamW's).
 
+    Attributes:
+        flat_path: True when the flat path is in use; False when this is plain `torch.optim.Adam`
+            (torch internals missing).
+
     Raises:
         ValueError: a negative or non-finite option (torch's checks).
     """
 
     def __init__(self, params: Iterable[Any], *, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 0.0) -> None:
-        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, foreach=True)
+        self.flat_path = flat_path_available()
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                         foreach=True if self.flat_path else None)
         self._flat: dict[int, _FlatGroup] = {}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -145,6 +216,10 @@ class FlatAdam(torch.optim.Adam):
         loaded entries), so that the next step does not."""
         super().load_state_dict(state_dict)
         self._flat.clear()
+        if not self.flat_path:  # torch's default implementation, whatever the saved state chose
+            for group in self.param_groups:
+                group["foreach"] = None
+            return
         for index, group in enumerate(self.param_groups):
             if self._flat_options(group) and all(self.state.get(p) for p in group["params"]):
                 flat = _FlatGroup.build(group["params"], self.state)
@@ -161,6 +236,10 @@ class FlatAdam(torch.optim.Adam):
         Returns:
             The closure's loss, or None.
         """
+        if not self.flat_path:
+            # torch's Adam.step body: without its wrappers, which would run the step hooks a second
+            # time (this method has them) and set the grad mode this method already sets
+            return inspect.unwrap(torch.optim.Adam.step)(self, closure)
         loss = None
         if closure is not None:
             with torch.enable_grad():
@@ -201,8 +280,9 @@ class FlatAdam(torch.optim.Adam):
         beta1, beta2 = group["betas"]
         # decoupled_weight_decay: a group option of torch's Adam since it absorbed AdamW
         extra = {"decoupled_weight_decay": group["decoupled_weight_decay"]} if "decoupled_weight_decay" in group else {}
-        _adam(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, amsgrad=group["amsgrad"],
-              has_complex=has_complex, beta1=beta1, beta2=beta2, lr=group["lr"], weight_decay=group["weight_decay"],
-              eps=group["eps"], maximize=group["maximize"], foreach=group["foreach"], capturable=group["capturable"],
-              differentiable=group["differentiable"], fused=group["fused"], grad_scale=getattr(self, "grad_scale", None),
-              found_inf=getattr(self, "found_inf", None), **extra)
+        _TORCH_ADAM.adam(
+            params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, amsgrad=group["amsgrad"],
+            has_complex=has_complex, beta1=beta1, beta2=beta2, lr=group["lr"], weight_decay=group["weight_decay"],
+            eps=group["eps"], maximize=group["maximize"], foreach=group["foreach"], capturable=group["capturable"],
+            differentiable=group["differentiable"], fused=group["fused"], grad_scale=getattr(self, "grad_scale", None),
+            found_inf=getattr(self, "found_inf", None), **extra)
