@@ -32,8 +32,8 @@ from typing import Any
 import torch
 
 from anode import TrainConfig, Trainer
-from anode.experiments.builders import build_data, build_model
-from anode.reproduce_images import image_experiment
+from anode.lab.experiments.builders import build_data, build_model
+from anode.lab.reproduce.images import image_experiment
 
 
 def _sync(device: torch.device) -> None:

@@ -27,9 +27,9 @@ from pathlib import Path
 
 import torch
 
-from anode.experiments import load_config, run_experiment
-from anode.experiments.backends import make_backend
-from anode.reproduce import builtin_config
+from anode.lab.experiments import load_config, run_experiment
+from anode.lab.experiments.backends import make_backend
+from anode.lab.reproduce.toy import builtin_config
 
 
 def main() -> None:

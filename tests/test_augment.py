@@ -323,8 +323,8 @@ def test_eval_times_on_the_block_is_t_with_the_trajectory() -> None:
 
 
 def test_config_builds_each_augmentation_and_matches_parameters() -> None:
-    from anode.experiments.builders import PreparedData, build_model
-    from anode.experiments.config import parse_config
+    from anode.lab.experiments.builders import PreparedData, build_model
+    from anode.lab.experiments.config import parse_config
 
     cfg = parse_config({
         "name": "aug", "datasets": [{"kind": "spheres", "name": "s2", "dim": 2}],
@@ -346,8 +346,8 @@ def test_config_builds_each_augmentation_and_matches_parameters() -> None:
 
 
 def test_config_match_parameters_cycle_is_rejected() -> None:
-    from anode.experiments.config import parse_config
-    from anode.experiments.schema import ConfigError
+    from anode.lab.experiments.config import parse_config
+    from anode.lab.experiments.schema import ConfigError
 
     with pytest.raises(ConfigError, match="match_parameters forms a cycle: a -> b -> a"):
         parse_config({"name": "x", "datasets": [{"kind": "g1d", "name": "g"}],

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from test_runner import TINY as RUNNER_TINY
 
-from anode.cli import main
-from anode.experiments import ConfigError, parse_config, run_experiment
-from anode.experiments.backends import default_device, make_backend
-from anode.experiments.backends.local import LocalBackend
+from anode.lab.cli import main
+from anode.lab.experiments import ConfigError, parse_config, run_experiment
+from anode.lab.experiments.backends import default_device, make_backend
+from anode.lab.experiments.backends.local import LocalBackend
 from anode.history import read_json
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -247,7 +247,7 @@ def test_cli_experiment_on_ray(ray_instance, tmp_path, capsys):
 
 
 def test_shared_folder_probe_reads_the_marker_and_answers(tmp_path):
-    from anode.experiments.backends.ray import _probe_folder
+    from anode.lab.experiments.backends.ray import _probe_folder
 
     (tmp_path / "marker").write_text("token")
     answer = _probe_folder(str(tmp_path), "marker", "token")
@@ -263,9 +263,9 @@ class _Stop(Exception):
 
 
 def test_reproduce_passes_the_backend_through(ray_instance, tmp_path, monkeypatch):
-    import anode.reproduce as rt
-    import anode.reproduce_images as ri
-    from anode.experiments.backends.ray import RayBackend
+    import anode.lab.reproduce.toy as rt
+    import anode.lab.reproduce.images as ri
+    from anode.lab.experiments.backends.ray import RayBackend
 
     seen = []
 

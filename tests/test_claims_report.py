@@ -1,4 +1,4 @@
-"""Tests of anode.claims (verdicts computed from aggregates), the loss-level metrics and anode.report."""
+"""Tests of anode.lab.claims (verdicts computed from aggregates), the loss-level metrics and anode.lab.report."""
 
 from __future__ import annotations
 
@@ -14,14 +14,14 @@ import pytest
 from matplotlib.figure import Figure
 
 from anode import History
-from anode.claims import (HOLDS, INCONCLUSIVE, NOT_HOLD, NOT_RUN, TOO_FEW, Claim, ClaimSpec, Selector, TestSpec,
+from anode.lab.claims import (HOLDS, INCONCLUSIVE, NOT_HOLD, NOT_RUN, TOO_FEW, Claim, ClaimSpec, Selector, TestSpec,
                           check_claims, evaluate_claims, load_claims)
-from anode.experiments.config import load_config
-from anode.experiments.schema import ConfigError
+from anode.lab.experiments.config import load_config
+from anode.lab.experiments.schema import ConfigError
 from anode.plotting import save_figure
-from anode.report import Section, machine_description, results_rows, write_report
-from anode.reproduce import builtin_config
-from anode.reproduce_images import _with_level_metrics, loss_level_metrics
+from anode.lab.report import Section, machine_description, results_rows, write_report
+from anode.lab.reproduce.toy import builtin_config
+from anode.lab.reproduce.images import _with_level_metrics, loss_level_metrics
 
 METRICS = ("final_loss", "final_nfe_forward", "final_nfe_backward", "mean_nfe_forward", "nfe_growth",
            "eval_loss", "eval_accuracy", "time_per_iteration", "num_parameters")
@@ -441,7 +441,7 @@ def test_machine_description_names_the_software():
 
     import anode
 
-    from anode.environment import cpu_model
+    from anode.lab.environment import cpu_model
 
     line = machine_description("cpu")
     assert f"torch {torch.__version__}" in line and f"anode {anode.__version__}" in line and "CPU cores" in line

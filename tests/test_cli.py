@@ -1,4 +1,4 @@
-"""Tests of the `anode` command line (anode.cli.main): version/help, errors with exit code 2, experiment,
+"""Tests of the `anode` command line (anode.lab.cli.commands): version/help, errors with exit code 2, experiment,
 plot and `reproduce toy`."""
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ matplotlib.use("Agg")
 import pytest
 
 import anode
-import anode.experiments.runner as runner_mod
-import anode.reproduce as reproduce_mod
-from anode.claims import NOT_RUN, TOO_FEW, VERDICTS
-from anode.cli import main
-from anode.experiments import parse_config
+import anode.lab.experiments.runner as runner_mod
+import anode.lab.reproduce.toy as reproduce_mod
+from anode.lab.claims import NOT_RUN, TOO_FEW, VERDICTS
+from anode.lab.cli import main
+from anode.lab.experiments import parse_config
 from anode.history import read_json
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -117,8 +117,8 @@ def test_experiment_help_has_fresh_and_retry(capsys):
 
 
 def test_cli_choices_match_the_library():
-    import anode.reproduce_images as ri
-    from anode import cli
+    import anode.lab.reproduce.images as ri
+    import anode.lab.cli.commands as cli
 
     for kind, choices in (("toy", cli.TOY_BUDGETS), ("images", cli.IMAGE_BUDGETS)):
         _, _, _ = reproduce_mod.read_budget(kind, choices[0])
@@ -343,7 +343,7 @@ def test_reproduce_images_report_only_refuses_fresh(tmp_path, capsys):
 
 def test_reproduce_images_passes_options_and_exits_1_on_failed_runs(tmp_path, capsys, monkeypatch):
     """The CLI side of `reproduce images`: every option reaches the library; failed runs give exit 1."""
-    import anode.reproduce_images as ri
+    import anode.lab.reproduce.images as ri
 
     calls = []
 
@@ -374,7 +374,7 @@ def test_reproduce_images_passes_options_and_exits_1_on_failed_runs(tmp_path, ca
 
 
 def test_retry_hint_after_report_only_drops_report_only(tmp_path, capsys, monkeypatch):
-    import anode.reproduce_images as ri
+    import anode.lab.reproduce.images as ri
 
     def fake(out_dir, **kwargs):
         Path(out_dir).mkdir(parents=True, exist_ok=True)

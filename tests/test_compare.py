@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from anode.claims import HOLDS, INCONCLUSIVE, NOT_HOLD
-from anode.cli import main
-from anode.compare import ABSENT, compare_reports
+from anode.lab.claims import HOLDS, INCONCLUSIVE, NOT_HOLD
+from anode.lab.cli import main
+from anode.lab.compare import ABSENT, compare_reports
 
 
 def _report(folder: Path, claims: list[tuple[str, str, str]], machine: str | None = None) -> Path:

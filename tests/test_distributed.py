@@ -1,4 +1,4 @@
-"""Tests of anode.distributed: data-parallel training of one run under torchrun (2 CPU processes, gloo),
+"""Tests of anode.training.distributed and anode.lab.distributed: data-parallel training of one run under torchrun (2 CPU processes, gloo),
 on tiny IDX image files written here."""
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ import torch
 
 import anode
 from anode.data.loader import TensorLoader
-from anode.distributed import ShardedLoader, dist_env, train_run
-from anode.experiments import parse_config, run_experiment
+from anode.lab.distributed import train_run
+from anode.training.distributed import ShardedLoader, dist_env
+from anode.lab.experiments import parse_config, run_experiment
 from anode.history import read_json
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -135,13 +136,13 @@ def test_one_ddp_step_equals_one_single_process_step(tmp_path, monkeypatch):
 
 KILLER = '''
 import os, signal, sys
-from anode.distributed import DistributedTrainer
+from anode.training.distributed import DistributedTrainer
 save = DistributedTrainer._save
 def save_then_die(self, out_dir, train_loader):
     save(self, out_dir, train_loader)
     os.kill(os.getpid(), signal.SIGKILL)  # rank 0, right after its first checkpoint
 DistributedTrainer._save = save_then_die
-from anode.cli import main
+from anode.lab.cli import main
 sys.exit(main())
 '''
 
@@ -173,7 +174,7 @@ def test_ddp_run_killed_after_a_checkpoint_resumes_and_records_nfe_per_rank(tmp_
 
 
 def test_train_without_torchrun_equals_the_experiment_run(tmp_path, monkeypatch, capsys):
-    from anode.cli import main
+    from anode.lab.cli import main
 
     for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
         monkeypatch.delenv(name, raising=False)
@@ -193,7 +194,7 @@ def test_train_without_torchrun_equals_the_experiment_run(tmp_path, monkeypatch,
 
 def test_data_parallel_trainer_refuses_regularisers_it_does_not_apply(tmp_path):
     from anode import ODENet, TrainConfig
-    from anode.distributed import DistributedTrainer
+    from anode.training.distributed import DistributedTrainer
 
     model = ODENet(2, 4)
     with pytest.raises(ValueError, match=r"does not apply NFE regularisers yet \(kinetic_energy = 0.1"):

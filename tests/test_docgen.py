@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from anode.cli import main
-from anode import docgen
-from anode.experiments.config import DATASET_KINDS, ExperimentConfig, ModelSpec, SearchSpec
+from anode.lab.cli import main
+from anode.lab import docgen
+from anode.lab.experiments.config import DATASET_KINDS, ExperimentConfig, ModelSpec, SearchSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "config.md"
@@ -17,12 +17,12 @@ DOC = ROOT / "docs" / "config.md"
 
 def test_docs_config_md_is_the_generated_reference() -> None:
     assert DOC.read_text(encoding="utf-8") == docgen.config_reference(), (
-        "docs/config.md is stale: regenerate it with `PYTHONPATH=src python -m anode.docgen > docs/config.md`")
+        "docs/config.md is stale: regenerate it with `PYTHONPATH=src python -m anode.lab.docgen > docs/config.md`")
 
 
 def test_every_schema_field_has_a_meaning() -> None:
     missing = docgen.missing_meanings()
-    assert not missing, f"add these keys to anode.docgen.MEANINGS: {missing}"
+    assert not missing, f"add these keys to anode.lab.docgen.MEANINGS: {missing}"
 
 
 def test_every_meaning_names_a_schema_field() -> None:
@@ -45,8 +45,8 @@ def test_the_reference_lists_every_key_with_type_and_default() -> None:
 
 
 def test_budget_keys_match_the_suite_readers() -> None:
-    from anode.reproduce import BUDGET_KEYS
-    from anode.reproduce_images import IMAGE_BUDGET_KEYS
+    from anode.lab.reproduce.toy import BUDGET_KEYS
+    from anode.lab.reproduce.images import IMAGE_BUDGET_KEYS
 
     assert [k for k, _, _ in docgen._TOY_BUDGET] == ["note", *BUDGET_KEYS]
     assert [k for k, _, _ in docgen._IMAGE_BUDGET] == ["note", *IMAGE_BUDGET_KEYS]
@@ -55,7 +55,7 @@ def test_budget_keys_match_the_suite_readers() -> None:
 def test_search_example_in_the_reference_is_a_valid_config() -> None:
     import tomllib
 
-    from anode.experiments.config import parse_config
+    from anode.lab.experiments.config import parse_config
 
     example = docgen._SEARCH_EXAMPLE.split("```toml\n", 1)[1].rsplit("```", 1)[0]
     data = {"name": "x", "datasets": [{"kind": "g1d", "name": "g1d"}], "models": [{"name": "NODE"}], **tomllib.loads(example)}

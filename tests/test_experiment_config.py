@@ -13,12 +13,12 @@ import pytest
 import torch
 
 from anode.config import SolverConfig
-from anode.experiments import ConfigError, ExperimentConfig, load_config, parse_config
-from anode.experiments.builders import PreparedData, build_model
-from anode.experiments.config import ImageSpec, ModelSpec, SpheresSpec
+from anode.lab.experiments import ConfigError, ExperimentConfig, load_config, parse_config
+from anode.lab.experiments.builders import PreparedData, build_model
+from anode.lab.experiments.config import ImageSpec, ModelSpec, SpheresSpec
 from anode.models import count_parameters
 
-CONFIG_ROOT = Path(str(resources.files("anode") / "configs"))
+CONFIG_ROOT = Path(str(resources.files("anode.lab") / "configs"))
 BUILTIN = sorted(p for p in CONFIG_ROOT.glob("*/*.toml") if p.stem not in ("suite", "claims"))
 
 MINIMAL = {

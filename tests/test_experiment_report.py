@@ -1,4 +1,4 @@
-"""The report of `anode experiment` (anode.experiment_report) and write_report without claims."""
+"""The report of `anode experiment` (anode.lab.experiment_report) and write_report without claims."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ matplotlib.use("Agg")
 
 import pytest
 
-from anode.experiment_report import figure_sections, results_listing, summary_lines, write_experiment_report
-from anode.experiments import parse_config
-from anode.report import NO_CLAIMS, run_counts, runs_line, summary_run_counts, write_report
+from anode.lab.experiment_report import figure_sections, results_listing, summary_lines, write_experiment_report
+from anode.lab.experiments import parse_config
+from anode.lab.report import NO_CLAIMS, run_counts, runs_line, summary_run_counts, write_report
 
 CFG = parse_config({
     "name": "tiny", "description": "two models on g1d", "repeats": 2,

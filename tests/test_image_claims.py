@@ -15,12 +15,12 @@ matplotlib.use("Agg")
 import pytest
 from test_reproduce_images import shrunk, write_idx
 
-import anode.reproduce_images as ri
+import anode.lab.reproduce.images as ri
 from anode import History
-from anode.claims import HOLDS, INCONCLUSIVE, NOT_HOLD, TOO_FEW, VERDICTS, evaluate_claims
-from anode.cli import IMAGE_EXPERIMENTS, main
-from anode.experiments import ConfigError
-from anode.experiments.config import ImageSpec
+from anode.lab.claims import HOLDS, INCONCLUSIVE, NOT_HOLD, TOO_FEW, VERDICTS, evaluate_claims
+from anode.lab.cli.commands import IMAGE_EXPERIMENTS, main
+from anode.lab.experiments import ConfigError
+from anode.lab.experiments.config import ImageSpec
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -105,7 +105,7 @@ def test_sweep_and_weight_decay_are_table1_options():
 def fake_suite(monkeypatch, budgets: dict) -> None:
     suite = {"experiments": list(EXPERIMENTS), "budgets": budgets}
     monkeypatch.setattr(ri, "_suite", lambda: suite)
-    import anode.reproduce as rp
+    import anode.lab.reproduce.toy as rp
 
     monkeypatch.setattr(rp, "read_budget", lambda kind, name: (suite, dict(suite["budgets"][name]), name))
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = ROOT / "src" / "anode" / "configs"
+CONFIGS = ROOT / "src" / "anode" / "lab" / "configs"
 
 
 def _build_wheel(dest: Path) -> Path:
@@ -39,19 +39,19 @@ def _build_wheel(dest: Path) -> Path:
 
 
 def test_builtin_configs_are_in_the_wheel(tmp_path: Path) -> None:
-    expected = {f"anode/configs/{p.relative_to(CONFIGS).as_posix()}" for p in CONFIGS.rglob("*.toml")}
-    assert {"anode/configs/toy/suite.toml", "anode/configs/images/suite.toml", "anode/configs/toy/spheres.toml",
-            "anode/configs/images/mnist.toml"} <= expected
+    expected = {f"anode/lab/configs/{p.relative_to(CONFIGS).as_posix()}" for p in CONFIGS.rglob("*.toml")}
+    assert {"anode/lab/configs/toy/suite.toml", "anode/lab/configs/images/suite.toml", "anode/lab/configs/toy/spheres.toml",
+            "anode/lab/configs/images/mnist.toml"} <= expected
     with zipfile.ZipFile(_build_wheel(tmp_path)) as whl:
         names = set(whl.namelist())
     missing = sorted(expected - names)
     assert not missing, f"built-in configs missing from the wheel (add them to [tool.setuptools.package-data]): {missing}"
-    assert "anode/py.typed" in names and "anode/cli.py" in names
+    assert "anode/py.typed" in names and "anode/lab/cli/commands.py" in names
 
 
 def test_builtin_configs_are_read_through_importlib_resources() -> None:
     """`builtin_config` finds configs relative to the installed package, not the source tree."""
-    from anode.reproduce import builtin_config
+    from anode.lab.reproduce.toy import builtin_config
 
     path = builtin_config("toy/suite")
     assert path.is_file() and path.parent.parent.name == "configs"

@@ -1,4 +1,4 @@
-"""Tests of `anode reproduce images` (anode.reproduce_images): budgets, early data errors, end-to-end reports
+"""Tests of `anode reproduce images` (anode.lab.reproduce.images): budgets, early data errors, end-to-end reports
 on tiny IDX files written here and on the shared MNIST when present."""
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ matplotlib.use("Agg")
 import numpy as np
 import pytest
 
-import anode.reproduce_images as ri
-from anode.claims import VERDICTS
-from anode.experiments import ConfigError
-from anode.experiments.config import ImageSpec
+import anode.lab.reproduce.images as ri
+from anode.lab.claims import VERDICTS
+from anode.lab.experiments import ConfigError
+from anode.lab.experiments.config import ImageSpec
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

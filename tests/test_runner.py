@@ -1,4 +1,4 @@
-"""Tests of anode.experiments.run_experiment (layout, aggregates, artifacts, resume, failures, search) and figures."""
+"""Tests of anode.lab.experiments.run_experiment (layout, aggregates, artifacts, resume, failures, search) and figures."""
 
 from __future__ import annotations
 
@@ -25,11 +25,11 @@ import pytest
 from matplotlib.figure import Figure
 
 import anode
-import anode.experiments
-import anode.experiments.runner as runner_mod
-from anode.experiments import ConfigError, FingerprintMismatch, aggregate_experiment, load_histories, parse_config, run_experiment
-from anode.experiments.fingerprint import diff_fingerprints, fingerprint_digest, run_fingerprint
-from anode.experiments.figures import experiment_figures, load_experiment, read_artifacts, save_experiment_figures
+import anode.lab.experiments
+import anode.lab.experiments.runner as runner_mod
+from anode.lab.experiments import ConfigError, FingerprintMismatch, aggregate_experiment, load_histories, parse_config, run_experiment
+from anode.lab.experiments.fingerprint import diff_fingerprints, fingerprint_digest, run_fingerprint
+from anode.lab.experiments.figures import experiment_figures, load_experiment, read_artifacts, save_experiment_figures
 from anode.history import read_json
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -578,7 +578,7 @@ def test_kill_9_mid_run_then_rerun_gives_the_undisturbed_histories(tmp_path):
     config_path = tmp_path / "killed.toml"
     config_path.write_text(KILL_TOML)
     reference = tmp_path / "reference"
-    run(anode.experiments.load_config(config_path), reference)
+    run(anode.lab.experiments.load_config(config_path), reference)
 
     env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"}
     out = tmp_path / "killed"

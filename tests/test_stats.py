@@ -1,4 +1,4 @@
-"""Tests of anode.stats: the t distribution and the one-sided tests, checked against SciPy."""
+"""Tests of anode.lab.stats: the t distribution and the one-sided tests, checked against SciPy."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from anode.stats import one_sample_one_sided, student_t_sf, welch_one_sided
+from anode.lab.stats import one_sample_one_sided, student_t_sf, welch_one_sided
 
 scipy_stats = pytest.importorskip("scipy.stats")
 

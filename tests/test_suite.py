@@ -1,4 +1,4 @@
-"""Tests of anode.experiments.suite: several experiments as one schedule equal them run one after another."""
+"""Tests of anode.lab.experiments.suite: several experiments as one schedule equal them run one after another."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import json
 import pytest
 from test_runner import TINY, run
 
-from anode.experiments import ConfigError, parse_config
-from anode.experiments.backends.local import LocalBackend
-from anode.experiments.runner import finished_runs
-from anode.experiments.suite import run_suite
+from anode.lab.experiments import ConfigError, parse_config
+from anode.lab.experiments.backends.local import LocalBackend
+from anode.lab.experiments.runner import finished_runs
+from anode.lab.experiments.suite import run_suite
 from anode.history import read_json
 
 pytestmark = pytest.mark.usefixtures("single_thread")

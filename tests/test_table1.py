@@ -1,4 +1,4 @@
-"""Tests of anode.table1: Table 1 accumulated run by run (planning, accumulation, refusal to mix, report, packing),
+"""Tests of anode.lab.table1: Table 1 accumulated run by run (planning, accumulation, refusal to mix, report, packing),
 on a tiny stand-in for the GPU protocol (random IDX images, 4/3-filter models, one short epoch)."""
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ matplotlib.use("Agg")
 import pytest
 import torch
 
-from anode.claims import TOO_FEW
-from anode.experiments import FingerprintMismatch
-from anode.table1 import (ALLOWANCE, MARGIN, PlannedRun, pack_results, plan_runs, probe_seconds_per_epoch, run_table1,
+from anode.lab.claims import TOO_FEW
+from anode.lab.experiments import FingerprintMismatch
+from anode.lab.table1 import (ALLOWANCE, MARGIN, PlannedRun, pack_results, plan_runs, probe_seconds_per_epoch, run_table1,
                           runs_in_progress, seconds_per_epoch, table1_config, write_table1_report)
 from anode.training import CHECKPOINT_FORMAT, load_checkpoint
 

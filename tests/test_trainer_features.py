@@ -299,7 +299,7 @@ def test_adjoint_seminorm_gradients_match_backprop() -> None:
 def test_subpackages_reachable_after_import_anode_and_lazy() -> None:
     code = ("import sys, anode; assert 'matplotlib' not in sys.modules and 'anode.data' not in sys.modules; "
             "d = anode.data.ConcentricSpheres(2, num_points_inner=4, num_points_outer=4, seed=0); "
-            "assert anode.models.ODENet and anode.experiments.load_config and anode.plotting.plot_trajectories; "
+            "assert anode.models.ODENet and anode.lab.experiments.load_config and anode.plotting.plot_trajectories; "
             "print(len(d.data))")
     env = {"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300, check=False)

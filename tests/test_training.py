@@ -310,7 +310,6 @@ def test_stop_request_checkpoints_where_it_stands_and_resumes_exactly(tmp_path: 
     """`request_stop` (e.g. on SIGTERM at a GPU window's end) checkpoints after the current iteration,
     mid-epoch with the epoch's batch order, and raises `TrainingInterrupted` (not an `Exception`, so
     failure handlers pass it on); the resumed run equals the uninterrupted one bit for bit."""
-    monkeypatch.setattr(training, "_STOP", threading.Event())
     eval_loader = _spheres().loader(shuffle=False)
     full_trainer = Trainer(_model(0), _config(epochs=3), out_dir=tmp_path / "full")
     full = full_trainer.fit(_spheres().loader(batch_size=32, seed=5), eval_loader=eval_loader)
@@ -326,7 +325,7 @@ def test_stop_request_checkpoints_where_it_stands_and_resumes_exactly(tmp_path: 
     state = load_checkpoint(tmp_path / "split" / "checkpoint.pt")
     assert (state["iteration"], state["epoch"], state["epoch_position"]) == (stop_at, stop_at // 3, stop_at % 3)
     assert not (tmp_path / "split" / "summary.json").exists()  # the run is not finished
-    assert not training._STOP.is_set()  # the request was answered: the next fit runs on
+    assert not stopped.stop_event.is_set()  # the request was answered: the next fit runs on
     resumed_trainer = Trainer(_model(seed=123), _config(epochs=3), out_dir=tmp_path / "split")
     resumed = resumed_trainer.fit(_spheres().loader(batch_size=32, seed=5), eval_loader=eval_loader)
     assert _key(resumed) == _key(full) and resumed_trainer.iteration == 9
@@ -345,7 +344,6 @@ def test_stop_request_checkpoints_where_it_stands_and_resumes_exactly(tmp_path: 
 
 def test_mid_epoch_checkpoint_needs_a_loader_that_restores_its_order(tmp_path: Path,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(training, "_STOP", threading.Event())
 
     def stop(trainer: Trainer, record: dict) -> None:
         anode.request_stop()
@@ -361,6 +359,34 @@ def test_mid_epoch_checkpoint_needs_a_loader_that_restores_its_order(tmp_path: P
     with pytest.raises(anode.TrainingInterrupted, match="after epoch 1;"):
         trainer.fit(batches)
     assert load_checkpoint(tmp_path / "list" / "checkpoint.pt")["epoch_position"] == 0 and trainer.iteration == 3
+
+
+def test_a_stop_request_is_the_trainers_own() -> None:
+    """`Trainer.request_stop` stops that trainer alone; `anode.request_stop` asks the trainers fitting
+    now and leaves no request behind for a later fit (no process-wide stop flag)."""
+    bystander = Trainer(_model(0), _config(epochs=2))
+    seen: list[int] = []
+
+    def stop_self(trainer: Trainer, record: dict) -> None:
+        if trainer.iteration == 2:
+            seen.append(anode.request_stop())  # the fitting trainers: only this one
+            trainer.request_stop()
+
+    stopped = Trainer(_model(0), _config(epochs=2), callback=stop_self)
+    with pytest.raises(anode.TrainingInterrupted, match="nothing was saved"):
+        stopped.fit(_spheres().loader(batch_size=32, seed=5))
+    assert seen == [1] and stopped.iteration == 2 and not stopped.stop_event.is_set()
+    assert not bystander.stop_event.is_set()
+    bystander.fit(_spheres().loader(batch_size=32, seed=5))
+    assert bystander.iteration == 6  # 3 batches x 2 epochs: untouched by the other trainer's request
+    assert anode.request_stop() == 0  # nobody is fitting: nothing is asked, and nothing is left pending
+    again = Trainer(_model(0), _config(epochs=1))
+    again.fit(_spheres().loader(batch_size=32, seed=5))
+    assert again.iteration == 3
+    shared = threading.Event()
+    pair = [Trainer(_model(0), _config(epochs=1), stop_event=shared) for _ in range(2)]
+    pair[0].request_stop()
+    assert pair[1].stop_event.is_set()  # one shared event stops both
 
 
 def test_resume_refuses_changed_result_settings(tmp_path: Path) -> None:

@@ -53,7 +53,7 @@ for DATASET in $DATASETS; do
     *) status=1; echo "cut off by the outer timeout: a run with a checkpoint is packed and resumes next time" | tee -a "$OUT/run.log" ;;
   esac
 done
-python3 -c "import sys; from anode.table1 import pack_results; print(len(pack_results(sys.argv[1], sys.argv[2])), 'files packed')" \
+python3 -c "import sys; from anode.lab.table1 import pack_results; print(len(pack_results(sys.argv[1], sys.argv[2])), 'files packed')" \
     "$RESULTS" "$OUT/table1.tgz" | tee -a "$OUT/run.log"
 echo "done in $(( $(date +%s) - START )) s"
 exit $status

@@ -4,7 +4,7 @@ The reports in `docs/results/{mnist-small,mnist-gpu,cifar10-gpu}` were written b
 verdicts used a two-standard-error rule and dropped runs that never reached the loss level. Their
 run folders (histories) were not committed, and the GPU runs cannot be repeated on the CPU machine,
 so this script recomputes the verdicts from what *was* committed, with today's evaluator
-(`anode.claims.evaluate_claims`, configs/images/claims.toml):
+(`anode.lab.claims.evaluate_claims`, configs/images/claims.toml):
 
 - test accuracy: from the committed aggregate (exact mean, std, n);
 - iterations to the loss level and NFE there: from the numbers printed in the old claim rows (3
@@ -26,10 +26,10 @@ import re
 import sys
 from pathlib import Path
 
-from anode.claims import VERDICT_RULE, evaluate_claims, load_claims
-from anode.experiments.config import load_config, parse_config
-from anode.report import _md_table
-from anode.reproduce import builtin_config
+from anode.lab.claims import VERDICT_RULE, evaluate_claims, load_claims
+from anode.lab.experiments.config import load_config, parse_config
+from anode.lab.report import _md_table
+from anode.lab.reproduce.toy import builtin_config
 
 FOLDERS = ("mnist-small", "mnist-gpu", "cifar10-gpu")
 _NUM = r"([-+0-9.e]+)"

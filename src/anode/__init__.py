@@ -37,13 +37,12 @@ from .training import fit as fit
 from .training import load_checkpoint as load_checkpoint
 from .training import ode_blocks as ode_blocks
 from .training import request_stop as request_stop
-
-__version__ = "0.1.0"
+from .version import __version__ as __version__
 
 #: Subpackages reachable as `anode.<name>` after `import anode`, imported on first use
-#: (so `import anode` stays fast: plotting pulls in matplotlib, experiments the data readers).
-_LAZY_SUBMODULES: tuple[str, ...] = ("data", "ensemble", "experiments", "plotting", "models", "optim", "regularisers",
-                                    "training", "solve")
+#: (so `import anode` stays fast: plotting pulls in matplotlib, the lab the experiment runner).
+_LAZY_SUBMODULES: tuple[str, ...] = ("data", "ensemble", "lab", "plotting", "models", "optim", "regularisers",
+                                    "training", "solve", "solvers")
 
 
 def __getattr__(name: str) -> _ModuleType:

@@ -27,7 +27,8 @@ from tqdm.auto import tqdm
 from ..history import History, write_json
 from ..optim import FlatAdam
 from ..solve import SolverError
-from ..training import Trainer, _loss_fn, default_optimizer
+from ..training import Trainer, default_optimizer
+from ..training.losses import make_loss
 from .stacked import StackedODENet, StackedResNet, ensemble_support, stack_models
 
 __all__ = ["MEMBER_KEYS", "EnsembleTrainer", "trainer_support"]
@@ -64,7 +65,7 @@ def trainer_support(trainer: Trainer) -> str | None:
         return "a learning-rate scheduler"
     if trainer._tensorboard is not None:
         return "TensorBoard logging"
-    if type(trainer.loss_fn) is not type(_loss_fn(cfg.loss)) or getattr(trainer.loss_fn, "reduction", "mean") != "mean" \
+    if type(trainer.loss_fn) is not type(make_loss(cfg.loss)) or getattr(trainer.loss_fn, "reduction", "mean") != "mean" \
             or getattr(trainer.loss_fn, "delta", 1.0) != 1.0:
         return "a custom loss function"
     opt = trainer.optimizer

@@ -1,0 +1,1 @@
+"""The paper's reproductions: `toy` (the low-dimensional experiments) and `images` (Table 1's models)."""

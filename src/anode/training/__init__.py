@@ -1,0 +1,29 @@
+"""Training: `TrainConfig`, the `Trainer` loop (per-iteration NFE, exact resume), evaluation,
+checkpoints, losses, the default optimiser, and data-parallel training under torchrun.
+
+Modules: `config` (settings), `losses`, `evaluation`, `checkpoints`, `optimisers`, `trainer`,
+`distributed` (imported on use: `anode.training.distributed`).
+"""
+
+from anode.training.checkpoints import CHECKPOINT_FORMAT as CHECKPOINT_FORMAT
+from anode.training.checkpoints import load_checkpoint as load_checkpoint
+from anode.training.config import LOSSES as LOSSES
+from anode.training.config import RESUME_FREE_KEYS as RESUME_FREE_KEYS
+from anode.training.config import SCHEDULER_INTERVALS as SCHEDULER_INTERVALS
+from anode.training.config import TrainConfig as TrainConfig
+from anode.training.config import resume_conflicts as resume_conflicts
+from anode.training.evaluation import count_nfe as count_nfe
+from anode.training.evaluation import evaluate as evaluate
+from anode.training.evaluation import ode_blocks as ode_blocks
+from anode.training.losses import count_correct as count_correct
+from anode.training.optimisers import default_optimizer as default_optimizer
+from anode.training.trainer import Trainer as Trainer
+from anode.training.trainer import TrainingInterrupted as TrainingInterrupted
+from anode.training.trainer import fit as fit
+from anode.training.trainer import request_stop as request_stop
+
+__all__ = [
+    "CHECKPOINT_FORMAT", "LOSSES", "RESUME_FREE_KEYS", "SCHEDULER_INTERVALS", "TrainConfig", "Trainer",
+    "TrainingInterrupted", "count_correct", "count_nfe", "default_optimizer", "evaluate", "fit", "load_checkpoint",
+    "ode_blocks", "request_stop", "resume_conflicts",
+]

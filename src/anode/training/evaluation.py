@@ -1,0 +1,85 @@
+"""Evaluation of a model on a loader, and NFE read off its ODE blocks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+
+from anode.models.block import ODEBlock
+from anode.training.config import LOSSES
+from anode.training.losses import LossFn, check_loss_fn, count_correct, make_loss, scalar_loss
+
+__all__ = ["count_nfe", "evaluate", "model_device", "ode_blocks"]
+
+
+def model_device(model: nn.Module) -> torch.device:
+    param = next(model.parameters(), None)
+    return param.device if param is not None else torch.device("cpu")
+
+
+def ode_blocks(model: nn.Module) -> list[ODEBlock]:
+    """Every `ODEBlock` inside `model` (itself included), in `model.modules()` order."""
+    return [m for m in model.modules() if isinstance(m, ODEBlock)]
+
+
+def count_nfe(model: nn.Module, blocks: list[ODEBlock] | None = None) -> tuple[int, int]:
+    """Forward/backward NFE summed over the model's ODE blocks (or its own `.nfe`, e.g. a ResNet's)."""
+    blocks = ode_blocks(model) if blocks is None else blocks
+    if blocks:
+        return sum(b.nfe.forward for b in blocks), sum(b.nfe.backward for b in blocks)
+    nfe = getattr(model, "nfe", None)
+    return (nfe.forward, nfe.backward) if nfe is not None else (0, 0)
+
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    loader: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    *,
+    loss: str = "huber",
+    loss_fn: LossFn | None = None,
+) -> dict[str, float]:
+    """Mean loss, accuracy and forward NFE of `model` over `loader`, in eval mode without gradients.
+
+    Accuracy is argmax agreement for "cross_entropy" and sign agreement with the (+-1) targets
+    otherwise. NFE is summed over every ODE block of the model. The model's train/eval mode is
+    restored afterwards.
+
+    Arguments:
+        model: the model.
+        loader: iterable of (inputs, targets).
+        loss: a name from `LOSSES`; picks the loss (unless `loss_fn`) and the accuracy rule.
+        loss_fn: your own loss `(pred, target) -> scalar` (the batch mean).
+
+    Raises:
+        ValueError: unknown loss, an empty loader, or a `loss_fn` returning a non-scalar.
+        TypeError: `loss_fn` not callable.
+    """
+    if loss not in LOSSES:
+        raise ValueError(f"unknown loss {loss!r}; valid choices: {list(LOSSES)}")
+    check_loss_fn(loss_fn)
+    fn, device, was_training = loss_fn or make_loss(loss), model_device(model), model.training
+    blocks = ode_blocks(model)
+    model.eval()
+    total = correct = 0
+    loss_sum = nfe_sum = 0.0
+    batches = 0
+    try:
+        for x, y in loader:
+            x, y = x.to(device), y.to(device)
+            pred = model(x)
+            loss_sum += float(scalar_loss(fn(pred, y))) * x.shape[0]
+            correct += int(count_correct(pred, y, loss))
+            total += x.shape[0]
+            nfe_sum += count_nfe(model, blocks)[0]
+            batches += 1
+    finally:
+        model.train(was_training)
+    if total == 0:
+        raise ValueError("cannot evaluate on an empty loader")
+    return {"loss": loss_sum / total, "accuracy": correct / total, "nfe_forward": nfe_sum / batches}
+
+
