@@ -464,3 +464,27 @@ def test_selectors_tell_augmentations_and_regularisers_apart(toy):
     assert pick(augmentation="zeros", kinetic_energy=0.0) == ["ANODE zeros (p=2)"]
     with pytest.raises(ValueError, match=r"unknown augmentation 'ones'; valid choices"):
         Selector("augmented", augmentation="ones")
+
+
+def test_every_part_of_a_claim_shows_its_own_verdict(toy, tmp_path):
+    """A claim of several tests ("NODE's NFE grows while ANODE's stays flat", on two datasets) keeps each
+    part's verdict and statistic, in the claim and in the report's claim table."""
+    claims, configs = toy
+    aggs = toy_aggregates(holds=True)
+    for g in aggs["spheres"]["groups"]:  # ANODE's NFE grows on 2-D as much as NODE's
+        if g["dataset"] == "spheres 2d" and g["model"] == "ANODE (p=1)":
+            g["nfe_growth"] = s(2.0)
+    row = next(c for c in evaluate_claims(claims, configs, aggs) if "NFE grows" in c.claim)
+    assert row.verdict != HOLDS and len(row.parts) == 4  # two tests on two datasets
+    assert [p.dataset for p in row.parts] == ["spheres 1d", "spheres 2d"] * 2
+    assert [p.verdict for p in row.parts if p.dataset == "spheres 1d"] == [HOLDS, HOLDS]  # the 1-D parts still hold
+    failing = next(p for p in row.parts if p.verdict != HOLDS)
+    assert failing.dataset == "spheres 2d" and "p = " in failing.detail
+    assert failing.test.startswith("NFE growth") and " on spheres 2d: " in failing.test and "spheres 1d" not in failing.test
+    assert all(p.measured and p.test for p in row.parts)
+    md, _ = write_report(tmp_path, title="t", summary=[], claims=[row], aggregates={}, sections=[])
+    text = md.read_text()
+    assert f"↳ part 1 of {len(row.parts)}" in text
+    assert f"| ↳ part {row.parts.index(failing) + 1} of {len(row.parts)} (spheres 2d) | {failing.measured} | {failing.test} | " \
+           f"{failing.display} |" in text
+    assert row.to_dict()["parts"][0]["verdict"] == row.parts[0].verdict  # summary.json keeps them for `anode compare`

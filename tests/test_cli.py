@@ -4,6 +4,7 @@ plot and `reproduce toy`."""
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 
@@ -125,6 +126,25 @@ def test_cli_choices_match_the_library():
         suite = reproduce_mod.tomllib.loads(reproduce_mod.builtin_config(f"{kind}/suite").read_text())
         assert sorted(choices) == sorted(suite["budgets"]), kind
     assert cli.IMAGE_DATASETS == ri._DATASETS
+
+
+@pytest.mark.parametrize("argv", [["experiment"], ["reproduce", "toy"], ["reproduce", "images"], ["table1"], ["train"],
+                                  ["plot"]])
+def test_help_states_each_default_once(capsys, argv):
+    out = help_text(capsys, argv)
+    assert not re.search(r"\(default:? [^)]*\) \(default", out), out
+    assert "(default" in out
+
+
+@pytest.mark.parametrize("argv", [["reproduce", "images", "--dataset", "mnist"], ["table1", "--dataset", "mnist", "--minutes", "1"]])
+def test_a_missing_data_folder_names_the_flag(capsys, monkeypatch, tmp_path, argv):
+    monkeypatch.delenv("ANODE_DATA_DIR", raising=False)
+    with pytest.raises(SystemExit) as info:
+        main([*argv, "--out" if argv[0] == "reproduce" else "--results", str(tmp_path / "out")])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "pass --data-dir DIR" in err and "ANODE_DATA_DIR" in err and "data_dir=" not in err
+    assert not (tmp_path / "out").exists()  # refused before any work
 
 
 def test_missing_command_is_a_usage_error(capsys):
@@ -357,6 +377,7 @@ def test_reproduce_images_passes_options_and_exits_1_on_failed_runs(tmp_path, ca
         return out / "report.html"
 
     monkeypatch.setattr(ri, "reproduce_images", fake)
+    monkeypatch.setenv("ANODE_DATA_DIR", str(tmp_path))  # the data folder comes from the environment
     out = tmp_path / "out"
     argv = ["reproduce", "images", "--dataset", "cifar10", "--full", "--out", str(out), "--sweep-p", "1,2",
             "--repeats", "3", "--epochs", "2", "--jobs", "2", "--device", "cpu", "--fresh", "--no-progress"]

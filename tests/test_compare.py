@@ -59,3 +59,21 @@ def test_a_folder_without_a_report_is_a_setup_error(tmp_path: Path, capsys: pyte
     with pytest.raises(ValueError, match="has no list of claims"):
         compare_reports(a, tmp_path / "bad")
     assert main(["compare", str(a), str(tmp_path / "bad")]) == 2
+
+
+def test_compare_shows_each_part_of_a_claim(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    def parts(second: str) -> list[dict]:
+        return [{"test": "NFE growth: NODE > ANODE", "dataset": "spheres 1d", "measured": "", "verdict": HOLDS, "detail": "p = 0.01"},
+                {"test": "NFE growth: NODE > ANODE", "dataset": "spheres 2d", "measured": "", "verdict": second, "detail": "p = 0.2"}]
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    for folder, second in ((a, HOLDS), (b, INCONCLUSIVE)):
+        folder.mkdir()
+        claim = {"claim": "Grows.", "verdict": second, "detail": "", "source": "s", "parts": parts(second)}
+        (folder / "summary.json").write_text(json.dumps({"claims": [claim], "aggregates": {}}))
+    assert main(["compare", str(a), str(b)]) == 1
+    out = capsys.readouterr().out
+    assert out.count("| differs | claim |") == 1
+    assert "|  | ↳ part 1 (spheres 1d): NFE growth: NODE > ANODE | holds (p = 0.01) | holds (p = 0.01) |" in out
+    assert "| ≠ | ↳ part 2 (spheres 2d): NFE growth: NODE > ANODE | holds (p = 0.2) | inconclusive (p = 0.2) |" in out
+    assert "parts_compared: 2\nparts_differing: 1" in out

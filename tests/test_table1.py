@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import tarfile
 from pathlib import Path
 
@@ -110,7 +111,7 @@ def test_plan_continues_the_run_in_progress_and_ends_with_a_partial_run(tiny, tm
 def test_results_accumulate_window_by_window(tiny, tmp_path):
     results = tmp_path / "table1"
     timing = {"NODE": 16.0, "ANODE (p=5)": 16.0}
-    quiet = {"config": tiny(), "device": "cpu", "timing": timing, "log": lambda _: None}
+    quiet = {"config": tiny(), "device": "cpu", "timing": timing, "log": lambda _: None, "clock": TestClock()}
 
     first = run_table1("idx", results_dir=results, minutes=0.75, **quiet)  # 45 s: two runs of 16 s, 13 s to spare
     assert [(p["model"], p["repeat"]) for p in first["planned"]] == [("ANODE (p=5)", 0), ("NODE", 0)]
@@ -147,7 +148,7 @@ def test_results_accumulate_window_by_window(tiny, tmp_path):
 def test_pack_keeps_finished_runs_and_the_checkpoint_of_a_run_in_progress(tiny, tmp_path):
     results = tmp_path / "table1"
     run_table1("idx", results_dir=results, minutes=0.3, config=tiny(), device="cpu",
-               timing={"NODE": 16.0, "ANODE (p=5)": 16.0}, log=lambda _: None)
+               timing={"NODE": 16.0, "ANODE (p=5)": 16.0}, log=lambda _: None, clock=TestClock())
     assert (results / "idx" / "runs" / "idx" / "anode-p-5" / "seed-0" / "checkpoint.pt").exists()
     cut = results / "idx" / "runs" / "idx" / "node" / "seed-1"  # cut off before its first checkpoint: nothing to resume
     cut.mkdir(parents=True)
@@ -172,8 +173,72 @@ def test_pack_keeps_finished_runs_and_the_checkpoint_of_a_run_in_progress(tiny, 
 PARTIAL = TINY.replace("max_iterations = 2\n", "eval_every = 100000\n")
 
 
-def test_a_partial_run_stops_on_time_and_the_next_window_resumes_it(tiny, tmp_path):
-    """The time left after the whole runs trains one more run in a child process that is stopped on
+class TestClock:
+    """A window's clock for tests: time stands still except where the window waits for its child process.
+    The window's wait ends once the child has checkpointed an epoch in `run_dir` (or has ended), however long
+    the machine takes, and then counts as the whole wait; the wait after the stop request joins the child
+    (up to `limit` real seconds) and counts as 1 s."""
+
+    __test__ = False  # not a test class
+
+    def __init__(self, run_dir: Path | None = None, *, limit: float = 600.0) -> None:
+        self.run_dir, self.limit, self.time, self.window_over = run_dir, limit, 1000.0, False
+
+    def now(self) -> float:
+        return self.time
+
+    def _trained_an_epoch(self) -> bool:
+        path = self.run_dir / "checkpoint.pt" if self.run_dir is not None else None
+        return path is not None and path.exists() and load_checkpoint(path)["epoch"] >= 1
+
+    def wait(self, proc, seconds: float) -> None:
+        give_up = time.monotonic() + self.limit
+        if not self.window_over:
+            while proc.is_alive() and not self._trained_an_epoch() and time.monotonic() < give_up:
+                proc.join(timeout=0.2)
+            self.window_over = True
+            self.time += seconds if proc.is_alive() else 0.0
+            return
+        proc.join(timeout=self.limit)
+        self.time += 1.0
+
+
+def test_a_partial_run_stops_at_the_windows_end_and_the_next_window_resumes_it(tiny, tmp_path):
+    """The time left after the whole runs trains one more run in a child process that is stopped at the
+    window's end; its last checkpoint is where the next window continues it (reported as in progress).
+    The window's time is a test clock whose end comes once the child has trained an epoch, however
+    long the machine takes (a loaded machine only makes the test slower)."""
+    data = tmp_path / "data"
+    tiny()  # writes the IDX data
+    config = tmp_path / "long.toml"
+    config.write_text(PARTIAL.format(epochs=100000, data=data))  # far more epochs than the window allows
+    results, log = tmp_path / "table1", []
+    run_dir = results / "idx" / "runs" / "idx" / "anode-p-5" / "seed-0"
+    out = run_table1("idx", results_dir=results, minutes=8 / 60, config=config, device="cpu",
+                     timing={"NODE": 1.0, "ANODE (p=5)": 1.0}, log=log.append, clock=TestClock(run_dir))
+    assert [(p["model"], p["repeat"], p["partial"]) for p in out["planned"]] == [("ANODE (p=5)", 0, True)]
+    cfg = table1_config("idx", config=config)
+    [(model, repeat, done)] = runs_in_progress(results / "idx", cfg)
+    assert (model, repeat) == ("ANODE (p=5)", 0) and 0 < done < 100000
+    # asked to stop (SIGTERM) a quarter of its 8 s before the deadline: it checkpointed where it stood and ended
+    assert any(re.search(rf"asked to stop after 6 s as planned, checkpointed and ended after 7 s, at epoch {done} of 100000",
+                         line) for line in log), log
+    assert not (run_dir / "result.json").exists() and load_checkpoint(run_dir / "checkpoint.pt")["segments"] == 1
+    assert f"ANODE (p=5) repeat 0 at epoch {done} of 100000" in (results / "idx" / "report.md").read_text()
+    assert plan_runs(cfg, results / "idx", seconds=5, seconds_per_epoch={"NODE": 1.0, "ANODE (p=5)": 1.0}) == [
+        PlannedRun("ANODE (p=5)", 0, 5.0, start_epoch=done, partial=True)]
+    # the next window plans ANODE from its run in progress and probes only NODE, which has no run yet
+    state = load_checkpoint(run_dir / "checkpoint.pt")
+    position = state["epoch_position"]  # batches into the next epoch when the stop came mid-epoch (2 an epoch here)
+    assert 0 <= position < 2 and state["iteration"] == 2 * done + position
+    assert seconds_per_epoch(results / "idx", cfg) == pytest.approx({"ANODE (p=5)": state["elapsed"] / (done + position / 2)})
+    assert list(probe_seconds_per_epoch(cfg, device="cpu", iterations=1, models=["NODE"])) == ["NODE"]
+
+
+
+@pytest.mark.slow
+def test_a_partial_run_stops_on_wall_clock_time(tiny, tmp_path):
+    """On the real clock (an idle machine: it needs a whole epoch inside an 8-second window). The time left after the whole runs trains one more run in a child process that is stopped on
     time; its last checkpoint is where the next window continues it (reported as in progress)."""
     data = tmp_path / "data"
     tiny()  # writes the IDX data

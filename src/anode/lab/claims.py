@@ -23,7 +23,6 @@ hold when any does not hold.
 
 from __future__ import annotations
 
-import math
 import os
 import tomllib
 from collections.abc import Mapping, Sequence
@@ -31,13 +30,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from anode.lab.experiments.config import AUGMENTATIONS, ROLES, ExperimentConfig, ModelSpec
+from anode.lab.experiments.config import METRICS, ClaimSpec, ExperimentConfig, Selector, TestSpec, check_claim, select_model
 from anode.lab.experiments.schema import ConfigError, build
 from anode.lab.stats import TTest, one_sample_one_sided, welch_one_sided
 
 __all__ = [
     "ALPHA", "HOLDS", "INCONCLUSIVE", "METRICS", "MIN_REPEATS", "NOT_HOLD", "NOT_RUN", "TOO_FEW", "VERDICTS",
-    "VERDICT_RULE", "Claim", "ClaimSpec", "Selector", "TestSpec", "check_claims", "evaluate_claims", "load_claims",
+    "VERDICT_RULE", "Claim", "ClaimPart", "ClaimSpec", "Selector", "TestSpec", "check_claims", "evaluate_claims", "load_claims",
 ]
 
 HOLDS, NOT_HOLD, INCONCLUSIVE, TOO_FEW, NOT_RUN = "holds", "does not hold", "inconclusive", "too few repeats", "not run"
@@ -53,21 +52,6 @@ VERDICT_RULE = (
     "runs than the other; failed runs are named in the row."
 )
 
-#: Metrics a claim may test: name -> (what it is, whether lower values are better).
-METRICS: dict[str, tuple[str, bool]] = {
-    "final_loss": ("last-epoch training loss", True),
-    "eval_loss": ("evaluation loss", True),
-    "eval_accuracy": ("test accuracy", False),
-    "mean_nfe_forward": ("forward NFE averaged over training", True),
-    "final_nfe_forward": ("last-epoch forward NFE", True),
-    "nfe_growth": ("NFE growth (mean forward NFE of the last tenth of training over the first tenth)", True),
-    "iterations_to_level": ("iterations to reach the loss level (censored at the budget when never reached)", True),
-    "nfe_at_level": ("forward NFE when the loss level is first reached", True),
-    "max_nfe_forward": ("largest forward NFE of any iteration, failed runs included up to their failure", True),
-    "unstable": (("share of runs that became unstable (failed in the solver, non-finite loss, loss back above its "
-                  "starting value, or forward NFE at or above the blow-up threshold); failed runs included"), True),
-}
-
 #: Metrics whose comparison text adds the ratio of the two means.
 _RATIO_METRICS = ("mean_nfe", "final_nfe", "max_nfe", "iterations_to_level", "nfe_at_level")
 
@@ -75,106 +59,26 @@ Stats = Mapping[str, Any]  # {"mean", "std", "n"[, "censored"]}
 
 
 @dataclass(frozen=True)
-class Selector:
-    """Picks one model of an experiment by role (and, to disambiguate, p, weight decay, augmentation, regulariser).
+class ClaimPart:
+    """One test of a claim on one dataset: what it tests (`test`, the criterion; `dataset`, None when the
+    test's selectors name their datasets), what was measured, and its own verdict and statistic."""
 
-    `weight_decay` and `kinetic_energy` are matched against the model's effective values (its own,
-    else the experiment's). `dataset` fixes the dataset for this side of a comparison (e.g. the same model on
-    two datasets); otherwise the test's `datasets` apply.
-    """
-
-    role: str
-    augment_dim: int | None = None
-    weight_decay: float | None = None
-    augmentation: str | None = None
-    kinetic_energy: float | None = None
-    dataset: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.role not in ROLES:
-            raise ValueError(f"unknown role {self.role!r}; valid choices: {list(ROLES)}")
-        if self.augmentation is not None and self.augmentation not in AUGMENTATIONS:
-            raise ValueError(f"unknown augmentation {self.augmentation!r}; valid choices: {list(AUGMENTATIONS)}")
-
-    def matches(self, model: ModelSpec, config: ExperimentConfig) -> bool:
-        wd = model.weight_decay if model.weight_decay is not None else config.train.weight_decay
-        ke = model.kinetic_energy if model.kinetic_energy is not None else config.train.kinetic_energy
-        same = lambda a, b: math.isclose(a, b, rel_tol=0, abs_tol=1e-15)  # noqa: E731
-        return (model.role == self.role
-                and (self.augment_dim is None or model.augment_dim == self.augment_dim)
-                and (self.weight_decay is None or same(wd, self.weight_decay))
-                and (self.augmentation is None or model.augmentation == self.augmentation)
-                and (self.kinetic_energy is None or same(ke, self.kinetic_energy)))
-
-    def describe(self) -> str:
-        extra = [f"p = {self.augment_dim}"] if self.augment_dim is not None else []
-        extra += [f"weight decay {self.weight_decay:g}"] if self.weight_decay is not None else []
-        extra += [f"{self.augmentation} augmentation"] if self.augmentation is not None else []
-        extra += [f"kinetic energy {self.kinetic_energy:g}"] if self.kinetic_energy is not None else []
-        return self.role + (f" ({', '.join(extra)})" if extra else "")
-
-
-@dataclass(frozen=True)
-class TestSpec:
-    """One statistical test of a claim.
-
-    A comparison gives `better` and `worse`: the claim is that `better`'s metric is better (lower,
-    or higher for accuracy) than `worse`'s, by `factor` (2 means "below half of"). A threshold gives
-    `model` and one of `below`/`above`. `datasets` lists where the test runs (each must hold); with
-    neither `datasets` nor selector datasets, it runs on every dataset of the experiment.
-    """
-
-    __test__ = False  # not a pytest test class
-
-    metric: str
-    datasets: tuple[str, ...] = ()
-    better: Selector | None = None
-    worse: Selector | None = None
-    factor: float = 1.0
-    model: Selector | None = None
-    below: float | None = None
-    above: float | None = None
-
-    def __post_init__(self) -> None:
-        if self.metric not in METRICS:
-            raise ValueError(f"unknown metric {self.metric!r}; valid choices: {list(METRICS)}")
-        compare = self.better is not None or self.worse is not None
-        threshold = self.model is not None or self.below is not None or self.above is not None
-        if compare == threshold:
-            raise ValueError("a test is either a comparison (better, worse) or a threshold (model with below or above)")
-        if compare and (self.better is None or self.worse is None):
-            raise ValueError("a comparison needs both better and worse")
-        if threshold and (self.model is None or (self.below is None) == (self.above is None)):
-            raise ValueError("a threshold test needs model and exactly one of below/above")
-        if not (math.isfinite(self.factor) and self.factor >= 1):
-            raise ValueError(f"factor must be a finite number >= 1, got {self.factor!r}")
-        sides = [s for s in (self.better, self.worse, self.model) if s is not None]
-        if self.datasets and any(s.dataset is not None for s in sides):
-            raise ValueError("give datasets for the test or a dataset on each selector, not both")
-        if any(s.dataset is None for s in sides) and any(s.dataset is not None for s in sides):
-            raise ValueError("give a dataset on every selector of the test, or on none")
+    test: str
+    dataset: str | None
+    measured: str
+    verdict: str
+    detail: str = ""
 
     @property
-    def is_comparison(self) -> bool:
-        return self.better is not None
-
-
-@dataclass(frozen=True)
-class ClaimSpec:
-    """A claim of the paper: its text, the experiment it rests on (None: the only one) and its tests."""
-
-    claim: str
-    tests: tuple[TestSpec, ...]
-    experiment: str | None = None
-
-    def __post_init__(self) -> None:
-        if not self.tests:
-            raise ValueError("a claim needs at least one test")
+    def display(self) -> str:
+        """The verdict with its statistic, e.g. "inconclusive (t = 1.2, df = 5.8, p = 0.14)"."""
+        return f"{self.verdict} ({self.detail})" if self.detail else self.verdict
 
 
 @dataclass(frozen=True)
 class Claim:
-    """One row of the report's claim table. `detail` qualifies the verdict (e.g. "n = 1 vs 1")."""
+    """One row of the report's claim table. `detail` qualifies the verdict (e.g. "n = 1 vs 1"); `parts` are
+    the claim's tests, one per test and dataset, each with its own verdict (a claim holds when all hold)."""
 
     claim: str
     measured: str
@@ -182,13 +86,15 @@ class Claim:
     criterion: str
     source: str
     detail: str = ""
+    parts: tuple[ClaimPart, ...] = ()
 
     @property
     def display(self) -> str:
         """The verdict as shown in reports, e.g. "too few repeats (n = 1 vs 1)"."""
         return f"{self.verdict} ({self.detail})" if self.detail else self.verdict
 
-    def to_dict(self) -> dict[str, str]:
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (`parts` as a list of dicts), as `summary.json` stores it."""
         return asdict(self)
 
 
@@ -221,24 +127,6 @@ def _config(claim: ClaimSpec, configs: Mapping[str, ExperimentConfig]) -> Experi
     return configs.get(claim.experiment)
 
 
-def _select(sel: Selector, config: ExperimentConfig) -> ModelSpec | None:
-    """The one model `sel` picks (None if none).
-
-    Raises:
-        ConfigError: the selector matches several models.
-    """
-    found = [m for m in config.models if sel.matches(m, config)]
-    if len(found) > 1:
-        raise ConfigError(f"experiment {config.name!r}: selector {sel.describe()} matches several models "
-                          f"{[m.name for m in found]}; add augment_dim or weight_decay to the selector, or give the extra "
-                          "models role = 'variant'")
-    return found[0] if found else None
-
-
-def _sides(test: TestSpec) -> list[Selector]:
-    return [s for s in (test.better, test.worse, test.model) if s is not None]
-
-
 def check_claims(claims: Sequence[ClaimSpec], configs: Mapping[str, ExperimentConfig]) -> None:
     """Fail before any training when a claim cannot find its experiment, datasets or models.
 
@@ -249,15 +137,7 @@ def check_claims(claims: Sequence[ClaimSpec], configs: Mapping[str, ExperimentCo
         config = _config(claim, configs)
         if config is None:
             raise ConfigError(f"claim {claim.claim!r}: no experiment {claim.experiment!r}; experiments: {sorted(configs)}")
-        names = {d.name for d in config.datasets}
-        for test in claim.tests:
-            for ds in test.datasets + tuple(s.dataset for s in _sides(test) if s.dataset):
-                if ds not in names:
-                    raise ConfigError(f"claim {claim.claim!r}: experiment {config.name!r} has no dataset {ds!r}; datasets: {sorted(names)}")
-            for sel in _sides(test):
-                if _select(sel, config) is None:
-                    raise ConfigError(f"claim {claim.claim!r}: experiment {config.name!r} has no model with role {sel.describe()}; "
-                                      f"models: {[(m.name, m.role) for m in config.models]}")
+        check_claim(claim, config)
 
 
 def _group(agg: Mapping[str, Any] | None, dataset: str, model: str) -> Mapping[str, Any] | None:
@@ -368,11 +248,12 @@ def _combine(parts: Sequence[tuple[str, str]]) -> tuple[str, str]:
     return verdict, details[0] if details else ""
 
 
-def _criterion(test: TestSpec, config: ExperimentConfig) -> str:
+def _criterion(test: TestSpec, config: ExperimentConfig, dataset: str | None = None) -> str:
+    """The test in words; with `dataset`, as run on that dataset alone (a claim's part)."""
     what, lower_better = METRICS[test.metric]
     how = (f"one-sided Welch t-test, α = {ALPHA}, ≥ {MIN_REPEATS} repeats a side" if test.is_comparison
            else f"one-sided one-sample t-test, α = {ALPHA}, ≥ {MIN_REPEATS} repeats")
-    where = f" on {', '.join(test.datasets)}" if test.datasets else ""  # else: selector datasets, or all
+    where = f" on {dataset}" if dataset else f" on {', '.join(test.datasets)}" if test.datasets else ""  # else: selectors'/all
     if test.is_comparison:
         b, w = (_label(s, config) for s in (test.better, test.worse))  # type: ignore[arg-type]
         op = "<" if lower_better else ">"
@@ -383,13 +264,13 @@ def _criterion(test: TestSpec, config: ExperimentConfig) -> str:
 
 
 def _label(sel: Selector, config: ExperimentConfig) -> str:
-    model = _select(sel, config)
+    model = select_model(sel, config)
     name = model.name if model is not None else f"[no {sel.describe()}]"
     return f"{name} on {sel.dataset}" if sel.dataset else name
 
 
 def _side(sel: Selector, config: ExperimentConfig, agg: Mapping[str, Any] | None, dataset: str, metric: str) -> _Side:
-    model = _select(sel, config)
+    model = select_model(sel, config)
     if model is None:
         return _Side(f"[no {sel.describe()}]", None)
     group = _group(agg, sel.dataset or dataset, model.name)
@@ -403,14 +284,15 @@ def _datasets(test: TestSpec, config: ExperimentConfig) -> tuple[str | None, ...
     """Where a test runs: its datasets; None once when the selectors fix them; else every dataset."""
     if test.datasets:
         return test.datasets
-    if any(s.dataset is not None for s in _sides(test)):
+    if any(s.dataset is not None for s in test.sides):
         return (None,)
     return tuple(d.name for d in config.datasets)
 
 
-def _evaluate_test(test: TestSpec, config: ExperimentConfig, agg: Mapping[str, Any] | None) -> tuple[list[tuple[str, str]], list[str]]:
+def _evaluate_test(test: TestSpec, config: ExperimentConfig, agg: Mapping[str, Any] | None) -> list[ClaimPart]:
+    """The test's part on each dataset it runs on."""
     lower_better = METRICS[test.metric][1]
-    parts, measured = [], []
+    parts = []
     for ds in _datasets(test, config):
         if test.is_comparison:
             b = _side(test.better, config, agg, ds, test.metric)  # type: ignore[arg-type]
@@ -423,10 +305,8 @@ def _evaluate_test(test: TestSpec, config: ExperimentConfig, agg: Mapping[str, A
             m = _side(test.model, config, agg, ds, test.metric)  # type: ignore[arg-type]
             verdict = threshold(m, below=test.below, above=test.above)
             text = f"{m.text()} vs {test.below if test.below is not None else test.above:g}"
-        parts.append(verdict)
-        prefix = f"{ds}: " if ds else ""
-        measured.append(f"{prefix}{text}" + (f" [{verdict[1]}]" if verdict[1] and verdict[0] != TOO_FEW else ""))
-    return parts, measured
+        parts.append(ClaimPart(_criterion(test, config, ds), ds, text, *verdict))
+    return parts
 
 
 def evaluate_claims(claims: Sequence[ClaimSpec], configs: Mapping[str, ExperimentConfig],
@@ -453,13 +333,15 @@ def evaluate_claims(claims: Sequence[ClaimSpec], configs: Mapping[str, Experimen
             rows.append(Claim(claim.claim, "n/a (experiment not configured)", NOT_RUN, "", source))
             continue
         agg = aggregates.get(config.name)
-        parts: list[tuple[str, str]] = []
-        measured: list[str] = []
-        for test in claim.tests:
-            p, m = _evaluate_test(test, config, agg)
-            parts += p
-            measured += m
-        verdict, detail = _combine(parts)
+        parts = [part for test in claim.tests for part in _evaluate_test(test, config, agg)]
+        verdict, detail = _combine([(part.verdict, part.detail) for part in parts])
         criterion = "; and ".join(_criterion(t, config) for t in claim.tests)
-        rows.append(Claim(claim.claim, "; ".join(measured), verdict, criterion, source, detail))
+        rows.append(Claim(claim.claim, "; ".join(_measured(part) for part in parts), verdict, criterion, source, detail,
+                          tuple(parts) if len(parts) > 1 else ()))
     return rows
+
+
+def _measured(part: ClaimPart) -> str:
+    """A part's measurement as the claim's "what we measured" cell shows it: its dataset, numbers and statistic."""
+    prefix = f"{part.dataset}: " if part.dataset else ""
+    return f"{prefix}{part.measured}" + (f" [{part.detail}]" if part.detail and part.verdict != TOO_FEW else "")

@@ -31,11 +31,14 @@ class ClaimPair:
         claim: the claim's text.
         verdicts: its verdict in the first and the second report (`ABSENT` where missing).
         details: the test statistic behind each verdict (e.g. "t = 2.1, df = 3.7, p = 0.057"), or "".
+        parts: for a claim of several tests, one pair per part (its test and dataset as `claim`), matched by
+            position; a report written before anode 0.2.0 has no parts (`ABSENT`).
     """
 
     claim: str
     verdicts: tuple[str, str]
     details: tuple[str, str]
+    parts: tuple[ClaimPair, ...] = ()
 
     @property
     def same(self) -> bool:
@@ -45,7 +48,7 @@ class ClaimPair:
 def _claims(folder: Path) -> tuple[dict[str, dict[str, Any]], str]:
     path = folder / "summary.json"
     if not path.is_file():
-        raise FileNotFoundError(f"no summary.json in {folder}: pass a folder written by `anode reproduce toy` or "
+        raise FileNotFoundError(f"no summary.json in {folder}: pass a folder written by `anode reproduce toy`, `anode experiment` or "
                                 "`anode reproduce images` (its report finished)")
     summary = read_json(path)
     if not isinstance(summary.get("claims"), list):
@@ -78,17 +81,34 @@ def compare_reports(first: str | os.PathLike[str], second: str | os.PathLike[str
     for text in [*a, *(t for t in b if t not in a)]:
         sides = (a.get(text, {}), b.get(text, {}))
         pairs.append(ClaimPair(text, tuple(s.get("verdict", ABSENT) for s in sides),  # type: ignore[arg-type]
-                               tuple(str(s.get("detail", "")) for s in sides)))  # type: ignore[arg-type]
+                               tuple(str(s.get("detail", "")) for s in sides), _part_pairs(*sides)))  # type: ignore[arg-type]
     return pairs, (machine_a, machine_b)
+
+
+def _part_pairs(first: dict[str, Any], second: dict[str, Any]) -> tuple[ClaimPair, ...]:
+    """The parts of one claim in two reports, matched by position."""
+    a, b = list(first.get("parts") or []), list(second.get("parts") or [])
+    out = []
+    for i in range(max(len(a), len(b))):
+        sides = (a[i] if i < len(a) else {}, b[i] if i < len(b) else {})
+        named = next(s for s in sides if s)
+        where = f" ({named['dataset']})" if named.get("dataset") else ""
+        out.append(ClaimPair(f"↳ part {i + 1}{where}: {named.get('test', '')}",
+                             tuple(s.get("verdict", ABSENT) for s in sides),  # type: ignore[arg-type]
+                             tuple(str(s.get("detail", "")) for s in sides)))  # type: ignore[arg-type]
+    return tuple(out)
 
 
 def format_comparison(pairs: list[ClaimPair], machines: tuple[str, str], names: tuple[str, str]) -> str:
     """A markdown table of the verdicts, differing rows marked, and a closing count."""
     lines = [f"- {names[0]}: {machines[0]}", f"- {names[1]}: {machines[1]}", "",
-             f"| | claim | {names[0]} | {names[1]} |", "|---|---|---|---|"]
+             f"| differs | claim | {names[0]} | {names[1]} |", "|---|---|---|---|"]
     for pair in pairs:
-        cells = [f"{v} ({d})" if d else v for v, d in zip(pair.verdicts, pair.details)]
-        lines.append(f"| {'' if pair.same else '≠'} | {pair.claim} | {cells[0]} | {cells[1]} |")
+        for row in (pair, *pair.parts):
+            cells = [f"{v} ({d})" if d else v for v, d in zip(row.verdicts, row.details)]
+            lines.append(f"| {'' if row.same else '≠'} | {row.claim} | {cells[0]} | {cells[1]} |")
     differing = sum(not p.same for p in pairs)
-    lines += ["", f"verdicts_compared: {len(pairs)}", f"verdicts_differing: {differing}"]
+    parts = [part for pair in pairs for part in pair.parts]
+    lines += ["", f"verdicts_compared: {len(pairs)}", f"verdicts_differing: {differing}",
+              f"parts_compared: {len(parts)}", f"parts_differing: {sum(not p.same for p in parts)}"]
     return "\n".join(lines) + "\n"

@@ -17,6 +17,7 @@ import typing
 from typing import Any, Union
 
 from anode.lab.claims import METRICS, ClaimSpec, Selector, TestSpec
+from anode.lab.experiments.config import EXPERIMENT_METRICS
 from anode.config import SolverConfig
 from anode.lab.experiments.config import (
     DATASET_KINDS,
@@ -47,6 +48,8 @@ MEANINGS: dict[str, str] = {
     "ExperimentConfig.solver": "How the ODE is solved: the `[solver]` table.",
     "ExperimentConfig.search": "Optional hyperparameter search run before the repeats: the `[search]` table.",
     "ExperimentConfig.artifacts": "What the first repeat records for figures beyond its history: the `[artifacts]` table.",
+    "ExperimentConfig.claims": ("Claims the experiment's report judges, one `[[claims]]` table each (see \"Claims of your own "
+                                "experiment\" below); none: the report has no claim table."),
     # [train]
     "TrainSpec.epochs": "Passes over the training data per run.",
     "TrainSpec.lr": "Adam learning rate (a model's own `lr` overrides it).",
@@ -298,6 +301,44 @@ def _budget_table(section: str, keys: list[tuple[str, str, str]], *, prefix: str
     return rows
 
 
+#: A complete experiment with a claim (docs/config.md shows it; tests/test_docgen.py runs it).
+CLAIM_EXAMPLE = """
+name = "my_spheres"
+description = "NODE vs ANODE on concentric spheres in 2-D, with my own claim."
+seed = 3
+repeats = 3
+
+[train]
+epochs = 2
+batch_size = 64
+
+[[datasets]]
+kind = "spheres"
+name = "spheres 2d"
+dim = 2
+num_points_inner = 128
+num_points_outer = 256
+
+[[models]]
+name = "NODE"
+role = "baseline"
+hidden_dim = 16
+
+[[models]]
+name = "ANODE"
+role = "augmented"
+hidden_dim = 16
+augment_dim = 1
+
+[[claims]]
+claim = "ANODE needs fewer function evaluations than NODE."
+tests = [
+  { metric = "mean_nfe_forward", better = { role = "augmented" }, worse = { role = "baseline" } },
+  { metric = "final_loss", better = { role = "augmented" }, worse = { role = "baseline" } },
+]
+"""
+
+
 def config_reference() -> str:
     """The whole reference as Markdown (the contents of `docs/config.md`)."""
     out = [
@@ -329,6 +370,13 @@ def config_reference() -> str:
             "wins (failed candidates rank last), and the repeats use it. Candidates and their losses are written",
             "to `runs/<dataset>/<model>/search.json`.", "",
             _SEARCH_EXAMPLE, "", *_field_table(SearchSpec), ""]
+    out += ["## Claims of your own experiment", "",
+            "An experiment file may declare `[[claims]]` tables (the schema below): `anode experiment FILE --out DIR`",
+            "checks them before any run (a model role or dataset they cannot find is an error naming it), and its",
+            "report judges them with the same evaluator and verdict rule as the paper's claims, each part of a claim",
+            f"with its own verdict. An experiment's claims may test {', '.join(f'`{m}`' for m in EXPERIMENT_METRICS)}, and",
+            "`experiment` is left out (the claim belongs to the file's experiment). A complete example:", "",
+            "```toml", CLAIM_EXAMPLE.strip(), "```", ""]
     out += ["## Claims files (`configs/toy/claims.toml`, `configs/images/claims.toml`)", "",
             "The claims a reproduction report judges, as data: `[[claims]]` tables, each with a list of tests. One",
             "evaluator (`anode.lab.claims.evaluate_claims`) turns results into verdicts; models are picked by role:", "",

@@ -16,6 +16,8 @@ from typing import Any
 
 import torch
 
+from anode.history import write_json
+from anode.lab.claims import VERDICT_RULE, evaluate_claims
 from anode.lab.experiments.config import ExperimentConfig
 from anode.lab.experiments.figures import save_experiment_figures
 from anode.lab.experiments.runner import run_experiment
@@ -121,14 +123,20 @@ def summary_lines(config: ExperimentConfig, aggregate: dict[str, Any], *, comman
 
 def write_experiment_report(out_dir: str | os.PathLike[str], *, config: ExperimentConfig, aggregate: dict[str, Any],
                             figures: list[Path], command: str, device: str, wall_time_s: float) -> Path:
-    """Write `report.md` and a self-contained `report.html` into `out_dir` (an experiment declares no claims).
+    """Write `report.md` and a self-contained `report.html` into `out_dir`, with the verdicts of the claims the
+    config declares (`[[claims]]`, judged by `anode.lab.claims.evaluate_claims`; without any, the report says so).
 
     Returns:
         The path of `report.html`.
     """
     title = f"anode experiment: {config.name}"
     summary = summary_lines(config, aggregate, command=command, device=device, wall_time_s=wall_time_s)
-    _, html_path = write_report(out_dir, title=title, summary=summary, claims=[], aggregates={config.name: aggregate},
+    if config.claims:
+        summary.append(f"Verdicts are computed from the numbers (anode.lab.claims). {VERDICT_RULE}")
+    claims = evaluate_claims(config.claims, {config.name: config}, {config.name: aggregate})
+    write_json(Path(out_dir) / "summary.json", {"experiment": config.name, "machine": machine_description(device),
+                                               "claims": [c.to_dict() for c in claims], "aggregate": aggregate})
+    _, html_path = write_report(out_dir, title=title, summary=summary, claims=claims, aggregates={config.name: aggregate},
                                 sections=figure_sections(figures))
     return html_path
 

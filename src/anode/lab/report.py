@@ -15,7 +15,7 @@ from anode.lab.claims import HOLDS, INCONCLUSIVE, NOT_HOLD, TOO_FEW, VERDICTS, C
 from anode.lab.environment import machine_description
 from anode.history import atomic_write
 
-__all__ = ["NO_CLAIMS", "Section", "machine_description", "results_rows", "run_counts", "runs_line", "summary_run_counts",
+__all__ = ["NO_CLAIMS", "Section", "claim_rows", "machine_description", "results_rows", "run_counts", "runs_line", "summary_run_counts",
            "write_report"]
 
 
@@ -124,6 +124,25 @@ th{background:#f6f8fa}.fig{display:inline-block;margin:6px;text-align:center;max
 .fig p{font-size:0.85em;margin:2px}.badge{color:#fff;padding:1px 6px;border-radius:4px;white-space:nowrap}code{background:#f6f8fa;padding:1px 4px}"""
 
 
+def claim_rows(claims: Sequence[Claim]) -> list[tuple[tuple[str, str, str, str], str]]:
+    """The claim table's rows with each row's verdict: a claim's row, then, for a claim of several tests,
+    one row per part ("↳ part i of n (dataset)") with that test's own measurement, criterion and verdict.
+
+    Arguments:
+        claims: the judged claims.
+
+    Returns:
+        ((claim, what we measured, criterion, verdict shown), verdict) per row.
+    """
+    out = []
+    for claim in claims:
+        out.append(((claim.claim, claim.measured, claim.criterion, claim.display), claim.verdict))
+        for i, part in enumerate(claim.parts, 1):
+            where = f" ({part.dataset})" if part.dataset else ""
+            out.append(((f"↳ part {i} of {len(claim.parts)}{where}", part.measured, part.test, part.display), part.verdict))
+    return out
+
+
 def write_report(
     out_dir: str | os.PathLike[str],
     *,
@@ -148,14 +167,14 @@ def write_report(
     """
     out = Path(out_dir)
     claim_header = ("paper claim", "what we measured", "criterion", "holds?")
-    claim_rows = [(c.claim, c.measured, c.criterion, c.display) for c in claims]
+    judged = claim_rows(claims)
     rows = results_rows(aggregates)
     counts = {v: sum(c.verdict == v for c in claims) for v in VERDICTS}
     tally = ", ".join(f"{n} {v}" for v, n in counts.items() if n)
 
     claims_title = f"Claims ({tally})" if claims else "Claims"
     md = [f"# {title}", "", *[f"- {line}" for line in summary], "", f"## {claims_title}", "",
-          _md_table(claim_header, claim_rows) if claims else NO_CLAIMS, "",
+          _md_table(claim_header, [row for row, _ in judged]) if claims else NO_CLAIMS, "",
           "## Results (mean ± std over completed repeats)", "", _md_table(RESULT_COLUMNS, rows), ""]
     for sec in sections:
         md += [f"## {sec.title}", "", sec.text, ""] if sec.text else [f"## {sec.title}", ""]
@@ -165,14 +184,14 @@ def write_report(
             md += [f"![{caption}]({os.path.relpath(path, out)})", f"*{caption}*", ""]
     md_path = atomic_write(out / "report.md", lambda fh: fh.write("\n".join(md).encode()))
 
-    def badge(claim: Claim) -> str:
-        colour = _BADGE.get(claim.verdict, "#57606a")
-        return f'<span class="badge" style="background:{colour}">{html.escape(claim.display)}</span>'
+    def badge(verdict: str, display: str) -> str:
+        colour = _BADGE.get(verdict, "#57606a")
+        return f'<span class="badge" style="background:{colour}">{html.escape(display)}</span>'
 
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{_CSS}</style></head><body>",
              f"<h1>{html.escape(title)}</h1><ul>" + "".join(f"<li>{html.escape(s)}</li>" for s in summary) + "</ul>",
              f"<h2>{html.escape(claims_title)}</h2>",
-             _html_table(claim_header, [(*r[:3], badge(c)) for r, c in zip(claim_rows, claims)], raw_last=True) if claims
+             _html_table(claim_header, [(*row[:3], badge(verdict, row[3])) for row, verdict in judged], raw_last=True) if claims
              else f"<p>{html.escape(NO_CLAIMS)}</p>",
              "<h2>Results (mean ± std over completed repeats)</h2>", _html_table(RESULT_COLUMNS, rows)]
     for sec in sections:

@@ -54,7 +54,7 @@ from anode.training import (
     request_stop,
 )
 
-__all__ = ["ALLOWANCE", "MARGIN", "MIN_PARTIAL_EPOCHS", "PAPER_TABLE1", "PlannedRun", "pack_results", "plan_runs",
+__all__ = ["ALLOWANCE", "MARGIN", "MIN_PARTIAL_EPOCHS", "PAPER_TABLE1", "PlannedRun", "WallClock", "pack_results", "plan_runs",
            "probe_seconds_per_epoch", "run_table1", "runs_in_progress", "seconds_per_epoch", "table1_config",
            "write_table1_report"]
 
@@ -295,6 +295,20 @@ def plan_runs(cfg: ExperimentConfig, exp_dir: str | os.PathLike[str], *, seconds
     return plan
 
 
+class WallClock:
+    """The time a Table 1 window runs on: `now()` in seconds, and `wait(proc, seconds)`, which returns when
+    the child process `proc` has ended or `seconds` have passed. `run_table1` plans, waits and reports with
+    it; tests pass a clock of their own, so that no test depends on the machine's speed."""
+
+    def now(self) -> float:
+        """Seconds on a monotonic clock."""
+        return time.monotonic()
+
+    def wait(self, proc: Any, seconds: float) -> None:
+        """Join `proc` for at most `seconds`."""
+        proc.join(timeout=max(seconds, 0.0))
+
+
 def run_table1(
     dataset: str,
     *,
@@ -306,6 +320,7 @@ def run_table1(
     timing: dict[str, float] | None = None,
     progress: bool = False,
     log: Callable[[str], None] = print,
+    clock: WallClock | None = None,
 ) -> dict[str, Any]:
     """Continue the run in progress, train the next missing Table 1 runs of `dataset` that fit
     into `minutes`, report, then train one more run until the minutes are spent.
@@ -322,6 +337,7 @@ def run_table1(
             figures x `MARGIN`, else those of runs in progress x `MARGIN`, else a probe x `ALLOWANCE`).
         progress: progress bars.
         log: where one-line messages go.
+        clock: the window's time (None: `WallClock`, the real one).
 
     Returns:
         `{"planned": [...], "aggregate": {...}, "report": path}`.
@@ -333,7 +349,8 @@ def run_table1(
     """
     if not (isinstance(minutes, (int, float)) and math.isfinite(minutes) and minutes > 0):
         raise ValueError(f"minutes must be a positive number, got {minutes!r}")
-    deadline = time.monotonic() + minutes * 60  # the probe and every run count against it
+    clock = clock or WallClock()
+    deadline = clock.now() + minutes * 60  # the probe and every run count against it
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     cfg = table1_config(dataset, data_dir=data_dir, config=config)
     exp_dir = Path(results_dir) / dataset
@@ -346,18 +363,18 @@ def run_table1(
         probe = probe_seconds_per_epoch(cfg, device=device, models=missing)
         log("probe: " + ", ".join(f"{name} {s:.1f} s/epoch" for name, s in probe.items()) + f" (planned x {ALLOWANCE:g})")
         estimates = {**{name: s * ALLOWANCE for name, s in probe.items()}, **estimates}
-    plan = plan_runs(cfg, exp_dir, seconds=deadline - time.monotonic(), seconds_per_epoch=estimates)
+    plan = plan_runs(cfg, exp_dir, seconds=deadline - clock.now(), seconds_per_epoch=estimates)
     described = ", ".join(_describe(p, cfg.train.epochs) for p in plan) or "none fits"
     log(f"plan: {len(plan)} run(s) in {minutes:g} min: {described}")
     whole = frozenset((p.model, p.repeat) for p in plan if not p.partial)
     agg = run_experiment(cfg, exp_dir, device=device, progress=progress, log=log, select=_Selected(whole))
     report = write_table1_report(results_dir, cfg=cfg, dataset=dataset)  # before the partial run: its cut-off loses nothing
     for run in (p for p in plan if p.partial):
-        seconds = deadline - time.monotonic()  # what the whole runs left, whatever their estimates said
+        seconds = deadline - clock.now()  # what the whole runs left, whatever their estimates said
         if seconds < MIN_PARTIAL_EPOCHS * estimates[run.model]:
             log(f"{run.model} repeat {run.repeat}: not started, only {seconds:.0f} s left")
             continue
-        _train_until(run, cfg, exp_dir, device=device, progress=progress, seconds=seconds, log=log)
+        _train_until(run, cfg, exp_dir, device=device, progress=progress, seconds=seconds, log=log, clock=clock)
         agg = aggregate_experiment(cfg, exp_dir)
         report = write_table1_report(results_dir, cfg=cfg, dataset=dataset)
     return {"planned": [dataclasses.asdict(p) for p in plan], "aggregate": agg, "report": report}
@@ -384,7 +401,7 @@ def _train_partial(cfg: ExperimentConfig, exp_dir: str, device: str, progress: b
 
 
 def _train_until(run: PlannedRun, cfg: ExperimentConfig, exp_dir: Path, *, device: str, progress: bool, seconds: float,
-                 log: Callable[[str], None]) -> None:
+                 log: Callable[[str], None], clock: WallClock) -> None:
     """Train `run` in a child process for about `seconds`: it is asked to stop (SIGTERM) shortly before
     the end, checkpoints where it stands (mid-epoch included) and ends; the next window resumes it there.
     A child that does not end within `STOP_WAIT` seconds of the request is killed (its last
@@ -395,13 +412,13 @@ def _train_until(run: PlannedRun, cfg: ExperimentConfig, exp_dir: Path, *, devic
     """
     ctx = multiprocessing.get_context("spawn")  # a fresh interpreter: safe with CUDA
     proc = ctx.Process(target=_train_partial, args=(cfg, str(exp_dir), device, progress, (run.model, run.repeat)))
-    started = time.monotonic()
+    started = clock.now()
     proc.start()
-    proc.join(timeout=seconds - min(STOP_ALLOWANCE, seconds / 4))
+    clock.wait(proc, seconds - min(STOP_ALLOWANCE, seconds / 4))
     if proc.is_alive():
         proc.terminate()  # SIGTERM: the child checkpoints after its current iteration and returns
-        asked = time.monotonic() - started
-        proc.join(timeout=STOP_WAIT)
+        asked = clock.now() - started
+        clock.wait(proc, STOP_WAIT)
         how = "checkpointed and ended"
         if proc.is_alive():
             proc.kill()
@@ -409,7 +426,7 @@ def _train_until(run: PlannedRun, cfg: ExperimentConfig, exp_dir: Path, *, devic
             how = f"did not end within {STOP_WAIT:.0f} s and was killed (its last checkpoint stands)"
         where = _position(_repeats(exp_dir, cfg, run.model)[run.repeat], cfg)
         log(f"{run.model} repeat {run.repeat}: asked to stop after {asked:.0f} s as planned, {how} after "
-            f"{time.monotonic() - started:.0f} s, at {where}; the next window resumes it from its checkpoint")
+            f"{clock.now() - started:.0f} s, at {where}; the next window resumes it from its checkpoint")
     elif proc.exitcode != 0:
         raise RuntimeError(f"training {run.model} repeat {run.repeat} failed in its process (exit code {proc.exitcode}); "
                            "see the traceback above")

@@ -9,6 +9,7 @@ invalid config, unknown name), reported before any run, or `plot` on a folder wi
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 from collections.abc import Sequence
@@ -282,9 +283,20 @@ def _add_reproduce_images(sub: argparse._SubParsersAction) -> None:
                      help="write the report from the runs already in --out (after a killed job); train nothing")
     _add_run_options(img)
     add_backend_flags(img)
-    img.set_defaults(func=_cmd_reproduce_images, usage_check=lambda args: (
-        img.error("the following arguments are required: --dataset (with --experiment table1, the default)")
-        if args.experiment == "table1" and args.dataset is None else None))
+    def check(args: argparse.Namespace) -> None:
+        if args.experiment == "table1" and args.dataset is None:
+            img.error("the following arguments are required: --dataset (with --experiment table1, the default)")
+        if not args.report_only:
+            _require_data_dir(img, args)
+
+    img.set_defaults(func=_cmd_reproduce_images, usage_check=check)
+
+
+def _require_data_dir(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """A usage error (exit 2) naming the flag when no data folder is given and ANODE_DATA_DIR is not set."""
+    if args.data_dir is None and not os.environ.get("ANODE_DATA_DIR"):
+        parser.error("no data folder: pass --data-dir DIR (the folder holding mnist/, cifar10/, svhn/ or "
+                     "tiny-imagenet/, e.g. ../shared/data) or set the environment variable ANODE_DATA_DIR")
 
 
 def _add_table1(sub: argparse._SubParsersAction) -> None:
@@ -304,7 +316,7 @@ def _add_table1(sub: argparse._SubParsersAction) -> None:
     t1.add_argument("--pack", default=None,
                     help="then write a .tgz of exactly what to commit (finished runs, a run in progress with its checkpoint)")
     t1.add_argument("--no-progress", action="store_true", help="no progress bars")
-    t1.set_defaults(func=_cmd_table1)
+    t1.set_defaults(func=_cmd_table1, usage_check=lambda args: None if args.config is not None else _require_data_dir(t1, args))
 
 
 def build_parser() -> argparse.ArgumentParser:

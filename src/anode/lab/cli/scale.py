@@ -34,9 +34,9 @@ def add_backend_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--address", default=None,
                        help="ray: join this running cluster (e.g. auto or HEAD:6379); default: start a local Ray "
                             "instance with --jobs CPUs. On several nodes --out must be on a shared file system")
-    group.add_argument("--ray-cpus-per-run", type=_resource, default=1.0, help="ray: CPUs each run declares (default 1)")
+    group.add_argument("--ray-cpus-per-run", type=_resource, default=1.0, help="ray: CPUs each run declares")
     group.add_argument("--ray-gpus-per-run", type=_resource, default=0.0,
-                       help="ray: GPUs each run declares (default 0; 0.5 puts two runs on one GPU)")
+                       help="ray: GPUs each run declares (0.5 puts two runs on one GPU)")
 
 
 def backend_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -77,7 +77,7 @@ def add_train_parser(sub: Any) -> None:
     train.add_argument("--out", required=True, help="the run folder (rerunning resumes it)")
     train.add_argument("--model", default=None, help="model name (needed when the config has several)")
     train.add_argument("--dataset", default=None, help="dataset name (needed when the config has several)")
-    train.add_argument("--repeat", type=int, default=0, help="which repeat's seed (default 0)")
+    train.add_argument("--repeat", type=int, default=0, help="which repeat's seed")
     train.add_argument("--epochs", type=int, default=None, help="override the number of epochs")
     train.add_argument("--max-iterations", type=int, default=None, help="stop after this many iterations")
     train.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available; rank r uses cuda:LOCAL_RANK)")

@@ -294,9 +294,165 @@ class ArtifactSpec:
             raise ValueError("input_map is a grid resolution: use 0 (none) or >= 2")
 
 
+#: Metrics a claim may test: name -> (what it is, whether lower values are better).
+METRICS: dict[str, tuple[str, bool]] = {
+    "final_loss": ("last-epoch training loss", True),
+    "eval_loss": ("evaluation loss", True),
+    "eval_accuracy": ("test accuracy", False),
+    "mean_nfe_forward": ("forward NFE averaged over training", True),
+    "final_nfe_forward": ("last-epoch forward NFE", True),
+    "nfe_growth": ("NFE growth (mean forward NFE of the last tenth of training over the first tenth)", True),
+    "iterations_to_level": ("iterations to reach the loss level (censored at the budget when never reached)", True),
+    "nfe_at_level": ("forward NFE when the loss level is first reached", True),
+    "max_nfe_forward": ("largest forward NFE of any iteration, failed runs included up to their failure", True),
+    "unstable": (("share of runs that became unstable (failed in the solver, non-finite loss, loss back above its "
+                  "starting value, or forward NFE at or above the blow-up threshold); failed runs included"), True),
+}
+
+@dataclass(frozen=True)
+class Selector:
+    """Picks one model of an experiment by role (and, to disambiguate, p, weight decay, augmentation, regulariser).
+
+    `weight_decay` and `kinetic_energy` are matched against the model's effective values (its own,
+    else the experiment's). `dataset` fixes the dataset for this side of a comparison (e.g. the same model on
+    two datasets); otherwise the test's `datasets` apply.
+    """
+
+    role: str
+    augment_dim: int | None = None
+    weight_decay: float | None = None
+    augmentation: str | None = None
+    kinetic_energy: float | None = None
+    dataset: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.role not in ROLES:
+            raise ValueError(f"unknown role {self.role!r}; valid choices: {list(ROLES)}")
+        if self.augmentation is not None and self.augmentation not in AUGMENTATIONS:
+            raise ValueError(f"unknown augmentation {self.augmentation!r}; valid choices: {list(AUGMENTATIONS)}")
+
+    def matches(self, model: ModelSpec, config: ExperimentConfig) -> bool:
+        wd = model.weight_decay if model.weight_decay is not None else config.train.weight_decay
+        ke = model.kinetic_energy if model.kinetic_energy is not None else config.train.kinetic_energy
+        same = lambda a, b: math.isclose(a, b, rel_tol=0, abs_tol=1e-15)  # noqa: E731
+        return (model.role == self.role
+                and (self.augment_dim is None or model.augment_dim == self.augment_dim)
+                and (self.weight_decay is None or same(wd, self.weight_decay))
+                and (self.augmentation is None or model.augmentation == self.augmentation)
+                and (self.kinetic_energy is None or same(ke, self.kinetic_energy)))
+
+    def describe(self) -> str:
+        extra = [f"p = {self.augment_dim}"] if self.augment_dim is not None else []
+        extra += [f"weight decay {self.weight_decay:g}"] if self.weight_decay is not None else []
+        extra += [f"{self.augmentation} augmentation"] if self.augmentation is not None else []
+        extra += [f"kinetic energy {self.kinetic_energy:g}"] if self.kinetic_energy is not None else []
+        return self.role + (f" ({', '.join(extra)})" if extra else "")
+
+
+@dataclass(frozen=True)
+class TestSpec:
+    """One statistical test of a claim.
+
+    A comparison gives `better` and `worse`: the claim is that `better`'s metric is better (lower,
+    or higher for accuracy) than `worse`'s, by `factor` (2 means "below half of"). A threshold gives
+    `model` and one of `below`/`above`. `datasets` lists where the test runs (each must hold); with
+    neither `datasets` nor selector datasets, it runs on every dataset of the experiment.
+    """
+
+    __test__ = False  # not a pytest test class
+
+    metric: str
+    datasets: tuple[str, ...] = ()
+    better: Selector | None = None
+    worse: Selector | None = None
+    factor: float = 1.0
+    model: Selector | None = None
+    below: float | None = None
+    above: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.metric not in METRICS:
+            raise ValueError(f"unknown metric {self.metric!r}; valid choices: {list(METRICS)}")
+        compare = self.better is not None or self.worse is not None
+        threshold = self.model is not None or self.below is not None or self.above is not None
+        if compare == threshold:
+            raise ValueError("a test is either a comparison (better, worse) or a threshold (model with below or above)")
+        if compare and (self.better is None or self.worse is None):
+            raise ValueError("a comparison needs both better and worse")
+        if threshold and (self.model is None or (self.below is None) == (self.above is None)):
+            raise ValueError("a threshold test needs model and exactly one of below/above")
+        if not (math.isfinite(self.factor) and self.factor >= 1):
+            raise ValueError(f"factor must be a finite number >= 1, got {self.factor!r}")
+        sides = self.sides
+        if self.datasets and any(s.dataset is not None for s in sides):
+            raise ValueError("give datasets for the test or a dataset on each selector, not both")
+        if any(s.dataset is None for s in sides) and any(s.dataset is not None for s in sides):
+            raise ValueError("give a dataset on every selector of the test, or on none")
+
+    @property
+    def is_comparison(self) -> bool:
+        return self.better is not None
+
+    @property
+    def sides(self) -> list[Selector]:
+        """The selectors of the test: better and worse, or the threshold's model."""
+        return [s for s in (self.better, self.worse, self.model) if s is not None]
+
+
+@dataclass(frozen=True)
+class ClaimSpec:
+    """A claim of the paper: its text, the experiment it rests on (None: the only one) and its tests."""
+
+    claim: str
+    tests: tuple[TestSpec, ...]
+    experiment: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.tests:
+            raise ValueError("a claim needs at least one test")
+
+
+def select_model(sel: Selector, config: ExperimentConfig) -> ModelSpec | None:
+    """The one model of `config` that `sel` picks (None if none).
+
+    Raises:
+        ConfigError: the selector matches several models.
+    """
+    found = [m for m in config.models if sel.matches(m, config)]
+    if len(found) > 1:
+        raise ConfigError(f"experiment {config.name!r}: selector {sel.describe()} matches several models "
+                          f"{[m.name for m in found]}; add augment_dim or weight_decay to the selector, or give the extra "
+                          "models role = 'variant'")
+    return found[0] if found else None
+
+
+#: The metrics every experiment's aggregate has (`anode.lab.experiments.aggregate_experiment`), so that a claim
+#: in an experiment file may test them; the other `METRICS` come from the reproductions' extra analyses.
+EXPERIMENT_METRICS = ("final_loss", "eval_loss", "eval_accuracy", "mean_nfe_forward", "final_nfe_forward", "nfe_growth")
+
+
+def check_claim(claim: ClaimSpec, config: ExperimentConfig) -> None:
+    """Check that `claim` finds its datasets and models in `config`.
+
+    Raises:
+        ConfigError: naming the claim and the dataset or model (role) it cannot find, or a selector that
+            matches several models.
+    """
+    names = {d.name for d in config.datasets}
+    for test in claim.tests:
+        for ds in test.datasets + tuple(s.dataset for s in test.sides if s.dataset):
+            if ds not in names:
+                raise ConfigError(f"claim {claim.claim!r}: experiment {config.name!r} has no dataset {ds!r}; datasets: {sorted(names)}")
+        for sel in test.sides:
+            if select_model(sel, config) is None:
+                raise ConfigError(f"claim {claim.claim!r}: experiment {config.name!r} has no model with role {sel.describe()}; "
+                                  f"models: {[(m.name, m.role) for m in config.models]}")
+
+
 @dataclass(frozen=True)
 class ExperimentConfig:
-    """A whole experiment: models x datasets x repeats, optional search, artifacts for figures."""
+    """A whole experiment: models x datasets x repeats, optional search, artifacts for figures, and the claims
+    its report judges (`[[claims]]`, the schema of the built-in claims files; see `anode.lab.claims`)."""
 
     name: str
     datasets: tuple[DatasetSpec, ...]
@@ -309,6 +465,7 @@ class ExperimentConfig:
     solver: SolverConfig = SolverConfig()
     search: SearchSpec | None = None
     artifacts: ArtifactSpec = ArtifactSpec()
+    claims: tuple[ClaimSpec, ...] = ()
 
     def __post_init__(self) -> None:
         if self.repeats < 1:
@@ -334,6 +491,15 @@ class ExperimentConfig:
                 for p in self.search.space["augment_dim"]:
                     if m.role is not None:
                         _check_role(m.name, m.role, m.kind, p)
+        for claim in self.claims:
+            if claim.experiment is not None and claim.experiment != self.name:
+                raise ConfigError(f"claim {claim.claim!r}: experiment = {claim.experiment!r}, but a claim in an experiment file "
+                                  f"belongs to that experiment ({self.name!r}): leave `experiment` out")
+            metrics = sorted({t.metric for t in claim.tests} - set(EXPERIMENT_METRICS))
+            if metrics:
+                raise ConfigError(f"claim {claim.claim!r}: metric {metrics[0]!r} is computed by the reproductions only; "
+                                  f"an experiment's claims may test {list(EXPERIMENT_METRICS)}")
+            check_claim(claim, self)
 
     def model(self, name: str) -> ModelSpec:
         return next(m for m in self.models if m.name == name)
