@@ -12,10 +12,12 @@ from .models import ConvODEFunc as ConvODEFunc
 from .models import ConvODENet as ConvODENet
 from .models import ConvResNet as ConvResNet
 from .models import ODEBlock as ODEBlock
-from .models import ODEFunc as ODEFunc
 from .models import ODEFlow as ODEFlow
+from .models import ODEFunc as ODEFunc
 from .models import ODENet as ODENet
 from .models import ResNet as ResNet
+from .models import architecture_of as architecture_of
+from .models import build_from_architecture as build_from_architecture
 from .models import count_parameters as count_parameters
 from .models import make_augmentation as make_augmentation
 from .regularisers import REGULARISERS as REGULARISERS
@@ -30,11 +32,13 @@ from .solve import StepSizeUnderflow as StepSizeUnderflow
 from .solve import odesolve as odesolve
 from .solve import translate_solver_errors as translate_solver_errors
 from .training import TrainConfig as TrainConfig
+from .training import TrainedRun as TrainedRun
 from .training import Trainer as Trainer
 from .training import TrainingInterrupted as TrainingInterrupted
 from .training import evaluate as evaluate
 from .training import fit as fit
 from .training import load_checkpoint as load_checkpoint
+from .training import load_run as load_run
 from .training import ode_blocks as ode_blocks
 from .training import request_stop as request_stop
 from .version import __version__ as __version__
@@ -57,9 +61,43 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
-    "AUGMENTATIONS", "Augmentation", "REGULARISERS", "make_augmentation", "ode_blocks", "regularised_odesolve",
-    "METHODS", "NFE", "ConvODEFunc", "ConvODENet", "ConvResNet", "History", "MaxStepsExceeded",
-    "NonFiniteState", "ODEBlock", "ODEFlow", "ODEFunc", "ODENet", "ResNet", "SolverConfig", "SolverError",
-    "StepSizeUnderflow", "TrainConfig", "Trainer", "TrainingInterrupted", "__version__", "count_parameters", "evaluate",
-    "fit", "load_checkpoint", "make_generator", "odesolve", "request_stop", "seeded", "translate_solver_errors",
+    "AUGMENTATIONS",
+    "METHODS",
+    "NFE",
+    "REGULARISERS",
+    "Augmentation",
+    "ConvODEFunc",
+    "ConvODENet",
+    "ConvResNet",
+    "History",
+    "MaxStepsExceeded",
+    "NonFiniteState",
+    "ODEBlock",
+    "ODEFlow",
+    "ODEFunc",
+    "ODENet",
+    "ResNet",
+    "SolverConfig",
+    "SolverError",
+    "StepSizeUnderflow",
+    "TrainConfig",
+    "TrainedRun",
+    "Trainer",
+    "TrainingInterrupted",
+    "__version__",
+    "architecture_of",
+    "build_from_architecture",
+    "count_parameters",
+    "evaluate",
+    "fit",
+    "load_checkpoint",
+    "load_run",
+    "make_augmentation",
+    "make_generator",
+    "ode_blocks",
+    "odesolve",
+    "regularised_odesolve",
+    "request_stop",
+    "seeded",
+    "translate_solver_errors",
 ]

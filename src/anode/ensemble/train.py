@@ -28,7 +28,7 @@ from ..history import History, write_json
 from ..optim import FlatAdam
 from ..solve import SolverError
 from ..training import Trainer, default_optimizer
-from ..training.losses import make_loss
+from ..training.losses import check_targets, make_loss
 from .stacked import StackedODENet, StackedResNet, ensemble_support, stack_models
 
 __all__ = ["MEMBER_KEYS", "EnsembleTrainer", "trainer_support"]
@@ -136,6 +136,7 @@ class EnsembleTrainer:
                     self._decays.setdefault(decay, []).append(r)
         self.alive = [True] * len(self.trainers)
         self.errors: list[SolverError | None] = [None] * len(self.trainers)
+        self._targets_checked = False  # the first step of each fit checks every member's targets
 
     def fit(self, train_loaders: Sequence[Any], *, eval_loaders: Sequence[Any] | None = None,
             resume: bool = True) -> list[History | SolverError]:
@@ -153,8 +154,9 @@ class EnsembleTrainer:
             stays in `trainers[r].history`; written to its `out_dir` with `History.save`).
 
         Raises:
-            ValueError: loaders of different lengths or counts, or members resuming from different
-                iterations (train those apart).
+            ValueError: loaders of different lengths or counts, members resuming from different
+                iterations (train those apart), or first-batch targets that do not fit the
+                predictions under the config's loss (`anode.training.losses.check_targets`).
         """
         size = len(self.trainers)
         eval_loaders = list(eval_loaders) if eval_loaders is not None else [None] * size
@@ -174,6 +176,7 @@ class EnsembleTrainer:
             raise ValueError(f"members resume from different (epoch, iteration) positions {sorted(positions)}; "
                              "train them apart or start them over")
         self._build()
+        self._targets_checked = False
         lead, cfg = self.trainers[0], self.config
         epochs = tqdm(range(lead.epoch, cfg.epochs), desc=f"epochs ({size} runs together)", leave=False,
                       disable=not cfg.progress, initial=lead.epoch, total=cfg.epochs)
@@ -271,6 +274,10 @@ class EnsembleTrainer:
         live = self._live()
         if not live:
             return
+        if not self._targets_checked:  # before the first optimiser step, as Trainer.fit does
+            for r in live:
+                check_targets(pred[r], y[r], cfg.loss)
+            self._targets_checked = True
         losses = _member_loss(pred, y, cfg.loss)
         objective = losses
         if weight > 0:  # as Trainer.step: data loss + (0 + weight * kinetic energy)

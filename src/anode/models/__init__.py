@@ -1,5 +1,7 @@
 """Models: vector fields, the ODE block, NODE/ANODE networks and ResNet baselines."""
 
+from .architecture import ARCHITECTURE_CLASSES as ARCHITECTURE_CLASSES
+from .architecture import architecture_of as architecture_of
 from .augment import AUGMENTATIONS as AUGMENTATIONS
 from .augment import Augmentation as Augmentation
 from .augment import LearnedAugmentation as LearnedAugmentation
@@ -17,6 +19,11 @@ from .nets import ODEFlow as ODEFlow
 from .nets import ODENet as ODENet
 from .nets import ResNet as ResNet
 from .nets import count_parameters as count_parameters
+from .rebuild import build_from_architecture as build_from_architecture
 
-__all__ = ["AUGMENTATIONS", "DEFAULT_T", "Augmentation", "LearnedAugmentation", "SecondOrderAugmentation",
-           "ZeroAugmentation", "check_times", "make_augmentation", "ConvODEFunc", "ConvODENet", "ConvResNet", "ODEBlock", "ODEFlow", "ODEFunc", "ODENet", "ResNet", "count_parameters"]
+__all__ = [
+    "ARCHITECTURE_CLASSES", "AUGMENTATIONS", "DEFAULT_T", "Augmentation", "ConvODEFunc", "ConvODENet", "ConvResNet",
+    "LearnedAugmentation", "ODEBlock", "ODEFlow", "ODEFunc", "ODENet", "ResNet", "SecondOrderAugmentation",
+    "ZeroAugmentation", "architecture_of", "build_from_architecture", "check_times", "count_parameters",
+    "make_augmentation",
+]

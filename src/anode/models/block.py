@@ -13,7 +13,8 @@ from ..regularisers import NOISE_KINDS, regularised_odesolve
 from ..solve import NFE, odesolve
 from ..solvers.base import all_finite
 from ..solvers.caches import bounded_cache
-from .augment import AUGMENTATIONS, Augmentation, make_augmentation
+from .architecture import describe_module, plain_solver
+from .augment import AUGMENTATIONS, Augmentation, LearnedAugmentation, SecondOrderAugmentation, ZeroAugmentation, make_augmentation
 from .validation import check_int
 
 __all__ = ["DEFAULT_T", "ODEBlock", "check_input", "check_times"]
@@ -177,6 +178,25 @@ class ODEBlock(nn.Module):
         self._compiled: dict[str, nn.Module] = {}  # a plain dict: the compiled wrapper is no submodule
         self._regularise: dict[str, object] | None = None
         self.regularisation: dict[str, torch.Tensor] = {}
+        self._data_shape_arg = None if data_shape is None else list(data_shape)
+
+    def architecture(self) -> dict[str, object]:
+        """The constructor arguments as plain data (`anode.models.architecture_of`).
+
+        Returns:
+            `{"class": "ODEBlock", "args": {...}}` with the vector field's own architecture under "odefunc".
+
+        Raises:
+            ValueError: a vector field or augmentation of your own, or solver options that are
+                not plain data (the class is named, with the fix: `anode.load_run(run_dir, model=my_model)`).
+        """
+        if type(self.augmenter) not in _STANDARD_AUGMENTERS.get(self.augmenter.name, ()):
+            describe_module(self.augmenter, where="augmentation of ODEBlock")  # raises: not rebuildable
+        return {"class": "ODEBlock", "args": {
+            "odefunc": describe_module(self.odefunc, where="vector field of ODEBlock"),
+            "solver": plain_solver(self.solver, where="ODEBlock"), "augment_dim": self.augment_dim,
+            "augmentation": self.augmentation, "data_shape": self._data_shape_arg, "compile_field": self.compile_field,
+        }}
 
     @property
     def augmentation(self) -> str:
@@ -305,6 +325,13 @@ class ODEBlock(nn.Module):
         if len(t_span) != 2:
             raise ValueError(f"t_span must be (start, end), got {t_span!r}")
         return self.forward(x, t=torch.linspace(float(t_span[0]), float(t_span[1]), timesteps), return_trajectory=True)
+
+
+#: The augmentation classes each name stands for (another class cannot be rebuilt by name).
+_STANDARD_AUGMENTERS: dict[str, tuple[type, ...]] = {
+    "zeros": (ZeroAugmentation,), "learned": (LearnedAugmentation,), "second_order": (SecondOrderAugmentation,),
+    "second_order_learned": (SecondOrderAugmentation,),
+}
 
 
 def _check_compile(compile_field: object) -> None:

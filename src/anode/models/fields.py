@@ -72,6 +72,16 @@ class ODEFunc(nn.Module):
         self.fc2 = nn.Linear(hidden_dim, hidden_dim)
         self.fc3 = nn.Linear(hidden_dim, self.input_dim if output_dim is None else output_dim)
         self.non_linearity = make_activation(non_linearity)
+        self._arguments = {"data_dim": data_dim, "hidden_dim": hidden_dim, "augment_dim": augment_dim,
+                           "time_dependent": time_dependent, "non_linearity": non_linearity, "output_dim": output_dim}
+
+    def architecture(self) -> dict[str, object]:
+        """The constructor arguments as plain data (`anode.models.architecture_of`).
+
+        Returns:
+            `{"class": "ODEFunc", "args": {...}}`.
+        """
+        return {"class": "ODEFunc", "args": dict(self._arguments)}
 
     def forward(self, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Velocity at state `x` [batch, d+p] and time `t` (scalar tensor)."""
@@ -166,6 +176,17 @@ class ConvODEFunc(nn.Module):
         self.conv2 = conv(num_filters, num_filters, kernel_size=3, padding=1)
         self.conv3 = conv(num_filters, self.channels if out_channels is None else out_channels, kernel_size=1, padding=0)
         self.non_linearity = make_activation(non_linearity)
+        self._arguments = {"img_size": list(self.data_shape), "num_filters": num_filters, "augment_dim": augment_dim,
+                           "time_dependent": time_dependent, "non_linearity": non_linearity,
+                           "out_channels": out_channels}
+
+    def architecture(self) -> dict[str, object]:
+        """The constructor arguments as plain data (`anode.models.architecture_of`).
+
+        Returns:
+            `{"class": "ConvODEFunc", "args": {...}}`.
+        """
+        return {"class": "ConvODEFunc", "args": dict(self._arguments)}
 
     def forward(self, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Velocity at state `x` [batch, C+p, H, W] and time `t` (scalar tensor)."""

@@ -9,6 +9,7 @@ from torch import nn
 
 from ..config import SolverConfig
 from ..solve import NFE
+from .architecture import describe_module, plain_solver
 from .block import ODEBlock, check_input
 from .fields import ConvODEFunc, ODEFunc, make_activation
 from .validation import check_int
@@ -22,6 +23,9 @@ def count_parameters(model: nn.Module) -> int:
 
 
 _SECOND_ORDER = ("second_order", "second_order_learned")
+#: The augmentation class each name builds (a model holding another cannot be rebuilt by name).
+_AUGMENTERS = {"zeros": "ZeroAugmentation", "learned": "LearnedAugmentation", "second_order": "SecondOrderAugmentation",
+               "second_order_learned": "SecondOrderAugmentation"}
 
 
 def _field_options(time_dependent: bool | None, non_linearity: str | None) -> dict[str, object]:
@@ -51,6 +55,27 @@ class _ODEClassifier(nn.Module):
 
     odeblock: ODEBlock
     linear_layer: nn.Linear
+    #: The constructor's plain arguments (all but `solver` and `odefunc`, read from the block).
+    _arguments: dict[str, object]
+
+    def architecture(self) -> dict[str, object]:
+        """The constructor arguments as plain data (`anode.models.architecture_of`).
+
+        Returns:
+            `{"class": name, "args": {...}}`; `anode.models.build_from_architecture` rebuilds the model.
+
+        Raises:
+            ValueError: a vector field or solver options that are not anode's own plain data (the
+                class is named, with the fix: `anode.load_run(run_dir, model=my_model)`).
+        """
+        name = type(self).__name__
+        args: dict[str, object] = {**self._arguments, "solver": plain_solver(self.odeblock.solver, where=name)}
+        if args.pop("custom_field"):
+            args["odefunc"] = describe_module(self.odeblock.odefunc, where=f"vector field of {name}")
+        if type(self.odeblock.augmenter).__name__ != _AUGMENTERS.get(self.odeblock.augmentation):
+            describe_module(self.odeblock.augmenter, where=f"augmentation of {name}")  # raises: not rebuildable
+        args["augmentation"] = self.odeblock.augmentation
+        return {"class": name, "args": args}
 
     @property
     def nfe(self) -> NFE:
@@ -141,6 +166,9 @@ class ODENet(_ODEClassifier):
         self.odeblock = _vector_block("ODENet", data_dim, hidden_dim, augment_dim, augmentation, time_dependent,
                                       non_linearity, solver, odefunc)
         self.linear_layer = nn.Linear(data_dim + augment_dim, output_dim)
+        self._arguments = {"data_dim": data_dim, "hidden_dim": hidden_dim, "output_dim": output_dim,
+                           "augment_dim": augment_dim, "augmentation": augmentation, "time_dependent": time_dependent,
+                           "non_linearity": non_linearity, "custom_field": odefunc is not None}
 
 
 def _vector_block(
@@ -194,6 +222,9 @@ class ODEFlow(_ODEClassifier):
         self.odeblock = _vector_block("ODEFlow", data_dim, hidden_dim, augment_dim, augmentation, time_dependent,
                                       non_linearity, solver, odefunc)
         self.data_dim = data_dim
+        self._arguments = {"data_dim": data_dim, "hidden_dim": hidden_dim, "augment_dim": augment_dim,
+                           "augmentation": augmentation, "time_dependent": time_dependent,
+                           "non_linearity": non_linearity, "custom_field": odefunc is not None}
 
     def _readout(self, features: torch.Tensor) -> torch.Tensor:
         return features[:, : self.data_dim]
@@ -208,7 +239,8 @@ class ConvODENet(_ODEClassifier):
     Arguments:
         img_size: (C, H, W).
         num_filters: hidden channels of anode's conv vector field (leave out with `odefunc`).
-        output_dim: number of classes.
+        output_dim: number of classes (default 10, as MNIST, CIFAR-10 and SVHN); train with
+            `TrainConfig(loss="cross_entropy")` on integer class labels.
         augment_dim: p, augmented channels (p = C for second-order augmentation).
         augmentation: "zeros", "learned" (1x1 conv), "second_order" or "second_order_learned".
         time_dependent: anode's field sees t as an extra channel (None: the field's default).
@@ -225,7 +257,7 @@ class ConvODENet(_ODEClassifier):
         img_size: tuple[int, int, int],
         num_filters: int | None = None,
         *,
-        output_dim: int = 1,
+        output_dim: int = 10,
         augment_dim: int = 0,
         augmentation: str = "zeros",
         time_dependent: bool | None = None,
@@ -236,6 +268,7 @@ class ConvODENet(_ODEClassifier):
         super().__init__()
         check_int("output_dim", output_dim, minimum=1)
         _check_custom_field("ConvODENet", odefunc, "num_filters", num_filters, time_dependent, non_linearity)
+        custom_field = odefunc is not None
         check_int("augment_dim", augment_dim, minimum=0)
         _image_shape(img_size)
         if odefunc is None:
@@ -251,6 +284,9 @@ class ConvODENet(_ODEClassifier):
                                  data_shape=data_shape)
         channels, height, width = data_shape
         self.linear_layer = nn.Linear((channels + augment_dim) * height * width, output_dim)
+        self._arguments = {"img_size": list(data_shape), "num_filters": num_filters, "output_dim": output_dim,
+                           "augment_dim": augment_dim, "augmentation": augmentation, "time_dependent": time_dependent,
+                           "non_linearity": non_linearity, "custom_field": custom_field}
 
 
 def _image_shape(img_size: object) -> tuple[int, int, int]:
@@ -274,6 +310,15 @@ class _ResNetBase(nn.Module):
     residual_blocks: nn.ModuleList
     linear_layer: nn.Linear
     data_shape: tuple[int, ...]
+    _arguments: dict[str, object]
+
+    def architecture(self) -> dict[str, object]:
+        """The constructor arguments as plain data (`anode.models.architecture_of`).
+
+        Returns:
+            `{"class": name, "args": {...}}`; `anode.models.build_from_architecture` rebuilds the model.
+        """
+        return {"class": type(self).__name__, "args": dict(self._arguments)}
 
     def _setup(self, num_layers: int) -> None:
         self.num_layers = num_layers
@@ -329,6 +374,8 @@ class ResNet(_ResNetBase):
         )
         self.linear_layer = nn.Linear(data_dim, output_dim)
         self._setup(num_layers)
+        self._arguments = {"data_dim": data_dim, "hidden_dim": hidden_dim, "num_layers": num_layers,
+                           "output_dim": output_dim, "non_linearity": non_linearity}
 
 
 class ConvResNet(_ResNetBase):
@@ -338,7 +385,8 @@ class ConvResNet(_ResNetBase):
         img_size: (C, H, W).
         num_filters: hidden channels of each block.
         num_layers: number of residual blocks.
-        output_dim: number of classes.
+        output_dim: number of classes (default 10, as MNIST, CIFAR-10 and SVHN); train with
+            `TrainConfig(loss="cross_entropy")` on integer class labels.
         non_linearity: "relu", "softplus" or "tanh".
 
     Raises:
@@ -351,7 +399,7 @@ class ConvResNet(_ResNetBase):
         num_filters: int,
         num_layers: int,
         *,
-        output_dim: int = 1,
+        output_dim: int = 10,
         non_linearity: str = "relu",
     ) -> None:
         super().__init__()
@@ -364,6 +412,8 @@ class ConvResNet(_ResNetBase):
         channels, height, width = self.data_shape
         self.linear_layer = nn.Linear(channels * height * width, output_dim)
         self._setup(num_layers)
+        self._arguments = {"img_size": list(self.data_shape), "num_filters": num_filters, "num_layers": num_layers,
+                           "output_dim": output_dim, "non_linearity": non_linearity}
 
 
 class _TimeFree(nn.Module):

@@ -17,13 +17,16 @@ from anode.training.evaluation import evaluate as evaluate
 from anode.training.evaluation import ode_blocks as ode_blocks
 from anode.training.losses import count_correct as count_correct
 from anode.training.optimisers import default_optimizer as default_optimizer
+from anode.training.runs import TrainedRun as TrainedRun
+from anode.training.runs import load_run as load_run
 from anode.training.trainer import Trainer as Trainer
 from anode.training.trainer import TrainingInterrupted as TrainingInterrupted
 from anode.training.trainer import fit as fit
 from anode.training.trainer import request_stop as request_stop
 
 __all__ = [
-    "CHECKPOINT_FORMAT", "LOSSES", "RESUME_FREE_KEYS", "SCHEDULER_INTERVALS", "TrainConfig", "Trainer",
-    "TrainingInterrupted", "count_correct", "count_nfe", "default_optimizer", "evaluate", "fit", "load_checkpoint",
+    "CHECKPOINT_FORMAT", "LOSSES", "RESUME_FREE_KEYS", "SCHEDULER_INTERVALS", "TrainConfig", "TrainedRun", "Trainer",
+    "TrainingInterrupted", "count_correct", "count_nfe", "default_optimizer", "evaluate", "fit",
+    "load_checkpoint", "load_run",
     "ode_blocks", "request_stop", "resume_conflicts",
 ]

@@ -9,7 +9,7 @@ from torch import nn
 
 from anode.models.block import ODEBlock
 from anode.training.config import LOSSES
-from anode.training.losses import LossFn, check_loss_fn, count_correct, make_loss, scalar_loss
+from anode.training.losses import LossFn, check_loss_fn, check_targets, count_correct, make_loss, scalar_loss
 
 __all__ = ["count_nfe", "evaluate", "model_device", "ode_blocks"]
 
@@ -55,7 +55,10 @@ def evaluate(
         loss_fn: your own loss `(pred, target) -> scalar` (the batch mean).
 
     Raises:
-        ValueError: unknown loss, an empty loader, or a `loss_fn` returning a non-scalar.
+        ValueError: unknown loss, an empty loader, a `loss_fn` returning a non-scalar, or (without
+            `loss_fn`) first-batch targets that do not fit the predictions under `loss` (integer class
+            labels with a regression loss: use loss="cross_entropy"; labels >= the model's output_dim;
+            another shape), see `anode.training.losses.check_targets`.
         TypeError: `loss_fn` not callable.
     """
     if loss not in LOSSES:
@@ -71,6 +74,8 @@ def evaluate(
         for x, y in loader:
             x, y = x.to(device), y.to(device)
             pred = model(x)
+            if batches == 0 and loss_fn is None:
+                check_targets(pred, y, loss)
             loss_sum += float(scalar_loss(fn(pred, y))) * x.shape[0]
             correct += int(count_correct(pred, y, loss))
             total += x.shape[0]

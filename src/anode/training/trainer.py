@@ -19,13 +19,14 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from anode.history import History, atomic_write, write_json
+from anode.models.architecture import architecture_of
 from anode.models.block import ODEBlock
 from anode.regularisers import REGULARISERS
 from anode.solve import translate_solver_errors
 from anode.training.checkpoints import CHECKPOINT_FORMAT, load_checkpoint
 from anode.training.config import SCHEDULER_INTERVALS, TrainConfig, resume_conflicts
 from anode.training.evaluation import count_nfe, evaluate, model_device, ode_blocks
-from anode.training.losses import LossFn, check_loss_fn, count_correct, make_loss, scalar_loss
+from anode.training.losses import LossFn, check_loss_fn, check_targets, count_correct, make_loss, scalar_loss
 from anode.training.optimisers import OptimizerArg, SchedulerArg, make_optimizer, make_scheduler
 from anode.version import __version__
 
@@ -145,6 +146,8 @@ class Trainer:
         self.scheduler = make_scheduler(self.optimizer, scheduler, scheduler_interval)
         self.scheduler_interval = scheduler_interval
         self.loss_fn = loss_fn or make_loss(config.loss)
+        self._own_loss = loss_fn is None  # the config's loss: targets are checked against it
+        self._targets_checked = False  # set by the first step of each `fit` (`check_targets`)
         self.blocks = ode_blocks(model)
         if config.regularisers and not self.blocks:
             raise ValueError(f"regulariser weights {config.regularisers} need ODE blocks, but the model has no anode.ODEBlock")
@@ -170,7 +173,8 @@ class Trainer:
 
         Raises:
             SolverError: the forward or (adjoint) backward solve failed.
-            ValueError: `loss_fn` returned a non-scalar.
+            ValueError: `loss_fn` returned a non-scalar; or (first step of a `fit`, with the config's
+                loss) targets that do not fit the predictions (see `anode.training.losses.check_targets`).
         """
         start = time.perf_counter()
         self.optimizer.zero_grad(set_to_none=True)
@@ -179,6 +183,10 @@ class Trainer:
             terms = [stack.enter_context(self._regularised(block, index)) for index, block in enumerate(self.blocks)] \
                 if weights else []
             pred = self.model(x)
+        if not self._targets_checked:  # once per fit: a mismatch is an error before the first optimiser step
+            if self._own_loss:
+                check_targets(pred, y, self.config.loss)
+            self._targets_checked = True
         nfe_forward = count_nfe(self.model, self.blocks)[0]
         forward_blocks = [b.nfe.forward for b in self.blocks]
         data_loss = scalar_loss(self.loss_fn(pred, y))
@@ -241,7 +249,10 @@ class Trainer:
 
         Raises:
             SolverError: a solve failed (the run's records so far stay in `history`).
-            ValueError: the checkpoint was made with other result-relevant settings (see `load_checkpoint`).
+            ValueError: the checkpoint was made with other result-relevant settings (see `load_checkpoint`);
+                or the first batch's targets do not fit the model's predictions under the config's loss
+                (integer class labels with a regression loss, labels >= the model's output_dim,
+                another shape), raised before the first optimiser step.
             TrainingInterrupted: `request_stop` was called; the run was checkpointed where it stood
                 (with an `out_dir`) and the next `fit` continues it as if uninterrupted.
         """
@@ -249,6 +260,7 @@ class Trainer:
         if resume and self.checkpoint_path is not None and self.checkpoint_path.exists():
             self.load_checkpoint(self.checkpoint_path, train_loader=train_loader)
         self.segments += 1
+        self._targets_checked = False
         self._fit_started = time.perf_counter()
         _FITTING.add(self)
         try:
@@ -375,11 +387,32 @@ class Trainer:
         }
 
     def save_checkpoint(self, path: str | os.PathLike[str] | None, *, train_loader: Any = None) -> Path:
-        """Atomically write model, optimiser, config, counters, history and loader RNG state."""
+        """Atomically write model, optimiser, config, counters, history and loader RNG state.
+
+        The checkpoint also holds the model's architecture (`anode.models.architecture_of`) under
+        "architecture", so that `anode.load_run` can rebuild the model; a model anode cannot
+        describe (e.g. with your own vector field) stores None there and the reason under
+        "architecture_error".
+
+        Arguments:
+            path: the file to write.
+            train_loader: a loader with `state_dict` has its shuffling state saved.
+
+        Returns:
+            The path written.
+
+        Raises:
+            ValueError: `path` is None.
+        """
         if path is None:
             raise ValueError("no checkpoint path: pass one or give the Trainer an out_dir")
+        try:
+            architecture, architecture_error = architecture_of(self.model), None
+        except ValueError as err:
+            architecture, architecture_error = None, str(err)
         state = {
             "format": CHECKPOINT_FORMAT, "anode_version": __version__,
+            "architecture": architecture, "architecture_error": architecture_error,
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "train_config": self.config.to_dict(), "extra_state": self.extra_state,
             "epoch": self.epoch, "iteration": self.iteration, "elapsed": self.elapsed, "segments": self.segments,

@@ -38,11 +38,12 @@ from anode.lab.experiments.fingerprint import (
     write_fingerprint,
 )
 from anode.lab.experiments.grouping import check_together, mark_stacked, plan_groups
+from anode.lab.experiments.lock import LOCK_FILE, OutputLocked, check_unlocked, holds_lock, output_lock
 from anode.lab.experiments.paths import model_dir, run_seed
 from anode.lab.experiments.schema import ConfigError
 from anode.lab.experiments.units import RunGroup, RunUnit, model_spec_with, resolve_unit
 
-__all__ = ["FingerprintMismatch", "RunUnit", "check_fingerprints", "finished_runs", "move_aside", "preflight",
+__all__ = ["FingerprintMismatch", "OutputLocked", "RunUnit", "check_fingerprints", "finished_runs", "move_aside", "preflight",
            "run_experiment", "run_unit", "unit_fingerprint"]
 
 
@@ -354,16 +355,31 @@ def preflight(config: ExperimentConfig, candidates: list[dict[str, Any]] | None 
 
 
 def move_aside(out: Path) -> Path | None:
-    """Move a non-empty `out` to a sibling `<out>.old-<YYYYmmdd-HHMMSS>[-n]`; returns where (None: nothing to move)."""
-    if not out.exists() or (out.is_dir() and not any(out.iterdir())):
+    """Move a non-empty `out` to a sibling `<out>.old-<YYYYmmdd-HHMMSS>[-n]`; returns where (None: nothing to move).
+
+    A folder another live anode process is writing (its `.anode-lock`, see `experiments.lock`) is
+    refused. When this process holds the folder's lock, everything but the lock moves (the lock
+    stays, so the folder is never without it); otherwise the folder is renamed.
+
+    Raises:
+        OutputLocked: another live process holds `out`.
+    """
+    if not out.exists() or (out.is_dir() and not any(p.name != LOCK_FILE for p in out.iterdir())):
         return None
+    check_unlocked(out)
     out = out.resolve()
     stem = f"{out.name}.old-{time.strftime('%Y%m%d-%H%M%S')}"
     target, n = out.with_name(stem), 1
     while target.exists():
         n += 1
         target = out.with_name(f"{stem}-{n}")
-    out.rename(target)
+    if out.is_dir() and holds_lock(out):
+        target.mkdir()
+        for child in sorted(out.iterdir()):
+            if child.name != LOCK_FILE:
+                child.rename(target / child.name)
+    else:
+        out.rename(target)
     return target
 
 
@@ -435,8 +451,13 @@ def run_experiment(
     `aggregate.json`. Runs with a `result.json` are skipped, so rerunning a killed experiment
     resumes it (runs in flight continue from their last checkpoint).
 
-    Order: (1) preflight: every dataset and model is built once, so setup errors raise before
-    anything is written; (2) with `fresh`, an existing `out_dir` is moved aside; (3) every run
+    One writer per folder: a folder another live anode process is writing is refused at once
+    (`OutputLocked`, naming that process); this call holds `out_dir/.anode-lock` while it runs
+    (re-entrant within a process; a lock left by a killed process is taken over, logged).
+
+    Order: (0) the folder's lock is checked; (1) preflight: every dataset and model is built once,
+    so setup errors raise before anything is written; then the lock is taken; (2) with `fresh`,
+    an existing `out_dir` is moved aside (the lock stays); (3) every run
     folder of this config already on disk is checked against its fingerprint (folders the config
     no longer produces are left alone and not read); (4) search, then repeats.
 
@@ -478,6 +499,8 @@ def run_experiment(
         FileNotFoundError: missing data (preflight).
         ConfigError: an invalid search value (preflight).
         FingerprintMismatch: run folders made with other settings (a `ConfigError`).
+        OutputLocked: another live anode process is writing into `out_dir` (a `ConfigError`), raised
+            before anything is built or written.
         ConfigError: unknown backend or resource key, Ray missing for "ray", or (ray) an output
             folder that some cluster node cannot see; raised before any run starts.
     """
@@ -486,22 +509,24 @@ def run_experiment(
     check_together(together)
     out = Path(out_dir)
     log = log or tqdm.write
+    check_unlocked(out)  # at once, before the preflight builds anything
     candidates = _search_candidates(config)
     preflight(config, candidates)
-    executor, owned = open_backend(backend, jobs=jobs, address=address, resources=resources)
-    try:
-        device = device or default_device(executor)
-        if fresh:
-            moved = move_aside(out)
-            if moved is not None:
-                log(f"--fresh: moved the previous results in {out} aside to {moved}")
-        if hasattr(executor, "check_output"):
-            executor.check_output(out)
-        return _run(config, out, executor, candidates, jobs=jobs, device=device, progress=progress,
-                    retry_failed=retry_failed, select=select, log=log, together=together, reuse=reuse or {})
-    finally:
-        if owned:
-            executor.__exit__(None, None, None)
+    with output_lock(out, log=log):
+        executor, owned = open_backend(backend, jobs=jobs, address=address, resources=resources)
+        try:
+            device = device or default_device(executor)
+            if fresh:
+                moved = move_aside(out)
+                if moved is not None:
+                    log(f"--fresh: moved the previous results in {out} aside to {moved}")
+            if hasattr(executor, "check_output"):
+                executor.check_output(out)
+            return _run(config, out, executor, candidates, jobs=jobs, device=device, progress=progress,
+                        retry_failed=retry_failed, select=select, log=log, together=together, reuse=reuse or {})
+        finally:
+            if owned:
+                executor.__exit__(None, None, None)
 
 
 def _run(config: ExperimentConfig, out: Path, executor: Backend, candidates: list[dict[str, Any]], *, jobs: int,

@@ -16,6 +16,7 @@ others train.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from anode.lab.experiments.builders import build_data
 from anode.lab.experiments.config import ExperimentConfig
 from anode.lab.experiments.fingerprint import fingerprint_digest
 from anode.lab.experiments.grouping import Keys, check_together, mark_stacked, plan_groups
+from anode.lab.experiments.lock import check_unlocked, output_lock
 from anode.lab.experiments.runner import (
     execute_item,
     finished_result,
@@ -105,16 +107,45 @@ def run_suite(
     Returns:
         The aggregates by experiment name, in the order of `configs`.
 
+    One writer per folder: `out_dir` and every experiment folder `out_dir / cfg.name` are locked
+    while the suite runs (`experiments.lock.output_lock`; re-entrant within a process, a lock left
+    by a killed process is taken over).
+
     Raises:
         ConfigError: an experiment with a search (run it with `run_experiment`).
+        OutputLocked: another live anode process is writing into `out_dir` or one of the experiment
+            folders (a `ConfigError`), raised before anything is written.
         ValueError, FileNotFoundError, FingerprintMismatch: as `run_experiment`, before any run starts.
     """
     check_together(together)
     searched = [cfg.name for cfg in configs if cfg.search is not None]
     if searched:
         raise ConfigError(f"run_suite runs experiments without a search; {searched} have one: run them with run_experiment")
-    device = device or default_device(executor)
     log = log or tqdm.write
+    folders = [Path(out_dir), *(Path(out_dir) / cfg.name for cfg in configs)]
+    for folder in folders:  # every refusal before any lock is taken
+        check_unlocked(folder)
+    with contextlib.ExitStack() as locks:
+        for folder in folders:
+            locks.enter_context(output_lock(folder, log=log))
+        return _run_suite(configs, Path(out_dir), executor=executor, device=device, progress=progress,
+                          retry_failed=retry_failed, log=log, together=together, on_finished=on_finished)
+
+
+def _run_suite(
+    configs: Sequence[ExperimentConfig],
+    out_dir: Path,
+    *,
+    executor: Backend,
+    device: str | None,
+    progress: bool,
+    retry_failed: bool,
+    log: Callable[[str], None],
+    together: int,
+    on_finished: Callable[[ExperimentConfig, dict[str, Any]], None] | None,
+) -> dict[str, dict[str, Any]]:
+    """`run_suite`'s work, with the output folders locked."""
+    device = device or default_device(executor)
     if hasattr(executor, "start"):  # local workers import torch while the runs are planned here
         executor.start(warm_up)
     plans = _plan(configs, Path(out_dir), executor=executor, device=device, together=together, retry_failed=retry_failed,
