@@ -10,6 +10,8 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator
 from mpl_toolkits.mplot3d import Axes3D  # noqa: F401  (registers the "3d" projection)
 from mpl_toolkits.mplot3d.art3d import Line3DCollection
 
@@ -49,6 +51,42 @@ def axis_limits(values: np.ndarray, margin: float = 0.05) -> tuple[float, float]
     lo, hi = float(np.nanmin(values)), float(np.nanmax(values))
     pad = (hi - lo) * margin if hi > lo else 0.5
     return lo - pad, hi + pad
+
+
+_MARKER_GREY = "#404040"
+
+
+def _time_text(times: Any, which: int, default: str) -> str:
+    if times is None:
+        return default
+    t = np.asarray(to_numpy(times, "times")).ravel()
+    return f"t = {float(t[which]):g}" if t.size else default
+
+
+def add_flow_legend(ax: Axes, legend: list[tuple[str, str]], *, start: str = "t = 0", end: str = "t = 1",
+                    loc: str = "best") -> None:
+    """Legend of a flow figure: one line per class (text, colour) and two marker proxies, a hollow
+    circle for the start points (`start`, e.g. "t = 0") and a filled one for the end points (`end`).
+    The proxies are not added to the axes."""
+    handles = [Line2D([], [], color=c, lw=2, label=t) for t, c in legend]
+    handles += [
+        Line2D([], [], ls="none", marker="o", markersize=6, markerfacecolor="none", markeredgecolor=_MARKER_GREY,
+               label=f"{start} (hollow)"),
+        Line2D([], [], ls="none", marker="o", markersize=6, markerfacecolor=_MARKER_GREY, markeredgecolor="white",
+               label=f"{end} (filled)"),
+    ]
+    ax.legend(handles=handles, loc=loc, fontsize="small")
+
+
+def style_3d_axes(ax: Axes, labels: Sequence[str] = ("h1", "h2", "h3"), *, nbins: int = 3,
+                  fontsize: float = 7.0) -> None:
+    """Make a small 3-D axes readable: at most `nbins` + 1 ticks per axis, small tick labels close to
+    the axis, and the axis labels `labels` (x, y, z) set a little further out."""
+    for axis, text in zip((ax.xaxis, ax.yaxis, ax.zaxis), labels):
+        axis.set_major_locator(MaxNLocator(nbins))
+        axis.set_tick_params(labelsize=fontsize, pad=0)
+        axis.set_label_text(text, fontsize=fontsize + 1)
+        axis.labelpad = 1
 
 
 def plot_trajectories_1d(
@@ -112,6 +150,7 @@ def plot_trajectories_2d(
     labels: ArrayLike | None = None,
     title: str | None = None,
     alpha: float = 0.7,
+    times: ArrayLike | None = None,
     ax: Axes | None = None,
 ) -> Figure:
     """Plot 2-D trajectories as paths in the plane: hollow markers at t0, filled markers at T.
@@ -120,6 +159,8 @@ def plot_trajectories_2d(
         trajectories: states, shape [T, N, 2].
         labels: optional per-trajectory labels, shape [N].
         title: optional title.
+        times: optional times [T]; the legend then says "t = times[0] (hollow)" and
+            "t = times[-1] (filled)" (default "t = 0" and "t = 1").
         alpha: line opacity.
         ax: draw into this axes (its figure is returned) instead of a new figure.
 
@@ -141,7 +182,7 @@ def plot_trajectories_2d(
     ax.set_ylabel("h2")
     if title is not None:
         ax.set_title(title)
-    add_label_legend(ax, legend)
+    add_flow_legend(ax, legend, start=_time_text(times, 0, "t = 0"), end=_time_text(times, -1, "t = 1"))
     return fig
 
 
@@ -153,6 +194,7 @@ def plot_trajectories_3d(
     alpha: float = 0.7,
     elev: float | None = None,
     azim: float | None = None,
+    times: ArrayLike | None = None,
     ax: Axes | None = None,
 ) -> Figure:
     """Plot 3-D trajectories (e.g. d + p = 3 for an augmented 2-D problem) on 3-D axes.
@@ -161,6 +203,7 @@ def plot_trajectories_3d(
         trajectories: states, shape [T, N, 3].
         labels: optional per-trajectory labels, shape [N].
         title: optional title.
+        times: optional times [T] for the legend of the start (hollow) and end (filled) markers.
         alpha: line opacity.
         elev, azim: optional camera angles (degrees).
         ax: a 3-D axes (projection="3d") to draw into instead of a new figure.
@@ -182,14 +225,12 @@ def plot_trajectories_3d(
     ax.set_xlim(*axis_limits(traj[..., 0]))
     ax.set_ylim(*axis_limits(traj[..., 1]))
     ax.set_zlim(*axis_limits(traj[..., 2]))
-    ax.set_xlabel("h1")
-    ax.set_ylabel("h2")
-    ax.set_zlabel("h3")
+    style_3d_axes(ax, fontsize=8.0, nbins=4)
     if elev is not None or azim is not None:
         ax.view_init(elev=elev, azim=azim)
     if title is not None:
         ax.set_title(title)
-    add_label_legend(ax, legend)
+    add_flow_legend(ax, legend, start=_time_text(times, 0, "t = 0"), end=_time_text(times, -1, "t = 1"), loc="upper left")
     return fig
 
 
@@ -223,9 +264,9 @@ def plot_trajectories(
         t = np.arange(arr.shape[0], dtype=float) if times is None else times
         return plot_trajectories_1d(t, arr, labels=labels, title=title)
     if dim == 2:
-        return plot_trajectories_2d(arr, labels=labels, title=title)
+        return plot_trajectories_2d(arr, labels=labels, title=title, times=times)
     if dim == 3:
-        return plot_trajectories_3d(arr, labels=labels, title=title)
+        return plot_trajectories_3d(arr, labels=labels, title=title, times=times)
     raise ValueError(
         f"trajectories have {dim} dimensions (shape {tuple(arr.shape)}); only 1, 2 or 3 can be plotted: "
         "project them to 3 or fewer dimensions first (e.g. PCA)"
@@ -249,10 +290,17 @@ def draw_features(ax: Axes, feats: np.ndarray, colors: list[str], *, title: str 
     if d == 1:
         ax.scatter(feats[:, 0], np.zeros(len(feats)), c=colors, s=12, alpha=0.8)
         ax.set_yticks([])
+        ax.set_xlabel("h1")
+        ax.set_ylabel("(1-D: all at 0)", fontsize="small")
     elif d == 2:
         ax.scatter(feats[:, 0], feats[:, 1], c=colors, s=12, alpha=0.8)
+        ax.set_xlabel("h1")
+        ax.set_ylabel("h2")
+        ax.xaxis.set_major_locator(MaxNLocator(4))
+        ax.yaxis.set_major_locator(MaxNLocator(4))
     else:
         ax.scatter(feats[:, 0], feats[:, 1], feats[:, 2], c=colors, s=10, alpha=0.8)
+        style_3d_axes(ax)
     if limits is not None:
         ax.set_xlim(*limits[0])
         if d >= 2:
@@ -282,7 +330,8 @@ def plot_feature_evolution(
         panel_size: width and height of one panel in inches.
 
     Returns:
-        The Figure with exactly K axes, one scatter collection each.
+        The Figure with exactly K axes, one scatter collection each, every axis labelled (h1, h2,
+        h3); 3-D panels have at most four ticks per axis. The class legend is the figure's.
 
     Raises:
         ValueError: if `snapshots` is empty, a snapshot or `labels` has a wrong shape, `titles`
@@ -308,7 +357,8 @@ def plot_feature_evolution(
         ax = fig.add_subplot(rows, cols, i + 1, projection="3d" if f.shape[1] == 3 else None)
         draw_features(ax, f, colors, title=None if titles is None else str(titles[i]))
     if legend:
-        add_label_legend(fig.axes[0], legend)
+        handles = [Line2D([], [], ls="none", marker="o", color=c, label=t) for t, c in legend]
+        fig.legend(handles=handles, loc="outside upper right", fontsize="small", ncols=len(handles))
     return fig
 
 

@@ -25,6 +25,7 @@ def plot_input_space_map(
     cmap: str = "RdBu_r",
     title: str | None = None,
     colorbar: bool = True,
+    colorbar_label: str = "model output",
     ax: Axes | None = None,
 ) -> Figure:
     """Colour map of a model's output over a grid of 2-D inputs, x to the right and y upward.
@@ -44,6 +45,7 @@ def plot_input_space_map(
         cmap: colormap name.
         title: optional title.
         colorbar: add a colour bar.
+        colorbar_label: the colour bar's label.
         ax: draw into this axes (its figure is returned) instead of a new figure.
 
     Returns:
@@ -89,7 +91,7 @@ def plot_input_space_map(
             ax.scatter(pts[:, 0], pts[:, 1], c=labs.astype(float), cmap=cmap, norm=norm, s=20,
                        edgecolors="black", linewidths=0.6, zorder=3)
     if colorbar:
-        fig.colorbar(mesh, ax=ax)
+        fig.colorbar(mesh, ax=ax, label=colorbar_label)
     ax.set_xlabel("x1")
     ax.set_ylabel("x2")
     if title is not None:

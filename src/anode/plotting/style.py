@@ -7,12 +7,12 @@ global pyplot state is created and no GUI backend is ever needed.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from matplotlib import colormaps
-from matplotlib import rcParams
+from matplotlib import colormaps, rcParams
 from matplotlib.axes import Axes
 from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
@@ -20,11 +20,17 @@ from matplotlib.lines import Line2D
 from numpy.typing import ArrayLike
 
 __all__ = [
+    "AUGMENTATION_STYLES",
     "LABEL_COLORS",
     "METHOD_COLORS",
+    "MODIFIER_LINESTYLES",
     "ArrayLike",
+    "CurveStyle",
+    "augment_shade",
     "method_color",
     "method_colors",
+    "model_style",
+    "model_styles",
 ]
 
 #: Fixed colours for the three model families of the paper, matched on the start of a label.
@@ -127,6 +133,166 @@ def method_colors(labels: Sequence[str]) -> dict[str, str]:
         else:
             out[label] = method_color(label, k)
             k += 1
+    return out
+
+
+LineStyle = str | tuple[float, tuple[float, ...]]
+
+
+@dataclass(frozen=True)
+class CurveStyle:
+    """How one model is drawn in every figure of a report: colour, line style and marker (None: no marker)."""
+
+    color: str
+    linestyle: LineStyle = "-"
+    marker: str | None = None
+
+    def key(self) -> tuple[str, str, str | None]:
+        """A hashable identity: two models must never share it within one figure."""
+        return (self.color.lower(), repr(self.linestyle), self.marker)
+
+
+#: Augmented models by how h(0) is built (`ModelSpec.augmentation`): a sequential colormap (the
+#: shade grows with the number of augmented dimensions p, see `augment_shade`) and a marker.
+AUGMENTATION_STYLES: dict[str, tuple[str, str | None]] = {
+    "zeros": ("Blues", None),  # the paper's ANODE
+    "learned": ("Purples", "o"),
+    "second_order": ("Oranges", "s"),
+    "second_order_learned": ("YlOrBr", "D"),
+}
+
+#: Line styles of the training modifiers a model adds (weight decay, regularisers); any
+#: combination of two or more gets its own dash pattern.
+MODIFIER_LINESTYLES: dict[frozenset[str], LineStyle] = {
+    frozenset(): "-",
+    frozenset({"weight_decay"}): "--",
+    frozenset({"kinetic_energy"}): ":",
+    frozenset({"jacobian_norm"}): "-.",
+    frozenset({"weight_decay", "kinetic_energy"}): (0, (7, 2, 1, 2, 1, 2)),
+    frozenset({"weight_decay", "jacobian_norm"}): (0, (7, 2, 3, 2)),
+    frozenset({"kinetic_energy", "jacobian_norm"}): (0, (1, 2, 1, 2, 4, 2)),
+    frozenset({"weight_decay", "kinetic_energy", "jacobian_norm"}): (0, (7, 2, 1, 2, 3, 2)),
+}
+
+#: Extra markers that tell apart models whose settings give the same colour and line style.
+_SPARE_MARKERS = ("v", "^", "P", "X", "<", ">", "*", "h", "p", "d")
+
+_REFERENCE_KINDS = ("resnet", "convresnet")
+
+
+def augment_shade(p: int) -> float:
+    """Position in a sequential colormap for p augmented dimensions: 0.5 for p = 1, 0.75 for 2,
+    0.9 for 5, 0.95 for 10, at most 0.98 for large p (darker = more augmentation). Absolute, not
+    ranked, so a model keeps its shade in every experiment of a report."""
+    return min(1.0 - 0.5 / max(int(p), 1), 0.98)
+
+
+def _setting(model: Any, name: str, default: float) -> float:
+    value = getattr(model, name, None) if not isinstance(model, Mapping) else model.get(name)
+    return float(default if value is None else value)
+
+
+def _attr(model: Any, name: str, default: Any = None) -> Any:
+    if isinstance(model, Mapping):
+        return model.get(name, default)
+    return getattr(model, name, default)
+
+
+def model_style(model: Any, *, weight_decay: float = 0.0, kinetic_energy: float = 0.0,
+                jacobian_norm: float = 0.0) -> CurveStyle:
+    """The style of one model, from its declared settings (never its display name).
+
+    Rules: a non-ODE reference (role "reference" or kind resnet/convresnet) is green; an ODE model
+    with p = `augment_dim` = 0 (a NODE) is red; an augmented ODE model (ANODE) takes the colormap
+    and marker of its `augmentation` in `AUGMENTATION_STYLES` (zeros: Blues, no marker; learned:
+    Purples, circles; second_order: Oranges, squares), shaded by p (`augment_shade`). The line
+    style says which training modifiers are on (`MODIFIER_LINESTYLES`: weight decay dashed,
+    kinetic energy dotted, Jacobian norm dash-dot; solid: none).
+
+    Arguments:
+        model: anything with the attributes (or keys) of `anode.lab.experiments.config.ModelSpec`:
+            role, kind, augment_dim, augmentation, weight_decay, kinetic_energy, jacobian_norm
+            (missing ones take neutral defaults).
+        weight_decay, kinetic_energy, jacobian_norm: the experiment's training values, used where
+            the model does not override them (None).
+
+    Returns:
+        A `CurveStyle`.
+    """
+    kind = str(_attr(model, "kind", "odenet") or "odenet")
+    role = _attr(model, "role")
+    p = int(_attr(model, "augment_dim", 0) or 0)
+    if role == "reference" or kind in _REFERENCE_KINDS:
+        color, marker = METHOD_COLORS["ResNet"], None
+    elif p == 0:
+        color, marker = METHOD_COLORS["NODE"], None
+    else:
+        cmap, marker = AUGMENTATION_STYLES.get(str(_attr(model, "augmentation", "zeros") or "zeros"), ("Greys", "o"))
+        color = to_hex(colormaps[cmap](augment_shade(p)))
+    on = frozenset(name for name, default in (("weight_decay", weight_decay), ("kinetic_energy", kinetic_energy),
+                                              ("jacobian_norm", jacobian_norm))
+                   if _setting(model, name, default) > 0)
+    return CurveStyle(color=color, linestyle=MODIFIER_LINESTYLES[on], marker=marker)
+
+
+def model_styles(models: Sequence[Any], *, weight_decay: float = 0.0, kinetic_energy: float = 0.0,
+                 jacobian_norm: float = 0.0) -> dict[str, CurveStyle]:
+    """Styles of every model of an experiment, keyed by model name: `model_style` of each, then,
+    should two models still share colour, line style and marker (they differ only in settings
+    the rules do not show, e.g. width or learning rate), the later ones get spare markers
+    ("v", "^", ...) in model order. A model's style thus depends on its settings only, and is the
+    same in every figure (and every experiment) of a report.
+
+    Arguments:
+        models: `ModelSpec`-like objects (with a `name`), in the experiment's order.
+        weight_decay, kinetic_energy, jacobian_norm: the experiment's training values.
+
+    Returns:
+        name -> `CurveStyle`, no two equal.
+    """
+    out: dict[str, CurveStyle] = {}
+    used: set[tuple[str, str, str | None]] = set()
+    for m in models:
+        style = model_style(m, weight_decay=weight_decay, kinetic_energy=kinetic_energy, jacobian_norm=jacobian_norm)
+        spare = iter(_SPARE_MARKERS)
+        while style.key() in used:
+            marker = next(spare, None)
+            if marker is None:  # more clashes than spare markers: shift the colour along the cycle
+                marker = style.marker
+                cycle = _default_cycle()
+                style = CurveStyle(cycle[len(out) % len(cycle)], style.linestyle, marker)
+                spare = iter(_SPARE_MARKERS)
+                if style.key() not in used:
+                    break
+                continue
+            style = CurveStyle(style.color, style.linestyle, marker)
+        used.add(style.key())
+        out[str(_attr(m, "name"))] = style
+    return out
+
+
+def resolve_styles(labels: Sequence[str], styles: Mapping[str, Any] | None) -> dict[str, CurveStyle]:
+    """A `CurveStyle` per label: from `styles` (CurveStyle, a dict of its fields, or a colour string)
+    where given, else the family colour of `method_colors`, solid; labels sharing a colour and line
+    style then get spare markers, so no two labels look alike."""
+    fallback = method_colors(list(labels))
+    out: dict[str, CurveStyle] = {}
+    used: set[tuple[str, str, str | None]] = set()
+    for label in labels:
+        given = None if styles is None else styles.get(label)
+        if isinstance(given, CurveStyle):
+            style = given
+        elif isinstance(given, Mapping):
+            style = CurveStyle(**given)
+        elif isinstance(given, str):
+            style = CurveStyle(given)
+        else:
+            style = CurveStyle(fallback[label])
+        spare = iter(_SPARE_MARKERS)
+        while style.key() in used and (marker := next(spare, None)) is not None:
+            style = CurveStyle(style.color, style.linestyle, marker)
+        used.add(style.key())
+        out[label] = style
     return out
 
 

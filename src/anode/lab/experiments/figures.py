@@ -15,7 +15,7 @@ from anode.lab.experiments.aggregate import load_histories
 from anode.lab.experiments.config import ExperimentConfig, parse_config
 from anode.lab.experiments.paths import repeat_dirs, slug
 
-__all__ = ["experiment_figures", "load_experiment", "read_artifacts", "save_experiment_figures"]
+__all__ = ["experiment_figures", "experiment_styles", "load_experiment", "read_artifacts", "save_experiment_figures"]
 
 
 def load_experiment(exp_dir: str | os.PathLike[str]) -> ExperimentConfig:
@@ -46,11 +46,14 @@ def _title(dataset: str, model: str | None = None) -> str:
 def experiment_figures(exp_dir: str | os.PathLike[str]) -> dict[str, Figure]:
     """Every figure the saved results support, keyed "kind/dataset[/model]".
 
-    Kinds: loss, nfe (mean +- std across repeats per iteration), nfe_vs_loss, eval_loss (per
+    Every model keeps one colour, line style and marker in all of them (`experiment_styles`).
+    Kinds: loss, nfe (mean +- std across repeats per iteration, smoothed by a centred moving
+    average of about 1/40 of the iterations over the faint raw mean), nfe_vs_loss, eval_loss (per
     epoch, when evaluated), flow (trajectories), features (snapshots during training), map
     (input-space map), field (1-D vector field).
     """
     cfg = load_experiment(exp_dir)
+    styles = experiment_styles(cfg)
     figures: dict[str, Figure] = {}
     for d in cfg.datasets:
         hist = {m.name: load_histories(exp_dir, d.name, m.name, config=cfg) for m in cfg.models}
@@ -59,25 +62,39 @@ def experiment_figures(exp_dir: str | os.PathLike[str]) -> dict[str, Figure]:
             continue
         key = slug(d.name)
         figures[f"loss/{key}"] = plotting.plot_histories(
-            {n: [h.array("loss") for h in hs] for n, hs in hist.items()}, ylabel=f"{cfg.train.loss} loss", title=_title(d.name))
+            {n: [h.array("loss") for h in hs] for n, hs in hist.items()}, ylabel=f"{cfg.train.loss} loss", title=_title(d.name),
+            styles=styles, smooth="auto")
         ode = {n: hs for n, hs in hist.items() if cfg.model(n).kind not in ("resnet", "convresnet")}
         if ode:
             figures[f"nfe/{key}"] = plotting.plot_histories(
-                {n: [h.array("nfe_forward") for h in hs] for n, hs in ode.items()}, ylabel="forward NFE", title=_title(d.name))
+                {n: [h.array("nfe_forward") for h in hs] for n, hs in ode.items()}, ylabel="forward NFE", title=_title(d.name),
+                styles=styles, smooth="auto")
+            points = {n: (np.concatenate([h.array("nfe_forward") for h in hs]), np.concatenate([h.array("loss") for h in hs]))
+                      for n, hs in ode.items()}
+            # NFE per iteration are integers: the models' strips side by side within +-0.3 of each value
+            whole = all(np.all(np.mod(x, 1) == 0) for x, _ in points.values()) and len(points) > 1
             figures[f"nfe_vs_loss/{key}"] = plotting.plot_nfe_vs_loss(
-                {n: (np.concatenate([h.array("nfe_forward") for h in hs]), np.concatenate([h.array("loss") for h in hs]))
-                 for n, hs in ode.items()}, title=_title(d.name), log_y=True)
+                points, xlabel="forward NFE" + (" (models side by side within ± 0.3)" if whole else ""),
+                ylabel=f"{cfg.train.loss} loss", title=_title(d.name), log_y=True, styles=styles, dodge=0.6 if whole else 0.0)
         evals = {n: [h.epoch_array("eval_loss") for h in hs] for n, hs in hist.items()}
         evals = {n: [c[np.isfinite(c)] for c in cs] for n, cs in evals.items()}
         evals = {n: cs for n, cs in evals.items() if all(len(c) for c in cs)}
         if evals:
             figures[f"eval_loss/{key}"] = plotting.plot_histories(
-                evals, ylabel="evaluation loss", xlabel="Epoch", title=_title(d.name))
+                evals, ylabel="evaluation loss", xlabel="Epoch", title=_title(d.name), styles=styles)
         for m in cfg.models:
             arts = read_artifacts(exp_dir, d.name, m.name)
             if arts:
                 figures.update(_artifact_figures(arts, key, d.name, m.name))
     return figures
+
+
+def experiment_styles(cfg: ExperimentConfig) -> dict[str, plotting.CurveStyle]:
+    """The colour, line style and marker of each model of `cfg`, from its role and settings
+    (`anode.plotting.model_styles`): the same in every figure, and the same for equal settings in
+    every experiment of a report."""
+    return plotting.model_styles(cfg.models, weight_decay=cfg.train.weight_decay,
+                                 kinetic_energy=cfg.train.kinetic_energy, jacobian_norm=cfg.train.jacobian_norm)
 
 
 def _artifact_figures(arts: dict[str, Any], key: str, dataset: str, model: str) -> dict[str, Figure]:
