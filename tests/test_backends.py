@@ -99,6 +99,26 @@ def test_local_workers_started_early_serve_the_runs():
         assert sorted(seen) == [(1, 1), (2, 2), (3, 3)] and set(backend._pool._processes) == started
 
 
+def test_local_workers_run_one_torch_thread_each_and_the_calling_process_is_left_alone():
+    """The thread policy (docs/install.md): `--jobs N` > 1 workers set one torch thread each; with one job
+    the runs train in the calling process, whose setting anode does not touch."""
+    import operator
+
+    import torch
+
+    with LocalBackend(jobs=2) as backend:
+        backend.start(warm_up=torch.get_num_threads)  # a module-level function each worker runs first
+        seen: list[int] = []
+        backend.execute([torch.get_num_threads] * 2, fn=operator.call, on_result=lambda unit, record: seen.append(record),
+                        progress=False, desc="test")
+    assert seen == [1, 1]
+    before = torch.get_num_threads()
+    with LocalBackend(jobs=1) as backend:
+        backend.execute([torch.get_num_threads], fn=operator.call, on_result=lambda unit, record: seen.append(record),
+                        progress=False, desc="test")
+    assert seen[-1] == before == torch.get_num_threads()
+
+
 def test_ray_missing_fails_with_the_install_command(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
     cfg = parse_config(tiny())

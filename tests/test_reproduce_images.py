@@ -92,15 +92,16 @@ def test_unknown_budget_lists_choices():
         ri.image_experiment("mnist", budget="huge")
 
 
-def test_small_budget():
+def test_small_budget_is_a_stated_stand_in_with_three_repeats():
+    """The CPU budget of Table 1: 3 repeats a model (so its claims get verdicts), at a scale the note states."""
     cfg, note = ri.image_experiment("mnist", budget="small", data_dir="/some/where")
-    assert cfg.train.batch_size == 64 and cfg.train.max_iterations == 100
-    assert cfg.repeats == 2 and cfg.train.epochs == 1
+    assert cfg.train.batch_size == 32 and cfg.train.max_iterations == 80
+    assert cfg.repeats == 3 and cfg.train.epochs == 1
     (ds,) = cfg.datasets
-    assert isinstance(ds, ImageSpec) and ds.test_subset == 1000 and ds.train_subset is None
+    assert isinstance(ds, ImageSpec) and ds.test_subset == 500 and ds.train_subset == 2000
     assert ds.data_dir == "/some/where" and ds.dataset == "mnist"
-    assert "100 iterations" in note
-    assert [(m.name, m.hidden_dim, m.augment_dim) for m in cfg.models] == [("NODE", 92, 0), ("ANODE (p=5)", 64, 5)]
+    assert "stand-in" in note and "1/8 of the filters" in note and "80 iterations" in note and "3 repeats" in note
+    assert [(m.name, m.hidden_dim, m.augment_dim) for m in cfg.models] == [("NODE", 12, 0), ("ANODE (p=5)", 8, 5)]
 
 
 def test_paper_budget_keeps_the_config():
@@ -119,7 +120,7 @@ def test_smoke_budget():
 def test_sweep_p_adds_anode_models():
     cfg, _ = ri.image_experiment("mnist", budget="small", sweep_p=(1, 5, 10))
     assert [(m.name, m.hidden_dim, m.augment_dim) for m in cfg.models] == [
-        ("NODE", 92, 0), ("ANODE (p=5)", 64, 5), ("ANODE (p=1)", 64, 1), ("ANODE (p=10)", 64, 10)]
+        ("NODE", 12, 0), ("ANODE (p=5)", 8, 5), ("ANODE (p=1)", 8, 1), ("ANODE (p=10)", 8, 10)]
     assert len({m.name for m in cfg.models}) == len(cfg.models)
 
 

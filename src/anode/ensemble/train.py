@@ -178,7 +178,7 @@ class EnsembleTrainer:
         self._build()
         self._targets_checked = False
         lead, cfg = self.trainers[0], self.config
-        epochs = tqdm(range(lead.epoch, cfg.epochs), desc=f"epochs ({size} runs together)", leave=False,
+        epochs = tqdm(range(lead.epoch, cfg.epochs), desc=f"epochs ({size} runs together)", leave=True,
                       disable=not cfg.progress, initial=lead.epoch, total=cfg.epochs)
         for _ in epochs:
             if self._budget_spent():

@@ -21,6 +21,7 @@ from anode.lab.claims import VERDICT_RULE, evaluate_claims
 from anode.lab.experiments.config import ExperimentConfig
 from anode.lab.experiments.figures import save_experiment_figures
 from anode.lab.experiments.runner import run_experiment
+from anode.lab.experiments.lock import locks_output
 from anode.lab.report import Section, machine_description, run_counts, runs_line, write_report
 
 __all__ = ["ExperimentOutcome", "draw_figures", "figure_sections", "results_listing", "run", "run_and_report",
@@ -156,6 +157,7 @@ def results_listing(out_dir: str | os.PathLike[str]) -> str:
     return f"results in {out}: " + (", ".join(names) if names else "nothing was written")
 
 
+@locks_output("out_dir")
 def run_and_report(config: ExperimentConfig, out_dir: str | os.PathLike[str], *, jobs: int = 1, device: str | None = None,
                    progress: bool = True, retry_failed: bool = False, fresh: bool = False, figures: bool = True,
                    gifs: bool = False, command: str = "", log: Callable[[str], None] | None = None,

@@ -281,7 +281,8 @@ class Trainer:
         cfg = self.config
         self._train_loader = train_loader
         self.model.train()
-        epochs = tqdm(range(self.epoch, cfg.epochs), desc="epochs", leave=False, disable=not cfg.progress,
+        # the epoch bar stays when training ends (a record of the run); each epoch's bar goes with its epoch
+        epochs = tqdm(range(self.epoch, cfg.epochs), desc="epochs", leave=True, disable=not cfg.progress,
                       initial=self.epoch, total=cfg.epochs)
         for _ in epochs:
             if self._budget_spent():
@@ -296,8 +297,10 @@ class Trainer:
                 next(batches)
             position = skip
             n_batches = batch_count(train_loader)
+            left = math.inf if cfg.max_iterations is None else skip + cfg.max_iterations - self.iteration
+            shown = min(n_batches, left)  # an epoch cut by max_iterations: its bar (and ETA) ends at the cut
             for x, y in tqdm(batches, desc=f"epoch {self.epoch + 1}", leave=False, disable=not cfg.progress,
-                             initial=skip, total=None if math.isinf(n_batches) else n_batches):
+                             initial=skip, total=None if math.isinf(shown) else shown):
                 record = self.step(x.to(device, non_blocking=True), y.to(device, non_blocking=True))
                 position += 1
                 epochs.set_postfix(loss=f"{record['loss']:.4f}", nfe=record["nfe_forward"], refresh=False)

@@ -16,6 +16,8 @@ hard-linked into place, which fails when a lock exists; or, where hard links are
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 import json
 import os
 import shlex
@@ -26,11 +28,13 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from anode.lab.experiments.schema import ConfigError
 
-__all__ = ["LOCK_FILE", "OutputLocked", "check_unlocked", "holds_lock", "lock_holder", "output_lock"]
+__all__ = ["LOCK_FILE", "OutputLocked", "check_unlocked", "holds_lock", "lock_holder", "locks_output", "output_lock"]
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 #: The lock's file name inside the output folder.
 LOCK_FILE = ".anode-lock"
@@ -228,6 +232,7 @@ def output_lock(
             with _HELD_GUARD:
                 _HELD[key][0] -= 1
         return
+    created = not key.exists()  # a folder made only to hold the lock is removed with it, if still empty
     key.mkdir(parents=True, exist_ok=True)
     path = key / LOCK_FILE
     token = uuid.uuid4().hex
@@ -262,3 +267,30 @@ def output_lock(
         current = lock_holder(key)
         if current is not None and current.get("token") == token:
             path.unlink(missing_ok=True)
+        if created:
+            with contextlib.suppress(OSError):
+                key.rmdir()
+
+
+def locks_output(parameter: str) -> Callable[[F], F]:
+    """Make a command hold the lock of the folder its argument `parameter` names for the whole call, so that
+    everything it writes there (runs, figures, reports) has one writer; nested commands re-enter it.
+
+    Arguments:
+        parameter: the name of the command's output-folder argument (e.g. "out_dir").
+
+    Returns:
+        The decorator.
+    """
+
+    def decorate(fn: F) -> F:
+        signature = inspect.signature(fn)
+
+        @functools.wraps(fn)
+        def locked(*args: Any, **kwargs: Any) -> Any:
+            with output_lock(signature.bind(*args, **kwargs).arguments[parameter]):
+                return fn(*args, **kwargs)
+
+        return locked  # type: ignore[return-value]
+
+    return decorate

@@ -22,6 +22,7 @@ from anode.lab.experiments.figures import experiment_figures
 from anode.lab.experiments.paths import repeat_dirs, slug
 from anode.lab.experiments.runner import run_experiment
 from anode.lab.experiments.schema import ConfigError
+from anode.lab.experiments.lock import locks_output
 from anode.history import History, read_json, write_json
 from anode.lab.report import Section, machine_description, write_report
 
@@ -346,6 +347,7 @@ def _with_level_metrics(agg: dict[str, Any], dataset: str, iters: dict[str, Any]
     return {**agg, "groups": groups}
 
 
+@locks_output("out_dir")
 def reproduce_images(
     out_dir: str | os.PathLike[str],
     *,

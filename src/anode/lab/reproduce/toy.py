@@ -20,6 +20,7 @@ from anode.lab.experiments.figures import save_experiment_figures
 from anode.lab.experiments.runner import move_aside
 from anode.lab.experiments.schema import ConfigError
 from anode.lab.experiments.suite import run_suite
+from anode.lab.experiments.lock import locks_output
 from anode.history import write_json
 from anode.lab.report import Section, machine_description, runs_line, write_report
 
@@ -128,6 +129,7 @@ _SECTIONS: list[tuple[str, str, list[tuple[str, str, str]]]] = [
 ]
 
 
+@locks_output("out_dir")
 def reproduce_toy(
     out_dir: str | os.PathLike[str],
     *,
