@@ -26,7 +26,7 @@ def main(out_dir: Path) -> None:
     t = torch.linspace(0.0, 1.0, 20)
     points = torch.arange(0, len(data.data), 5)  # 60 points of both classes
     with torch.no_grad():
-        trajectory, pred = model(data.data[points], t=t, return_trajectory=True)  # [20, 60, 3], [60, 1]
+        trajectory, _pred = model(data.data[points], t=t, return_trajectory=True)  # [20, 60, 3], [60, 1]
     print(f"trajectory {tuple(trajectory.shape)}; starts at [x, 0]: {bool((trajectory[0, :, 2] == 0).all())}")
     figure = anode.plotting.plot_trajectories(t, trajectory, labels=data.targets[points, 0])
     out_dir.mkdir(parents=True, exist_ok=True)

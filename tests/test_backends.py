@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 from test_runner import TINY as RUNNER_TINY
 
+from anode.history import read_json
 from anode.lab.cli import main
 from anode.lab.experiments import ConfigError, parse_config, run_experiment
 from anode.lab.experiments.backends import default_device, make_backend
 from anode.lab.experiments.backends.local import LocalBackend
-from anode.history import read_json
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -283,8 +283,8 @@ class _Stop(Exception):
 
 
 def test_reproduce_passes_the_backend_through(ray_instance, tmp_path, monkeypatch):
-    import anode.lab.reproduce.toy as rt
     import anode.lab.reproduce.images as ri
+    import anode.lab.reproduce.toy as rt
     from anode.lab.experiments.backends.ray import RayBackend
 
     seen = []

@@ -14,14 +14,26 @@ import pytest
 from matplotlib.figure import Figure
 
 from anode import History
-from anode.lab.claims import (HOLDS, INCONCLUSIVE, NOT_HOLD, NOT_RUN, TOO_FEW, Claim, ClaimSpec, Selector, TestSpec,
-                          check_claims, evaluate_claims, load_claims)
+from anode.lab.claims import (
+    HOLDS,
+    INCONCLUSIVE,
+    NOT_HOLD,
+    NOT_RUN,
+    TOO_FEW,
+    Claim,
+    ClaimSpec,
+    Selector,
+    TestSpec,
+    check_claims,
+    evaluate_claims,
+    load_claims,
+)
 from anode.lab.experiments.config import load_config
 from anode.lab.experiments.schema import ConfigError
-from anode.plotting import save_figure
 from anode.lab.report import Section, machine_description, results_rows, write_report
-from anode.lab.reproduce.toy import builtin_config
 from anode.lab.reproduce.images import _with_level_metrics, loss_level_metrics
+from anode.lab.reproduce.toy import builtin_config
+from anode.plotting import save_figure
 
 METRICS = ("final_loss", "final_nfe_forward", "final_nfe_backward", "mean_nfe_forward", "nfe_growth",
            "eval_loss", "eval_accuracy", "time_per_iteration", "num_parameters")
@@ -52,7 +64,7 @@ def toy_aggregates(holds: bool, n: int = 5) -> dict:
     good, bad = (0.01, 0.3) if holds else (0.3, 0.01)
     few, many = (20.0, 40.0) if holds else (40.0, 20.0)
     flat, growing = (1.0, 2.0) if holds else (2.0, 1.0)
-    g = lambda *a, **k: group(*a, n=n, **k)  # noqa: E731
+    g = lambda *a, **k: group(*a, n=n, **k)
     spheres = []
     for ds in ("spheres 1d", "spheres 2d"):
         spheres += [
@@ -179,7 +191,7 @@ def test_failed_runs_are_evidence(tmp_path):
 def test_threshold_verdicts(tmp_path):
     _, configs = pair_experiment(tmp_path)
     claim = ClaimSpec("fits", (TestSpec("final_loss", model=Selector("augmented"), below=0.05),))
-    row = lambda stats, failed=0: evaluate_claims([claim], configs, {"pair": {"groups": [  # noqa: E731
+    row = lambda stats, failed=0: evaluate_claims([claim], configs, {"pair": {"groups": [
         {"dataset": "g1d", "model": "ANODE", "failed": failed, "final_loss": stats}]}})[0]
     assert row(s(0.01, 0.005, 3)).verdict == HOLDS
     assert row(s(0.2, 0.005, 3)).verdict == NOT_HOLD
@@ -283,7 +295,7 @@ def test_check_claims_fails_before_training_when_a_role_is_missing(toy):
 
 
 def test_ambiguous_selector_is_a_config_error(toy):
-    claims, configs = toy
+    _claims, configs = toy
     wd = configs["weight_decay"]
     claim = ClaimSpec("x", (TestSpec("mean_nfe_forward", datasets=("spheres 2d",), better=Selector("augmented"),
                                      worse=Selector("baseline")),), experiment="weight_decay")
@@ -440,7 +452,6 @@ def test_machine_description_names_the_software():
     import torch
 
     import anode
-
     from anode.lab.environment import cpu_model
 
     line = machine_description("cpu")
@@ -456,9 +467,9 @@ def test_report_tally_counts_not_run(tmp_path, toy):
 
 
 def test_selectors_tell_augmentations_and_regularisers_apart(toy):
-    claims, configs = toy
+    _claims, configs = toy
     cfg = configs["beyond_spheres"]
-    pick = lambda **kw: [m.name for m in cfg.models if Selector("augmented", **kw).matches(m, cfg)]  # noqa: E731
+    pick = lambda **kw: [m.name for m in cfg.models if Selector("augmented", **kw).matches(m, cfg)]
     assert pick(augmentation="learned") == ["ANODE learned (p=2)"]
     assert pick(kinetic_energy=0.01) == ["ANODE zeros (p=2) + kinetic energy"]
     assert pick(augmentation="zeros", kinetic_energy=0.0) == ["ANODE zeros (p=2)"]

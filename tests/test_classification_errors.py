@@ -95,7 +95,7 @@ def test_the_default_image_model_trains_on_ten_classes() -> None:
 def test_a_custom_loss_fn_is_not_second_guessed() -> None:
     x = torch.randn(8, 2)
     model = anode.ODENet(2, 4)
-    loss_fn = lambda pred, target: ((pred[:, 0] - target) ** 2).mean()  # noqa: E731 - targets [batch] on purpose
+    loss_fn = lambda pred, target: ((pred[:, 0] - target) ** 2).mean()
     anode.fit(model, TensorLoader(x, x[:, 0].clone(), batch_size=4, shuffle=False), _cfg(), loss_fn=loss_fn)
 
 

@@ -17,10 +17,10 @@ import pytest
 import anode
 import anode.lab.experiments.runner as runner_mod
 import anode.lab.reproduce.toy as reproduce_mod
+from anode.history import read_json
 from anode.lab.claims import NOT_RUN, TOO_FEW, VERDICTS
 from anode.lab.cli import main
 from anode.lab.experiments import parse_config
-from anode.history import read_json
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -118,8 +118,8 @@ def test_experiment_help_has_fresh_and_retry(capsys):
 
 
 def test_cli_choices_match_the_library():
-    import anode.lab.reproduce.images as ri
     import anode.lab.cli.commands as cli
+    import anode.lab.reproduce.images as ri
 
     for kind, choices in (("toy", cli.TOY_BUDGETS), ("images", cli.IMAGE_BUDGETS)):
         _, _, _ = reproduce_mod.read_budget(kind, choices[0])

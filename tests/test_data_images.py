@@ -298,7 +298,7 @@ def write_svhn(folder: Path, n: int = 6) -> tuple[np.ndarray, np.ndarray]:
 
 
 def test_svhn_mat_layout_and_labels(tmp_path):
-    x, y = write_svhn(tmp_path / "svhn")
+    x, _y = write_svhn(tmp_path / "svhn")
     ds = load_image_dataset("svhn", tmp_path, verify_checksums=False)
     assert ds.train_images.shape == (6, 3, 32, 32) and ds.num_classes == 10
     assert ds.train_labels.tolist() == [0, 2, 3, 4, 5, 6]
@@ -326,7 +326,7 @@ def write_tiny(root: Path, with_train: bool = True, val_per_class: int = 5) -> N
     (root / "wnids.txt").write_text("\n".join(WNIDS) + "\n")
     rows = []
     k = 0
-    for j in range(val_per_class):
+    for _j in range(val_per_class):
         for w in WNIDS:
             Image.fromarray(np.full((8, 8, 3), COLOURS[w], np.uint8)).save(root / "val" / "images" / f"val_{k}.JPEG")
             rows.append(f"val_{k}.JPEG\t{w}\t0\t0\t7\t7")

@@ -16,10 +16,10 @@ import torch
 
 import anode
 from anode.data.loader import TensorLoader
-from anode.lab.distributed import train_run
-from anode.training.distributed import ShardedLoader, dist_env
-from anode.lab.experiments import parse_config, run_experiment
 from anode.history import read_json
+from anode.lab.distributed import train_run
+from anode.lab.experiments import parse_config, run_experiment
+from anode.training.distributed import ShardedLoader, dist_env
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

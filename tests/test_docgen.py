@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from anode.lab.cli import main
 from anode.lab import docgen
+from anode.lab.cli import main
 from anode.lab.experiments.config import DATASET_KINDS, ExperimentConfig, ModelSpec, SearchSpec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,8 +45,8 @@ def test_the_reference_lists_every_key_with_type_and_default() -> None:
 
 
 def test_budget_keys_match_the_suite_readers() -> None:
-    from anode.lab.reproduce.toy import BUDGET_KEYS
     from anode.lab.reproduce.images import IMAGE_BUDGET_KEYS
+    from anode.lab.reproduce.toy import BUDGET_KEYS
 
     assert [k for k, _, _ in docgen._TOY_BUDGET] == ["note", *BUDGET_KEYS]
     assert [k for k, _, _ in docgen._IMAGE_BUDGET] == ["note", *IMAGE_BUDGET_KEYS]

@@ -18,12 +18,12 @@ from anode.ensemble import (
     stack_models,
     trainer_support,
 )
+from anode.history import read_json
 from anode.lab.experiments import FingerprintMismatch, parse_config
 from anode.lab.experiments.fingerprint import diff_fingerprints
 from anode.lab.experiments.grouping import mark_stacked, plan_groups
 from anode.lab.experiments.runner import finished_runs
 from anode.lab.experiments.units import RunGroup, RunUnit
-from anode.history import read_json
 from anode.training import TrainConfig, Trainer
 
 pytestmark = pytest.mark.usefixtures("single_thread")

@@ -50,5 +50,5 @@ def test_readme_custom_field_and_regulariser_snippets_run(capsys: pytest.Capture
     snippets = [b for b in blocks if "odefunc=" in b or "kinetic_energy" in b]
     assert len(snippets) >= 2, "README lacks the custom-field / regulariser snippets"
     for snippet in snippets:
-        exec(compile(snippet, "README snippet", "exec"), {})  # noqa: S102 - our own README
+        exec(compile(snippet, "README snippet", "exec"), {})
     assert capsys.readouterr().out.strip()

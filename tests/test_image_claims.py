@@ -241,7 +241,7 @@ def test_large_p_needs_both_higher_loss_and_higher_nfe():
 
 
 def test_weight_decay_verdicts_select_by_weight_decay():
-    nfe = lambda mean, n=3: {"mean_nfe_forward": s(mean, 1.0, n)}  # noqa: E731
+    nfe = lambda mean, n=3: {"mean_nfe_forward": s(mean, 1.0, n)}
     metrics = {"NODE": nfe(40.0), "NODE + weight decay": nfe(30.0), "ANODE (p=5)": nfe(26.0), "ANODE (p=5) + weight decay": nfe(20.0)}
     assert verdicts("weight_decay", metrics) == [HOLDS, HOLDS]
     metrics["NODE + weight decay"] = nfe(45.0)

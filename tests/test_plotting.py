@@ -10,8 +10,8 @@ matplotlib.use("Agg")
 import numpy as np
 import pytest
 import torch
-from matplotlib.collections import LineCollection, PathCollection, QuadMesh
 from matplotlib import colormaps
+from matplotlib.collections import LineCollection, PathCollection, QuadMesh
 from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
 from matplotlib.quiver import Quiver

@@ -15,7 +15,7 @@ def test_quickstart_runs_as_written(capsys: pytest.CaptureFixture[str]) -> None:
     blocks = re.findall(r"```python\n(.*?)```", README, flags=re.S)
     assert blocks, "README has no python quickstart block"
     namespace: dict[str, object] = {}
-    exec(compile(blocks[0], "README quickstart", "exec"), namespace)  # noqa: S102 - our own README
+    exec(compile(blocks[0], "README quickstart", "exec"), namespace)
     out = capsys.readouterr().out.splitlines()
     assert out[-1] == "84816"
     forward, backward = map(int, out[0].split())
@@ -66,7 +66,7 @@ def _block(marker: str) -> str:
 
 def test_the_image_model_snippet_runs(capsys: pytest.CaptureFixture[str]) -> None:
     namespace: dict[str, object] = {}
-    exec(compile(_block("TensorLoader(images"), "README image model", "exec"), namespace)  # noqa: S102
+    exec(compile(_block("TensorLoader(images"), "README image model", "exec"), namespace)
     shape, nfe = capsys.readouterr().out.strip().rsplit(" ", 1)
     assert shape == "torch.Size([8, 10])" and int(nfe) >= 14 and (int(nfe) - 2) % 6 == 0
     assert namespace["history"].iterations[-1]["kinetic_energy"] > 0
@@ -81,7 +81,7 @@ def test_the_mnist_reader_snippet_runs(tmp_path: Path, monkeypatch: pytest.Monke
     (tmp_path / "data").symlink_to(MNIST, target_is_directory=True)  # the snippet reads data/mnist/
     monkeypatch.chdir(tmp_path)
     namespace: dict[str, object] = {}
-    exec(compile(_block("load_image_dataset"), "README MNIST reader", "exec"), namespace)  # noqa: S102
+    exec(compile(_block("load_image_dataset"), "README MNIST reader", "exec"), namespace)
     assert "train=60000, test=10000, image_shape=(1, 28, 28)" in capsys.readouterr().out
     images, labels = next(iter(namespace["train"]))
     assert images.shape == (256, 1, 28, 28) and labels.shape == (256,) and float(images.max()) <= 1.0

@@ -27,10 +27,10 @@ from matplotlib.figure import Figure
 import anode
 import anode.lab.experiments
 import anode.lab.experiments.runner as runner_mod
-from anode.lab.experiments import ConfigError, FingerprintMismatch, aggregate_experiment, load_histories, parse_config, run_experiment
-from anode.lab.experiments.fingerprint import diff_fingerprints, fingerprint_digest, run_fingerprint
-from anode.lab.experiments.figures import experiment_figures, load_experiment, read_artifacts, save_experiment_figures
 from anode.history import read_json
+from anode.lab.experiments import ConfigError, FingerprintMismatch, aggregate_experiment, load_histories, parse_config, run_experiment
+from anode.lab.experiments.figures import experiment_figures, load_experiment, read_artifacts, save_experiment_figures
+from anode.lab.experiments.fingerprint import diff_fingerprints, fingerprint_digest, run_fingerprint
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -117,7 +117,7 @@ def test_aggregate_is_mean_and_std_over_the_repeats(tiny_exp):
 
 
 def test_repeats_differ_and_are_reproducible(tiny_exp, tmp_path):
-    cfg, out, _ = tiny_exp
+    _cfg, out, _ = tiny_exp
     h0, h1 = load_histories(out, "spheres 2d", "NODE")
     assert not np.array_equal(h0.array("loss"), h1.array("loss"))  # different seeds
     one = parse_config(tiny(repeats=1, models=TINY["models"][:1], artifacts={}))

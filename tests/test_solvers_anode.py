@@ -8,12 +8,12 @@ import math
 import numpy as np
 import pytest
 import torch
+from test_solve import Counter, decay
 from torch import nn
 from torch.autograd import gradcheck
 
 import anode
 from anode import NFE, ODEBlock, ODEFunc, ODENet, SolverConfig, odesolve
-from test_solve import Counter, decay
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

@@ -8,11 +8,11 @@ import json
 import pytest
 from test_runner import TINY, run
 
+from anode.history import read_json
 from anode.lab.experiments import ConfigError, parse_config
 from anode.lab.experiments.backends.local import LocalBackend
 from anode.lab.experiments.runner import finished_runs
 from anode.lab.experiments.suite import run_suite
-from anode.history import read_json
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 import re
-import time
 import tarfile
+import time
 from pathlib import Path
 
 import matplotlib
@@ -15,14 +15,24 @@ matplotlib.use("Agg")
 
 import pytest
 import torch
+from test_reproduce_images import write_idx
 
 from anode.lab.claims import TOO_FEW
 from anode.lab.experiments import FingerprintMismatch
-from anode.lab.table1 import (ALLOWANCE, MARGIN, PlannedRun, pack_results, plan_runs, probe_seconds_per_epoch, run_table1,
-                          runs_in_progress, seconds_per_epoch, table1_config, write_table1_report)
+from anode.lab.table1 import (
+    ALLOWANCE,
+    MARGIN,
+    PlannedRun,
+    pack_results,
+    plan_runs,
+    probe_seconds_per_epoch,
+    run_table1,
+    runs_in_progress,
+    seconds_per_epoch,
+    table1_config,
+    write_table1_report,
+)
 from anode.training import CHECKPOINT_FORMAT, load_checkpoint
-
-from test_reproduce_images import write_idx
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

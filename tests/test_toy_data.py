@@ -173,7 +173,7 @@ def test_angular_split(dim: int) -> None:
     ds = ConcentricSpheres(dim, num_points_inner=400, num_points_outer=800, seed=0)
     train, held = angular_split(ds)
     assert len(train) + len(held) == len(ds)
-    angle = lambda d: torch.atan2(d.data[:, 1], d.data[:, 0]).remainder(2 * math.pi)  # noqa: E731
+    angle = lambda d: torch.atan2(d.data[:, 1], d.data[:, 0]).remainder(2 * math.pi)
     a_held, a_train = angle(held), angle(train)
     assert bool(((a_held >= 0) & (a_held <= math.pi / 5)).all())
     assert not bool(((a_train >= 0) & (a_train <= math.pi / 5)).any())
@@ -189,7 +189,7 @@ def test_angular_split(dim: int) -> None:
 
 def test_angular_split_custom_range() -> None:
     ds = ConcentricSpheres(2, num_points_inner=200, num_points_outer=200, seed=0)
-    train, held = angular_split(ds, angle_range=(math.pi, 1.5 * math.pi))
+    _train, held = angular_split(ds, angle_range=(math.pi, 1.5 * math.pi))
     assert bool(((held.data[:, 0] <= 0) & (held.data[:, 1] <= 0)).all())  # third quadrant
     assert 0.15 < len(held) / len(ds) < 0.35
 

@@ -17,7 +17,6 @@ import anode
 from anode import ODEBlock, ODEFunc, ODENet, SolverConfig, TrainConfig, Trainer, evaluate, load_checkpoint
 from anode.data import ConcentricSpheres, Data1D
 from anode.history import ITERATION_FIELDS
-from anode import training
 from anode.optim import FlatAdam
 from anode.training import RESUME_FREE_KEYS, resume_conflicts
 

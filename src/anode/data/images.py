@@ -24,9 +24,9 @@ __all__ = [
     "ImageDataset",
     "ImageTransform",
     "channel_stats",
+    "download_dataset",
     "load_image_dataset",
     "make_image_loaders",
-    "download_dataset",
 ]
 
 ChecksumError = R.ChecksumError

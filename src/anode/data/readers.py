@@ -18,22 +18,22 @@ import tarfile
 import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 
 __all__ = [
-    "ChecksumError",
     "IMAGE_EXTENSIONS",
-    "file_digest",
-    "verify_checksum",
-    "read_idx",
-    "read_cifar_batches",
-    "read_svhn_mat",
+    "ChecksumError",
     "FileTree",
-    "dir_tree",
     "archive_tree",
+    "dir_tree",
+    "file_digest",
     "first_per_class",
+    "read_cifar_batches",
+    "read_idx",
+    "read_svhn_mat",
+    "verify_checksum",
 ]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
@@ -41,7 +41,7 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".
 #: what every load_* function returns: (train_x, train_y, test_x, test_y, class_names, source).
 Loaded = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, tuple[str, ...], str]
 #: relative POSIX path -> file on disk (read lazily) or bytes already in memory (from an archive).
-FileTree = Mapping[str, Union[Path, bytes]]
+FileTree = Mapping[str, Path | bytes]
 
 
 class ChecksumError(ValueError):

@@ -24,11 +24,12 @@ hold when any does not hold.
 from __future__ import annotations
 
 import os
-import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from anode.lab.experiments.config import METRICS, ClaimSpec, ExperimentConfig, Selector, TestSpec, check_claim, select_model
 from anode.lab.experiments.schema import ConfigError, build

@@ -16,11 +16,11 @@ import types
 import typing
 from typing import Any, Union
 
-from anode.lab.claims import METRICS, ClaimSpec, Selector, TestSpec
-from anode.lab.experiments.config import EXPERIMENT_METRICS
 from anode.config import SolverConfig
+from anode.lab.claims import METRICS, ClaimSpec, Selector, TestSpec
 from anode.lab.experiments.config import (
     DATASET_KINDS,
+    EXPERIMENT_METRICS,
     MODEL_KINDS,
     SEARCHABLE,
     ArtifactSpec,

@@ -20,8 +20,8 @@ from anode.history import write_json
 from anode.lab.claims import VERDICT_RULE, evaluate_claims
 from anode.lab.experiments.config import ExperimentConfig
 from anode.lab.experiments.figures import save_experiment_figures
-from anode.lab.experiments.runner import run_experiment
 from anode.lab.experiments.lock import locks_output
+from anode.lab.experiments.runner import run_experiment
 from anode.lab.report import Section, machine_description, run_counts, runs_line, write_report
 
 __all__ = ["ExperimentOutcome", "draw_figures", "figure_sections", "results_listing", "run", "run_and_report",

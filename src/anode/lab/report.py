@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from anode.history import atomic_write
 from anode.lab.claims import HOLDS, INCONCLUSIVE, NOT_HOLD, TOO_FEW, VERDICTS, Claim
 from anode.lab.environment import machine_description
-from anode.history import atomic_write
 
 __all__ = ["NO_CLAIMS", "Section", "claim_rows", "machine_description", "results_rows", "run_counts", "runs_line", "summary_run_counts",
            "write_report"]

@@ -38,13 +38,13 @@ from typing import Any
 
 import torch
 
+from anode.history import read_json, write_json
 from anode.lab.experiments.aggregate import aggregate_experiment
 from anode.lab.experiments.builders import build_data, build_model
 from anode.lab.experiments.config import ExperimentConfig, load_config
+from anode.lab.experiments.lock import locks_output
 from anode.lab.experiments.paths import repeat_dirs
 from anode.lab.experiments.runner import run_experiment
-from anode.lab.experiments.lock import locks_output
-from anode.history import read_json, write_json
 from anode.lab.report import Section, write_report
 from anode.lab.reproduce.images import image_experiment, judge_images
 from anode.training import (

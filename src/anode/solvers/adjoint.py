@@ -86,7 +86,7 @@ class _AdjointSolve(torch.autograd.Function):
                 tt = (-s).detach().requires_grad_(True)
                 y_now = y_now.detach().requires_grad_(True)
                 func_eval = func(tt.to(y_now.dtype), y_now)
-                vjp_t, vjp_y, *vjp_params = torch.autograd.grad(func_eval, (tt, y_now) + params, -adj_y,
+                vjp_t, vjp_y, *vjp_params = torch.autograd.grad(func_eval, (tt, y_now, *params), -adj_y,
                                                                 allow_unused=True)
             vjp_t = torch.zeros_like(tt) if vjp_t is None else vjp_t
             vjp_y = torch.zeros_like(y_now) if vjp_y is None else vjp_y

@@ -83,9 +83,11 @@ def load_run(
     The checkpoint is read with `torch.load(..., weights_only=True)`.
 
     Example:
-        run = anode.load_run("results/toy/flow_g1d/runs/g1d/anode-p-1/seed-0")  # `anode reproduce toy --out results/toy`
-        pred = run.model(torch.tensor([[0.5]]))   # the trained model's prediction (eval mode)
+        ```python
+        run = anode.load_run("results/toy/flow_g1d/runs/g1d/anode-p-1/seed-0")  # anode reproduce toy --out results/toy
+        pred = run.model(torch.tensor([[0.5]]))  # the trained model's prediction (eval mode)
         run.train_config.lr, run.config["seed"], run.history.epochs[-1]["loss"]
+        ```
 
     Arguments:
         run_dir: the run's folder (or its `checkpoint.pt`).

@@ -89,8 +89,8 @@ def add_train_parser(sub: Any) -> None:
 def _cmd_train(args: argparse.Namespace) -> int:
     from anode.lab.cli.configs import config_path, with_data_dir
     from anode.lab.distributed import train_run
-    from anode.training.distributed import dist_env
     from anode.lab.experiments import load_config
+    from anode.training.distributed import dist_env
 
     cfg = load_config(config_path(args.config))
     cfg = cfg.with_budget(epochs=args.epochs, max_iterations=args.max_iterations)

@@ -11,9 +11,9 @@ from torch import nn
 
 from anode.data import ConcentricSpheres, Data1D, ShiftedSines, TensorLoader, angular_split
 from anode.data.images import ImageDataset, load_image_dataset, make_image_loaders
+from anode.lab.experiments.config import DatasetSpec, ExperimentConfig, G1DSpec, ImageSpec, ModelSpec, SinesSpec, SpheresSpec
 from anode.models import ConvODENet, ConvResNet, ODEFlow, ODENet, ResNet, count_parameters
 from anode.rng import make_generator, seeded
-from anode.lab.experiments.config import DatasetSpec, ExperimentConfig, G1DSpec, ImageSpec, ModelSpec, SinesSpec, SpheresSpec
 
 __all__ = ["PreparedData", "build_data", "build_model"]
 

@@ -6,17 +6,18 @@ import dataclasses
 import json
 import math
 import os
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import tomllib
+
 from anode.config import SolverConfig
 from anode.data.images import DATASET_NAMES, NORMALIZATIONS
+from anode.lab.experiments.schema import ConfigError, build
 from anode.models.augment import AUGMENTATIONS
 from anode.models.fields import NON_LINEARITIES
 from anode.training import LOSSES
-from anode.lab.experiments.schema import ConfigError, build
 
 __all__ = [
     "ArtifactSpec", "ExperimentConfig", "G1DSpec", "ImageSpec", "ModelSpec", "SearchSpec", "SinesSpec",

@@ -16,9 +16,9 @@ from typing import Any
 
 from anode.config import SolverConfig
 from anode.history import read_json, write_json
-from anode.training import TrainConfig
 from anode.lab.experiments.config import DATASET_KINDS, DatasetSpec, ExperimentConfig, ModelSpec
 from anode.lab.experiments.schema import ConfigError
+from anode.training import TrainConfig
 from anode.version import NUMERICS_VERSION
 
 __all__ = [

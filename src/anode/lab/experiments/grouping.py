@@ -9,10 +9,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from anode.ensemble import MEMBER_KEYS, ensemble_support, stack_signature
-from anode.training import load_checkpoint
 from anode.lab.experiments.builders import build_data, build_model
 from anode.lab.experiments.config import ImageSpec
 from anode.lab.experiments.units import RunGroup, RunUnit, resolve_unit
+from anode.training import load_checkpoint
 
 __all__ = ["group_key", "mark_stacked", "plan_groups"]
 

@@ -17,11 +17,8 @@ import torch
 from tqdm.auto import tqdm
 
 from anode.ensemble import EnsembleTrainer
-from anode.lab.environment import provenance
 from anode.history import read_json, write_json
-from anode.rng import make_generator
-from anode.solve import SolverError
-from anode.training import Trainer
+from anode.lab.environment import provenance
 from anode.lab.experiments import artifacts as art
 from anode.lab.experiments.aggregate import aggregate_experiment
 from anode.lab.experiments.backends import Backend, default_device, open_backend
@@ -42,6 +39,9 @@ from anode.lab.experiments.lock import LOCK_FILE, OutputLocked, check_unlocked, 
 from anode.lab.experiments.paths import model_dir, run_seed
 from anode.lab.experiments.schema import ConfigError
 from anode.lab.experiments.units import RunGroup, RunUnit, model_spec_with, resolve_unit
+from anode.rng import make_generator
+from anode.solve import SolverError
+from anode.training import Trainer
 
 __all__ = ["FingerprintMismatch", "OutputLocked", "RunUnit", "check_fingerprints", "finished_runs", "move_aside", "preflight",
            "run_experiment", "run_unit", "unit_fingerprint"]

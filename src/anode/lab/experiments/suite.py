@@ -34,17 +34,17 @@ from anode.lab.experiments.fingerprint import fingerprint_digest
 from anode.lab.experiments.grouping import Keys, check_together, mark_stacked, plan_groups
 from anode.lab.experiments.lock import check_unlocked, output_lock
 from anode.lab.experiments.runner import (
+    check_fingerprints,
     execute_item,
     finished_result,
-    repeat_units,
-    reuse_run,
-    warm_up,
-    check_fingerprints,
     finished_runs,
     item_results,
     preflight,
     record_result,
+    repeat_units,
+    reuse_run,
     unit_fingerprint,
+    warm_up,
 )
 from anode.lab.experiments.schema import ConfigError
 from anode.lab.experiments.units import RunGroup, RunUnit, resolve_unit

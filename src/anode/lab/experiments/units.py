@@ -7,8 +7,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from anode.training import TrainConfig
 from anode.lab.experiments.config import DatasetSpec, ExperimentConfig, ModelSpec
+from anode.training import TrainConfig
 
 __all__ = ["RunGroup", "RunUnit", "model_spec_with", "resolve_unit"]
 

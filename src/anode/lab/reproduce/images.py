@@ -5,25 +5,25 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import tomllib
 import torch
 
 from anode import plotting
+from anode.history import History, read_json, write_json
 from anode.lab.claims import VERDICT_RULE, check_claims, evaluate_claims, load_claims
 from anode.lab.experiments.aggregate import aggregate_experiment, load_histories, mean_std
 from anode.lab.experiments.builders import build_data
 from anode.lab.experiments.config import ExperimentConfig, ImageSpec, ModelSpec, load_config
 from anode.lab.experiments.figures import experiment_figures
+from anode.lab.experiments.lock import locks_output
 from anode.lab.experiments.paths import repeat_dirs, slug
 from anode.lab.experiments.runner import run_experiment
 from anode.lab.experiments.schema import ConfigError
-from anode.lab.experiments.lock import locks_output
-from anode.history import History, read_json, write_json
 from anode.lab.report import Section, machine_description, write_report
 
 __all__ = ["IMAGE_BUDGET_KEYS", "TABLE1", "Evidence", "claim_experiments", "image_evidence", "image_experiment", "judge_images",

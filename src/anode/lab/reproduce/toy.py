@@ -13,15 +13,15 @@ from typing import Any
 
 import tomllib
 
+from anode.history import write_json
 from anode.lab.claims import VERDICT_RULE, check_claims, evaluate_claims, load_claims
 from anode.lab.experiments.backends import open_backend
 from anode.lab.experiments.config import ExperimentConfig, load_config
 from anode.lab.experiments.figures import save_experiment_figures
+from anode.lab.experiments.lock import locks_output
 from anode.lab.experiments.runner import move_aside
 from anode.lab.experiments.schema import ConfigError
 from anode.lab.experiments.suite import run_suite
-from anode.lab.experiments.lock import locks_output
-from anode.history import write_json
 from anode.lab.report import Section, machine_description, runs_line, write_report
 
 __all__ = ["BUDGET_KEYS", "TOGETHER", "builtin_config", "check_budget_keys", "load_suite", "read_budget", "reproduce_toy"]
