@@ -237,7 +237,8 @@ def test_toy_claims_not_run_without_results(toy):
 def test_toy_claims_partial_results(toy):
     claims, configs = toy
     aggs = toy_aggregates(holds=True)
-    assert [c.verdict for c in evaluate_claims(claims, configs, {"flow_g1d": aggs["flow_g1d"]})] == [HOLDS, HOLDS] + [NOT_RUN] * (TOY_CLAIMS - 2)
+    assert ([c.verdict for c in evaluate_claims(claims, configs, {"flow_g1d": aggs["flow_g1d"]})]
+            == [HOLDS, HOLDS] + [NOT_RUN] * (TOY_CLAIMS - 2))
     aggs["spheres"]["groups"] = [g for g in aggs["spheres"]["groups"] if g["model"] != "ResNet"]
     by_claim = {c.claim: c.verdict for c in evaluate_claims(claims, configs, aggs)}
     assert by_claim["ResNets fit g(x) easily, unlike NODEs (Fig. 5)."] == NOT_RUN
@@ -305,10 +306,12 @@ def test_ambiguous_selector_is_a_config_error(toy):
 
 def test_load_claims_validates(tmp_path):
     path = tmp_path / "claims.toml"
-    path.write_text('[[claims]]\nclaim = "x"\ntests = [{ metric = "speed", better = { role = "augmented" }, worse = { role = "baseline" } }]\n')
+    path.write_text('[[claims]]\nclaim = "x"\n'
+                    'tests = [{ metric = "speed", better = { role = "augmented" }, worse = { role = "baseline" } }]\n')
     with pytest.raises(ConfigError, match=r"unknown metric 'speed'; valid choices: \['final_loss'"):
         load_claims(path)
-    path.write_text('[[claims]]\nclaim = "x"\ntests = [{ metric = "final_loss", better = { role = "hero" }, worse = { role = "baseline" } }]\n')
+    path.write_text('[[claims]]\nclaim = "x"\n'
+                    'tests = [{ metric = "final_loss", better = { role = "hero" }, worse = { role = "baseline" } }]\n')
     with pytest.raises(ConfigError, match=r"unknown role 'hero'; valid choices"):
         load_claims(path)
     path.write_text('[[claims]]\nclaim = "x"\ntests = [{ metric = "final_loss", model = { role = "baseline" } }]\n')

@@ -211,7 +211,8 @@ def test_experiment_then_plot_redraws_without_retraining(tmp_path, capsys, monke
     md = (out / "report.md").read_text()
     assert "No claims are declared for this experiment." in md and "| paper claim |" not in md
     assert f"exp.toml --out {out} --no-progress --repeats 1 --max-iterations 2" in md
-    assert "Runs finished: 2, of which 0 failed." in md and "## Figures" in md and "![loss / spheres-2d](figures/loss__spheres-2d.png)" in md
+    assert ("Runs finished: 2, of which 0 failed." in md and "## Figures" in md
+            and "![loss / spheres-2d](figures/loss__spheres-2d.png)" in md)
     assert "data:image/png;base64," in (out / "report.html").read_text()
     # the overrides reached the runs
     assert sorted(p.name for p in (out / "runs" / "spheres-2d" / "node").glob("seed-*")) == ["seed-0"]
@@ -417,7 +418,8 @@ def test_reproduce_unknown_suite(tmp_path, capsys):
 
 def test_smoke_budget_of_the_suite():
     suite, configs, note = reproduce_mod.load_suite("toy", "smoke")
-    assert [c.name for c in configs] == ["flow_g1d", "spheres", "generalisation", "weight_decay", "augmentation", "beyond_g1d", "beyond_spheres"]
+    assert [c.name for c in configs] == ["flow_g1d", "spheres", "generalisation", "weight_decay", "augmentation",
+                                         "beyond_g1d", "beyond_spheres"]
     assert all((c.repeats, c.train.epochs, c.train.max_iterations) == (1, 1, 5) for c in configs)
     assert "smoke" in note and suite["title"]
     _, default, _ = reproduce_mod.load_suite("toy", "default")
@@ -488,7 +490,8 @@ def test_reproduce_toy_smoke_end_to_end(tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["reproduce", "toy", "--budget", "smoke", "--out", str(out), "--no-progress", "--jobs", "1"]) == 0
     summary = check_toy_report(out, "smoke")
-    assert set(summary["aggregates"]) == {"flow_g1d", "spheres", "generalisation", "weight_decay", "augmentation", "beyond_g1d", "beyond_spheres"}
+    assert set(summary["aggregates"]) == {"flow_g1d", "spheres", "generalisation", "weight_decay", "augmentation",
+                                          "beyond_g1d", "beyond_spheres"}
     assert all(g["completed"] == 1 for agg in summary["aggregates"].values() for g in agg["groups"])
     assert {c["verdict"] for c in summary["claims"]} == {TOO_FEW}  # one repeat: no "holds", no "does not hold"
     md = (out / "report.md").read_text()

@@ -184,7 +184,8 @@ def test_train_without_torchrun_equals_the_experiment_run(tmp_path, monkeypatch,
     assert main(["train", str(path), "--out", str(tmp_path / "one"), "--device", "cpu", "--no-progress"]) == 0
     assert "trained ANODE on tiny with 1 process(es): 3 iterations" in capsys.readouterr().out
     run_experiment(parse_config(cfg), tmp_path / "exp", device="cpu", progress=False, log=lambda _: None)
-    ours, theirs = records(tmp_path / "one" / "history.jsonl"), records(tmp_path / "exp" / "runs" / "tiny" / "anode" / "seed-0" / "history.jsonl")
+    ours, theirs = (records(tmp_path / "one" / "history.jsonl"),
+                    records(tmp_path / "exp" / "runs" / "tiny" / "anode" / "seed-0" / "history.jsonl"))
     assert [r["loss"] for r in ours] == [r["loss"] for r in theirs]  # the same run, bit for bit
     assert all(r["nfe_forward_max"] == r["nfe_forward"] for r in ours)
     assert read_json(tmp_path / "one" / "result.json")["world_size"] == 1

@@ -226,7 +226,8 @@ def test_holdout_angle_needs_two_dimensions():
 def test_match_parameters_must_name_a_model_of_the_experiment():
     data = copy.deepcopy(MINIMAL)
     data["models"].append({"name": "ResNet", "kind": "resnet", "match_parameters": "NOPE"})
-    with pytest.raises(ConfigError, match=r"model 'ResNet': match_parameters 'NOPE' is not a model of this experiment \['ANODE', 'NODE', 'ResNet'\]"):
+    with pytest.raises(ConfigError,
+                       match=r"model 'ResNet': match_parameters 'NOPE' is not a model of this experiment \['ANODE', 'NODE', 'ResNet'\]"):
         parse_config(data)
     data["models"][-1]["match_parameters"] = "NODE"
     assert parse_config(data).model("ResNet").match_parameters == "NODE"

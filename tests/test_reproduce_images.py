@@ -83,7 +83,8 @@ def check_report(out: Path, exp_name: str, models: list[str]) -> dict:
 
 
 def test_unknown_dataset_lists_choices():
-    with pytest.raises(ConfigError, match=r"unknown image dataset 'imagenet'; valid choices: \['mnist', 'idx', 'cifar10', 'svhn', 'tinyimagenet'\]"):
+    with pytest.raises(ConfigError,
+                       match=r"unknown image dataset 'imagenet'; valid choices: \['mnist', 'idx', 'cifar10', 'svhn', 'tinyimagenet'\]"):
         ri.image_experiment("imagenet", budget="small")
 
 

@@ -248,7 +248,8 @@ def test_a_partial_run_stops_at_the_windows_end_and_the_next_window_resumes_it(t
 
 @pytest.mark.slow
 def test_a_partial_run_stops_on_wall_clock_time(tiny, tmp_path):
-    """On the real clock (an idle machine: it needs a whole epoch inside an 8-second window). The time left after the whole runs trains one more run in a child process that is stopped on
+    """On the real clock (an idle machine: it needs a whole epoch inside an 8-second window). The time left after the whole runs
+    trains one more run in a child process that is stopped on
     time; its last checkpoint is where the next window continues it (reported as in progress)."""
     data = tmp_path / "data"
     tiny()  # writes the IDX data

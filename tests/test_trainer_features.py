@@ -266,7 +266,8 @@ def test_solver_options_are_validated_and_serialised() -> None:
     assert SolverConfig(**cfg.to_dict()) == cfg
     with pytest.raises(ValueError, match=r"unknown solver option 'foo' for the adaptive method 'dopri5'; valid choices: \['first_step'"):
         SolverConfig(options={"foo": 1})
-    with pytest.raises(ValueError, match=r"unknown solver option 'first_step' for the fixed-step method 'rk4'; valid choices: \['interp', 'perturb'\]"):
+    with pytest.raises(ValueError,
+                       match=r"unknown solver option 'first_step' for the fixed-step method 'rk4'; valid choices: \['interp', 'perturb'\]"):
         SolverConfig(method="rk4", step_size=0.1, options={"first_step": 0.1})
     with pytest.raises(ValueError, match=r"options\['first_step'\] must be a finite positive number"):
         SolverConfig(options={"first_step": 0.0})

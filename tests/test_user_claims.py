@@ -48,7 +48,8 @@ def test_a_user_experiment_with_a_claim_gets_verdicts(tmp_path: Path, capsys: py
 
 
 @pytest.mark.parametrize(("change", "message"), [
-    (('role = "augmented" }, worse', 'role = "reference" }, worse'), r"claim 'ANODE needs .*: experiment 'my_spheres' has no model with role reference"),
+    (('role = "augmented" }, worse', 'role = "reference" }, worse'),
+     r"claim 'ANODE needs .*: experiment 'my_spheres' has no model with role reference"),
     (('metric = "final_loss"', 'metric = "iterations_to_level"'), r"metric 'iterations_to_level' is computed by the reproductions only"),
     (('metric = "final_loss"', 'metric = "accuracy"'), r"unknown metric 'accuracy'; valid choices"),
     (('claim = "ANODE', 'experiment = "other"\nclaim = "ANODE'), r"experiment = 'other', but a claim in an experiment file belongs"),

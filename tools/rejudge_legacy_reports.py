@@ -112,7 +112,10 @@ def _write(folder: Path, summary: dict, old: list[dict], claims: list, budget: f
     md = (folder / "report.md").read_text()
     head, rest = md.split("## Claims", 1)
     _, tail = rest.split("## Results", 1)
-    head = re.sub(r"- Verdicts (?:are computed|re-judged)[^\n]*\n", f"- Verdicts re-judged on 2026-11-27 by `python tools/rejudge_legacy_reports.py` (see the last section). {VERDICT_RULE}\n", head)
+    head = re.sub(r"- Verdicts (?:are computed|re-judged)[^\n]*\n",
+                  "- Verdicts re-judged on 2026-11-27 by `python tools/rejudge_legacy_reports.py` (see the last section). "
+                  f"{VERDICT_RULE}\n",
+                  head)
     counts: dict[str, int] = {}
     for c in claims:
         counts[c.verdict] = counts.get(c.verdict, 0) + 1

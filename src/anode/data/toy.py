@@ -200,5 +200,7 @@ def angular_split(
     angle = torch.atan2(dataset.data[:, 1], dataset.data[:, 0]).remainder(2 * math.pi)
     held = (angle >= start) & (angle <= end)
     if bool(held.all()) or not bool(held.any()):
-        raise ValueError(f"angle_range {angle_range} leaves {int(held.sum())} of {len(dataset)} points held out; pick a range that splits the data")
+        raise ValueError(
+            f"angle_range {angle_range} leaves {int(held.sum())} of {len(dataset)} points held out; pick a range that splits the data"
+        )
     return ToyDataset(dataset.data[~held], dataset.targets[~held]), ToyDataset(dataset.data[held], dataset.targets[held])

@@ -384,7 +384,8 @@ def config_reference() -> str:
             "[[claims]]",
             'claim = "ANODE reaches a lower training loss than NODE on g(x) in d = 1 and d = 2 (Fig. 7)."',
             'experiment = "spheres"',
-            'tests = [{ metric = "final_loss", datasets = ["spheres 1d", "spheres 2d"], better = { role = "augmented" }, worse = { role = "baseline" } }]',
+            ('tests = [{ metric = "final_loss", datasets = ["spheres 1d", "spheres 2d"], '
+             'better = { role = "augmented" }, worse = { role = "baseline" } }]'),
             "```", "",
             "### `[[claims]]`", "", *_field_table(ClaimSpec), "",
             "### A test (an inline table in `tests`)", "", *_field_table(TestSpec), "",

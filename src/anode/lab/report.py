@@ -118,10 +118,11 @@ def _html_table(header: Sequence[str], rows: Sequence[Sequence[str]], *, raw_las
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
-_CSS = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#1f2328}
+_CSS = ("""body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#1f2328}
 table{border-collapse:collapse;margin:1em 0;font-size:0.9em}td,th{border:1px solid #d0d7de;padding:4px 8px;vertical-align:top}
 th{background:#f6f8fa}.fig{display:inline-block;margin:6px;text-align:center;max-width:48%}.fig img{max-width:100%}
-.fig p{font-size:0.85em;margin:2px}.badge{color:#fff;padding:1px 6px;border-radius:4px;white-space:nowrap}code{background:#f6f8fa;padding:1px 4px}"""
+.fig p{font-size:0.85em;margin:2px}.badge{color:#fff;padding:1px 6px;border-radius:4px;white-space:nowrap}"""
+        "code{background:#f6f8fa;padding:1px 4px}")
 
 
 def claim_rows(claims: Sequence[Claim]) -> list[tuple[tuple[str, str, str, str], str]]:
@@ -201,7 +202,8 @@ def write_report(
         for caption, path in sec.figures:
             data = base64.b64encode(Path(path).read_bytes()).decode()
             mime = "image/gif" if str(path).endswith(".gif") else "image/png"
-            parts.append(f'<div class="fig"><img src="data:{mime};base64,{data}" alt="{html.escape(caption)}"><p>{html.escape(caption)}</p></div>')
+            parts.append(f'<div class="fig"><img src="data:{mime};base64,{data}" alt="{html.escape(caption)}">'
+                         f'<p>{html.escape(caption)}</p></div>')
     parts.append("</body></html>")
     html_path = atomic_write(out / "report.html", lambda fh: fh.write("\n".join(parts).encode()))
     return md_path, html_path

@@ -145,8 +145,8 @@ def _cmd_reproduce_images(args: argparse.Namespace) -> int:
     from anode.lab.reproduce.images import reproduce_images
 
     budget = "paper" if args.full else args.budget
-    path = reproduce_images(args.out, dataset=args.dataset, experiment=args.experiment, data_dir=args.data_dir, budget=budget, device=args.device,
-                            progress=not args.no_progress, sweep_p=args.sweep_p, weight_decay=args.weight_decay,
+    path = reproduce_images(args.out, dataset=args.dataset, experiment=args.experiment, data_dir=args.data_dir, budget=budget,
+                            device=args.device, progress=not args.no_progress, sweep_p=args.sweep_p, weight_decay=args.weight_decay,
                             repeats=args.repeats, epochs=args.epochs, jobs=args.jobs, train=not args.report_only,
                             fresh=args.fresh, retry_failed=args.retry_failed, **backend_options(args))
     print(f"report: {path} (and report.md beside it)")

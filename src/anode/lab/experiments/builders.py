@@ -93,7 +93,9 @@ def build_model(spec: ModelSpec, cfg: ExperimentConfig, data: PreparedData, *, s
     if spec.kind in ("convodenet", "convresnet") and not is_image:
         raise ValueError(f"model {spec.name!r} of kind {spec.kind!r} needs image data, got samples of shape {data.data_shape}")
     if spec.kind in ("odenet", "flow", "resnet") and is_image:
-        raise ValueError(f"model {spec.name!r} of kind {spec.kind!r} needs vector data, got images of shape {data.data_shape}; use convodenet/convresnet")
+        raise ValueError(
+            f"model {spec.name!r} of kind {spec.kind!r} needs vector data, got images of shape {data.data_shape}; use convodenet/convresnet"
+        )
     if spec.kind == "flow" and data.output_dim != data.data_shape[0]:
         raise ValueError(
             f"model {spec.name!r} of kind 'flow' predicts the first d = {data.data_shape[0]} coordinates of h(1), "

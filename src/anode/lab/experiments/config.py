@@ -74,7 +74,9 @@ class SpheresSpec:
             if not 0 <= low < high:
                 raise ValueError(f"{label} must satisfy 0 <= r_min < r_max, got {[low, high]}")
         if self.outer_range[0] < self.inner_range[1]:
-            raise ValueError(f"outer_range {list(self.outer_range)} must start at or beyond the end of inner_range {list(self.inner_range)}")
+            raise ValueError(
+                f"outer_range {list(self.outer_range)} must start at or beyond the end of inner_range {list(self.inner_range)}"
+            )
         if self.holdout_angle is not None:
             if self.dim < 2:
                 raise ValueError(f"holdout_angle needs dim >= 2, got dim = {self.dim}")
@@ -98,7 +100,10 @@ class SinesSpec:
         if self.dim < 1:
             raise ValueError(f"dim must be >= 1, got {self.dim}")
         if self.num_points_upper < 0 or self.num_points_lower < 0 or self.num_points_upper + self.num_points_lower == 0:
-            raise ValueError(f"num_points_upper and num_points_lower must be >= 0 with a positive sum, got {self.num_points_upper} and {self.num_points_lower}")
+            raise ValueError(
+                "num_points_upper and num_points_lower must be >= 0 with a positive sum, "
+                f"got {self.num_points_upper} and {self.num_points_lower}"
+            )
         if self.noise_scale < 0:
             raise ValueError(f"noise_scale must be >= 0, got {self.noise_scale}")
 
@@ -147,8 +152,8 @@ class ModelSpec:
     """One model of an experiment.
 
     `kind`: "odenet" (NODE/ANODE with a linear readout), "flow" (the ODE flow alone: prediction =
-    the first d coordinates of h(1); needs targets of the data's dimension d), "resnet", "convodenet", "convresnet". `hidden_dim` is the MLP width
-    or the number of conv filters. `match_parameters` names another model whose parameter count
+    the first d coordinates of h(1); needs targets of the data's dimension d), "resnet", "convodenet", "convresnet".
+    `hidden_dim` is the MLP width or the number of conv filters. `match_parameters` names another model whose parameter count
     this model's width (`hidden_dim`, ignored then) is chosen to match, for any kind (e.g. a
     "learned" ANODE matched to a "zeros" one). `lr`, `weight_decay` and the regulariser weights
     `kinetic_energy`/`jacobian_norm` override the experiment's training values for this model.
@@ -480,7 +485,9 @@ class ExperimentConfig:
         names = {m.name for m in self.models}
         for m in self.models:
             if m.match_parameters is not None and m.match_parameters not in names:
-                raise ValueError(f"model {m.name!r}: match_parameters {m.match_parameters!r} is not a model of this experiment {sorted(names)}")
+                raise ValueError(
+                    f"model {m.name!r}: match_parameters {m.match_parameters!r} is not a model of this experiment {sorted(names)}"
+                )
         for m in self.models:  # chains of matches must end at a model with its own width
             chain = [m.name]
             while (target := self.model(chain[-1]).match_parameters) is not None:

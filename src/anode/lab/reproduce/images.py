@@ -470,11 +470,18 @@ def _summary_lines(cfg: ExperimentConfig, experiment: str, data: str, budget: st
         f"Machine: {machine_description(device)}. Wall time of this invocation: {elapsed / 60:.1f} min"
         + ("" if train else " (report only: nothing was trained)")
         + f"; runs' own training time summed: {run_seconds / 60:.1f} min{sharing}.",
-        f"Runs finished (completed or failed in the solver): {finished} of {expected}." + ("" if finished == expected else
-                                                       " The missing runs were not trained (the job stopped before them); statistics use the finished ones."),
-        *([f"Loss level for the iteration/NFE claims: {level:.4g} (the highest final training loss, smoothed over 10 iterations, among the NODE and ANODE models' full-length runs, so every completed run reaches it; runs that failed before reaching it are censored at the budget)." if level is not None else "Loss level: not available (a model has no full-length run)."]
+        f"Runs finished (completed or failed in the solver): {finished} of {expected}."
+        + ("" if finished == expected else
+           " The missing runs were not trained (the job stopped before them); statistics use the finished ones."),
+        *([(f"Loss level for the iteration/NFE claims: {level:.4g} (the highest final training loss, smoothed over 10 iterations, "
+             "among the NODE and ANODE models' full-length runs, so every completed run reaches it; runs that failed before "
+             "reaching it are censored at the budget).")
+           if level is not None else "Loss level: not available (a model has no full-length run)."]
           if tested & {"iterations_to_level", "nfe_at_level"} else []),
-        *([f"Stability of a run: unstable when it failed in the solver, recorded a non-finite loss, its loss (smoothed over 10 iterations) fell to half its start and rose above the start again, or one forward solve took at least {evidence.nfe_blowup:g} evaluations (the NFE blow-up threshold, `[metrics] nfe_blowup` of configs/images/suite.toml); failed runs are evidence and count in `unstable` and `max_nfe_forward`."]
+        *([("Stability of a run: unstable when it failed in the solver, recorded a non-finite loss, its loss (smoothed over "
+            "10 iterations) fell to half its start and rose above the start again, or one forward solve took at least "
+            f"{evidence.nfe_blowup:g} evaluations (the NFE blow-up threshold, `[metrics] nfe_blowup` of "
+            "configs/images/suite.toml); failed runs are evidence and count in `unstable` and `max_nfe_forward`.")]
           if tested & {"unstable", "max_nfe_forward"} else []),
         f"Verdicts are computed from the numbers (anode.lab.claims, declared in configs/images/claims.toml). {VERDICT_RULE}",
     ]
@@ -535,14 +542,17 @@ def _stability_section(cfg: ExperimentConfig, exp_dir: Path, out: Path, evidence
         section.figures.append(("forward NFE per iteration, every run", _save(plotting.plot_histories(
             curves["nfe_forward"], ylabel="forward NFE", title=f"{ds}: forward NFE when overfitting", log_y=wide), out, "stability_nfe")))
         section.figures.append(("training loss per iteration, every run", _save(plotting.plot_histories(
-            curves["loss"], ylabel="cross-entropy loss", title=f"{ds}: training loss when overfitting", log_y=True), out, "stability_loss")))
+            curves["loss"], ylabel="cross-entropy loss", title=f"{ds}: training loss when overfitting", log_y=True),
+            out, "stability_loss")))
     return section
 
 
 def _runs_table(evidence: Evidence) -> tuple[tuple[str, ...], list[list[str]]]:
     header = ("model", "seed", "status", "iterations", "max forward NFE", "solver failure", "non-finite loss",
               "loss exploded", "NFE blow-up", "unstable")
-    yes = lambda flag: "yes" if flag else "no"
+    def yes(flag):
+        return "yes" if flag else "no"
+
     rows = [[model, str(r["seed"]), r["status"], str(r["iterations"]),
              f"{r['max_nfe_forward']:.0f}" if r["max_nfe_forward"] is not None else "–", r["solver_failure"] or "–",
              yes(r["non_finite_loss"]), yes(r["loss_exploded"]), yes(r["nfe_blowup"]),

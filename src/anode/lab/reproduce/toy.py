@@ -92,13 +92,15 @@ def load_suite(kind: str, budget: str) -> tuple[dict[str, Any], list[ExperimentC
 # Figures of the report: (experiment, figure key, caption), grouped by the paper's figures.
 _SECTIONS: list[tuple[str, str, list[tuple[str, str, str]]]] = [
     ("Section 3 / Fig. 3: the flow alone on the identity and on g1d",
-     "The flow of an ODE preserves order in 1-D: the NODE's trajectories from -1 and +1 cannot cross, so it cannot map x to -x. One augmented dimension lets them pass each other.",
+     "The flow of an ODE preserves order in 1-D: the NODE's trajectories from -1 and +1 cannot cross, so it cannot map x to -x. "
+     "One augmented dimension lets them pass each other.",
      [("flow_g1d", "flow/identity/node", "NODE flow, identity map"), ("flow_g1d", "flow/g1d/node", "NODE flow, g1d (cannot cross)"),
       ("flow_g1d", "field/g1d/node", "NODE vector field on g1d"), ("flow_g1d", "flow/g1d/anode-p-1", "ANODE (p=1) flow on g1d in R^2"),
       ("flow_g1d", "loss/g1d", "MSE on g1d")]),
     ("Section 4.1 / Fig. 5: ResNet vs NODE",
      "Training loss (mean ± std across repeats) on g(x) in d = 1 and 2 and on the separable shifted sines.",
-     [("spheres", "loss/spheres-1d", "g(x), d = 1"), ("spheres", "loss/spheres-2d", "g(x), d = 2"), ("spheres", "loss/sines-2d", "shifted sines, d = 2")]),
+     [("spheres", "loss/spheres-1d", "g(x), d = 1"), ("spheres", "loss/spheres-2d", "g(x), d = 2"),
+      ("spheres", "loss/sines-2d", "shifted sines, d = 2")]),
     ("Section 5.1 / Fig. 7: flows learned by NODE and ANODE",
      "Trajectories of training points from t = 0 (hollow) to t = 1 (filled).",
      [("spheres", "flow/spheres-1d/node", "NODE, d = 1"), ("spheres", "flow/spheres-1d/anode-p-1", "ANODE, d = 1 + 1"),
@@ -110,7 +112,8 @@ _SECTIONS: list[tuple[str, str, list[tuple[str, str, str]]]] = [
       ("spheres", "features/spheres-2d/anode-p-1", "ANODE features during training")]),
     ("Fig. 9: generalisation to the held-out slice [0, pi/5]",
      "Model output over the input plane (x right, y up); hollow black circles are the held-out points, never seen in training.",
-     [("generalisation", "map/spheres-2d-slice-held-out/node", "NODE"), ("generalisation", "map/spheres-2d-slice-held-out/anode-p-1", "ANODE (p=1)"),
+     [("generalisation", "map/spheres-2d-slice-held-out/node", "NODE"),
+      ("generalisation", "map/spheres-2d-slice-held-out/anode-p-1", "ANODE (p=1)"),
       ("generalisation", "eval_loss/spheres-2d-slice-held-out", "held-out loss per epoch")]),
     ("Weight decay x augmentation",
      "Forward NFE and loss of NODE and ANODE with and without weight decay (1e-3) on g(x), d = 2.",
@@ -125,7 +128,8 @@ _SECTIONS: list[tuple[str, str, list[tuple[str, str, str]]]] = [
      "3 repeats each (fewer than the rest of the report, to keep its time).",
      [("beyond_g1d", "loss/g1d", "g1d: MSE"), ("beyond_g1d", "nfe/g1d", "g1d: forward NFE"),
       ("beyond_g1d", "flow/g1d/sonode-p-1", "SONODE flow on g1d: x passes -x with its velocity"),
-      ("beyond_spheres", "loss/spheres-2d", "g(x), d = 2: training loss"), ("beyond_spheres", "nfe/spheres-2d", "g(x), d = 2: forward NFE")]),
+      ("beyond_spheres", "loss/spheres-2d", "g(x), d = 2: training loss"),
+      ("beyond_spheres", "nfe/spheres-2d", "g(x), d = 2: forward NFE")]),
 ]
 
 
@@ -150,8 +154,10 @@ def reproduce_toy(
     Arguments:
         out_dir: results go to `out_dir/<experiment>/`; the report to `out_dir/report.{md,html}`
             with its figures in `out_dir/figures/`.
-        budget: "default": under 2 minutes on 2 CPU cores (82 to 113 s in thirteen runs on 2026-11-28 as the machine's speed varied, beyond-the-paper section included; side by side, 0.86 to 0.91 of the time of the code before);
-            "full": the paper's settings (12.9 min on 2 CPU cores, stacked, on 2026-11-27; 11.6 min on 2026-11-28); "smoke": seconds, for tests.
+        budget: "default": under 2 minutes on 2 CPU cores (82 to 113 s in thirteen runs on 2026-11-28 as the machine's speed varied,
+            beyond-the-paper section included; side by side, 0.86 to 0.91 of the time of the code before);
+            "full": the paper's settings (12.9 min on 2 CPU cores, stacked, on 2026-11-27; 11.6 min on 2026-11-28);
+            "smoke": seconds, for tests.
         jobs: parallel training processes (default: the number of CPU cores).
         progress: progress bars and per-run summaries.
         gifs: also write animated GIFs of flows and feature evolution.
