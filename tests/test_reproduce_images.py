@@ -96,12 +96,12 @@ def test_unknown_budget_lists_choices():
 def test_small_budget_is_a_stated_stand_in_with_three_repeats():
     """The CPU budget of Table 1: 3 repeats a model (so its claims get verdicts), at a scale the note states."""
     cfg, note = ri.image_experiment("mnist", budget="small", data_dir="/some/where")
-    assert cfg.train.batch_size == 32 and cfg.train.max_iterations == 80
+    assert cfg.train.batch_size == 32 and cfg.train.max_iterations == 200
     assert cfg.repeats == 3 and cfg.train.epochs == 1
     (ds,) = cfg.datasets
-    assert isinstance(ds, ImageSpec) and ds.test_subset == 500 and ds.train_subset == 2000
+    assert isinstance(ds, ImageSpec) and ds.test_subset == 1000 and ds.train_subset == 6400
     assert ds.data_dir == "/some/where" and ds.dataset == "mnist"
-    assert "stand-in" in note and "1/8 of the filters" in note and "80 iterations" in note and "3 repeats" in note
+    assert "stand-in" in note and "1/8 of the filters" in note and "200 iterations (one epoch)" in note and "3 repeats" in note
     assert [(m.name, m.hidden_dim, m.augment_dim) for m in cfg.models] == [("NODE", 12, 0), ("ANODE (p=5)", 8, 5)]
 
 

@@ -23,6 +23,7 @@ from anode.lab.table1 import (
     ALLOWANCE,
     MARGIN,
     PlannedRun,
+    WallClock,
     pack_results,
     plan_runs,
     probe_seconds_per_epoch,
@@ -213,11 +214,10 @@ class TestClock:
         self.time += 1.0
 
 
-def test_a_partial_run_stops_at_the_windows_end_and_the_next_window_resumes_it(tiny, tmp_path):
-    """The time left after the whole runs trains one more run in a child process that is stopped at the
+def _partial_run_window(tiny, tmp_path, *, clock, stopped: str) -> None:
+    """One Table 1 window whose time fits no whole run: one partial run in a child process, stopped at the
     window's end; its last checkpoint is where the next window continues it (reported as in progress).
-    The window's time is a test clock whose end comes once the child has trained an epoch, however
-    long the machine takes (a loaded machine only makes the test slower)."""
+    `stopped` is the pattern of the log line that says when it was asked to stop and when it ended."""
     data = tmp_path / "data"
     tiny()  # writes the IDX data
     config = tmp_path / "long.toml"
@@ -225,14 +225,13 @@ def test_a_partial_run_stops_at_the_windows_end_and_the_next_window_resumes_it(t
     results, log = tmp_path / "table1", []
     run_dir = results / "idx" / "runs" / "idx" / "anode-p-5" / "seed-0"
     out = run_table1("idx", results_dir=results, minutes=8 / 60, config=config, device="cpu",
-                     timing={"NODE": 1.0, "ANODE (p=5)": 1.0}, log=log.append, clock=TestClock(run_dir))
+                     timing={"NODE": 1.0, "ANODE (p=5)": 1.0}, log=log.append, clock=clock(run_dir))
     assert [(p["model"], p["repeat"], p["partial"]) for p in out["planned"]] == [("ANODE (p=5)", 0, True)]
     cfg = table1_config("idx", config=config)
     [(model, repeat, done)] = runs_in_progress(results / "idx", cfg)
     assert (model, repeat) == ("ANODE (p=5)", 0) and 0 < done < 100000
     # asked to stop (SIGTERM) a quarter of its 8 s before the deadline: it checkpointed where it stood and ended
-    assert any(re.search(rf"asked to stop after 6 s as planned, checkpointed and ended after 7 s, at epoch {done} of 100000",
-                         line) for line in log), log
+    assert any(re.search(rf"{stopped}, at epoch {done} of 100000", line) for line in log), log
     assert not (run_dir / "result.json").exists() and load_checkpoint(run_dir / "checkpoint.pt")["segments"] == 1
     assert f"ANODE (p=5) repeat 0 at epoch {done} of 100000" in (results / "idx" / "report.md").read_text()
     assert plan_runs(cfg, results / "idx", seconds=5, seconds_per_epoch={"NODE": 1.0, "ANODE (p=5)": 1.0}) == [
@@ -244,38 +243,19 @@ def test_a_partial_run_stops_at_the_windows_end_and_the_next_window_resumes_it(t
     assert seconds_per_epoch(results / "idx", cfg) == pytest.approx({"ANODE (p=5)": state["elapsed"] / (done + position / 2)})
     assert list(probe_seconds_per_epoch(cfg, device="cpu", iterations=1, models=["NODE"])) == ["NODE"]
 
+
+def test_a_partial_run_stops_at_the_windows_end_and_the_next_window_resumes_it(tiny, tmp_path):
+    """On a test clock whose window ends once the child has trained an epoch, however long the machine takes
+    (a loaded machine only makes the test slower)."""
+    _partial_run_window(tiny, tmp_path, clock=TestClock,
+                        stopped="asked to stop after 6 s as planned, checkpointed and ended after 7 s")
 
 
 @pytest.mark.slow
 def test_a_partial_run_stops_on_wall_clock_time(tiny, tmp_path):
-    """On the real clock (an idle machine: it needs a whole epoch inside an 8-second window). The time left after the whole runs
-    trains one more run in a child process that is stopped on
-    time; its last checkpoint is where the next window continues it (reported as in progress)."""
-    data = tmp_path / "data"
-    tiny()  # writes the IDX data
-    config = tmp_path / "long.toml"
-    config.write_text(PARTIAL.format(epochs=100000, data=data))  # far more epochs than 8 s allow
-    results, log = tmp_path / "table1", []
-    out = run_table1("idx", results_dir=results, minutes=8 / 60, config=config, device="cpu",
-                     timing={"NODE": 1.0, "ANODE (p=5)": 1.0}, log=log.append)
-    assert [(p["model"], p["repeat"], p["partial"]) for p in out["planned"]] == [("ANODE (p=5)", 0, True)]
-    cfg = table1_config("idx", config=config)
-    [(model, repeat, done)] = runs_in_progress(results / "idx", cfg)
-    assert (model, repeat) == ("ANODE (p=5)", 0) and 0 < done < 100000
-    # asked to stop (SIGTERM) a quarter of its ~8 s before the deadline: it checkpointed where it stood and ended
-    assert any(re.search(r"asked to stop after [56] s as planned, checkpointed and ended after [5-9] s, "
-                         rf"at epoch {done} of 100000", line) for line in log), log
-    run_dir = results / "idx" / "runs" / "idx" / "anode-p-5" / "seed-0"
-    assert not (run_dir / "result.json").exists() and load_checkpoint(run_dir / "checkpoint.pt")["segments"] == 1
-    assert f"ANODE (p=5) repeat 0 at epoch {done} of 100000" in (results / "idx" / "report.md").read_text()
-    assert plan_runs(cfg, results / "idx", seconds=5, seconds_per_epoch={"NODE": 1.0, "ANODE (p=5)": 1.0}) == [
-        PlannedRun("ANODE (p=5)", 0, 5.0, start_epoch=done, partial=True)]
-    # the next window plans ANODE from its run in progress and probes only NODE, which has no run yet
-    state = load_checkpoint(run_dir / "checkpoint.pt")
-    position = state["epoch_position"]  # batches into the next epoch when the stop came mid-epoch (2 an epoch here)
-    assert 0 <= position < 2 and state["iteration"] == 2 * done + position
-    assert seconds_per_epoch(results / "idx", cfg) == pytest.approx({"ANODE (p=5)": state["elapsed"] / (done + position / 2)})
-    assert list(probe_seconds_per_epoch(cfg, device="cpu", iterations=1, models=["NODE"])) == ["NODE"]
+    """On the real clock (an idle machine: it needs a whole epoch inside an 8-second window)."""
+    _partial_run_window(tiny, tmp_path, clock=lambda run_dir: WallClock(),
+                        stopped="asked to stop after [56] s as planned, checkpointed and ended after [5-9] s")
 
 
 def test_minutes_must_be_positive(tiny, tmp_path):
