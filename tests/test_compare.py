@@ -77,3 +77,16 @@ def test_compare_shows_each_part_of_a_claim(tmp_path: Path, capsys: pytest.Captu
     assert "|  | ↳ part 1 (spheres 1d): NFE growth: NODE > ANODE | holds (p = 0.01) | holds (p = 0.01) |" in out
     assert "| ≠ | ↳ part 2 (spheres 2d): NFE growth: NODE > ANODE | holds (p = 0.2) | inconclusive (p = 0.2) |" in out
     assert "parts_compared: 2\nparts_differing: 1" in out
+
+
+def test_parts_missing_from_an_older_report_are_shown_but_not_counted(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    part = {"test": "loss: ANODE < NODE", "dataset": "d", "measured": "", "verdict": HOLDS, "detail": "p = 0.01"}
+    old, new = tmp_path / "old", tmp_path / "new"
+    for folder, parts in ((old, None), (new, [part, part])):
+        folder.mkdir()
+        claim = {"claim": "Lower.", "verdict": HOLDS, "detail": "", "source": "s", **({"parts": parts} if parts else {})}
+        (folder / "summary.json").write_text(json.dumps({"claims": [claim], "aggregates": {}}))
+    assert main(["compare", str(old), str(new)]) == 0
+    out = capsys.readouterr().out
+    assert "|  | ↳ part 1 (d): loss: ANODE < NODE | absent | holds (p = 0.01) |" in out
+    assert "parts_compared: 0\nparts_differing: 0" in out and "≠" not in out

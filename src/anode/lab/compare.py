@@ -106,9 +106,11 @@ def format_comparison(pairs: list[ClaimPair], machines: tuple[str, str], names: 
     for pair in pairs:
         for row in (pair, *pair.parts):
             cells = [f"{v} ({d})" if d else v for v, d in zip(row.verdicts, row.details)]
-            lines.append(f"| {'' if row.same else '≠'} | {row.claim} | {cells[0]} | {cells[1]} |")
+            mark = "" if row.same or (row in pair.parts and ABSENT in row.verdicts) else "≠"
+            lines.append(f"| {mark} | {row.claim} | {cells[0]} | {cells[1]} |")
     differing = sum(not p.same for p in pairs)
-    parts = [part for pair in pairs for part in pair.parts]
+    # a part is compared where both reports list it (a report written before anode 0.2.0 lists no parts)
+    parts = [part for pair in pairs for part in pair.parts if ABSENT not in part.verdicts]
     lines += ["", f"verdicts_compared: {len(pairs)}", f"verdicts_differing: {differing}",
               f"parts_compared: {len(parts)}", f"parts_differing: {sum(not p.same for p in parts)}"]
     return "\n".join(lines) + "\n"
