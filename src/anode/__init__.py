@@ -7,7 +7,9 @@ from .config import METHODS as METHODS
 from .config import SolverConfig as SolverConfig
 from .history import History as History
 from .models import AUGMENTATIONS as AUGMENTATIONS
+from .models import CNF as CNF
 from .models import Augmentation as Augmentation
+from .models import AugmentedCNF as AugmentedCNF
 from .models import ConvODEFunc as ConvODEFunc
 from .models import ConvODENet as ConvODENet
 from .models import ConvResNet as ConvResNet
@@ -62,10 +64,12 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "AUGMENTATIONS",
+    "CNF",
     "METHODS",
     "NFE",
     "REGULARISERS",
     "Augmentation",
+    "AugmentedCNF",
     "ConvODEFunc",
     "ConvODENet",
     "ConvResNet",

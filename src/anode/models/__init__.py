@@ -11,6 +11,17 @@ from .augment import make_augmentation as make_augmentation
 from .block import DEFAULT_T as DEFAULT_T
 from .block import ODEBlock as ODEBlock
 from .block import check_times as check_times
+from .cnf import AUGMENTED_POSTERIORS as AUGMENTED_POSTERIORS
+from .cnf import CNF as CNF
+from .cnf import PROBE_KINDS as PROBE_KINDS
+from .cnf import TRACE_ESTIMATORS as TRACE_ESTIMATORS
+from .cnf import AugmentedCNF as AugmentedCNF
+from .cnf import CNFDynamics as CNFDynamics
+from .cnf import GaussianPosterior as GaussianPosterior
+from .cnf import StandardNormalPosterior as StandardNormalPosterior
+from .cnf import exact_trace as exact_trace
+from .cnf import hutchinson_trace as hutchinson_trace
+from .cnf import standard_normal_log_prob as standard_normal_log_prob
 from .fields import ConvODEFunc as ConvODEFunc
 from .fields import ODEFunc as ODEFunc
 from .nets import ConvODENet as ConvODENet
@@ -22,8 +33,35 @@ from .nets import count_parameters as count_parameters
 from .rebuild import build_from_architecture as build_from_architecture
 
 __all__ = [
-    "ARCHITECTURE_CLASSES", "AUGMENTATIONS", "DEFAULT_T", "Augmentation", "ConvODEFunc", "ConvODENet", "ConvResNet",
-    "LearnedAugmentation", "ODEBlock", "ODEFlow", "ODEFunc", "ODENet", "ResNet", "SecondOrderAugmentation",
-    "ZeroAugmentation", "architecture_of", "build_from_architecture", "check_times", "count_parameters",
+    "ARCHITECTURE_CLASSES",
+    "AUGMENTATIONS",
+    "AUGMENTED_POSTERIORS",
+    "CNF",
+    "DEFAULT_T",
+    "PROBE_KINDS",
+    "TRACE_ESTIMATORS",
+    "Augmentation",
+    "AugmentedCNF",
+    "CNFDynamics",
+    "ConvODEFunc",
+    "ConvODENet",
+    "ConvResNet",
+    "GaussianPosterior",
+    "LearnedAugmentation",
+    "ODEBlock",
+    "ODEFlow",
+    "ODEFunc",
+    "ODENet",
+    "ResNet",
+    "SecondOrderAugmentation",
+    "StandardNormalPosterior",
+    "ZeroAugmentation",
+    "architecture_of",
+    "build_from_architecture",
+    "check_times",
+    "count_parameters",
+    "exact_trace",
+    "hutchinson_trace",
     "make_augmentation",
+    "standard_normal_log_prob",
 ]
