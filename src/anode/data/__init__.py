@@ -1,5 +1,13 @@
-"""Datasets: the paper's toy data and readers for image data, batched from memory."""
+"""Datasets: the paper's toy data, 2-D densities for flows, and readers for image data, batched from memory."""
 
+from .densities import DENSITIES as DENSITIES
+from .densities import checkerboard as checkerboard
+from .densities import concentric_rings as concentric_rings
+from .densities import eight_gaussians as eight_gaussians
+from .densities import make_density as make_density
+from .densities import pinwheel as pinwheel
+from .densities import two_moons as two_moons
+from .densities import two_spirals as two_spirals
 from .images import DATASET_NAMES as DATASET_NAMES
 from .images import NORMALIZATIONS as NORMALIZATIONS
 from .images import ChecksumError as ChecksumError
@@ -17,7 +25,8 @@ from .toy import ToyDataset as ToyDataset
 from .toy import angular_split as angular_split
 
 __all__ = [
-    "DATASET_NAMES", "NORMALIZATIONS", "ChecksumError", "ConcentricSpheres", "Data1D", "ImageDataset",
+    "DATASET_NAMES", "DENSITIES", "NORMALIZATIONS", "ChecksumError", "ConcentricSpheres", "Data1D", "ImageDataset",
     "ImageTransform", "ShiftedSines", "TensorLoader", "ToyDataset", "angular_split", "channel_stats",
-    "download_dataset", "load_image_dataset", "make_image_loaders",
+    "checkerboard", "concentric_rings", "download_dataset", "eight_gaussians", "load_image_dataset", "make_density",
+    "make_image_loaders", "pinwheel", "two_moons", "two_spirals",
 ]
