@@ -88,6 +88,7 @@ __all__ = [
     "rms_norm",
     "select_initial_step",
     "solve",
+    "stage_dot",
 ]
 
 # torchdiffeq's step-size controller constants (RKAdaptiveStepsizeODESolver defaults).
@@ -259,7 +260,15 @@ def _stage_sum(ks: list[torch.Tensor], coef: torch.Tensor) -> torch.Tensor:
     """sum_j coef[j] * ks[j] as torchdiffeq computes it (`torch.sum(k * coef, dim=-1)` over the
     stacked stages), so that the rounding, and hence the float32 gradient noise, is the same.
     (`linalg.vecdot` is that product and sum, in one call from Python.)"""
-    return torch.linalg.vecdot(torch.stack(ks, -1), coef, dim=-1)
+    return stage_dot(torch.stack(ks, -1), coef)
+
+
+def stage_dot(stacked: torch.Tensor, coef: torch.Tensor) -> torch.Tensor:
+    """`torch.sum(stacked * coef, dim=-1)` with its bits: `linalg.vecdot` in one call, except for the
+    stages of a 0-d state (a 1-D `stacked`), where vecdot is a BLAS dot product that rounds otherwise."""
+    if stacked.dim() == 1:
+        return torch.sum(stacked * coef, dim=-1)
+    return torch.linalg.vecdot(stacked, coef, dim=-1)
 
 
 def _plus(a: torch.Tensor | None, b: torch.Tensor | None) -> torch.Tensor | None:
@@ -384,7 +393,9 @@ def select_initial_step(
     else:
         h0 = torch.tensor(1e-6, dtype=dtype, device=device)
     y1 = y0 + h0 * f0
-    f1 = func((t0 + h0).to(dtype), y1)
+    # torchdiffeq's probe time is t0 + h0 in y1's dtype: the state's, except for a 0-d state, whose
+    # 0-d arithmetic with the float64 tolerances (scale, h0, y1) promotes to float64.
+    f1 = func((t0 + h0).to(y1.dtype), y1)
     counts.call()
     d2 = norm((f1 - f0) / scale) / h0
     d2_v = d2.item()
@@ -442,7 +453,8 @@ def _interp_fit(step: AcceptedStep, consts: AdaptiveConsts, np_t: type) -> list[
     c = dt * (f1 - 4 * f0) - 11 * y0 - 5 * y1 + 16 * y_mid
     d = dt * f0
     coeffs = [d, c, b, a]
-    return [step.y0.detach(), *(torch.from_numpy(v) for v in coeffs)] if host else [y0, *coeffs]
+    # (np.asarray: the arithmetic of 0-d arrays, a 0-d state's, gives NumPy scalars)
+    return [step.y0.detach(), *(torch.from_numpy(np.asarray(v)) for v in coeffs)] if host else [y0, *coeffs]
 
 
 def interp_value(step: AcceptedStep, t: float, np_t: type, consts: AdaptiveConsts) -> tuple[torch.Tensor, np.floating]:
@@ -459,7 +471,7 @@ def interp_value(step: AcceptedStep, t: float, np_t: type, consts: AdaptiveConst
         for coefficient in (c, b, a):
             x_power = x_power * x  # float32 powers, as torchdiffeq's 0-dim tensors
             value = value + coefficient * float(x_power)
-    return (torch.from_numpy(value) if host else value), x
+    return (torch.from_numpy(np.asarray(value)) if host else value), x
 
 
 def interp_weights(dt: float, x: float, consts: AdaptiveConsts) -> tuple[list[float], list[float]]:
@@ -596,13 +608,18 @@ class StepControl:
         `stages` are the step's stages stacked on the last dimension (`torch.stack(ks, -1)`)."""
         with torch.no_grad():
             coef = _coefficients(self.consts.c_error, dt_y, self.host, self.tensors[2])
-            err = torch.linalg.vecdot(stages, coef, dim=-1)
+            err = stage_dot(stages, coef)
             abs_y1 = y1.detach().abs()
-            tol = torch.maximum(abs_y, abs_y1).mul_(self.rtol_y).add_(self.atol_y)
-            if self.norm is rms_norm:
-                ratio_t = err.div_(tol).pow_(2).mean().sqrt_()  # torchdiffeq's _rms_norm (see rms_norm), same bits
+            if abs_y.dim() == 0:  # torchdiffeq's 0-d float64 rtol, atol promote a 0-d state's ratio to float64
+                tol = torch.maximum(abs_y, abs_y1).to(torch.float64).mul_(self.rtol).add_(self.atol)
+                err = err.div(tol)
+                ratio_t = err.pow_(2).mean().sqrt_() if self.norm is rms_norm else self.norm(err)
             else:
-                ratio_t = self.norm(err.div_(tol))
+                tol = torch.maximum(abs_y, abs_y1).mul_(self.rtol_y).add_(self.atol_y)
+                if self.norm is rms_norm:
+                    ratio_t = err.div_(tol).pow_(2).mean().sqrt_()  # torchdiffeq's _rms_norm (see rms_norm), same bits
+                else:
+                    ratio_t = self.norm(err.div_(tol))
         return float(ratio_t), abs_y1
 
 
@@ -654,9 +671,10 @@ def _solve_adaptive(func: VectorField, y0: torch.Tensor, times: list[float], met
             for i in range(ctl.n_stages):
                 coef = ctl.stage_coefficients(i, dt_y, dt_t)
                 if i == 0:  # a sum over one stage is that stage: the same bits with two ops fewer
-                    yi = y + ks[0] * coef
+                    # (coef has shape (1,): a 0-d state takes its one entry, not a broadcast to (1,))
+                    yi = y + ks[0] * (coef if y.dim() else coef[0])
                 elif columns is not None:
-                    yi = y + torch.linalg.vecdot(columns[..., :i + 1], coef, dim=-1)
+                    yi = y + stage_dot(columns[..., :i + 1], coef)
                 else:
                     yi = y + _stage_sum(ks, coef)  # as torchdiffeq, same rounding
                 k = func(stage_times[i], yi)
