@@ -136,7 +136,8 @@ class CNFDynamics(nn.Module):
     instance until `backward()`), and two solves never share a probe.
 
     With `reverse=True` it is the time-reversed dynamics ds/du = -F(s, T - u) on u in [0, T], used
-    to solve from t = T back to t = 0 with increasing times (as both backends require).
+    to solve from t = T back to t = 0 with increasing times (as both backends require); the
+    regularisers' integrands keep their sign (they integrate positive quantities either way).
 
     Arguments:
         odefunc: the vector field `odefunc(t, z)` on `[batch, dim]`.
@@ -194,13 +195,12 @@ class CNFDynamics(nn.Module):
                 trace, frobenius = hutchinson_trace(f, z, self.probe, create_graph=outer_grad)
         if not outer_grad:
             f, trace, frobenius = f.detach(), trace.detach(), frobenius.detach()
-        parts = [f, -trace.unsqueeze(1)]
+        parts = [-f, trace.unsqueeze(1)] if self.reverse else [f, -trace.unsqueeze(1)]
         if self.kinetic_energy:
             parts.append(f.pow(2).sum(1, keepdim=True))
         if self.jacobian_norm:
             parts.append(frobenius.unsqueeze(1))
-        out = torch.cat(parts, 1)
-        return -out if self.reverse else out
+        return torch.cat(parts, 1)
 
 
 def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> str:
@@ -408,11 +408,30 @@ class CNF(nn.Module):
         dtype = reference.dtype if reference is not None else torch.get_default_dtype()
         device = reference.device if reference is not None else torch.device("cpu")
         z = torch.randn(n, self.dim, generator=generator, device=generator.device, dtype=dtype).to(device)
-        s = self._solve(z, generator, reverse=True)
-        x = s[:, : self.dim]
+        x, delta = self.inverse(z, generator=generator)
         if return_log_prob:
-            return x, standard_normal_log_prob(z) + s[:, self.dim]
+            return x, standard_normal_log_prob(z) - delta
         return x
+
+    def inverse(self, z: torch.Tensor, *, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Solve base points backwards from t = T to t = 0: the inverse of `transform`.
+
+        Arguments:
+            z: base points `[batch, dim]`.
+            generator: draws the Hutchinson probe (required with `trace="hutchinson"`).
+
+        Returns:
+            `(x, delta)` with x = z(0) `[batch, dim]` and delta `[batch]` such that
+            log p(x) = log N(z) - delta (delta = -integral of tr(df/dz), as in `transform`).
+
+        Raises:
+            TypeError, ValueError: a bad batch, or a missing generator for the Hutchinson trace.
+            RuntimeError: called under `torch.inference_mode()`.
+            SolverError: the solve failed.
+        """
+        _check_batch(z, self.dim, self._reference(), what="z")
+        s = self._solve(z, generator, reverse=True)
+        return s[:, : self.dim], -s[:, self.dim]
 
 
 class StandardNormalPosterior(nn.Module):
