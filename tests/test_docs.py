@@ -125,6 +125,15 @@ def check_solvers(ns: dict[str, Any], out: str) -> None:
     assert isinstance(ns["failure"], ns["anode"].MaxStepsExceeded)
 
 
+def check_cnf(ns: dict[str, Any], out: str) -> None:
+    lines = out.splitlines()
+    assert lines[-2].startswith("CNF: NFE first") and lines[-1].startswith("augmented CNF (p=1): NFE first")
+    assert len(ns["cnf_nfe"]) == len(ns["augmented_nfe"]) == 20
+    assert all(_dopri5(n) for n in ns["cnf_nfe"] + ns["augmented_nfe"])
+    assert -10 < ns["cnf_test"] < 0 and -10 < ns["bound"] < 0
+    assert ns["samples"].shape == (512, 2) and bool(torch.isfinite(ns["samples"]).all())
+
+
 CHECKS: dict[str, Callable[[dict[str, Any], str], None]] = {
     "quickstart.md": check_quickstart,
     "tutorials/custom-field.md": check_custom_field,
@@ -133,6 +142,7 @@ CHECKS: dict[str, Callable[[dict[str, Any], str], None]] = {
     "tutorials/reproducing.md": check_reproducing,
     "tutorials/ensemble.md": check_ensemble,
     "tutorials/solvers.md": check_solvers,
+    "tutorials/cnf.md": check_cnf,
 }
 
 
