@@ -73,7 +73,8 @@ def standard_normal_log_prob(z: torch.Tensor) -> torch.Tensor:
     return -0.5 * (z.pow(2).sum(-1) + z.shape[-1] * _LOG_2PI)
 
 
-def exact_trace(f: torch.Tensor, z: torch.Tensor, *, create_graph: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def exact_trace(f: torch.Tensor, z: torch.Tensor, *, create_graph: bool,
+                frobenius: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
     """tr(df/dz) per sample, and ||df/dz||_F^2, with one autograd pass per dimension.
 
     Sample i of `f` must depend on sample i of `z` only (no batch norm and the like).
@@ -83,9 +84,10 @@ def exact_trace(f: torch.Tensor, z: torch.Tensor, *, create_graph: bool) -> tupl
         z: the state, shape `[batch, dim]`, requiring grad.
         create_graph: keep the graph of the result (needed to differentiate it: backprop
             through the solver, or the adjoint's backward solve).
+        frobenius: also compute ||df/dz||_F^2 (else None is returned in its place).
 
     Returns:
-        `(trace, frobenius_squared)`, each of shape `[batch]`.
+        `(trace, frobenius_squared)`, each of shape `[batch]` (the second None without `frobenius`).
 
     Raises:
         ValueError: `f` and `z` of different shapes, or not `[batch, dim]`.
@@ -93,12 +95,13 @@ def exact_trace(f: torch.Tensor, z: torch.Tensor, *, create_graph: bool) -> tupl
     if f.shape != z.shape or f.dim() != 2:
         raise ValueError(f"exact_trace needs f and z of the same shape [batch, dim], got {tuple(f.shape)} and {tuple(z.shape)}")
     trace = f.new_zeros(f.shape[0])
-    frobenius = f.new_zeros(f.shape[0])
+    norm = f.new_zeros(f.shape[0]) if frobenius else None
     for i in range(f.shape[1]):
         (row,) = torch.autograd.grad(f[:, i].sum(), z, create_graph=create_graph, retain_graph=True)
         trace = trace + row[:, i]
-        frobenius = frobenius + row.pow(2).sum(1)
-    return trace, frobenius
+        if norm is not None:
+            norm = norm + row.pow(2).sum(1)
+    return trace, norm
 
 
 def hutchinson_trace(f: torch.Tensor, z: torch.Tensor, probe: torch.Tensor, *,
@@ -190,16 +193,16 @@ class CNFDynamics(nn.Module):
                 raise ValueError(f"the CNF's vector field must return the shape of its input {tuple(z.shape)}, "
                                  f"got {tuple(f.shape)}")
             if self.trace == "exact":
-                trace, frobenius = exact_trace(f, z, create_graph=outer_grad)
+                trace, frobenius = exact_trace(f, z, create_graph=outer_grad, frobenius=self.jacobian_norm)
             else:
                 trace, frobenius = hutchinson_trace(f, z, self.probe, create_graph=outer_grad)
         if not outer_grad:
-            f, trace, frobenius = f.detach(), trace.detach(), frobenius.detach()
+            f, trace = f.detach(), trace.detach()
         parts = [-f, trace.unsqueeze(1)] if self.reverse else [f, -trace.unsqueeze(1)]
         if self.kinetic_energy:
             parts.append(f.pow(2).sum(1, keepdim=True))
-        if self.jacobian_norm:
-            parts.append(frobenius.unsqueeze(1))
+        if self.jacobian_norm and frobenius is not None:
+            parts.append(frobenius.unsqueeze(1) if outer_grad else frobenius.detach().unsqueeze(1))
         return torch.cat(parts, 1)
 
 
