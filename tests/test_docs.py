@@ -123,6 +123,8 @@ def check_solvers(ns: dict[str, Any], out: str) -> None:
     assert adjoint.backward > 0 and adjoint.backward == 2 + 6 * (adjoint.backward_accepted_steps + adjoint.backward_rejected_steps)
     assert ns["rk4"].nfe.forward == 4 * ns["rk4"].nfe.accepted_steps == 40
     assert isinstance(ns["failure"], ns["anode"].MaxStepsExceeded)
+    counts = ns["per_sample"].per_sample  # the stiff sample does not cost the easy ones
+    assert counts[0] == counts[1] < counts[2] == ns["per_sample"].forward and counts[0] < ns["batch"].forward
 
 
 def check_cnf(ns: dict[str, Any], out: str) -> None:

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 __all__ = ["ADAPTIVE_METHODS", "ADAPTIVE_OPTIONS", "ADJOINT_OPTIONS", "ANODE_BACKEND_METHODS", "BACKENDS",
-           "FIXED_STEP_METHODS", "FIXED_STEP_OPTIONS", "METHODS", "SolverConfig"]
+           "FIXED_STEP_METHODS", "FIXED_STEP_OPTIONS", "METHODS", "STEP_CONTROLS", "SolverConfig"]
 
 #: Adaptive-step methods of the torchdiffeq backend (error-controlled by rtol/atol).
 ADAPTIVE_METHODS: tuple[str, ...] = ("dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun")
@@ -37,6 +37,9 @@ ADJOINT_NORMS: tuple[str, ...] = ("seminorm",)
 BACKENDS: tuple[str, ...] = ("torchdiffeq", "anode")
 #: Methods of the "anode" backend.
 ANODE_BACKEND_METHODS: tuple[str, ...] = ("dopri5", "bosh3", "euler", "midpoint", "heun2", "heun3", "rk4")
+#: Step-size control of adaptive methods (`SolverConfig.step_control`): "batch", one step size for the
+#: whole state (torchdiffeq's); "sample", one per sample along the state's leading dimension ("anode" backend).
+STEP_CONTROLS: tuple[str, ...] = ("batch", "sample")
 
 
 def _check_positive(name: str, value: Any, *, allow_none: bool = False) -> None:
@@ -132,13 +135,24 @@ class SolverConfig:
             "torchdiffeq" (the reference) or "anode" (own fused Runge-Kutta loop with the same
             steps and numbers, less Python work per step; methods `ANODE_BACKEND_METHODS`; for
             an `ODEFunc` under dopri5/bosh3 without the adjoint, a backward written by hand).
+        step_control: one of `STEP_CONTROLS`. "batch" (default): one step size, one accept/reject
+            decision for the whole state (torchdiffeq's control). "sample" (backend "anode",
+            adaptive methods): the state's leading dimension is the sample axis and every sample
+            keeps its own step size, accepted and rejected steps and NFE (RMS error norm, initial
+            step and next step per sample); a finished sample is frozen and no longer passed to
+            the field, so the field sees the still-integrating rows only and gets `t` as a tensor
+            of shape (rows, 1, ..., 1), one time per row, broadcastable against y. `NFE.per_sample`
+            holds the counts. With `adjoint=True` the forward solve is per sample and the backward
+            (adjoint) solve is controlled jointly, with batch control (the parameter gradients
+            couple the samples).
 
     Raises:
         ValueError: unknown method (the message lists the valid ones), non-positive or
             non-finite tolerance/step, fixed-step method without `step_size`, `step_size`
             given for an adaptive method, adjoint tolerances without `adjoint=True`, an unknown
             or invalid option, an unknown backend (the messages list the valid ones), a method
-            the backend does not provide, options given to the "anode" backend.
+            the backend does not provide, options given to the "anode" backend, an unknown
+            `step_control` or "sample" with another backend or a fixed-step method.
         TypeError: a field of the wrong type.
     """
 
@@ -152,6 +166,7 @@ class SolverConfig:
     adjoint_atol: float | None = None
     options: dict[str, Any] = field(default_factory=dict)
     backend: str = "torchdiffeq"
+    step_control: str = "batch"
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -192,6 +207,14 @@ class SolverConfig:
         if self.backend == "anode" and self.options:
             raise ValueError(f"options {sorted(self.options)} are passed to torchdiffeq only; the 'anode' backend takes "
                              "none: remove options or use backend='torchdiffeq'")
+        if not isinstance(self.step_control, str) or self.step_control not in STEP_CONTROLS:
+            raise ValueError(f"unknown step_control {self.step_control!r}; valid choices: {list(STEP_CONTROLS)}")
+        if self.step_control == "sample" and (self.backend != "anode" or self.is_fixed_step):
+            raise ValueError(
+                f"step_control='sample' needs backend='anode' and an adaptive method (dopri5, bosh3), got "
+                f"backend={self.backend!r}, method={self.method!r}: set those, or step_control='batch' "
+                f"(valid choices: {list(STEP_CONTROLS)})"
+            )
 
     @property
     def is_fixed_step(self) -> bool:

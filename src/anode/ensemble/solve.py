@@ -155,13 +155,16 @@ def ensemble_odesolve(
         `accepted_steps`, `rejected_steps`) and None or its `MemberFailure`.
 
     Raises:
-        ValueError: a method other than dopri5/bosh3, the adjoint, or a bad `t_span`/`alive`.
+        ValueError: a method other than dopri5/bosh3, the adjoint, step_control 'sample', or a bad `t_span`/`alive`.
         TypeError: a state dtype other than float32/float64.
     """
     if solver.method not in ADAPTIVE_TABLEAUX:
         raise ValueError(f"a stacked solve integrates {list(ADAPTIVE_TABLEAUX)}, got method {solver.method!r}")
     if solver.adjoint:
         raise ValueError("a stacked solve backpropagates through the solver: use SolverConfig(adjoint=False)")
+    if solver.step_control != "batch":
+        raise ValueError(f"a stacked solve controls the step per member, not per sample: got step_control="
+                         f"{solver.step_control!r}; use SolverConfig(step_control='batch')")
     start, end = (float(v) for v in t_span)
     if not end > start:
         raise ValueError(f"t_span must be (start, end) with end > start, got {t_span!r}")

@@ -61,6 +61,9 @@ def ensemble_support(model: nn.Module) -> str | None:
         return f"method {solver.method!r} (stacked training integrates {list(ENSEMBLE_METHODS)})"
     if solver.adjoint:
         return "the adjoint method (stacked training backpropagates through the solver)"
+    if solver.step_control != "batch":
+        return (f"step_control={solver.step_control!r} (stacked training controls the step per member; "
+                "per-sample control is not supported there yet: use step_control='batch')")
     if solver.options:
         return f"solver options {sorted(solver.options)}"
     if type(block.augmenter) not in (ZeroAugmentation, LearnedAugmentation, SecondOrderAugmentation):

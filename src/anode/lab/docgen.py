@@ -81,6 +81,10 @@ MEANINGS: dict[str, str] = {
     "SolverConfig.backend": "Which solver implementation runs the method: \"torchdiffeq\" (the reference) or "
                             "\"anode\" (own fused Runge-Kutta loop, same steps and numbers, less Python work per step; "
                             "for an `ODEFunc` under dopri5/bosh3 without the adjoint, a backward written by hand).",
+    "SolverConfig.step_control": "Step-size control of adaptive methods: \"batch\" (one step size for the whole batch, "
+                                 "torchdiffeq's) or \"sample\" (backend \"anode\", dopri5/bosh3: each sample keeps its "
+                                 "own step size, steps and NFE; the adjoint's backward solve stays batch-controlled; "
+                                 "not with stacked ensembles).",
     # [[datasets]]
     "G1DSpec.name": "The dataset's name (unique in the experiment; used in figure titles and folder names).",
     "G1DSpec.num_points": "Points drawn, each at x = -1 or x = +1 with equal probability.",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -98,6 +98,12 @@ class NFE:
     replays operations without calling the vector field), positive with the adjoint method.
     Adaptive methods count their accepted and rejected steps; fixed-step methods count their
     steps in `accepted_steps` (both backends).
+
+    With `SolverConfig(step_control="sample")` the forward solve also counts per sample (the
+    leading dimension of the state): `per_sample[i]` field evaluations of sample i (each batched
+    call counts once for every sample it integrates), `per_sample_accepted[i]` and
+    `per_sample_rejected[i]` its steps; `forward` stays the number of batched calls and
+    `accepted_steps`/`rejected_steps` the number of batched steps. The lists are empty otherwise.
     """
 
     forward: int = 0
@@ -106,9 +112,23 @@ class NFE:
     rejected_steps: int = 0
     backward_accepted_steps: int = 0
     backward_rejected_steps: int = 0
+    per_sample: list[int] = field(default_factory=list)
+    per_sample_accepted: list[int] = field(default_factory=list)
+    per_sample_rejected: list[int] = field(default_factory=list)
 
     def reset(self) -> None:
-        """Set every count to zero."""
+        """Set every count to zero (and empty the per-sample lists)."""
         self.forward = self.backward = 0
         self.accepted_steps = self.rejected_steps = 0
         self.backward_accepted_steps = self.backward_rejected_steps = 0
+        self.per_sample, self.per_sample_accepted, self.per_sample_rejected = [], [], []
+
+    @property
+    def per_sample_mean(self) -> float:
+        """Mean of `per_sample` (0.0 when it is empty)."""
+        return sum(self.per_sample) / len(self.per_sample) if self.per_sample else 0.0
+
+    @property
+    def per_sample_max(self) -> int:
+        """Largest entry of `per_sample` (0 when it is empty)."""
+        return max(self.per_sample, default=0)

@@ -146,13 +146,15 @@ def fusable(func: object, y0: torch.Tensor, solver: SolverConfig) -> MLPField | 
     Arguments:
         func: the vector field (fused when it has `fused_mlp()` returning an `MLPField`).
         y0: the initial state.
-        solver: the solver settings (adaptive method, no adjoint).
+        solver: the solver settings (adaptive method, no adjoint, step_control "batch").
 
     Returns:
         The field's description, or None (use `solvers.rk`).
     """
     # looked up on the class: a wrapper that forwards attributes (torch.compile's) is not fused
-    if solver.adjoint or solver.method not in ADAPTIVE_TABLEAUX or not callable(getattr(type(func), "fused_mlp", None)):
+    per_sample = solver.step_control != "batch" and (y0.dim() == 0 or y0.shape[0] != 1)  # (one sample: the same)
+    if (solver.adjoint or per_sample or solver.method not in ADAPTIVE_TABLEAUX
+            or not callable(getattr(type(func), "fused_mlp", None))):
         return None
     if torch.is_autocast_enabled(y0.device.type):  # the field's layers would run in reduced precision
         return None

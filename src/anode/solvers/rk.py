@@ -84,9 +84,12 @@ __all__ = [
     "interp_value",
     "interp_weights",
     "next_step_size",
+    "next_step_sizes",
     "numpy_type",
     "rms_norm",
+    "rms_norm_per_sample",
     "select_initial_step",
+    "select_initial_steps",
     "solve",
     "stage_dot",
 ]
@@ -708,6 +711,224 @@ def _solve_adaptive(func: VectorField, y0: torch.Tensor, times: list[float], met
     return torch.stack(outputs)
 
 
+# --- per-sample step control ---------------------------------------------------------------------
+# The same tableaux, error norm, initial step, next step and dense output as the batch loop above,
+# in a vectorised form over the leading (sample) axis: step control in NumPy arrays on the host (one
+# host synchronisation per step: the vector of error ratios), the state's arithmetic in torch.
+
+
+def rms_norm_per_sample(x: torch.Tensor) -> torch.Tensor:
+    """`rms_norm` of each sample (row of the leading dimension): shape (samples,)."""
+    return x.pow(2).reshape(x.shape[0], -1).mean(1).sqrt()
+
+
+def _rows(v: torch.Tensor, ndim: int) -> torch.Tensor:
+    """A per-sample vector (n,) or matrix (n, m) shaped to broadcast against a state of `ndim` dims:
+    (n, 1, ..., 1) or (n, 1, ..., 1, m)."""
+    if v.dim() == 1:
+        return v.view(v.shape[0], *([1] * (ndim - 1)))
+    return v.view(v.shape[0], *([1] * (ndim - 1)), v.shape[1])
+
+
+def select_initial_steps(func: VectorField, t0: torch.Tensor, y0: torch.Tensor, f0: torch.Tensor, order: int,
+                         rtol: float, atol: float) -> torch.Tensor:
+    """`select_initial_step` for every sample at once: Hairer's initial step with per-sample norms,
+    the branches taken per sample (`torch.where`, with safe operands so that an unused branch never
+    makes a NaN gradient). Returns the steps (samples,) in float64, differentiable like the batch one."""
+    device, ndim = y0.device, y0.dim()
+    rtol_t, atol_t = _tolerance_tensors(rtol, atol, device)
+    scale = atol_t + torch.abs(y0) * rtol_t
+    d0 = rms_norm_per_sample(y0 / scale)
+    d1 = rms_norm_per_sample(f0 / scale)
+    np_d = numpy_type(d1.dtype)
+    small = (d0 < float(np_d(1e-5))) | (d1 < float(np_d(1e-5)))
+    h0 = torch.where(small, torch.full_like(d0, 1e-6), 0.01 * d0 / torch.where(small, torch.ones_like(d1), d1))
+    y1 = y0 + _rows(h0, ndim) * f0
+    f1 = func(_rows((t0 + h0.to(torch.float64)).to(y1.dtype), ndim), y1)
+    d2 = rms_norm_per_sample((f1 - f0) / scale) / h0
+    power = ~((d1 <= float(np_d(1e-15))) & (d2 <= float(np_d(1e-15))))
+    d_max = torch.where(d2 > d1, d2, d1)  # Python's max(d1, d2): d1 on a tie
+    h1 = torch.where(power, (0.01 / torch.where(power, d_max, torch.ones_like(d_max))) ** (1.0 / float(order + 1)),
+                     torch.maximum(torch.full_like(h0, 1e-6), h0 * 1e-3))
+    return torch.minimum(100 * h0, h1).to(torch.float64)
+
+
+def next_step_sizes(dt: np.ndarray, ratio: np.ndarray, order: int) -> np.ndarray:
+    """`next_step_size` for arrays of step sizes and error ratios (float64, element by element).
+
+    The power is Python's (the C library's `pow`, as `next_step_size`): NumPy's vectorised power
+    (SIMD on x86) differs from it in the last bit for about one ratio in twenty."""
+    exponent = 1.0 / order
+    powers = np.array([r ** exponent if r > 0 else 1.0 for r in ratio.tolist()], dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        dfactor = np.where(ratio < 1, 1.0, _DFACTOR)
+        factor = np.minimum(_IFACTOR, np.maximum(_SAFETY / powers, dfactor))
+        out = np.where(ratio == 0, dt * _IFACTOR, dt * factor)
+    return np.where(np.isnan(ratio), np.nan, out)
+
+
+def _sample_error(err: Exception, index: int) -> Exception:
+    """`err` (a `SolverError`) with the index of the sample that failed put in front of its message."""
+    return type(err)(f"sample {index} of the batch (step_control='sample'): {err}")
+
+
+def _dense_rows(y0: torch.Tensor, y1: torch.Tensor, stacked: torch.Tensor, dt: torch.Tensor, x: torch.Tensor,
+                c_mid: torch.Tensor) -> torch.Tensor:
+    """torchdiffeq's 4th-order dense output (`_interp_fit`, `_interp_evaluate`) of some samples' steps,
+    by the same operations, differentiable: per-sample step sizes `dt` and abscissae `x` shaped to
+    broadcast (rows, 1, ..., 1), stages stacked on the last dimension, `c_mid` (rows, ..., stages)."""
+    y_mid = y0 + torch.sum(stacked * (c_mid * dt.unsqueeze(-1)), dim=-1)
+    f0, f1 = stacked[..., 0], stacked[..., -1]
+    a = 2 * dt * (f1 - f0) - 8 * (y1 + y0) + 16 * y_mid
+    b = dt * (5 * f0 - 3 * f1) + 18 * y0 + 14 * y1 - 32 * y_mid
+    c = dt * (f1 - 4 * f0) - 11 * y0 - 5 * y1 + 16 * y_mid
+    d = dt * f0
+    value = y0 + d * x
+    x_power = x
+    for coefficient in (c, b, a):
+        x_power = x_power * x
+        value = value + coefficient * x_power
+    return value
+
+
+def _solve_adaptive_per_sample(func: VectorField, y0: torch.Tensor, times: list[float], method: str, rtol: float,
+                               atol: float, max_num_steps: int, counts: Counts, phase: str) -> torch.Tensor:
+    """The adaptive loop with one controller per sample (the leading dimension of `y0`).
+
+    Every still-integrating sample takes its own step (its own size, stage times, error ratio,
+    accept/reject, next step and per-interval step budget); the field is called once per stage on
+    the whole batch while some sample is still integrating (so that a field may hold per-sample data
+    of its own), a sample past its last output time being frozen: a step of size 0 whose values are
+    discarded and not counted. The gradient paths through time are those of the batch loop (the first step's size
+    moves that step and, when accepted, every later time of the sample), here by autograd.
+    """
+    dtype, device, ndim = y0.dtype, y0.device, y0.dim()
+    if ndim == 0:
+        raise ValueError("step_control='sample' integrates a state whose leading dimension is the sample axis, "
+                         "got a 0-d state: give y0 a batch dimension or use step_control='batch'")
+    ctl = StepControl(method, y0, rtol, atol, max_num_steps, phase)
+    np_t, consts, tensors = ctl.np_t, ctl.consts, ctl.tensors
+    alpha_t, c_mid_t, c_error_t = tensors[0], tensors[1], tensors[2]
+    n_samples, n_out = y0.shape[0], len(times)
+    times_np = np.array(times, dtype=np.float64)
+    per_nfe = np.zeros(n_samples, dtype=np.int64)
+    per_acc, per_rej = np.zeros_like(per_nfe), np.zeros_like(per_nfe)
+
+    t_start = torch.tensor(times[0], dtype=torch.float64, device=device)
+    f0 = func(_rows(t_start.to(dtype).expand(n_samples), ndim), y0)
+    h = select_initial_steps(func, t_start, y0, f0, ctl.order - 1, rtol, atol)
+    counts.calls(2)
+    per_nfe += 2
+    dt = h.detach().cpu().numpy().astype(np.float64)
+    dt_shadow = (h - h.detach()).to(dtype) if h.requires_grad else None  # d(step)/d(h) on the first step
+    t0_shadow: torch.Tensor | None = None  # d(time)/d(h) of each sample after an accepted first step
+
+    active = np.ones(n_samples, dtype=bool)  # the samples still integrating (the others are frozen)
+    t0 = np.full(n_samples, times[0])
+    n_steps = np.zeros(n_samples, dtype=np.int64)
+    j_next = np.ones(n_samples, dtype=np.int64)  # each sample's next output time
+    y, f = y0, f0
+    abs_y = y0.detach().abs()
+    pieces: list[tuple[np.ndarray, np.ndarray, torch.Tensor]] = [(np.arange(n_samples), np.zeros(n_samples, np.int64),
+                                                                 y0)]
+    while active.any():
+        over = np.flatnonzero(active & (n_steps >= max_num_steps))
+        if over.size:
+            raise _sample_error(Failure.max_steps(int(n_steps[over[0]]), max_num_steps, phase), int(over[0]))
+        dt = np.where(np.isfinite(dt), dt, 0.0)
+        step_dt = np.where(active, dt, 0.0)
+        t1 = t0 + step_dt
+        stuck = np.flatnonzero(active & ~(t1 > t0))
+        if stuck.size:
+            row = int(stuck[0])
+            raise _sample_error(Failure.underflow(float(dt[row]), f[row], y[row], phase), row)
+        dt_y, t0_y, t1_y = step_dt.astype(np_t), t0.astype(np_t), t1.astype(np_t)
+        stage_np = t0_y[:, None] + consts.alpha[None, :] * dt_y[:, None]
+        stage_np[:, consts.one_idx] = np.nextafter(t1_y, t1_y - np_t(1))[:, None]
+        ts = torch.from_numpy(stage_np).to(device)
+        if t0_shadow is not None:
+            ts = ts + t0_shadow[:, None]
+        if dt_shadow is not None:
+            ts = ts + alpha_t * dt_shadow[:, None]
+        dt_rows = torch.from_numpy(dt_y).to(device)
+        dt_t = dt_rows if dt_shadow is None else dt_shadow + dt_rows  # differentiable on the first step
+        ks = [f]
+        yi = y
+        for i in range(ctl.n_stages):
+            coef = _rows(tensors[3 + i] * dt_t[:, None], ndim)
+            if i == 0:
+                yi = y + ks[0] * coef[..., 0]
+            else:
+                yi = y + torch.sum(torch.stack(ks, -1) * coef, dim=-1)
+            k = func(_rows(ts[:, i], ndim), yi)
+            if k.shape != y.shape:
+                raise ValueError(f"the vector field returned shape {tuple(k.shape)} for a state of shape "
+                                 f"{tuple(y.shape)}: it must return dy/dt, shaped like y")
+            ks.append(k)
+        counts.calls(ctl.n_stages)
+        per_nfe[active] += ctl.n_stages
+        y1 = yi
+        stacked = torch.stack(ks, -1)
+        with torch.no_grad():
+            err = torch.sum(stacked.detach() * _rows(c_error_t * dt_rows[:, None], ndim), dim=-1)
+            abs_y1 = y1.detach().abs()
+            tol = torch.maximum(abs_y, abs_y1).mul_(ctl.rtol_y).add_(ctl.atol_y)
+            ratio = rms_norm_per_sample(err.div_(tol)).cpu().numpy().astype(np.float64)  # the step's one sync
+        accept = (ratio <= 1) & active
+        counts.step(bool(accept.any()))
+        per_acc += accept
+        per_rej += active & ~accept
+        acc_t = _rows(torch.from_numpy(accept).to(device), ndim)
+        # outputs inside the accepted steps: the dense output, as many as each step holds
+        out_j = j_next.copy()
+        while True:
+            emit = accept & (out_j < n_out)
+            emit &= times_np[np.minimum(out_j, n_out - 1)] <= t1
+            rows_np = np.flatnonzero(emit)
+            if not rows_np.size:
+                break
+            rows = torch.from_numpy(rows_np).to(device)
+            x_np = (times_np[out_j[rows_np]] - t0[rows_np]) / (t1[rows_np] - t0[rows_np])
+            x_y = x_np.astype(np_t)
+            x = torch.from_numpy(x_y).to(device)
+            if t0_shadow is not None or dt_shadow is not None:  # x = (t - t0) / (t1 - t0): its exact linearisation
+                step = torch.from_numpy((t1[rows_np] - t0[rows_np]).astype(np_t)).to(device)
+                dx = torch.zeros_like(x)
+                if t0_shadow is not None:
+                    dx = dx - t0_shadow[rows] / step
+                if dt_shadow is not None:
+                    dx = dx - dt_shadow[rows] * x / step
+                x = x + dx
+            value = _dense_rows(y[rows], y1[rows], stacked[rows], _rows(dt_t[rows], ndim), _rows(x, ndim),
+                                _rows(c_mid_t.expand(len(rows_np), -1), ndim))
+            pieces.append((rows_np, out_j[rows_np].copy(), value))
+            out_j[rows_np] += 1
+        n_steps = np.where(out_j > j_next, 0, n_steps + active)
+        j_next = out_j
+        y = torch.where(acc_t, y1, y)
+        f = torch.where(acc_t, ks[-1], f)
+        abs_y = torch.where(acc_t, abs_y1, abs_y)
+        if dt_shadow is not None:
+            t0_shadow = torch.where(torch.from_numpy(accept).to(device), dt_shadow, torch.zeros_like(dt_shadow))
+        dt_shadow = None
+        t0 = np.where(accept, t1, t0)
+        dt = np.where(active, next_step_sizes(dt, ratio, ctl.order), dt)
+        active = j_next < n_out
+
+    nfe = counts.nfe
+    nfe.per_sample = per_nfe.tolist()
+    nfe.per_sample_accepted, nfe.per_sample_rejected = per_acc.tolist(), per_rej.tolist()
+    flat_index = torch.from_numpy(np.concatenate([j * n_samples + i for i, j, _ in pieces])).to(device)
+    values = torch.cat([v for _, _, v in pieces])
+    flat = values.new_empty((n_out * n_samples, *y0.shape[1:])).index_copy(0, flat_index, values)
+    out = flat.view(n_out, *y0.shape)
+    finite = torch.isfinite(out[-1].detach()).reshape(n_samples, -1).all(1)
+    if not bool(finite.all()):
+        bad = int((~finite).nonzero()[0, 0])
+        raise _sample_error(Failure.non_finite(phase), bad)
+    return out
+
+
 def _fixed_increment(method: str, call: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
                      time: Callable[[np.floating, float], torch.Tensor], t0_t: torch.Tensor, t1_t: torch.Tensor,
                      t0: np.floating, dt: np.floating, y0: torch.Tensor) -> torch.Tensor:
@@ -787,8 +1008,24 @@ def _solve_fixed(func: VectorField, y0: torch.Tensor, t: torch.Tensor, times: li
 
 def integrate(func: VectorField, y0: torch.Tensor, t: torch.Tensor, times: list[float], solver: SolverConfig,
                counts: Counts, *, phase: str = "forward solve", rtol: float | None = None, atol: float | None = None,
-               norm: Callable[[torch.Tensor], torch.Tensor] = rms_norm) -> torch.Tensor:
-    """Solve with `solver`'s method (tolerances overridable), counting into `counts`."""
+               norm: Callable[[torch.Tensor], torch.Tensor] = rms_norm, step_control: str | None = None
+               ) -> torch.Tensor:
+    """Solve with `solver`'s method (tolerances and step control overridable), counting into `counts`.
+
+    With step control "sample" (forward counts only) a batch of one sample is solved by the batch
+    loop, which is the same controller (bitwise, gradient paths included), and counted per sample."""
+    control = solver.step_control if step_control is None else step_control
+    if control == "sample" and not counts.backward and solver.method in ADAPTIVE_TABLEAUX:
+        if y0.dim() == 0 or y0.shape[0] != 1:
+            return _solve_adaptive_per_sample(func, y0, times, solver.method, solver.rtol if rtol is None else rtol,
+                                              solver.atol if atol is None else atol, solver.max_num_steps, counts,
+                                              phase)
+        out = integrate(func, y0, t, times, solver, counts, phase=phase, rtol=rtol, atol=atol, norm=norm,
+                        step_control="batch")
+        nfe = counts.nfe
+        nfe.per_sample, nfe.per_sample_accepted, nfe.per_sample_rejected = (
+            [nfe.forward], [nfe.accepted_steps], [nfe.rejected_steps])
+        return out
     if solver.method in FIXED_TABLEAUX:
         if solver.step_size is None:  # cannot happen: SolverConfig requires it for fixed-step methods
             raise ValueError(f"method {solver.method!r} needs step_size")

@@ -112,9 +112,18 @@ def run_fingerprint(
         run.update(kind="search", candidate=candidate, values=dict(candidate_values or {}))
     return _plain({
         "model": _model_part(model, config), "dataset": _dataset_part(dataset),
-        "solver": dataclasses.asdict(config.solver), "train": train_part, "run": run,
+        "solver": _solver_part(config.solver), "train": train_part, "run": run,
         "execution": {"stacked": bool(stacked)}, "experiment": {"seed": config.seed}, "code": {"anode_version": NUMERICS_VERSION},
     })
+
+
+def _solver_part(solver: SolverConfig) -> dict[str, Any]:
+    """The solver's fields, less those added after results were recorded while they hold their defaults
+    (`step_control` "batch"): a setting that changes nothing keeps every existing fingerprint."""
+    part = dataclasses.asdict(solver)
+    if part.get("step_control") == "batch":
+        del part["step_control"]
+    return part
 
 
 def fingerprint_digest(fingerprint: dict[str, Any]) -> str:
@@ -144,7 +153,7 @@ def _defaults(fingerprint: dict[str, Any]) -> dict[str, Any]:
     kind = fingerprint.get("dataset", {}).get("kind")
     parts: dict[str, Any] = {
         "model": {f.name: f.default for f in dataclasses.fields(ModelSpec) if f.default is not dataclasses.MISSING},
-        "solver": dataclasses.asdict(SolverConfig()),
+        "solver": _solver_part(SolverConfig()),
         "train": TrainConfig().to_dict(),
         "execution": {"stacked": False},
     }

@@ -1,0 +1,231 @@
+"""Per-sample step control: `SolverConfig(backend="anode", step_control="sample")`."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+from torch.autograd import gradcheck
+
+import anode
+from anode import NFE, ODEBlock, ODEFunc, SolverConfig, odesolve
+from anode.solvers import rk
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+F64 = torch.float64
+SAMPLE = {"backend": "anode", "step_control": "sample"}
+
+
+class VanDerPol(nn.Module):
+    """A batch of Van der Pol oscillators, one stiffness mu per sample (the field holds per-sample data)."""
+
+    def __init__(self, mu: torch.Tensor) -> None:
+        super().__init__()
+        self.mu = nn.Parameter(mu.clone())
+
+    def forward(self, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        x, v = y[:, 0], y[:, 1]
+        return torch.stack([v, self.mu * (1 - x * x) * v - x], 1)
+
+
+def _vdp(mu: list[float], *, rtol: float = 1e-6, t_end: float = 5.0, **kwargs) -> tuple[torch.Tensor, NFE]:
+    y0 = torch.tensor([[2.0, 0.0]] * len(mu), dtype=F64)
+    nfe = NFE()
+    out = odesolve(VanDerPol(torch.tensor(mu, dtype=F64)), y0, torch.tensor([0.0, 1.0, t_end], dtype=F64),
+                   SolverConfig(rtol=rtol, atol=rtol, **{**SAMPLE, **kwargs}), nfe=nfe)
+    return out, nfe
+
+
+@pytest.mark.parametrize("method", ["dopri5", "bosh3"])
+@pytest.mark.parametrize("dtype", [torch.float32, F64], ids=["float32", "float64"])
+def test_batch_of_one_is_bitwise_batch_control(method: str, dtype: torch.dtype) -> None:
+    results = {}
+    for control in ("batch", "sample"):
+        with anode.seeded(0):
+            block = ODEBlock(ODEFunc(2, 16, time_dependent=True),
+                             solver=SolverConfig(method=method, backend="anode", step_control=control)).to(dtype)
+        x = torch.tensor([[1.5, -0.7]], dtype=dtype, requires_grad=True)
+        out = block(x, eval_times=torch.tensor([0.0, 0.3, 1.0]))
+        out.pow(2).sum().backward()
+        results[control] = (out.detach(), [x.grad] + [p.grad for p in block.parameters()], block.nfe)
+    (out_b, grads_b, nfe_b), (out_s, grads_s, nfe_s) = results["batch"], results["sample"]
+    assert torch.equal(out_s, out_b)
+    for g_s, g_b in zip(grads_s, grads_b, strict=True):
+        assert torch.equal(g_s, g_b)
+    assert (nfe_s.forward, nfe_s.accepted_steps, nfe_s.rejected_steps) == (
+        nfe_b.forward, nfe_b.accepted_steps, nfe_b.rejected_steps)
+    assert nfe_s.per_sample == [nfe_b.forward] and nfe_b.per_sample == []
+
+
+@pytest.mark.parametrize("method", ["dopri5", "bosh3"])
+def test_per_sample_loop_on_one_sample_has_the_batch_loops_forward_bits(method: str) -> None:
+    """The vectorised loop itself (a batch of one is routed to the batch loop): the same steps and bits."""
+    field = VanDerPol(torch.tensor([6.0], dtype=F64))
+    y0 = torch.tensor([[2.0, 0.0]], dtype=F64)
+    times = [0.0, 0.7, 3.0]
+    nfe_s, nfe_b = NFE(), NFE()
+    with torch.no_grad():
+        out_s = rk._solve_adaptive_per_sample(field, y0, times, method, 1e-6, 1e-6, 1000, rk.Counts(nfe_s), "forward")
+        out_b = odesolve(field, y0, torch.tensor(times, dtype=F64), SolverConfig(method=method, rtol=1e-6, atol=1e-6,
+                                                                             backend="anode"), nfe=nfe_b)
+    assert torch.equal(out_s, out_b)
+    assert nfe_s.forward == nfe_b.forward == nfe_s.per_sample[0]
+    assert (nfe_s.accepted_steps, nfe_s.rejected_steps) == (nfe_b.accepted_steps, nfe_b.rejected_steps)
+
+
+def test_a_samples_result_does_not_depend_on_its_batch() -> None:
+    """Sample mu = 3 alone and inside two different batches: the same steps, the same NFE, the same
+    numbers. Bitwise here: every operation of a step is element-wise or a reduction within one sample's
+    row (stage sums over the stage axis, the RMS norm over the row), and the step control is per sample.
+    (A field whose own kernels reduce across the batch, e.g. a matrix product whose blocking depends on
+    the number of rows, can round a row differently in another batch: then it is equal to rounding.)"""
+    alone, nfe_alone = _vdp([3.0])
+    in_a, nfe_a = _vdp([1.0, 3.0, 9.0])
+    in_b, nfe_b = _vdp([3.0, 2.0, 5.0, 7.5, 1.2])
+    assert torch.equal(in_a[:, 1], alone[:, 0])
+    assert torch.equal(in_b[:, 0], alone[:, 0])
+    assert nfe_a.per_sample[1] == nfe_b.per_sample[0] == nfe_alone.forward == nfe_alone.per_sample[0]
+    assert nfe_a.per_sample_accepted[1] == nfe_alone.accepted_steps
+
+
+def test_a_samples_result_in_an_mlp_batch_equals_its_solve_alone() -> None:
+    with anode.seeded(1):
+        func = ODEFunc(2, 32, time_dependent=True).double()
+    x = torch.randn(6, 2, dtype=F64, generator=torch.Generator().manual_seed(2))
+    solver = SolverConfig(rtol=1e-6, atol=1e-6, **SAMPLE)
+    t = torch.tensor([0.0, 1.0], dtype=F64)
+    full = odesolve(func, x, t, solver)
+    for i in (0, 3, 5):
+        alone = odesolve(func, x[i:i + 1], t, solver)
+        # nn.Linear's matrix product may block a row differently in a batch of 6 than alone: equal to rounding
+        torch.testing.assert_close(full[:, i], alone[:, 0], rtol=1e-12, atol=1e-12)
+
+
+def test_a_stiff_sample_does_not_cost_the_easy_ones() -> None:
+    _, easy = _vdp([1.0, 1.0])
+    _, mixed = _vdp([1.0, 1.0, 50.0])
+    assert mixed.per_sample[:2] == easy.per_sample
+    assert mixed.per_sample[2] > 2 * easy.per_sample[0]
+    assert mixed.forward == mixed.per_sample_max  # the batched calls: as many as the hardest sample needs
+    assert mixed.per_sample_mean == pytest.approx(sum(mixed.per_sample) / 3)
+    _, batch = _vdp([1.0, 1.0, 50.0], step_control="batch")
+    assert batch.forward > mixed.per_sample[0]  # batch control makes every sample pay for the stiff one
+
+
+def test_frozen_samples_add_no_nfe() -> None:
+    """A sample whose solve ends early (one easy step to the end) stays frozen at its counts while the
+    others go on; the field is not called any more once every sample is done."""
+    calls = []
+
+    class Field(nn.Module):
+        def forward(self, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            calls.append(t.shape)
+            rate = torch.tensor([0.0, 1.0, 20.0], dtype=y.dtype)[:, None]
+            return -rate * y * (1 + t)
+
+    nfe = NFE()
+    out = odesolve(Field(), torch.ones(3, 4, dtype=F64), torch.tensor([0.0, 2.0], dtype=F64),
+                   SolverConfig(rtol=1e-6, atol=1e-8, **SAMPLE), nfe=nfe)
+    assert len(calls) == nfe.forward == max(nfe.per_sample)
+    assert all(shape == (3, 1) for shape in calls)  # one time per sample, broadcastable against y
+    assert nfe.per_sample[0] < nfe.per_sample[1] < nfe.per_sample[2]
+    assert nfe.per_sample[0] == 2 + 6 * nfe.per_sample_accepted[0] + 6 * nfe.per_sample_rejected[0]
+    assert torch.equal(out[-1, 0], torch.ones(4, dtype=F64))
+    torch.testing.assert_close(out[-1, 1], torch.full((4,), torch.tensor(-4.0).exp().item(), dtype=F64),
+                               rtol=1e-5, atol=1e-8)
+
+
+def test_gradcheck_through_a_per_sample_solve() -> None:
+    mu = torch.tensor([0.5, 2.0, 4.0], dtype=F64, requires_grad=True)
+    y0 = torch.tensor([[2.0, 0.0], [1.0, 0.5], [-1.0, 1.0]], dtype=F64, requires_grad=True)
+
+    def solve(y0: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
+        def field(t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            x, v = y[:, 0], y[:, 1]
+            return torch.stack([v, mu * (1 - x * x) * v - x], 1)
+
+        return odesolve(field, y0, torch.tensor([0.0, 0.3, 0.8], dtype=F64),
+                        SolverConfig(rtol=1e-9, atol=1e-9, **SAMPLE))
+
+    # (as with batch control, later step sizes are detached, as in torchdiffeq: the discrete map is
+    # differentiated exactly only up to that, invisible at 1e-9; see test_solvers_anode's gradcheck)
+    assert gradcheck(solve, (y0, mu), eps=1e-6, atol=1e-6, rtol=1e-5)
+
+
+def test_adjoint_forward_per_sample_backward_joint() -> None:
+    mu = torch.tensor([1.0, 4.0, 2.0], dtype=F64)
+    y0 = torch.tensor([[2.0, 0.0]] * 3, dtype=F64)
+    t = torch.tensor([0.0, 1.0, 2.0], dtype=F64)
+    grads = {}
+    for adjoint in (False, True):
+        field = VanDerPol(mu)
+        y = y0.clone().requires_grad_(True)
+        nfe = NFE()
+        out = odesolve(field, y, t, SolverConfig(rtol=1e-8, atol=1e-8, adjoint=adjoint, **SAMPLE), nfe=nfe)
+        out.pow(2).sum().backward()
+        grads[adjoint] = (y.grad, field.mu.grad)
+        assert len(nfe.per_sample) == 3
+        assert (nfe.backward > 0) == adjoint
+    for g_adj, g_bp in zip(grads[True], grads[False], strict=True):
+        # the adjoint's gradients are those of the continuous problem, to its solve's tolerance
+        torch.testing.assert_close(g_adj, g_bp, rtol=1e-3, atol=1e-6)
+
+
+def test_van_der_pol_accuracy_against_a_tight_solve() -> None:
+    mu = [1.0, 2.5, 6.0, 9.0]
+    out, _ = _vdp(mu, rtol=1e-7, t_end=10.0)
+    ref, _ = _vdp(mu, rtol=1e-11, t_end=10.0, step_control="batch", max_num_steps=100_000)
+    assert float((out - ref).detach().abs().max()) < 1e-4
+
+
+def test_in_ode_block_and_trainer_pieces() -> None:
+    """Inside an ODEBlock (the fused MLP path is not used: the generic loop runs) with a float32 MLP."""
+    with anode.seeded(0):
+        block = ODEBlock(ODEFunc(2, 16, augment_dim=1), solver=SolverConfig(**SAMPLE))
+    x = torch.randn(8, 2, generator=torch.Generator().manual_seed(0))
+    out = block(x)
+    out.sum().backward()
+    assert out.shape == (8, 3) and len(block.nfe.per_sample) == 8
+    assert all(p.grad is not None for p in block.parameters())
+
+
+def test_config_key_and_fingerprint() -> None:
+    from anode.lab.experiments.config import parse_config
+    from anode.lab.experiments.fingerprint import _solver_part
+
+    assert "step_control" not in _solver_part(SolverConfig())  # existing fingerprints unchanged
+    assert _solver_part(SolverConfig(**SAMPLE))["step_control"] == "sample"
+    assert SolverConfig(**SAMPLE).to_dict()["step_control"] == "sample"
+    assert SolverConfig(**SolverConfig(**SAMPLE).to_dict()) == SolverConfig(**SAMPLE)
+    del parse_config  # (the [solver] table is SolverConfig's fields: test_experiment_config covers the parsing)
+
+
+def test_errors() -> None:
+    with pytest.raises(ValueError, match=r"unknown step_control 'row'; valid choices: \['batch', 'sample'\]"):
+        SolverConfig(step_control="row")
+    with pytest.raises(ValueError, match=r"needs backend='anode'.*valid choices: \['batch', 'sample'\]"):
+        SolverConfig(step_control="sample")
+    with pytest.raises(ValueError, match="needs backend='anode' and an adaptive method"):
+        SolverConfig(method="rk4", step_size=0.1, step_control="sample", backend="anode")
+    with pytest.raises(ValueError, match="0-d state"):
+        odesolve(lambda t, y: -y, torch.tensor([1.0]).sum(), torch.tensor([0.0, 1.0]), SolverConfig(**SAMPLE))
+    # a failing sample is named (the solve stops)
+    with pytest.raises(anode.MaxStepsExceeded, match="sample 2 of the batch"):
+        _vdp([1.0, 1.0, 200.0], rtol=1e-9, max_num_steps=60)
+
+    def blows_up(t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        rate = torch.tensor([0.0, 1.0], dtype=y.dtype)[:, None]
+        return rate * y * y * 1e3
+
+    with pytest.raises(anode.SolverError, match="sample 1 of the batch"):
+        odesolve(blows_up, torch.ones(2, 3, dtype=F64), torch.tensor([0.0, 5.0], dtype=F64), SolverConfig(**SAMPLE))
+
+
+def test_stacked_ensembles_refuse_sample_control() -> None:
+    from anode.ensemble.stacked import ensemble_support
+
+    with anode.seeded(0):
+        model = anode.ODENet(2, 8, solver=SolverConfig(**SAMPLE))
+    reason = ensemble_support(model)
+    assert reason is not None and "step_control='sample'" in reason
