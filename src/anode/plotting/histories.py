@@ -212,8 +212,9 @@ def _scatter_pairs(points: Mapping[str, Any], *, xlabel: str, ylabel: str, title
             marker = nxt
         used.add((look.color.lower(), marker, filled))
         # many points per label (one per iteration and repeat): small and translucent, so that
-        # labels drawn later do not hide the earlier ones where they overlap
-        common = {"marker": marker, "label": str(label), "s": 14, "alpha": 0.35}
+        # labels drawn later do not hide the earlier ones where they overlap; a few (one per run): large and solid
+        few = len(x) <= 50
+        common = {"marker": marker, "label": str(label), "s": 40 if few else 14, "alpha": 0.9 if few else 0.35}
         if filled:
             ax.scatter(x, y, color=look.color, edgecolors="none", **common)
         elif marker in _LINE_MARKERS:
@@ -279,6 +280,7 @@ def plot_accuracy_vs_nfe(
     title: str | None = None,
     log_x: bool = False,
     styles: Mapping[str, CurveStyle | Mapping[str, Any] | str] | None = None,
+    dodge: float = 0.0,
     ax: Axes | None = None,
 ) -> Figure:
     """Scatter accuracy against number of function evaluations, one colour per label (Fig. 12 style).
@@ -288,6 +290,8 @@ def plot_accuracy_vs_nfe(
         xlabel, ylabel, title: axis labels and optional title.
         log_x: logarithmic NFE axis.
         styles: label -> `CurveStyle` (colour and marker; see `plot_histories`).
+        dodge: spread the labels side by side over this width of the NFE axis (as in
+            `plot_nfe_vs_loss`), so that runs at the same integer NFE do not hide each other.
         ax: draw into this axes (its figure is returned) instead of a new figure.
 
     Returns:
@@ -296,4 +300,5 @@ def plot_accuracy_vs_nfe(
     Raises:
         ValueError: if `points` is empty or a value is not a pair of equal-length 1-D arrays.
     """
-    return _scatter_pairs(points, xlabel=xlabel, ylabel=ylabel, title=title, log_x=log_x, log_y=False, ax=ax, styles=styles)
+    return _scatter_pairs(points, xlabel=xlabel, ylabel=ylabel, title=title, log_x=log_x, log_y=False, ax=ax, styles=styles,
+                          dodge=dodge)

@@ -19,7 +19,7 @@ from anode.lab.claims import VERDICT_RULE, check_claims, evaluate_claims, load_c
 from anode.lab.experiments.aggregate import aggregate_experiment, load_histories, mean_std
 from anode.lab.experiments.builders import build_data
 from anode.lab.experiments.config import ExperimentConfig, ImageSpec, ModelSpec, load_config
-from anode.lab.experiments.figures import experiment_figures
+from anode.lab.experiments.figures import experiment_figures, experiment_styles
 from anode.lab.experiments.lock import locks_output
 from anode.lab.experiments.paths import repeat_dirs, slug
 from anode.lab.experiments.runner import run_experiment
@@ -511,7 +511,9 @@ def _table1_section(cfg: ExperimentConfig, exp_dir: Path, out: Path) -> Section:
                          np.concatenate([h.epoch_array("eval_accuracy") for h in hs]))
                   for name, hs in histories.items() if hs}
     if acc_points:
-        figs[f"accuracy_vs_nfe/{slug(ds)}"] = plotting.plot_accuracy_vs_nfe(acc_points, title=f"{ds}: test accuracy vs NFE")
+        figs[f"accuracy_vs_nfe/{slug(ds)}"] = plotting.plot_accuracy_vs_nfe(
+            acc_points, title=f"{ds}: test accuracy vs NFE", styles=experiment_styles(cfg), dodge=0.3,
+            xlabel="forward NFE of the evaluation (models side by side within ± 0.15)")
     section = Section("Figures 10-12: loss, NFE and accuracy", "Mean ± std across repeats; p = 0 is the NODE.")
     for key in ("loss", "nfe", "nfe_vs_loss", "accuracy_vs_nfe"):
         fig = figs.get(f"{key}/{slug(ds)}")
@@ -582,17 +584,21 @@ def _comparison_section(cfg: ExperimentConfig, exp_dir: Path, out: Path, ds: str
     loss, one colour per model."""
     histories = {_figure_label(m, cfg): load_histories(exp_dir, ds, m.name, completed_only=True, config=cfg) for m in cfg.models}
     histories = {label: hs for label, hs in histories.items() if hs and all(h.iterations for h in hs)}
+    by_name = experiment_styles(cfg)
+    styles = {_figure_label(m, cfg): by_name[m.name] for m in cfg.models}  # one look per model, as in the toy report
     section = Section("Loss and NFE by model", "Mean ± std across completed repeats, per iteration; the legend names "
                       "each model by p, filters and weight decay.")
     if not histories:
         return section
     loss = plotting.plot_histories({k: [h.array("loss") for h in hs] for k, hs in histories.items()},
-                                   ylabel="cross-entropy loss", title=f"{ds}: training loss", log_y=True)
+                                   ylabel="cross-entropy loss", title=f"{ds}: training loss", log_y=True, styles=styles,
+                                   smooth="auto")
     nfe = plotting.plot_histories({k: [h.array("nfe_forward") for h in hs] for k, hs in histories.items()},
-                                  ylabel="forward NFE", title=f"{ds}: forward NFE")
+                                  ylabel="forward NFE", title=f"{ds}: forward NFE", styles=styles, smooth="auto")
     scatter = plotting.plot_nfe_vs_loss({k: (np.concatenate([h.array("nfe_forward") for h in hs]),
                                              np.concatenate([h.array("loss") for h in hs])) for k, hs in histories.items()},
-                                        title=f"{ds}: NFE vs loss", log_y=True)
+                                        title=f"{ds}: NFE vs loss", log_y=True, styles=styles, dodge=0.3,
+                                        xlabel="forward NFE (models side by side within ± 0.15)")
     section.figures += [("training loss", _save(loss, out, "loss")), ("forward NFE", _save(nfe, out, "nfe")),
                         ("NFE vs loss", _save(scatter, out, "nfe_vs_loss"))]
     return section
