@@ -87,9 +87,9 @@ def help_text(capsys, argv: list[str]) -> str:
     return " ".join(capsys.readouterr().out.split())  # argparse wraps lines: compare with single spaces
 
 
-def test_reproduce_help_names_the_two_suites(capsys):
+def test_reproduce_help_names_the_three_suites(capsys):
     out = help_text(capsys, ["reproduce"])
-    assert "{toy,images}" in out and "--budget" not in out
+    assert "{toy,images,cnf}" in out and "--budget" not in out
 
 
 def test_reproduce_toy_help_has_only_toy_options_with_defaults(capsys):

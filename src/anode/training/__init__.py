@@ -1,7 +1,8 @@
 """Training: `TrainConfig`, the `Trainer` loop (per-iteration NFE, exact resume), evaluation,
 checkpoints, losses, the default optimiser, and data-parallel training under torchrun.
 
-Modules: `config` (settings), `losses`, `evaluation`, `checkpoints`, `optimisers`, `trainer`,
+Modules: `config` (settings), `density` (`fit_density`: CNFs and augmented CNFs), `losses`,
+`evaluation`, `checkpoints`, `optimisers`, `trainer`,
 `distributed` (imported on use: `anode.training.distributed`).
 """
 
@@ -12,6 +13,10 @@ from anode.training.config import RESUME_FREE_KEYS as RESUME_FREE_KEYS
 from anode.training.config import SCHEDULER_INTERVALS as SCHEDULER_INTERVALS
 from anode.training.config import TrainConfig as TrainConfig
 from anode.training.config import resume_conflicts as resume_conflicts
+from anode.training.density import DENSITY_FIELDS as DENSITY_FIELDS
+from anode.training.density import density_loss as density_loss
+from anode.training.density import fit_density as fit_density
+from anode.training.density import test_log_likelihood as test_log_likelihood
 from anode.training.evaluation import count_nfe as count_nfe
 from anode.training.evaluation import evaluate as evaluate
 from anode.training.evaluation import ode_blocks as ode_blocks
@@ -25,8 +30,8 @@ from anode.training.trainer import fit as fit
 from anode.training.trainer import request_stop as request_stop
 
 __all__ = [
-    "CHECKPOINT_FORMAT", "LOSSES", "RESUME_FREE_KEYS", "SCHEDULER_INTERVALS", "TrainConfig", "TrainedRun", "Trainer",
-    "TrainingInterrupted", "count_correct", "count_nfe", "default_optimizer", "evaluate", "fit",
+    "CHECKPOINT_FORMAT", "DENSITY_FIELDS", "LOSSES", "RESUME_FREE_KEYS", "SCHEDULER_INTERVALS", "TrainConfig", "TrainedRun", "Trainer",
+    "TrainingInterrupted", "count_correct", "count_nfe", "default_optimizer", "density_loss", "evaluate", "fit", "fit_density",
     "load_checkpoint", "load_run",
-    "ode_blocks", "request_stop", "resume_conflicts",
+    "ode_blocks", "request_stop", "resume_conflicts", "test_log_likelihood",
 ]

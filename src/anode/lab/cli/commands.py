@@ -1,4 +1,4 @@
-"""Command line: `anode experiment | train | plot | reproduce toy | reproduce images | compare | config-docs | table1`.
+"""Command line: `anode experiment | train | plot | reproduce toy | reproduce images | reproduce cnf | compare | config-docs | table1`.
 
 Parses arguments and calls the library. Exit status: 0 success; 1 the command finished (results and
 report written) but some runs failed, or `compare` found verdicts that differ; 2 a usage or setup error (bad option, missing data, bad path,
@@ -19,12 +19,13 @@ from anode.lab.cli.configs import config_path, with_data_dir
 from anode.lab.cli.scale import add_backend_flags, add_train_parser, backend_options
 from anode.version import __version__
 
-__all__ = ["IMAGE_BUDGETS", "IMAGE_DATASETS", "IMAGE_EXPERIMENTS", "TOY_BUDGETS", "build_parser", "main"]
+__all__ = ["CNF_BUDGETS", "IMAGE_BUDGETS", "IMAGE_DATASETS", "IMAGE_EXPERIMENTS", "TOY_BUDGETS", "build_parser", "main"]
 
 # Choices of the reproduce subcommands, kept here so that `--help` needs no torch import; a test
 # checks them against the suite files and `anode.lab.reproduce.images`.
 TOY_BUDGETS = ("smoke", "default", "full")
 IMAGE_BUDGETS = ("smoke", "small", "paper")
+CNF_BUDGETS = ("smoke", "default", "full")
 IMAGE_DATASETS = ("mnist", "idx", "cifar10", "svhn", "tinyimagenet")
 IMAGE_EXPERIMENTS = ("table1", "stability", "augmentation", "large_p", "weight_decay")
 
@@ -136,6 +137,17 @@ def _cmd_reproduce_toy(args: argparse.Namespace) -> int:
     budget = "full" if args.full else args.budget
     path = reproduce_toy(args.out, budget=budget, jobs=args.jobs, progress=not args.no_progress, gifs=args.gif,
                          together=args.together, fresh=args.fresh, retry_failed=args.retry_failed, **backend_options(args))
+    print(f"report: {path} (and report.md beside it)")
+    return _exit_status(args.argv, *summary_run_counts(args.out))
+
+
+def _cmd_reproduce_cnf(args: argparse.Namespace) -> int:
+    from anode.lab.report import summary_run_counts
+    from anode.lab.reproduce.cnf import reproduce_cnf
+
+    budget = "full" if args.full else args.budget
+    path = reproduce_cnf(args.out, budget=budget, jobs=args.jobs, progress=not args.no_progress, fresh=args.fresh,
+                         retry_failed=args.retry_failed)
     print(f"report: {path} (and report.md beside it)")
     return _exit_status(args.argv, *summary_run_counts(args.out))
 
@@ -254,6 +266,24 @@ def _add_reproduce_toy(sub: argparse._SubParsersAction) -> None:
     toy.set_defaults(func=_cmd_reproduce_toy)
 
 
+def _add_reproduce_cnf(sub: argparse._SubParsersAction) -> None:
+    cnf = sub.add_parser("cnf", help="CNF vs augmented CNF on 2-D densities (the paper's Sec. 6 conjecture)",
+                         description="Train a CNF, augmented CNFs (p = 1, 2; q = N(0, I) or learned) and a regularised CNF "
+                                     "on 2-D densities (resuming finished runs), draw the figures and write OUT/report.html "
+                                     "and OUT/report.md with a verdict per claim (configs/cnf/).",
+                         formatter_class=_Formatter)
+    cnf.add_argument("--out", required=True, type=_out_dir, help="output folder (rerunning resumes it)")
+    size = cnf.add_mutually_exclusive_group()
+    size.add_argument("--budget", choices=CNF_BUDGETS, default="default",
+                      help="default: 3 repeats, about 5 min on 2 CPU cores; full: 6 repeats x 1,000 iterations "
+                           "(about 40 min, estimated); smoke: seconds, for tests")
+    size.add_argument("--full", action="store_true", help="more repeats and iterations (same as --budget full)")
+    cnf.add_argument("--jobs", type=_positive_int, default=None,
+                     help="runs trained at once in worker processes (default: the number of CPU cores)")
+    _add_run_options(cnf)
+    cnf.set_defaults(func=_cmd_reproduce_cnf)
+
+
 def _add_reproduce_images(sub: argparse._SubParsersAction) -> None:
     img = sub.add_parser("images", help="NODE vs ANODE on image data: Table 1's models, or one claim experiment",
                          description="Train NODE and ANODE on an image dataset (--experiment table1, Table 1's "
@@ -330,11 +360,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_experiment(sub)
     add_train_parser(sub)
     _add_plot(sub)
-    rep = sub.add_parser("reproduce", help="run a suite of the paper's experiments and write a report (toy | images)",
+    rep = sub.add_parser("reproduce", help="run a suite of the paper's experiments and write a report (toy | images | cnf)",
                          formatter_class=_Formatter)
-    suites = rep.add_subparsers(dest="suite", required=True, metavar="{toy,images}")
+    suites = rep.add_subparsers(dest="suite", required=True, metavar="{toy,images,cnf}")
     _add_reproduce_toy(suites)
     _add_reproduce_images(suites)
+    _add_reproduce_cnf(suites)
     docs = sub.add_parser("config-docs", help="print the config file reference (docs/config.md) generated from the schema",
                           formatter_class=_Formatter)
     docs.add_argument("--out", default=None, help="write it to this file instead of standard output")

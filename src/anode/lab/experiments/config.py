@@ -16,6 +16,7 @@ from anode.config import SolverConfig
 from anode.data.images import DATASET_NAMES, NORMALIZATIONS
 from anode.lab.experiments.schema import ConfigError, build
 from anode.models.augment import AUGMENTATIONS
+from anode.models.cnf import AUGMENTED_POSTERIORS
 from anode.models.fields import NON_LINEARITIES
 from anode.training import LOSSES
 
@@ -334,8 +335,10 @@ class Selector:
     def __post_init__(self) -> None:
         if self.role not in ROLES:
             raise ValueError(f"unknown role {self.role!r}; valid choices: {list(ROLES)}")
-        if self.augmentation is not None and self.augmentation not in AUGMENTATIONS:
-            raise ValueError(f"unknown augmentation {self.augmentation!r}; valid choices: {list(AUGMENTATIONS)}")
+        # an ODE model's augmentation, or the q(a | x) of an augmented CNF (`anode reproduce cnf`)
+        if self.augmentation is not None and self.augmentation not in AUGMENTATIONS + AUGMENTED_POSTERIORS:
+            raise ValueError(f"unknown augmentation {self.augmentation!r}; valid choices: "
+                             f"{list(AUGMENTATIONS + AUGMENTED_POSTERIORS)}")
 
     def matches(self, model: ModelSpec, config: ExperimentConfig) -> bool:
         wd = model.weight_decay if model.weight_decay is not None else config.train.weight_decay
