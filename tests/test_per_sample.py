@@ -229,3 +229,134 @@ def test_stacked_ensembles_refuse_sample_control() -> None:
         model = anode.ODENet(2, 8, solver=SolverConfig(**SAMPLE))
     reason = ensemble_support(model)
     assert reason is not None and "step_control='sample'" in reason
+
+
+# ----------------------------------------------------------------------------- end to end: Trainer, configs, ensembles
+
+
+@pytest.mark.parametrize("augment_dim", [0, 1], ids=["NODE", "ANODE"])
+def test_fit_trains_with_per_sample_control(augment_dim: int) -> None:
+    from anode.data import ConcentricSpheres
+    from anode.training import TrainConfig
+
+    data = ConcentricSpheres(2, num_points_inner=16, num_points_outer=32, seed=0)
+    with anode.seeded(0):
+        model = anode.ODENet(2, 8, augment_dim=augment_dim, solver=SolverConfig(rtol=1e-3, atol=1e-3, **SAMPLE))
+    history = anode.fit(model, data.loader(batch_size=16, seed=0),
+                        TrainConfig(epochs=4, lr=1e-2, progress=False), eval_loader=data.loader(batch_size=48))
+    records = history.iterations
+    assert len(records) == 12
+    assert all(torch.isfinite(torch.tensor(r["loss"])) for r in records)
+    assert history.epochs[-1]["loss"] < history.epochs[0]["loss"]
+    for r in records:  # nfe_forward: the batched calls, as many as the sample that needs most
+        assert r["nfe_forward"] > 0 and r["nfe_forward"] == r["nfe_forward_sample_max"]
+        assert 0 < r["nfe_forward_sample_mean"] <= r["nfe_forward_sample_max"]
+    assert {"nfe_forward_sample_mean", "nfe_forward_sample_max", "eval_nfe_forward"} <= set(history.epochs[-1])
+    block = model.odeblock
+    with torch.no_grad():
+        model(data.data[:5])
+    assert len(block.nfe.per_sample) == 5 and block.nfe.forward == block.nfe.per_sample_max
+
+
+def test_trainer_records_are_unchanged_under_batch_control() -> None:
+    from anode.data import ConcentricSpheres
+    from anode.training import SAMPLE_NFE_KEYS, TrainConfig, Trainer
+
+    data = ConcentricSpheres(2, num_points_inner=8, num_points_outer=8, seed=0)
+    with anode.seeded(0):
+        model = anode.ODENet(2, 8, solver=SolverConfig(backend="anode"))
+    history = Trainer(model, TrainConfig(epochs=1, progress=False)).fit(data.loader(batch_size=8))
+    assert not set(SAMPLE_NFE_KEYS) & (set(history.iterations[0]) | set(history.epochs[0]))
+
+
+def test_sample_nfe_sums_a_samples_counts_over_blocks() -> None:
+    from anode.training import sample_nfe
+
+    blocks = [ODEBlock(ODEFunc(2, 4), solver=SolverConfig(**SAMPLE)),
+              ODEBlock(ODEFunc(2, 4), solver=SolverConfig(backend="anode")),
+              ODEBlock(ODEFunc(2, 4), solver=SolverConfig(**SAMPLE))]
+    assert sample_nfe(blocks) == {}  # nothing solved yet
+    blocks[0].nfe.forward, blocks[0].nfe.per_sample = 20, [14, 20]
+    blocks[1].nfe.forward = 26
+    blocks[2].nfe.forward, blocks[2].nfe.per_sample = 8, [8, 3]  # samples: 14 + 26 + 8, 20 + 26 + 3
+    assert sample_nfe(blocks) == {"nfe_forward_sample_mean": 48.5, "nfe_forward_sample_max": 49}
+    assert sample_nfe(blocks[1:2]) == {}
+
+
+def _toml(step_control: str | None) -> str:
+    key = f'step_control = "{step_control}"\n' if step_control is not None else ""
+    return f"""
+name = "per-sample"
+repeats = 1
+
+[train]
+epochs = 1
+batch_size = 16
+max_iterations = 2
+
+[solver]
+backend = "anode"
+rtol = 1e-3
+atol = 1e-3
+{key}
+[[datasets]]
+kind = "spheres"
+name = "s2"
+dim = 2
+num_points_inner = 8
+num_points_outer = 16
+
+[[models]]
+name = "ANODE"
+kind = "odenet"
+hidden_dim = 8
+augment_dim = 1
+"""
+
+
+def test_experiment_config_with_sample_control_runs_and_fingerprints(tmp_path) -> None:
+    from anode.lab.experiments import load_config, run_experiment
+    from anode.lab.experiments.fingerprint import fingerprint_digest, read_fingerprint
+
+    configs = {}
+    for control in ("sample", "batch", None):
+        path = tmp_path / f"{control}.toml"
+        path.write_text(_toml(control), encoding="utf-8")
+        configs[control] = load_config(path)
+    assert configs["sample"].solver == SolverConfig(rtol=1e-3, atol=1e-3, **SAMPLE)
+    assert configs["batch"].solver == configs[None].solver
+
+    out = tmp_path / "exp"
+    run_experiment(configs["sample"], out, jobs=1, device="cpu", progress=False, log=lambda _: None)
+    (run_dir,) = (out / "runs").glob("*/*/seed-*")
+    history = anode.History.load(run_dir).iterations
+    assert len(history) == 2 and all("nfe_forward_sample_max" in r for r in history)
+    sample_print = read_fingerprint(run_dir)
+    assert sample_print["solver"]["step_control"] == "sample"
+
+    # the same run under batch control: another fingerprint; without the key: the batch one, key absent
+    out_batch = tmp_path / "exp-batch"
+    run_experiment(configs[None], out_batch, jobs=1, device="cpu", progress=False, log=lambda _: None)
+    (batch_dir,) = (out_batch / "runs").glob("*/*/seed-*")
+    batch_print = read_fingerprint(batch_dir)
+    assert "step_control" not in batch_print["solver"]
+    assert fingerprint_digest(sample_print) != fingerprint_digest(batch_print)
+    assert {k: v for k, v in sample_print["solver"].items() if k != "step_control"} == batch_print["solver"]
+    # a folder made under one control refuses the other
+    with pytest.raises(anode.lab.experiments.FingerprintMismatch, match="step_control"):
+        run_experiment(configs["sample"], out_batch, jobs=1, device="cpu", progress=False, log=lambda _: None)
+
+
+def test_stacked_ensembles_refuse_sample_control_with_a_clear_error() -> None:
+    from anode.ensemble import EnsembleTrainer, ensemble_odesolve, stack_models
+    from anode.training import TrainConfig, Trainer
+
+    with anode.seeded(0):
+        models = [anode.ODENet(2, 8, solver=SolverConfig(**SAMPLE)) for _ in range(2)]
+    with pytest.raises(ValueError, match=r"step_control='sample'.*use step_control='batch'"):
+        stack_models(models)
+    trainers = [Trainer(m, TrainConfig(epochs=1, progress=False)) for m in models]
+    with pytest.raises(ValueError, match=r"trainer 0 cannot train in an ensemble: step_control='sample'"):
+        EnsembleTrainer(trainers)
+    with pytest.raises(ValueError, match=r"not per sample: got step_control='sample'; use SolverConfig\(step_control='batch'\)"):
+        ensemble_odesolve(lambda t, y: -y, torch.ones(2, 3, 2), SolverConfig(**SAMPLE))

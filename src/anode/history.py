@@ -69,7 +69,8 @@ class History:
     over its iterations (training loss and accuracy, NFE, time) and, when an evaluation loader was
     given, `eval_loss`, `eval_accuracy` and `eval_nfe_forward`. Models with more than one ODE
     block add `nfe_forward_blocks`/`nfe_backward_blocks` (lists) to each iteration; regularised
-    runs add `kinetic_energy`, `jacobian_norm` and `regularisation` (iterations and epoch means).
+    runs add `kinetic_energy`, `jacobian_norm` and `regularisation` (iterations and epoch means);
+    per-sample step control adds `nfe_forward_sample_mean`/`nfe_forward_sample_max` (the same).
     """
 
     iterations: list[dict[str, float]] = field(default_factory=list)

@@ -24,14 +24,17 @@ from anode.training.losses import count_correct as count_correct
 from anode.training.optimisers import default_optimizer as default_optimizer
 from anode.training.runs import TrainedRun as TrainedRun
 from anode.training.runs import load_run as load_run
+from anode.training.trainer import SAMPLE_NFE_KEYS as SAMPLE_NFE_KEYS
 from anode.training.trainer import Trainer as Trainer
 from anode.training.trainer import TrainingInterrupted as TrainingInterrupted
 from anode.training.trainer import fit as fit
 from anode.training.trainer import request_stop as request_stop
+from anode.training.trainer import sample_nfe as sample_nfe
 
 __all__ = [
-    "CHECKPOINT_FORMAT", "DENSITY_FIELDS", "LOSSES", "RESUME_FREE_KEYS", "SCHEDULER_INTERVALS", "TrainConfig", "TrainedRun", "Trainer",
+    "CHECKPOINT_FORMAT", "DENSITY_FIELDS", "LOSSES", "RESUME_FREE_KEYS", "SAMPLE_NFE_KEYS", "SCHEDULER_INTERVALS",
+    "TrainConfig", "TrainedRun", "Trainer",
     "TrainingInterrupted", "count_correct", "count_nfe", "default_optimizer", "density_loss", "evaluate", "fit", "fit_density",
     "load_checkpoint", "load_run",
-    "ode_blocks", "request_stop", "resume_conflicts", "test_log_likelihood",
+    "ode_blocks", "request_stop", "resume_conflicts", "sample_nfe", "test_log_likelihood",
 ]

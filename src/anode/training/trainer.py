@@ -30,7 +30,7 @@ from anode.training.losses import LossFn, check_loss_fn, check_targets, count_co
 from anode.training.optimisers import OptimizerArg, SchedulerArg, make_optimizer, make_scheduler
 from anode.version import __version__
 
-__all__ = ["Trainer", "TrainingInterrupted", "fit", "request_stop"]
+__all__ = ["SAMPLE_NFE_KEYS", "Trainer", "TrainingInterrupted", "fit", "request_stop", "sample_nfe"]
 
 
 class TrainingInterrupted(BaseException):
@@ -62,6 +62,26 @@ def request_stop() -> int:
 
 
 
+#: Iteration (and epoch-mean) fields added under per-sample step control (`sample_nfe`).
+SAMPLE_NFE_KEYS: tuple[str, str] = ("nfe_forward_sample_mean", "nfe_forward_sample_max")
+
+
+def sample_nfe(blocks: list[ODEBlock]) -> dict[str, float]:
+    """Mean and largest forward NFE of one sample over the blocks' last forward pass, as
+    `{"nfe_forward_sample_mean", "nfe_forward_sample_max"}`; empty when no block controls its
+    steps per sample (records under batch control are unchanged).
+
+    A sample's count is summed over the blocks it passes through: its own count (`NFE.per_sample`)
+    in a per-sample block, the block's batched calls (`NFE.forward`) in a batch-controlled one.
+    """
+    counts = [b.nfe.per_sample for b in blocks if b.nfe.per_sample]
+    if not counts or any(len(c) != len(counts[0]) for c in counts):  # (blocks that saw other batches: no total)
+        return {}
+    shared = sum(b.nfe.forward for b in blocks if not b.nfe.per_sample)
+    per_sample = [shared + sum(column) for column in zip(*counts, strict=True)]
+    return {"nfe_forward_sample_mean": sum(per_sample) / len(per_sample), "nfe_forward_sample_max": max(per_sample)}
+
+
 def batch_count(loader: Any) -> float:
     """Batches in one pass of `loader` (infinite when it has no length)."""
     try:
@@ -86,7 +106,10 @@ class Trainer:
     NFE is summed over every `ODEBlock` inside the model (found with `model.modules()`, so an
     `nn.Sequential` of blocks and layers is counted in full); a model with more than one block
     also records the per-block counts as `nfe_forward_blocks` / `nfe_backward_blocks` (lists in
-    `model.modules()` order). With regulariser weights in the config, every block integrates
+    `model.modules()` order). With per-sample step control (`SolverConfig(step_control="sample")`)
+    `nfe_forward` stays the number of batched field calls, and the records add
+    `nfe_forward_sample_mean` / `nfe_forward_sample_max`, the mean and largest forward NFE of one
+    sample of the batch (`sample_nfe`). With regulariser weights in the config, every block integrates
     the regularisers, `loss` stays the data loss and the records add `kinetic_energy` /
     `jacobian_norm` (summed over blocks) and `regularisation` (their weighted sum, which is
     added to the loss that is minimised).
@@ -207,6 +230,7 @@ class Trainer:
             "iteration": self.iteration, "epoch": self.epoch, "loss": loss_value, "accuracy": accuracy,
             "nfe_forward": nfe_forward, "nfe_backward": count_nfe(self.model, self.blocks)[1], "time": time.perf_counter() - start,
         }
+        record.update(sample_nfe(self.blocks))
         if len(self.blocks) > 1:
             record["nfe_forward_blocks"] = forward_blocks
             record["nfe_backward_blocks"] = [b.nfe.backward for b in self.blocks]
@@ -346,7 +370,8 @@ class Trainer:
         if not records:
             return
         summary: dict[str, float] = {"epoch": self.epoch, "iterations": len(records)}
-        for key in ("loss", "accuracy", "nfe_forward", "nfe_backward", "time", *REGULARISERS, "regularisation"):
+        for key in ("loss", "accuracy", "nfe_forward", "nfe_backward", *SAMPLE_NFE_KEYS, "time", *REGULARISERS,
+                    "regularisation"):
             if key in records[0]:
                 summary[key] = sum(r[key] for r in records) / len(records)
         self.epoch += 1
