@@ -58,12 +58,15 @@ CNF_BUDGET_KEYS = ("note", "repeats", "iterations", "grid", "num_samples")
 
 @dataclass(frozen=True)
 class DensitySpec:
-    """A 2-D density of `anode.data.densities` (`density`, one of `DENSITIES`) with train/test sizes."""
+    """A 2-D density of `anode.data.densities` (`density`, one of `DENSITIES`) with train/test sizes.
+    `note` (optional) is printed in the report's list of densities (e.g. why this density was chosen);
+    it does not determine a run."""
 
     name: str
     density: str
     num_train: int = 4096
     num_test: int = 1024
+    note: str = ""
 
     def __post_init__(self) -> None:
         if self.density not in DENSITIES:
@@ -267,7 +270,8 @@ def build_density_model(experiment: CNFExperiment, model: CNFModelSpec, *, seed:
 
 def _settings(experiment: CNFExperiment, dataset: DensitySpec, model: CNFModelSpec) -> dict[str, Any]:
     """What determines a run (besides its seed): a finished run is reused only when these are unchanged."""
-    return {"dataset": dataclasses.asdict(dataset), "model": dataclasses.asdict(model), "seed": experiment.seed,
+    data = {k: v for k, v in dataclasses.asdict(dataset).items() if k != "note"}
+    return {"dataset": data, "model": dataclasses.asdict(model), "seed": experiment.seed,
             "train": dataclasses.asdict(experiment.train), "solver": dataclasses.asdict(experiment.solver),
             "matched_to": None if model.match_parameters is None else dataclasses.asdict(experiment.model(model.match_parameters))}
 
@@ -464,7 +468,7 @@ def reproduce_cnf(out_dir: str | os.PathLike[str], *, budget: str = "default", j
     Arguments:
         out_dir: runs go to `out_dir/runs/`, the report to `out_dir/report.{md,html}` with figures in
             `out_dir/figures/` and the numbers in `out_dir/summary.json`.
-        budget: "default" (3 repeats x 300 iterations: 4.0 and 4.5 min in two runs on 2 CPU cores, 2026-12-07), "full" (6 repeats x
+        budget: "default" (3 repeats x 300 iterations: 5.6 min on 2 CPU cores, 2026-12-07), "full" (6 repeats x
             1,000 iterations; about 40 min, estimated from the default, not run) or "smoke" (seconds, for tests).
         jobs: runs trained at once in worker processes, one thread each (default: the number of CPU cores).
         progress: a line per finished run.
@@ -520,6 +524,8 @@ def reproduce_cnf(out_dir: str | os.PathLike[str], *, budget: str = "default", j
         f"Budget: {budget}: {note}; Adam, learning rate {train.lr:g}, the same for every model. Seeds: training data from "
         f"seed {2 * experiment.seed}, test data from seed {2 * experiment.seed + 1}, repeat r uses seed r for weights, "
         "batch order, q's draws and evaluation.",
+        "Densities: " + "; ".join(f"{d.name} (`{d.density}`, {d.num_train} training and {d.num_test} test points)"
+                                  + (f": {d.note}" if d.note else "") for d in experiment.datasets) + ".",
         f"Solver: {solver.method}, rtol = {solver.rtol:g}, atol = {solver.atol:g}, adjoint = {solver.adjoint}, "
         f"backend {solver.backend}; exact trace.",
         f"Machine: {machine_description()}; {jobs} parallel run(s), one thread each.",

@@ -155,7 +155,7 @@ def save_cnf_figures(experiment: CNFExperiment, out: str | Path) -> list[tuple[s
             if field == "nfe_backward" and not any(c.any() for cs in histories[field].values() for c in cs):
                 continue  # backpropagation through the solver: no backward solve to count
             fig = plotting.plot_histories(histories[field], ylabel=label[field], xlabel="iteration", smooth="auto",
-                                          styles=styles, title=f"{d.name}: {label[field]} (mean ± std over repeats)")
+                                          styles=styles, title=f"{d.name}: {label[field]}\n(mean ± std over repeats)")
             nfe.append((f"{d.name}: {label[field]}", plotting.save_figure(fig, fig_dir / f"{field}__{key}.png")))
         fig = plotting.plot_nfe_vs_loss(points, xlabel="forward NFE averaged over training", ylabel="test log-likelihood (nats)",
                                         styles=styles, title=f"{d.name}: one point per run (augmented CNFs: IW bound, "
