@@ -11,7 +11,7 @@ from anode.models.block import ODEBlock
 from anode.training.config import LOSSES
 from anode.training.losses import LossFn, check_loss_fn, check_targets, count_correct, make_loss, scalar_loss
 
-__all__ = ["count_nfe", "evaluate", "model_device", "ode_blocks"]
+__all__ = ["SAMPLE_NFE_KEYS", "count_nfe", "evaluate", "model_device", "ode_blocks", "sample_nfe"]
 
 
 def model_device(model: nn.Module) -> torch.device:
@@ -88,3 +88,21 @@ def evaluate(
     return {"loss": loss_sum / total, "accuracy": correct / total, "nfe_forward": nfe_sum / batches}
 
 
+#: Iteration (and epoch-mean) fields added under per-sample step control (`sample_nfe`).
+SAMPLE_NFE_KEYS: tuple[str, str] = ("nfe_forward_sample_mean", "nfe_forward_sample_max")
+
+
+def sample_nfe(blocks: list[ODEBlock]) -> dict[str, float]:
+    """Mean and largest forward NFE of one sample over the blocks' last forward pass, as
+    `{"nfe_forward_sample_mean", "nfe_forward_sample_max"}`; empty when no block controls its
+    steps per sample (records under batch control are unchanged).
+
+    A sample's count is summed over the blocks it passes through: its own count (`NFE.per_sample`)
+    in a per-sample block, the block's batched calls (`NFE.forward`) in a batch-controlled one.
+    """
+    counts = [b.nfe.per_sample for b in blocks if b.nfe.per_sample]
+    if not counts or any(len(c) != len(counts[0]) for c in counts):  # (blocks that saw other batches: no total)
+        return {}
+    shared = sum(b.nfe.forward for b in blocks if not b.nfe.per_sample)
+    per_sample = [shared + sum(column) for column in zip(*counts, strict=True)]
+    return {"nfe_forward_sample_mean": sum(per_sample) / len(per_sample), "nfe_forward_sample_max": max(per_sample)}

@@ -25,12 +25,12 @@ from anode.regularisers import REGULARISERS
 from anode.solve import translate_solver_errors
 from anode.training.checkpoints import CHECKPOINT_FORMAT, load_checkpoint
 from anode.training.config import SCHEDULER_INTERVALS, TrainConfig, resume_conflicts
-from anode.training.evaluation import count_nfe, evaluate, model_device, ode_blocks
+from anode.training.evaluation import SAMPLE_NFE_KEYS, count_nfe, evaluate, model_device, ode_blocks, sample_nfe
 from anode.training.losses import LossFn, check_loss_fn, check_targets, count_correct, make_loss, scalar_loss
 from anode.training.optimisers import OptimizerArg, SchedulerArg, make_optimizer, make_scheduler
 from anode.version import __version__
 
-__all__ = ["SAMPLE_NFE_KEYS", "Trainer", "TrainingInterrupted", "fit", "request_stop", "sample_nfe"]
+__all__ = ["Trainer", "TrainingInterrupted", "fit", "request_stop"]
 
 
 class TrainingInterrupted(BaseException):
@@ -60,26 +60,6 @@ def request_stop() -> int:
         trainer.request_stop()
     return len(fitting)
 
-
-
-#: Iteration (and epoch-mean) fields added under per-sample step control (`sample_nfe`).
-SAMPLE_NFE_KEYS: tuple[str, str] = ("nfe_forward_sample_mean", "nfe_forward_sample_max")
-
-
-def sample_nfe(blocks: list[ODEBlock]) -> dict[str, float]:
-    """Mean and largest forward NFE of one sample over the blocks' last forward pass, as
-    `{"nfe_forward_sample_mean", "nfe_forward_sample_max"}`; empty when no block controls its
-    steps per sample (records under batch control are unchanged).
-
-    A sample's count is summed over the blocks it passes through: its own count (`NFE.per_sample`)
-    in a per-sample block, the block's batched calls (`NFE.forward`) in a batch-controlled one.
-    """
-    counts = [b.nfe.per_sample for b in blocks if b.nfe.per_sample]
-    if not counts or any(len(c) != len(counts[0]) for c in counts):  # (blocks that saw other batches: no total)
-        return {}
-    shared = sum(b.nfe.forward for b in blocks if not b.nfe.per_sample)
-    per_sample = [shared + sum(column) for column in zip(*counts, strict=True)]
-    return {"nfe_forward_sample_mean": sum(per_sample) / len(per_sample), "nfe_forward_sample_max": max(per_sample)}
 
 
 def batch_count(loader: Any) -> float:
