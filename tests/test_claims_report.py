@@ -166,6 +166,37 @@ def test_higher_is_better_metrics_flip_the_test(tmp_path):
     assert judge(claim, configs, s(0.96, 0.001, 5), s(0.98, 0.001, 5), metric="eval_accuracy").verdict == NOT_HOLD
 
 
+@pytest.mark.parametrize(("better", "verdict"), [
+    (-2.57, HOLDS),          # 0.04 nats below the baseline, tightly: within the 0.05 margin
+    (-2.50, HOLDS),          # above the baseline
+    (-2.64, NOT_HOLD),       # 0.11 nats below: worse by more than the margin
+    (-2.58, INCONCLUSIVE),   # 0.05 below: on the margin
+])
+def test_a_margin_makes_a_non_inferiority_test(tmp_path, better, verdict):
+    _, configs = pair_experiment(tmp_path)
+    test = TestSpec("test_log_likelihood", margin=0.05, better=Selector("augmented"), worse=Selector("baseline"))
+    row = judge(ClaimSpec("at least", (test,)), configs, s(better, 0.005, 3), s(-2.53, 0.005, 3), metric="test_log_likelihood")
+    assert row.verdict == verdict
+    assert "ANODE > NODE − 0.05 (non-inferiority margin 0.05, one-sided Welch" in row.criterion
+    # without the margin, the first case is the opposite verdict
+    strict = TestSpec("test_log_likelihood", better=Selector("augmented"), worse=Selector("baseline"))
+    if better == -2.57:
+        assert judge(ClaimSpec("above", (strict,)), configs, s(better, 0.005, 3), s(-2.53, 0.005, 3),
+                     metric="test_log_likelihood").verdict == NOT_HOLD
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({"margin": -0.1}, "margin must be a finite number >= 0"),
+    ({"margin": float("nan")}, "margin must be a finite number >= 0"),
+    ({"margin": 0.1, "factor": 2.0}, "drop factor"),
+])
+def test_margin_is_validated(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        TestSpec("eval_loss", better=Selector("augmented"), worse=Selector("baseline"), **kwargs)
+    with pytest.raises(ValueError, match="for a threshold"):
+        TestSpec("eval_loss", model=Selector("augmented"), below=1.0, margin=0.1)
+
+
 def test_censored_runs_of_the_favoured_model_block_holds(tmp_path):
     claim, configs = pair_experiment(tmp_path, metric="iterations_to_level")
     claim = ClaimSpec("faster", (TestSpec("iterations_to_level", better=Selector("augmented"), worse=Selector("baseline")),))

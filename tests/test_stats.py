@@ -76,3 +76,15 @@ def test_tests_reject_bad_summaries():
         welch_one_sided((1.0, 0.1, 3), (2.0, 0.1, 3), factor=0.0)
     with pytest.raises(ValueError, match="threshold must be finite"):
         one_sample_one_sided((1.0, 0.1, 3), math.inf, below=True)
+
+
+def test_welch_with_a_margin_shifts_the_hypothesis_by_it():
+    rng = np.random.default_rng(1)
+    for _ in range(50):
+        a, b = rng.normal(0.0, 1.0, 5), rng.normal(0.3, 2.0, 7)
+        margin = float(rng.uniform(0, 1))
+        shifted = welch_one_sided(summary(a), summary(b + margin))
+        with_margin = welch_one_sided(summary(a), summary(b), margin=margin)
+        assert with_margin.t == pytest.approx(shifted.t, rel=1e-12) and with_margin.p == pytest.approx(shifted.p, rel=1e-9)
+    with pytest.raises(ValueError, match="margin must be a finite number"):
+        welch_one_sided((0.0, 1.0, 3), (0.0, 1.0, 3), margin=math.inf)

@@ -208,15 +208,17 @@ def _too_few(*sides: _Side) -> tuple[str, str] | None:
     return None
 
 
-def compare(better: _Side, worse: _Side, *, lower_is_better: bool, factor: float = 1.0) -> tuple[str, str]:
-    """Verdict and detail for "`better`'s metric beats `worse`'s" (see the module docstring)."""
+def compare(better: _Side, worse: _Side, *, lower_is_better: bool, factor: float = 1.0,
+            margin: float = 0.0) -> tuple[str, str]:
+    """Verdict and detail for "`better`'s metric beats `worse`'s" (with a `margin`: "is not worse by
+    `margin` or more", a non-inferiority test; see the module docstring)."""
     early = _too_few(better, worse)
     if early:
         return early
     if lower_is_better:
-        result = welch_one_sided(better.summary(), worse.summary(), factor=factor)
-    else:
-        result = welch_one_sided(worse.summary(), better.summary(), factor=factor)
+        result = welch_one_sided(better.summary(), worse.summary(), factor=factor, margin=margin)
+    else:  # better > worse - margin, i.e. worse < better + margin
+        result = welch_one_sided(worse.summary(), better.summary(), factor=factor, margin=margin)
     verdict, detail = _judge(result)
     lost_b, lost_w = better.lost, worse.lost
     if verdict == HOLDS and lost_b > lost_w:
@@ -259,6 +261,9 @@ def _criterion(test: TestSpec, config: ExperimentConfig, dataset: str | None = N
         b, w = (_label(s, config) for s in (test.better, test.worse))  # type: ignore[arg-type]
         op = "<" if lower_better else ">"
         scale = "" if test.factor == 1 else (f" / {test.factor:g}" if lower_better else f" × {test.factor:g}")
+        if test.margin:
+            scale = f" {'+' if lower_better else '−'} {test.margin:g}"
+            how = f"non-inferiority margin {test.margin:g}, {how}"
         return f"{what}{where}: {b} {op} {w}{scale} ({how})"
     bound, op = (test.below, "<") if test.below is not None else (test.above, ">")
     return f"{what}{where}: {_label(test.model, config)} {op} {bound:g} ({how})"  # type: ignore[arg-type]
@@ -298,7 +303,7 @@ def _evaluate_test(test: TestSpec, config: ExperimentConfig, agg: Mapping[str, A
         if test.is_comparison:
             b = _side(test.better, config, agg, ds, test.metric)  # type: ignore[arg-type]
             w = _side(test.worse, config, agg, ds, test.metric)  # type: ignore[arg-type]
-            verdict = compare(b, w, lower_is_better=lower_better, factor=test.factor)
+            verdict = compare(b, w, lower_is_better=lower_better, factor=test.factor, margin=test.margin)
             text = f"{b.text()} vs {w.text()}"
             if test.metric.startswith(_RATIO_METRICS) and b.n and w.n and float(w.stats["mean"]):  # type: ignore[index]
                 text += f", ratio {float(b.stats['mean']) / float(w.stats['mean']):.2f}"  # type: ignore[index]

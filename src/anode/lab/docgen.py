@@ -129,6 +129,8 @@ MEANINGS: dict[str, str] = {
     "TestSpec.better": "A comparison: the model (a selector table) claimed better (lower loss or NFE, higher accuracy).",
     "TestSpec.worse": "A comparison: the model it is compared with (one-sided Welch t-test, alpha = 0.05, >= 3 repeats a side).",
     "TestSpec.factor": "A comparison: `better` must beat `worse` by this factor (2: below half of it, or above twice it).",
+    "TestSpec.margin": "A comparison without a factor: `better` must not be worse than `worse` by this much or more, in "
+                       "the metric's units (a non-inferiority test; 0: `better` must beat `worse`).",
     "TestSpec.model": "A threshold test: the model (a selector table) whose mean is compared with `below` or `above`.",
     "TestSpec.below": "A threshold test: the claim is mean < this value (one-sided one-sample t-test, alpha = 0.05).",
     "TestSpec.above": "A threshold test: the claim is mean > this value.",

@@ -108,28 +108,33 @@ def _check(name: str, mean: float, std: float, n: int, *, min_n: int) -> None:
         raise ValueError(f"{name}: mean and std must be finite with std >= 0, got mean = {mean!r}, std = {std!r}")
 
 
-def welch_one_sided(lower: tuple[float, float, int], higher: tuple[float, float, int], *, factor: float = 1.0) -> TTest:
-    """Welch's t-test of "mean(lower) < mean(higher) / factor" from (mean, sample std, n) summaries.
+def welch_one_sided(lower: tuple[float, float, int], higher: tuple[float, float, int], *, factor: float = 1.0,
+                    margin: float = 0.0) -> TTest:
+    """Welch's t-test of "mean(lower) < mean(higher) / factor + margin" from (mean, sample std, n) summaries.
 
-    The statistic is t = (m_h / factor - m_l) / sqrt(s_l^2 / n_l + (s_h / factor)^2 / n_h) with
-    Welch–Satterthwaite degrees of freedom; `p` = P(T >= t) under "no difference".
+    The statistic is t = (m_h / factor + margin - m_l) / sqrt(s_l^2 / n_l + (s_h / factor)^2 / n_h)
+    with Welch–Satterthwaite degrees of freedom; `p` = P(T >= t) under "no difference". A positive
+    `margin` makes it a non-inferiority test: "lower is not above higher by `margin` or more".
 
     Arguments:
         lower, higher: (mean, sample standard deviation, n) of each group; n >= 2.
         factor: > 0; e.g. 2 tests "lower is below half of higher".
+        margin: finite, in the metric's units (0: the plain one-sided test).
 
     Raises:
-        ValueError: n < 2, a non-finite mean/std, or a non-positive factor.
+        ValueError: n < 2, a non-finite mean/std, a non-positive factor or a non-finite margin.
     """
     if not (math.isfinite(factor) and factor > 0):
         raise ValueError(f"factor must be a finite positive number, got {factor!r}")
+    if not math.isfinite(margin):
+        raise ValueError(f"margin must be a finite number, got {margin!r}")
     (ml, sl, nl), (mh, sh, nh) = lower, higher
     _check("lower", ml, sl, nl, min_n=2)
     _check("higher", mh, sh, nh, min_n=2)
     vl, vh = sl * sl / nl, (sh / factor) ** 2 / nh
     se2 = vl + vh
     df = se2 * se2 / (vl * vl / (nl - 1) + vh * vh / (nh - 1)) if se2 > 0 else float(nl + nh - 2)
-    return _from_gap(mh / factor - ml, math.sqrt(se2), df)
+    return _from_gap(mh / factor + margin - ml, math.sqrt(se2), df)
 
 
 def one_sample_one_sided(sample: tuple[float, float, int], threshold: float, *, below: bool) -> TTest:

@@ -10,8 +10,9 @@ The state handed to `anode.odesolve` is one tensor, [z, delta] concatenated alon
 dimension (delta(0) = 0, d delta / dt = -tr), so both solver backends, backpropagation and the
 adjoint method work unchanged; the regularisers of Finlay et al. (2020) join the same state.
 
-The trace is computed exactly with autograd (`trace="exact"`: one backward pass per dimension,
-for small dimensions) or estimated with Hutchinson's trick (`trace="hutchinson"`: e^T (df/dz) e
+The trace is computed exactly (`trace="exact"`, for small dimensions: in closed form by forward-mode
+tangents through the layers when the field is a plain MLP (`anode.ODEFunc`, see `mlp_trace`), else
+with autograd, one backward pass per dimension) or estimated with Hutchinson's trick (`trace="hutchinson"`: e^T (df/dz) e
 with one probe e per sample per solve, Gaussian or Rademacher, drawn from an explicit generator
 and held fixed for the whole solve as in FFJORD). Samples are drawn from N(0, I) at t = T and
 solved backwards to t = 0.
@@ -46,6 +47,7 @@ __all__ = [
     "StandardNormalPosterior",
     "exact_trace",
     "hutchinson_trace",
+    "mlp_trace",
     "standard_normal_log_prob",
 ]
 
@@ -102,6 +104,75 @@ def exact_trace(f: torch.Tensor, z: torch.Tensor, *, create_graph: bool,
         if norm is not None:
             norm = norm + row.pow(2).sum(1)
     return trace, norm
+
+
+def _activation_slope(name: str, pre: torch.Tensor, post: torch.Tensor) -> torch.Tensor:
+    """d act / d pre at `pre` (`post` = act(pre)), differentiable where the activation is."""
+    if name == "tanh":
+        return 1 - post * post
+    if name == "softplus":  # torch's softplus (beta 1, threshold 20) is linear above 20: slope 1 there
+        return torch.where(pre > 20, torch.ones_like(pre), torch.sigmoid(pre))
+    if name == "relu":
+        return (pre > 0).to(pre.dtype)
+    raise ValueError(f"no slope for activation {name!r}; valid choices: tanh, softplus, relu")
+
+
+def mlp_trace(mlp: object, t: torch.Tensor, z: torch.Tensor, *,
+              frobenius: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """The field f(t, z) of a plain MLP, tr(df/dz) and ||df/dz||_F^2 per sample, in closed form.
+
+    The Jacobian is carried through the layers as forward-mode tangents (one per input dimension):
+    J = W_n diag(act'(a_{n-1})) W_{n-1} ... diag(act'(a_1)) W_1[:, z], plain tensor operations that
+    autograd differentiates once more without a double backward. It equals `exact_trace`'s value to
+    rounding at a fraction of its cost (no autograd pass per dimension).
+
+    Arguments:
+        mlp: the field's layers, an `anode.solvers.fused.MLPField` (what `ODEFunc.fused_mlp()`
+            returns): weights, biases, activation, time_dependent.
+        t: the time, a scalar tensor (read by a time-dependent field as its first input column).
+        z: the state, shape `[batch, dim]`; the last layer must map back to `dim`.
+        frobenius: also return ||df/dz||_F^2 (else None in its place).
+
+    Returns:
+        `(f, trace, frobenius_squared)`: f `[batch, dim]` (the same operations as `ODEFunc.forward`),
+        the trace `[batch]` and the squared Frobenius norm `[batch]` or None.
+
+    Raises:
+        ValueError: `z` not `[batch, dim]` or a field that does not map R^dim to R^dim.
+    """
+    weights, biases = mlp.weights, mlp.biases  # type: ignore[attr-defined]
+    offset = int(mlp.time_dependent)  # type: ignore[attr-defined]
+    if z.dim() != 2 or weights[0].shape[1] != z.shape[1] + offset or weights[-1].shape[0] != z.shape[1]:
+        raise ValueError(f"mlp_trace needs a state [batch, dim] and a field from R^dim to R^dim, got a state of shape "
+                         f"{tuple(z.shape)} and layers {[tuple(w.shape) for w in weights]}")
+    x = torch.cat([torch.ones_like(z[:, :1]) * t.to(z.dtype), z], 1) if offset else z
+    act = {"tanh": torch.tanh, "relu": torch.relu, "softplus": nn.functional.softplus}[mlp.activation]  # type: ignore[attr-defined]
+    if len(weights) == 3 and not frobenius:  # two hidden layers (`ODEFunc`): tr(J) as a bilinear form
+        # tr(W3 S2 W2 S1 W1z) = sum_{k, m} s2[k] (W2 * (W1z W3)^T)[k, m] s1[m], with S = diag(s), s = act'(a):
+        # one [batch, width] x [width, width] product instead of one per dimension
+        pre1 = nn.functional.linear(x, weights[0], biases[0])
+        h1 = act(pre1)
+        pre2 = nn.functional.linear(h1, weights[1], biases[1])
+        h2 = act(pre2)
+        f = nn.functional.linear(h2, weights[2], biases[2])
+        form = weights[1] * torch.matmul(weights[0][:, offset:], weights[2]).t()
+        s1 = _activation_slope(mlp.activation, pre1, h1)  # type: ignore[attr-defined]
+        s2 = _activation_slope(mlp.activation, pre2, h2)  # type: ignore[attr-defined]
+        return f, (torch.matmul(s1, form.t()) * s2).sum(1), None
+    tangent: torch.Tensor | None = None  # tangent[b, j, k] = d h_k / d z_j: [batch, dim, width]
+    h = x
+    for w, b in zip(weights[:-1], biases[:-1]):
+        pre = nn.functional.linear(h, w, b)
+        h = act(pre)
+        moved = w[:, offset:].t() if tangent is None else torch.matmul(tangent, w.t())
+        tangent = _activation_slope(mlp.activation, pre, h).unsqueeze(1) * moved  # type: ignore[attr-defined]
+    w_last = weights[-1]
+    f = nn.functional.linear(h, w_last, biases[-1])
+    if tangent is None:  # one layer: a linear field, J = W
+        jac = w_last[:, offset:].expand(z.shape[0], -1, -1)
+        return f, jac.diagonal(dim1=1, dim2=2).sum(-1), jac.pow(2).sum((1, 2)) if frobenius else None
+    jac_t = torch.matmul(tangent, w_last.t())  # [b, j, i] = d f_i / d z_j
+    return f, jac_t.diagonal(dim1=1, dim2=2).sum(-1), jac_t.pow(2).sum((1, 2)) if frobenius else None
 
 
 def hutchinson_trace(f: torch.Tensor, z: torch.Tensor, probe: torch.Tensor, *,
@@ -183,9 +254,23 @@ class CNFDynamics(nn.Module):
         """ds/dt at the state `s` of shape `[batch, dim + 1 + len(names)]`."""
         if self.reverse:
             t = self.t_end - t
+        mlp = self.odefunc.fused_mlp() if self.trace == "exact" and hasattr(self.odefunc, "fused_mlp") else None
+        if mlp is not None:  # closed form, under the caller's grad mode
+            f, trace, frobenius = mlp_trace(mlp, t, s[:, : self.dim], frobenius=self.jacobian_norm)
+        else:
+            f, trace, frobenius = self._autograd_trace(t, s[:, : self.dim])
+        parts = [-f, trace.unsqueeze(1)] if self.reverse else [f, -trace.unsqueeze(1)]
+        if self.kinetic_energy:
+            parts.append(f.pow(2).sum(1, keepdim=True))
+        if self.jacobian_norm and frobenius is not None:
+            parts.append(frobenius.unsqueeze(1))
+        return torch.cat(parts, 1)
+
+    def _autograd_trace(self, t: torch.Tensor, z: torch.Tensor
+                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """(f, trace, Frobenius term) of any field by autograd, detached when the caller has no grad."""
         outer_grad = torch.is_grad_enabled()
         with torch.enable_grad():
-            z = s[:, : self.dim]
             if not z.requires_grad:
                 z = z.detach().requires_grad_(True)
             f = self.odefunc(t, z)
@@ -198,12 +283,8 @@ class CNFDynamics(nn.Module):
                 trace, frobenius = hutchinson_trace(f, z, self.probe, create_graph=outer_grad)
         if not outer_grad:
             f, trace = f.detach(), trace.detach()
-        parts = [-f, trace.unsqueeze(1)] if self.reverse else [f, -trace.unsqueeze(1)]
-        if self.kinetic_energy:
-            parts.append(f.pow(2).sum(1, keepdim=True))
-        if self.jacobian_norm and frobenius is not None:
-            parts.append(frobenius.unsqueeze(1) if outer_grad else frobenius.detach().unsqueeze(1))
-        return torch.cat(parts, 1)
+            frobenius = None if frobenius is None else frobenius.detach()
+        return f, trace, frobenius
 
 
 def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> str:

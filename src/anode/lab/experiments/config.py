@@ -305,6 +305,8 @@ class ArtifactSpec:
 METRICS: dict[str, tuple[str, bool]] = {
     "final_loss": ("last-epoch training loss", True),
     "eval_loss": ("evaluation loss", True),
+    "test_log_likelihood": ("test log-likelihood in nats (exact for a CNF, the importance-weighted bound for an "
+                            "augmented CNF)", False),
     "eval_accuracy": ("test accuracy", False),
     "mean_nfe_forward": ("forward NFE averaged over training", True),
     "final_nfe_forward": ("last-epoch forward NFE", True),
@@ -363,7 +365,8 @@ class TestSpec:
     """One statistical test of a claim.
 
     A comparison gives `better` and `worse`: the claim is that `better`'s metric is better (lower,
-    or higher for accuracy) than `worse`'s, by `factor` (2 means "below half of"). A threshold gives
+    or higher for accuracy) than `worse`'s, by `factor` (2 means "below half of"), or, with a
+    `margin`, that it is not worse by `margin` or more (a non-inferiority test). A threshold gives
     `model` and one of `below`/`above`. `datasets` lists where the test runs (each must hold); with
     neither `datasets` nor selector datasets, it runs on every dataset of the experiment.
     """
@@ -375,6 +378,7 @@ class TestSpec:
     better: Selector | None = None
     worse: Selector | None = None
     factor: float = 1.0
+    margin: float = 0.0
     model: Selector | None = None
     below: float | None = None
     above: float | None = None
@@ -392,6 +396,12 @@ class TestSpec:
             raise ValueError("a threshold test needs model and exactly one of below/above")
         if not (math.isfinite(self.factor) and self.factor >= 1):
             raise ValueError(f"factor must be a finite number >= 1, got {self.factor!r}")
+        if isinstance(self.margin, bool) or not isinstance(self.margin, (int, float)) or not (
+                math.isfinite(self.margin) and self.margin >= 0):
+            raise ValueError(f"margin must be a finite number >= 0 (in the metric's units), got {self.margin!r}")
+        if self.margin and (self.factor != 1 or not compare):
+            raise ValueError(f"margin ({self.margin!r}) applies to a comparison without a factor: drop factor "
+                             f"({self.factor!r}) or margin, or use below/above for a threshold")
         sides = self.sides
         if self.datasets and any(s.dataset is not None for s in sides):
             raise ValueError("give datasets for the test or a dataset on each selector, not both")
