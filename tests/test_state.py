@@ -19,8 +19,8 @@ pytestmark = pytest.mark.usefixtures("single_thread")
 
 #: The caches that hold tensors (on the state's device) between solves.
 TENSOR_CACHES = (
-    "anode.solvers.rk._tableau_tensors",
-    "anode.solvers.rk._tolerance_tensors",
+    "anode.solvers.tableaux.tableau_tensors",
+    "anode.solvers.control.tolerance_tensors",
     "anode.solvers.fused._rk_matrix",
     "anode.solvers.fused._control",
     "anode.models.block._default_times",
@@ -78,10 +78,10 @@ def test_a_cache_keeps_at_most_its_maxsize() -> None:
     """Solves with more distinct tolerances than the tolerance cache holds: it stays at its bound."""
     clear_caches()
     y0, t = torch.ones(2, 2, dtype=torch.float64), torch.tensor([0.0, 1.0], dtype=torch.float64)
-    maxsize = cache_info()["anode.solvers.rk._tolerance_tensors"].maxsize
+    maxsize = cache_info()["anode.solvers.control.tolerance_tensors"].maxsize
     for i in range(maxsize + 5):
         odesolve(lambda s, y: -y, y0, t, SolverConfig(backend="anode", rtol=1e-4 * (1 + i / 100), atol=1e-6))
-    assert cache_info()["anode.solvers.rk._tolerance_tensors"].currsize == maxsize
+    assert cache_info()["anode.solvers.control.tolerance_tensors"].currsize == maxsize
     clear_caches()
 
 

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 __all__ = ["ADAPTIVE_METHODS", "ADAPTIVE_OPTIONS", "ADJOINT_OPTIONS", "ANODE_BACKEND_METHODS", "BACKENDS",
-           "FIXED_STEP_METHODS", "FIXED_STEP_OPTIONS", "METHODS", "STEP_CONTROLS", "SolverConfig"]
+           "FIXED_STEP_METHODS", "FIXED_STEP_OPTIONS", "METHODS", "SAMPLE_FAILURES", "STEP_CONTROLS", "SolverConfig"]
 
 #: Adaptive-step methods of the torchdiffeq backend (error-controlled by rtol/atol).
 ADAPTIVE_METHODS: tuple[str, ...] = ("dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun")
@@ -40,6 +40,10 @@ ANODE_BACKEND_METHODS: tuple[str, ...] = ("dopri5", "bosh3", "euler", "midpoint"
 #: Step-size control of adaptive methods (`SolverConfig.step_control`): "batch", one step size for the
 #: whole state (torchdiffeq's); "sample", one per sample along the state's leading dimension ("anode" backend).
 STEP_CONTROLS: tuple[str, ...] = ("batch", "sample")
+
+#: What a sample's failed solve does under per-sample step control (`SolverConfig.sample_failure`):
+#: "raise" the typed error naming the sample, or "skip" the sample and let the others go on.
+SAMPLE_FAILURES: tuple[str, ...] = ("raise", "skip")
 
 
 def _check_positive(name: str, value: Any, *, allow_none: bool = False) -> None:
@@ -145,6 +149,13 @@ class SolverConfig:
             holds the counts. With `adjoint=True` the forward solve is per sample and the backward
             (adjoint) solve is controlled jointly, with batch control (the parameter gradients
             couple the samples).
+        sample_failure: one of `SAMPLE_FAILURES`, what a sample whose solve fails does under
+            `step_control="sample"` (validated: "skip" needs it). "raise" (default): the solve stops
+            with the sample's typed error (`MaxStepsExceeded`, `StepSizeUnderflow`,
+            `NonFiniteState`), its index in front of the message. "skip": the sample is frozen where
+            it failed, its outputs from then on are NaN (those it reached before are kept), the
+            other samples go on unchanged (bitwise what they give without it), and the failure is
+            recorded in `NFE.failed_samples` as (index, "ErrorType: message").
 
     Raises:
         ValueError: unknown method (the message lists the valid ones), non-positive or
@@ -152,7 +163,8 @@ class SolverConfig:
             given for an adaptive method, adjoint tolerances without `adjoint=True`, an unknown
             or invalid option, an unknown backend (the messages list the valid ones), a method
             the backend does not provide, options given to the "anode" backend, an unknown
-            `step_control` or "sample" with another backend or a fixed-step method.
+            `step_control` or "sample" with another backend or a fixed-step method, an unknown
+            `sample_failure` or "skip" without `step_control="sample"`.
         TypeError: a field of the wrong type.
     """
 
@@ -167,6 +179,7 @@ class SolverConfig:
     options: dict[str, Any] = field(default_factory=dict)
     backend: str = "torchdiffeq"
     step_control: str = "batch"
+    sample_failure: str = "raise"
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -215,6 +228,12 @@ class SolverConfig:
                 f"backend={self.backend!r}, method={self.method!r}: set those, or step_control='batch' "
                 f"(valid choices: {list(STEP_CONTROLS)})"
             )
+        if not isinstance(self.sample_failure, str) or self.sample_failure not in SAMPLE_FAILURES:
+            raise ValueError(f"unknown sample_failure {self.sample_failure!r}; valid choices: {list(SAMPLE_FAILURES)}")
+        if self.sample_failure == "skip" and self.step_control != "sample":
+            raise ValueError(f"sample_failure='skip' needs step_control='sample' (one controller per sample), got "
+                             f"step_control={self.step_control!r}: set step_control='sample', or sample_failure='raise' "
+                             f"(valid choices: {list(SAMPLE_FAILURES)})")
 
     @property
     def is_fixed_step(self) -> bool:

@@ -37,11 +37,9 @@ def _anode_solve(func: VectorField, y0: torch.Tensor, t: torch.Tensor, solver: S
         return adjoint.solve(func, y0, t, solver, nfe)
     spec = fused.fusable(func, y0, solver)
     if spec is not None:
-        out = fused.solve(spec, y0, t, solver, nfe)
         if solver.step_control == "sample":  # a batch of one sample (see `fused.fusable`)
-            nfe.per_sample, nfe.per_sample_accepted, nfe.per_sample_rejected = (
-                [nfe.forward], [nfe.accepted_steps], [nfe.rejected_steps])
-        return out
+            return rk.one_sample(lambda: fused.solve(spec, y0, t, solver, nfe), y0, len(t), solver, nfe)
+        return fused.solve(spec, y0, t, solver, nfe)
     return rk.solve(func, y0, t, solver, nfe)
 
 

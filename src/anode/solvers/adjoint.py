@@ -11,7 +11,8 @@ from torch import nn
 
 from ..config import SolverConfig
 from .base import NFE, VectorField
-from .rk import Counts, check_inputs, integrate, rms_norm
+from .control import Counts, rms_norm
+from .rk import check_inputs, integrate
 
 __all__ = ["solve"]
 

@@ -104,6 +104,8 @@ class NFE:
     call counts once for every sample it integrates), `per_sample_accepted[i]` and
     `per_sample_rejected[i]` its steps; `forward` stays the number of batched calls and
     `accepted_steps`/`rejected_steps` the number of batched steps. The lists are empty otherwise.
+    With `SolverConfig(sample_failure="skip")`, `failed_samples` lists the samples whose solve failed
+    and was skipped, as (index, "ErrorType: message") pairs (empty when none did).
     """
 
     forward: int = 0
@@ -115,13 +117,15 @@ class NFE:
     per_sample: list[int] = field(default_factory=list)
     per_sample_accepted: list[int] = field(default_factory=list)
     per_sample_rejected: list[int] = field(default_factory=list)
+    failed_samples: list[tuple[int, str]] = field(default_factory=list)
 
     def reset(self) -> None:
-        """Set every count to zero (and empty the per-sample lists)."""
+        """Set every count to zero (and empty the per-sample lists and `failed_samples`)."""
         self.forward = self.backward = 0
         self.accepted_steps = self.rejected_steps = 0
         self.backward_accepted_steps = self.backward_rejected_steps = 0
         self.per_sample, self.per_sample_accepted, self.per_sample_rejected = [], [], []
+        self.failed_samples = []
 
     @property
     def per_sample_mean(self) -> float:

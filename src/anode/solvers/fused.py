@@ -56,22 +56,10 @@ import torch
 from ..config import SolverConfig
 from .base import NFE, all_finite
 from .caches import bounded_cache, register_clear
-from .rk import (
-    ADAPTIVE_TABLEAUX,
-    AcceptedStep,
-    Counts,
-    Failure,
-    InitialStep,
-    StepControl,
-    adaptive_consts,
-    check_inputs,
-    integrate,
-    interp_value,
-    interp_weights,
-    next_step_size,
-    numpy_type,
-    select_initial_step,
-)
+from .control import Counts, Failure, InitialStep, StepControl, next_step_size, select_initial_step
+from .dense import AcceptedStep, interp_value, interp_weights
+from .rk import check_inputs, integrate
+from .tableaux import ADAPTIVE_TABLEAUX, adaptive_consts, numpy_type
 
 __all__ = ["ACTIVATIONS", "MLPField", "fusable", "solve"]
 

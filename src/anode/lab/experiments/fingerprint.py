@@ -119,10 +119,12 @@ def run_fingerprint(
 
 def _solver_part(solver: SolverConfig) -> dict[str, Any]:
     """The solver's fields, less those added after results were recorded while they hold their defaults
-    (`step_control` "batch"): a setting that changes nothing keeps every existing fingerprint."""
+    (`step_control` "batch", `sample_failure` "raise"): a setting that changes nothing keeps every
+    existing fingerprint."""
     part = dataclasses.asdict(solver)
-    if part.get("step_control") == "batch":
-        del part["step_control"]
+    for name, default in (("step_control", "batch"), ("sample_failure", "raise")):
+        if part.get(name) == default:
+            del part[name]
     return part
 
 
