@@ -143,9 +143,10 @@ class SolverConfig:
             decision for the whole state (torchdiffeq's control). "sample" (backend "anode",
             adaptive methods): the state's leading dimension is the sample axis and every sample
             keeps its own step size, accepted and rejected steps and NFE (RMS error norm, initial
-            step and next step per sample); a finished sample is frozen and no longer passed to
-            the field, so the field sees the still-integrating rows only and gets `t` as a tensor
-            of shape (rows, 1, ..., 1), one time per row, broadcastable against y. `NFE.per_sample`
+            step and next step per sample); a finished sample is frozen (its steps have size 0,
+            their values are discarded and not counted); the field is called on the whole batch
+            and gets `t` as a tensor of shape (rows, 1, ..., 1), one time per row, broadcastable
+            against y. `NFE.per_sample`
             holds the counts. With `adjoint=True` the forward solve is per sample and the backward
             (adjoint) solve is controlled jointly, with batch control (the parameter gradients
             couple the samples).

@@ -35,6 +35,22 @@ is itself recorded (`create_graph=True`), the solve is differentiated again by a
 `solvers.rk` (the same forward bits; its evaluations count as backward NFE), so higher derivatives
 exist; forward-mode AD and `torch.func` transforms are not supported by the fused solve.
 
+What is shared and what is its own: the tableaux (`solvers.tableaux`), the step control (the
+`StepControl` guards, stage times and error ratio, Hairer's initial step `select_initial_step`,
+`next_step_size`; `solvers.control`) and the dense output (`AcceptedStep`, `interp_value`,
+`interp_weights`; `solvers.dense`) are the shared modules'; only the row buffers (`_Rows`, `_Pool`),
+the evaluator writing into them (`_Field`), the tape and the hand-written backward (`_Reverse`,
+including the derivative of the initial step selection) are this module's. Its forward loop
+(`_forward`) is not `solvers.loop`'s adaptive loop because what it does per stage is different in
+kind, not in numbers: it evaluates the field layer by layer into preallocated rows that the backward
+reads (the layer inputs and activations of every accepted stage, at row indices fixed by the step
+count, a rejected attempt's rows overwritten), computes all stage coefficients of a step in one
+NumPy product, runs under inference mode, and records per accepted step what the backward needs
+(the step, whether its size is h, the abscissae of the outputs); the shared loop calls an opaque
+field on autograd tensors and keeps none of that. Routing it through the shared loop's controller
+would put a callback per stage in the hot path of the toy training iteration, which this module
+exists to make fast.
+
 Where the time goes (CPU, one thread): the forward keeps every tensor operation of `solvers.rk`
 (that is what makes it bitwise), runs it under `torch.inference_mode` and writes stage inputs and
 activations straight into preallocated rows; the backward runs under inference mode too. The rows,
@@ -404,7 +420,7 @@ def _start_time(t0: float, dtype: torch.dtype, device: torch.device) -> tuple[to
 
 def _forward(spec: MLPField, y0: torch.Tensor, times: list[float], solver: SolverConfig, counts: Counts,
              rows: _Rows, tape: _Tape | None) -> torch.Tensor:
-    """`solvers.rk._solve_adaptive` without autograd (same operations, same bits) in `rows`,
+    """`solvers.loop.solve_adaptive`'s step sequence without autograd (same operations, same bits) in `rows`,
     recording `tape` (without one, two blocks of rows serve the steps in turn)."""
     dtype, device = y0.dtype, y0.device
     ctl = _control(solver.method, dtype, device, solver.rtol, solver.atol, solver.max_num_steps)

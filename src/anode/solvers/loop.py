@@ -1,26 +1,32 @@
-"""The loops of the "anode" backend: the adaptive loop over a control axis, and the fixed-grid loop.
+"""The loops of the "anode" backend: ONE adaptive loop over a control axis, and the fixed-grid loop.
 
-* `solve_adaptive`: one controller for the whole state, torchdiffeq's steps bit for bit (the
-  default `step_control="batch"`, the adjoint's passes, the stacked ensembles' members alone);
-* `solve_rows`: one controller per row of the leading axis: per sample (`step_control="sample"`)
-  or per ensemble member (`anode.ensemble.ensemble_odesolve`), several output times per row or a
-  single end time, finished rows frozen, and a failure policy ("raise" or "skip");
-* `solve_fixed`: euler, midpoint, heun2, heun3, rk4 on torchdiffeq's grid.
+The adaptive loop (`_adaptive_loop`) writes what a step does with the state once: the stages (the
+first-stage shortcut, the stage sums as torchdiffeq stacks them, the column buffer of a solve
+without a graph), FSAL, counting the calls and the shape check. What depends on the control axis
+is a small controller object's (torchode's design): the start (f0 and Hairer's initial step), the
+step guards and the failures, the stage times and coefficients, the error ratio, accept/reject, the
+outputs the step holds (the dense output) and the next step size. Two controllers:
 
-Both adaptive loops are built from the same pieces, written once: the tableaux (`solvers.tableaux`),
-the step control (`solvers.control`: error norm, Hairer's initial step, accept/reject, next step,
-typed failures) and the dense output (`solvers.dense`: one polynomial for both). They stay two
-loops because the arithmetic of one controller is scalar and the other's is vectorised over rows:
-the one-controller loop keeps time and step sizes in Python floats, makes one host synchronisation
-per step, writes the stages of a solve without a graph into one column buffer, fits the dense
-output only where an output time falls and differentiates it through its linearisation (which is
-what makes it as fast as it is and bitwise torchdiffeq's, 0-d states and custom norms included); the
-per-row loop keeps them in NumPy arrays, masks finished rows with `torch.where`, and lets autograd
-differentiate the per-row dense output. On a batch of one row the two give the same bits
-(`tests/test_per_sample.py`).
+* `_Scalar` (`solve_adaptive`): one controller for the whole state, torchdiffeq's steps bit for bit
+  (the default `step_control="batch"`, the adjoint's passes): time and step size in Python floats,
+  one host synchronisation a step, the dense output fitted only where an output time falls,
+  valued without autograd and differentiated through its linearisation; any state shape (0-d
+  included) and a custom norm (the adjoint's seminorm); failures raise.
+* `_PerRow` (`solve_rows`): one controller per row of the leading axis, per sample
+  (`step_control="sample"`) or per ensemble member (`anode.ensemble.ensemble_odesolve`): several
+  output times per row or a single end time, times and step sizes in NumPy arrays (still one host
+  synchronisation a step), finished rows frozen (a step of size 0 whose values are discarded and
+  not counted), the dense output per row differentiated by autograd, and a failure policy
+  (`FAILURE_POLICIES`: "raise", naming the row, or "skip": record the row's typed error, freeze it,
+  let the others go on). On a batch of one row the two controllers give the same bits
+  (`tests/test_per_sample.py`).
 
-`solvers.rk` dispatches to these loops; `solvers.fused` runs its own copy of `solve_adaptive`'s
-step sequence without autograd (see its docstring) from the same control and dense-output pieces.
+The pieces the controllers use are written once in their own modules: the tableaux
+(`solvers.tableaux`), the step control (`solvers.control`: error norm, Hairer's initial step,
+accept/reject, next step, typed failures) and the dense output (`solvers.dense`: one polynomial for
+both controllers). `solve_fixed` is the fixed-grid loop (euler, midpoint, heun2, heun3, rk4 on
+torchdiffeq's grid). `solvers.rk` dispatches to these loops; `solvers.fused` runs the one-controller
+step sequence without autograd in its own buffers (see its docstring for why it is not this loop).
 """
 
 from __future__ import annotations
@@ -79,86 +85,9 @@ def solve_adaptive(func: VectorField, y0: torch.Tensor, times: list[float], ctl:
         MaxStepsExceeded, StepSizeUnderflow, NonFiniteState: from the step guards (`StepControl.begin`).
         ValueError: the field returned a state of another shape.
     """
-    dtype, device = y0.dtype, y0.device
-    rtol, atol, norm = ctl.rtol, ctl.atol, ctl.norm
-    np_t, consts, tensors = ctl.np_t, ctl.consts, ctl.tensors
-    alpha_t = tensors[0]
-
-    # (A non-finite y0 is reported too: it makes dt non-finite, hence an underflow diagnosed as
-    # non-finite, or reaches the output, which is checked.)
-    t_start = torch.tensor(times[0], dtype=torch.float64, device=device)
-    f0 = func(t_start.to(dtype), y0)
-    counts.call()
-    h = select_initial_step(func, t_start, y0, f0, ctl.order - 1, rtol, atol, counts, norm).h
-    dt = h.item()
-    # dt_shadow: a zero tensor carrying d(step)/d(h) = 1, only while the step size is h itself.
-    dt_shadow = (h - h.detach()).to(dtype) if h.requires_grad else None
-    t0_shadow: torch.Tensor | None = None  # d(current time)/d(h), after an accepted first step
-
-    y, f, t0 = y0, f0, times[0]
-    abs_y = y0.detach().abs()
-    last_k: torch.Tensor | None = f0
-    step: AcceptedStep | None = None
-    outputs = [y0]
-    # Without a graph (the adjoint's passes, inference), each stage is written once into its column of
-    # one buffer laid out as torch.stack(ks, -1); a stage sum reads the leading columns. The same
-    # operands in the same layout, so the same bits as stacking anew at every stage, which re-copies
-    # every earlier stage (on an H100, a sixth of an adjoint training step of Table 1's ANODE).
-    columns = y0.new_empty((*y0.shape, ctl.n_stages + 1)) if not torch.is_grad_enabled() else None
-    for t_out in times[1:]:
-        n_steps = 0
-        while t_out > t0:
-            t1, dt_y, ts = ctl.begin(t0, dt, n_steps, last_k, y)
-            if t0_shadow is not None:
-                ts = ts + t0_shadow
-            if dt_shadow is not None:
-                ts = ts + alpha_t * dt_shadow
-            stage_times = ts.unbind()
-
-            # the step size as a tensor only when it carries a gradient (the first step)
-            dt_t = None if dt_shadow is None else dt_shadow + float(dt_y)
-            ks = [f]
-            if columns is not None:
-                columns[..., 0].copy_(f)
-            yi = y
-            for i in range(ctl.n_stages):
-                coef = ctl.stage_coefficients(i, dt_y, dt_t)
-                if i == 0:  # a sum over one stage is that stage: the same bits with two ops fewer
-                    # (coef has shape (1,): a 0-d state takes its one entry, not a broadcast to (1,))
-                    yi = y + ks[0] * (coef if y.dim() else coef[0])
-                elif columns is not None:
-                    yi = y + stage_dot(columns[..., :i + 1], coef)
-                else:
-                    yi = y + sum_stages(ks, coef)  # as torchdiffeq, same rounding
-                k = func(stage_times[i], yi)
-                counts.call()
-                ks.append(k)
-                if columns is not None:
-                    if k.shape != y.shape:  # (copy_ would broadcast it; torch.stack refuses it)
-                        raise ValueError(f"the vector field returned shape {tuple(k.shape)} for a state of shape "
-                                         f"{tuple(y.shape)}: it must return dy/dt, shaped like y")
-                    columns[..., i + 1].copy_(k)
-            last_k = ks[-1]
-            y1 = yi  # first same as last: the last stage is evaluated at (t1, y1)
-
-            if columns is not None:
-                stacked = columns
-            else:
-                with torch.no_grad():
-                    stacked = torch.stack(ks, -1)
-            ratio, abs_y1 = ctl.error_ratio(stacked, dt_y, abs_y, y1)
-            counts.step(ratio <= 1)
-            if ratio <= 1:
-                step = AcceptedStep(y, y1, ks, t0, t1, dt, t0_shadow, dt_shadow, tensors)
-                y, f, t0, abs_y = y1, ks[-1], t1, abs_y1
-                t0_shadow = _plus(t0_shadow, dt_shadow)
-            dt = next_step_size(dt, ratio, ctl.order)
-            dt_shadow = None
-            n_steps += 1
-        if step is None:  # cannot happen: t_out > times[0] forces at least one accepted step
-            raise RuntimeError(f"internal error: no accepted step before output time {t_out}")
-        outputs.append(interp_evaluate(step, t_out, np_t, dtype, device, consts))
-    return torch.stack(outputs)
+    control = _Scalar(y0, times, ctl, counts)
+    _adaptive_loop(func, y0, ctl, counts, control, sum_stages)
+    return torch.stack(control.outputs)
 
 
 #: What a row's failed solve does to the others (`solve_rows`, `SolverConfig.sample_failure`).
@@ -188,7 +117,8 @@ class RowsResult:
 
 def solve_rows(func: VectorField, y0: torch.Tensor, times: list[float], ctl: StepControl, counts: Counts, *,
                failure: str = "raise", axis: str = "sample", time_rows: bool = True,
-               live: np.ndarray | None = None, fill: str = "nan") -> RowsResult:
+               live: np.ndarray | None = None, fill: str = "nan",
+               sum_stages: Callable[[list[torch.Tensor], torch.Tensor], torch.Tensor] = stage_sum) -> RowsResult:
     """The adaptive loop with one controller per row of the leading axis (a sample, an ensemble member).
 
     Every row still integrating takes its own step: its own size, stage times, error ratio (the RMS
@@ -216,6 +146,7 @@ def solve_rows(func: VectorField, y0: torch.Tensor, times: list[float], ctl: Ste
         time_rows: pass `t` shaped (rows, 1, ..., 1) (else as a vector (rows,)).
         live: the rows to integrate (default all); the others keep their initial state, no counts.
         fill: what a skipped row's unreached outputs hold: "nan" or "initial" (its initial state).
+        sum_stages: the stage sum of a solve with a graph (as `solve_adaptive`'s).
 
     Returns:
         A `RowsResult`.
@@ -224,100 +155,244 @@ def solve_rows(func: VectorField, y0: torch.Tensor, times: list[float], ctl: Ste
         ValueError: a 0-d state, an unknown policy or fill, or a field returning another shape.
         MaxStepsExceeded, StepSizeUnderflow, NonFiniteState: a row failed under the "raise" policy.
     """
-    dtype, device, ndim = y0.dtype, y0.device, y0.dim()
-    if ndim == 0:
+    if y0.dim() == 0:
         raise ValueError(f"one controller per row integrates a state whose leading dimension is the {axis} axis, "
                          "got a 0-d state: give y0 a batch dimension or use step_control='batch'")
     if failure not in FAILURE_POLICIES:
         raise ValueError(f"unknown failure policy {failure!r}; valid choices: {list(FAILURE_POLICIES)}")
     if fill not in ("nan", "initial"):
         raise ValueError(f"unknown fill {fill!r}; valid choices: ['nan', 'initial']")
-    np_t, consts, tensors = ctl.np_t, ctl.consts, ctl.tensors
-    alpha_t, c_mid_t, c_error_t = tensors[0], tensors[1], tensors[2]
-    betas = tensors[3:3 + ctl.n_stages]
-    n_rows, n_out = y0.shape[0], len(times)
-    live = np.ones(n_rows, dtype=bool) if live is None else np.array(live, dtype=bool)
-    times_np = np.array(times, dtype=np.float64)
-    per_nfe = np.zeros(n_rows, dtype=np.int64)
-    per_acc, per_rej = np.zeros_like(per_nfe), np.zeros_like(per_nfe)
-    failures: list[tuple[int, SolverError]] = []
+    control = _PerRow(y0, times, ctl, counts, failure, axis, time_rows, live)
+    _adaptive_loop(func, y0, ctl, counts, control, sum_stages)
+    return control.result(fill)
 
-    def at(t: torch.Tensor) -> torch.Tensor:
-        return as_rows(t, ndim) if time_rows else t
 
-    def fail(err: SolverError, row: int) -> None:
-        if failure == "raise":
-            raise row_error(err, row, axis)
-        failures.append((row, err))
-        live[row] = False
+def _adaptive_loop(func: VectorField, y0: torch.Tensor, ctl: StepControl, counts: Counts, control: _Scalar | _PerRow,
+                   sum_stages: Callable[[list[torch.Tensor], torch.Tensor], torch.Tensor]) -> None:
+    """THE adaptive loop, over either control axis: what a step does with the state (the stages, FSAL,
+    counting the calls) is written here once; what depends on the controller (the start, the step
+    guards and failures, stage times and coefficients, the error ratio, accept/reject, the outputs,
+    the next step) is `control`'s (`_Scalar`: one controller; `_PerRow`: one per row).
 
-    t_start = torch.tensor(times[0], dtype=torch.float64, device=device)
-    f0 = func(at(t_start.to(dtype).expand(n_rows)), y0)
-    h = select_initial_steps(func, t_start, y0, f0, ctl.order - 1, ctl.rtol, ctl.atol, time_rows=time_rows)
-    counts.calls(2)
-    per_nfe += 2 * live
-    dt = h.detach().cpu().numpy().astype(np.float64)
-    dt_shadow = (h - h.detach()).to(dtype) if h.requires_grad else None  # d(step)/d(h) on the first step
-    t0_shadow: torch.Tensor | None = None  # d(time)/d(h) of each row after an accepted first step
-
-    t0 = np.full(n_rows, times[0])
-    n_steps = np.zeros(n_rows, dtype=np.int64)
-    j_next = np.ones(n_rows, dtype=np.int64)  # each row's next output time
-    y, f, last_k = y0, f0, f0
-    abs_y = y0.detach().abs()
-    pieces: list[tuple[np.ndarray, np.ndarray, torch.Tensor]] = [(np.arange(n_rows), np.zeros(n_rows, np.int64), y0)]
-    active = live & (j_next < n_out)  # the rows still integrating (the others are frozen)
-    while active.any():
-        for row in np.flatnonzero(active & (n_steps >= ctl.max_num_steps)).tolist():
-            fail(Failure.max_steps(int(n_steps[row]), ctl.max_num_steps, ctl.phase), row)
-        dt = np.where(np.isfinite(dt), dt, 0.0)
-        t1 = t0 + np.where(active, dt, 0.0)
-        for row in np.flatnonzero(active & live & ~(t1 > t0)).tolist():
-            fail(Failure.underflow(float(dt[row]), last_k[row], y[row], ctl.phase), row)
-        active &= live
-        if not active.any():
+    Without a graph (the adjoint's passes, inference), each stage is written once into its column of
+    one buffer laid out as torch.stack(ks, -1); a stage sum reads the leading columns. The same
+    operands in the same layout, so the same bits as stacking anew at every stage, which re-copies
+    every earlier stage (on an H100, a sixth of an adjoint training step of Table 1's ANODE).
+    """
+    y, f = y0, control.start(func)
+    columns = y0.new_empty((*y0.shape, ctl.n_stages + 1)) if not torch.is_grad_enabled() else None
+    while control.running():
+        stage_times = control.begin(y)
+        if stage_times is None:  # every row still running failed its guards (policy "skip")
             break
-        step_dt = np.where(active, dt, 0.0)
-        t1 = t0 + step_dt
-        dt_y, t0_y, t1_y = step_dt.astype(np_t), t0.astype(np_t), t1.astype(np_t)
-        stage_np = t0_y[:, None] + consts.alpha[None, :] * dt_y[:, None]
-        stage_np[:, consts.one_idx] = np.nextafter(t1_y, t1_y - np_t(1))[:, None]
-        ts = torch.from_numpy(stage_np).to(device)
-        if t0_shadow is not None:
-            ts = ts + t0_shadow[:, None]
-        if dt_shadow is not None:
-            ts = ts + alpha_t * dt_shadow[:, None]
-        stage_times = ts.unbind(1)
-        dt_rows = torch.from_numpy(dt_y).to(device)
-        dt_t = dt_rows if dt_shadow is None else dt_shadow + dt_rows  # differentiable on the first step
-        dt_col = dt_t[:, None]
         ks = [f]
+        if columns is not None:
+            columns[..., 0].copy_(f)
         yi = y
         for i in range(ctl.n_stages):
-            coef = as_rows(betas[i] * dt_col, ndim)
-            if i == 0:
-                yi = y + ks[0] * coef[..., 0]
+            coef = control.coefficients(i)
+            if i == 0:  # a sum over one stage is that stage: the same bits with two ops fewer
+                yi = y + f * coef[..., 0]
+            elif columns is not None:
+                yi = y + stage_dot(columns[..., :i + 1], coef)
             else:
-                yi = y + torch.sum(torch.stack(ks, -1) * coef, dim=-1)
-            k = func(at(stage_times[i]), yi)
-            if k.shape != y.shape:
+                yi = y + sum_stages(ks, coef)  # as torchdiffeq, same rounding
+            k = func(stage_times[i], yi)
+            counts.call()
+            if k.shape != y.shape:  # (copy_ would broadcast it, torch.where too)
                 raise ValueError(f"the vector field returned shape {tuple(k.shape)} for a state of shape "
                                  f"{tuple(y.shape)}: it must return dy/dt, shaped like y")
             ks.append(k)
-        counts.calls(ctl.n_stages)
-        per_nfe[active] += ctl.n_stages
-        y1, last_k = yi, ks[-1]
-        stacked = torch.stack(ks, -1)
+            if columns is not None:
+                columns[..., i + 1].copy_(k)
+        # first same as last: the last stage is evaluated at (t1, y1)
+        y, f = control.end(y, yi, ks, columns)
+
+
+class _Scalar:
+    """One controller for the whole state, torchdiffeq's: time and step size in Python floats, one
+    host synchronisation a step (the error ratio), the dense output fitted only for the steps that
+    hold an output time, valued without autograd and differentiated through its linearisation
+    (`dense.interp_evaluate`). The gradient paths through time are torchdiffeq's: when the first step
+    is accepted, its size h (a function of y0 and the parameters) moves every later grid time; the
+    `*_shadow` tensors carry those derivatives (zero values, gradient 1 with respect to h)."""
+
+    def __init__(self, y0: torch.Tensor, times: list[float], ctl: StepControl, counts: Counts) -> None:
+        self.y0, self.times, self.ctl, self.counts = y0, times, ctl, counts
+        self.outputs = [y0]
+        self.j = 1  # the next output time
+        self.n_steps = 0  # attempts since the last output (torchdiffeq's per-interval budget)
+        self.step: AcceptedStep | None = None
+        self.t0 = times[0]
+        self.t0_shadow: torch.Tensor | None = None  # d(current time)/d(h), after an accepted first step
+        self.abs_y = y0.detach().abs()
+
+    def start(self, func: VectorField) -> torch.Tensor:
+        """f0 and Hairer's initial step (two calls)."""
+        y0, ctl = self.y0, self.ctl
+        # (A non-finite y0 is reported too: it makes dt non-finite, hence an underflow diagnosed as
+        # non-finite, or reaches the output, which is checked.)
+        t_start = torch.tensor(self.times[0], dtype=torch.float64, device=y0.device)
+        f0 = func(t_start.to(y0.dtype), y0)
+        self.counts.call()
+        h = select_initial_step(func, t_start, y0, f0, ctl.order - 1, ctl.rtol, ctl.atol, self.counts, ctl.norm).h
+        self.dt = h.item()
+        # dt_shadow: a zero tensor carrying d(step)/d(h) = 1, only while the step size is h itself.
+        self.dt_shadow = (h - h.detach()).to(y0.dtype) if h.requires_grad else None
+        self.last_k = f0
+        return f0
+
+    def running(self) -> bool:
+        return self.j < len(self.times)
+
+    def begin(self, y: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The step guards (raising) and the stage times."""
+        self.t1, self.dt_y, ts = self.ctl.begin(self.t0, self.dt, self.n_steps, self.last_k, y)
+        if self.t0_shadow is not None:
+            ts = ts + self.t0_shadow
+        if self.dt_shadow is not None:
+            ts = ts + self.ctl.tensors[0] * self.dt_shadow
+        # the step size as a tensor only when it carries a gradient (the first step)
+        self.dt_t = None if self.dt_shadow is None else self.dt_shadow + float(self.dt_y)
+        return ts.unbind()
+
+    def coefficients(self, i: int) -> torch.Tensor:
+        return self.ctl.stage_coefficients(i, self.dt_y, self.dt_t)
+
+    def end(self, y: torch.Tensor, y1: torch.Tensor, ks: list[torch.Tensor], columns: torch.Tensor | None
+            ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Error ratio, accept/reject, the outputs the accepted step holds, the next step size."""
+        ctl = self.ctl
+        self.last_k = ks[-1]
+        if columns is not None:
+            stacked = columns
+        else:
+            with torch.no_grad():
+                stacked = torch.stack(ks, -1)
+        ratio, abs_y1 = ctl.error_ratio(stacked, self.dt_y, self.abs_y, y1)
+        self.counts.step(ratio <= 1)
+        self.n_steps += 1
+        f = ks[0]
+        if ratio <= 1:
+            step = AcceptedStep(y, y1, ks, self.t0, self.t1, self.dt, self.t0_shadow, self.dt_shadow, ctl.tensors)
+            y, f, self.t0, self.abs_y = y1, ks[-1], self.t1, abs_y1
+            self.t0_shadow = _plus(self.t0_shadow, self.dt_shadow)
+            times = self.times
+            while self.j < len(times) and times[self.j] <= self.t0:
+                self.outputs.append(interp_evaluate(step, times[self.j], ctl.np_t, self.y0.dtype, self.y0.device,
+                                                     ctl.consts))
+                self.j += 1
+                self.n_steps = 0
+        self.dt = next_step_size(self.dt, ratio, ctl.order)
+        self.dt_shadow = None
+        return y, f
+
+
+class _PerRow:
+    """One controller per row of the leading axis (see `solve_rows`): times, step sizes and step
+    counts in NumPy arrays, one host synchronisation a step (the vector of error ratios), finished
+    and failed rows frozen (a step of size 0, values discarded, not counted), the dense output per
+    row differentiated by autograd, and the failure policy."""
+
+    def __init__(self, y0: torch.Tensor, times: list[float], ctl: StepControl, counts: Counts, failure: str,
+                 axis: str, time_rows: bool, live: np.ndarray | None) -> None:
+        self.y0, self.times, self.ctl, self.counts = y0, times, ctl, counts
+        self.failure, self.axis, self.time_rows = failure, axis, time_rows
+        self.ndim, n_rows = y0.dim(), y0.shape[0]
+        self.n_rows, self.n_out = n_rows, len(times)
+        self.live = np.ones(n_rows, dtype=bool) if live is None else np.array(live, dtype=bool)
+        self.times_np = np.array(times, dtype=np.float64)
+        self.nfe = np.zeros(n_rows, dtype=np.int64)
+        self.accepted, self.rejected = np.zeros_like(self.nfe), np.zeros_like(self.nfe)
+        self.failures: list[tuple[int, SolverError]] = []
+        self.t0 = np.full(n_rows, times[0])
+        self.n_steps = np.zeros(n_rows, dtype=np.int64)
+        self.j_next = np.ones(n_rows, dtype=np.int64)  # each row's next output time
+        self.t0_shadow: torch.Tensor | None = None  # d(time)/d(h) of each row after an accepted first step
+        self.abs_y = y0.detach().abs()
+        self.pieces: list[tuple[np.ndarray, np.ndarray, torch.Tensor]] = [
+            (np.arange(n_rows), np.zeros(n_rows, np.int64), y0)]
+        self.active = self.live & (self.j_next < self.n_out)  # the rows still integrating (the others frozen)
+        tensors = ctl.tensors
+        self.alpha_t, self.c_mid_t, self.c_error_t = tensors[0], tensors[1], tensors[2]
+        self.betas = tensors[3:3 + ctl.n_stages]
+
+    def at(self, t: torch.Tensor) -> torch.Tensor:
+        """Per-row times as the field takes them."""
+        return as_rows(t, self.ndim) if self.time_rows else t
+
+    def fail(self, err: SolverError, row: int) -> None:
+        if self.failure == "raise":
+            raise row_error(err, row, self.axis)
+        self.failures.append((row, err))
+        self.live[row] = self.active[row] = False
+
+    def start(self, func: VectorField) -> torch.Tensor:
+        y0, ctl = self.y0, self.ctl
+        t_start = torch.tensor(self.times[0], dtype=torch.float64, device=y0.device)
+        f0 = func(self.at(t_start.to(y0.dtype).expand(self.n_rows)), y0)
+        self.counts.call()
+        h = select_initial_steps(func, t_start, y0, f0, ctl.order - 1, ctl.rtol, ctl.atol, time_rows=self.time_rows)
+        self.counts.call()
+        self.nfe += 2 * self.live
+        self.dt = h.detach().cpu().numpy().astype(np.float64)
+        self.dt_shadow = (h - h.detach()).to(y0.dtype) if h.requires_grad else None  # d(step)/d(h), first step
+        self.last_k = f0
+        return f0
+
+    def running(self) -> bool:
+        return bool(self.active.any())
+
+    def begin(self, y: torch.Tensor) -> list[torch.Tensor] | None:
+        """The step guards of every running row (raising, or freezing the row), then the stage times."""
+        ctl, active = self.ctl, self.active
+        for row in np.flatnonzero(active & (self.n_steps >= ctl.max_num_steps)).tolist():
+            self.fail(Failure.max_steps(int(self.n_steps[row]), ctl.max_num_steps, ctl.phase), row)
+        dt = self.dt = np.where(np.isfinite(self.dt), self.dt, 0.0)
+        for row in np.flatnonzero(active & ~(self.t0 + dt > self.t0)).tolist():
+            self.fail(Failure.underflow(float(dt[row]), self.last_k[row], y[row], ctl.phase), row)
+        if not active.any():
+            return None
+        step_dt = np.where(active, dt, 0.0)
+        t0, np_t, consts = self.t0, ctl.np_t, ctl.consts
+        self.t1 = t1 = t0 + step_dt
+        dt_y, t0_y, t1_y = step_dt.astype(np_t), t0.astype(np_t), t1.astype(np_t)
+        stage_np = t0_y[:, None] + consts.alpha[None, :] * dt_y[:, None]
+        stage_np[:, consts.one_idx] = np.nextafter(t1_y, t1_y - np_t(1))[:, None]
+        device = y.device
+        ts = torch.from_numpy(stage_np).to(device)
+        if self.t0_shadow is not None:
+            ts = ts + self.t0_shadow[:, None]
+        if self.dt_shadow is not None:
+            ts = ts + self.alpha_t * self.dt_shadow[:, None]
+        self.dt_rows = torch.from_numpy(dt_y).to(device)
+        # differentiable on the first step
+        self.dt_t = self.dt_rows if self.dt_shadow is None else self.dt_shadow + self.dt_rows
+        self.dt_col = self.dt_t[:, None]
+        return [self.at(t) for t in ts.unbind(1)]
+
+    def coefficients(self, i: int) -> torch.Tensor:
+        return as_rows(self.betas[i] * self.dt_col, self.ndim)
+
+    def end(self, y: torch.Tensor, y1: torch.Tensor, ks: list[torch.Tensor], columns: torch.Tensor | None
+            ) -> tuple[torch.Tensor, torch.Tensor]:
+        ctl, ndim, active = self.ctl, self.ndim, self.active
+        device = y.device
+        self.nfe[active] += ctl.n_stages
+        self.last_k = last_k = ks[-1]
+        stacked = columns if columns is not None else torch.stack(ks, -1)
         with torch.no_grad():
-            err = torch.sum(stacked.detach() * as_rows(c_error_t * dt_rows[:, None], ndim), dim=-1)
+            err = stage_dot(stacked.detach(), as_rows(self.c_error_t * self.dt_rows[:, None], ndim))
             abs_y1 = y1.detach().abs()
-            tol = torch.maximum(abs_y, abs_y1).mul_(ctl.rtol_y).add_(ctl.atol_y)
+            tol = torch.maximum(self.abs_y, abs_y1).mul_(ctl.rtol_y).add_(ctl.atol_y)
             ratio = rms_norm_rows(err.div_(tol)).cpu().numpy().astype(np.float64)  # the step's one sync
         accept = (ratio <= 1) & active
-        counts.step(bool(accept.any()))
-        per_acc += accept
-        per_rej += active & ~accept
+        self.counts.step(bool(accept.any()))
+        self.accepted += accept
+        self.rejected += active & ~accept
         # outputs inside the accepted steps: the dense output, as many as each step holds
+        t0, t1, times_np, n_out = self.t0, self.t1, self.times_np, self.n_out
+        j_next = self.j_next
         out_j = j_next.copy()
         while True:
             emit = accept & (out_j < n_out)
@@ -328,50 +403,57 @@ def solve_rows(func: VectorField, y0: torch.Tensor, times: list[float], ctl: Ste
             rows = torch.from_numpy(rows_np).to(device)
             span = t1[rows_np] - t0[rows_np]
             x_np = (times_np[out_j[rows_np]] - t0[rows_np]) / span
-            x = torch.from_numpy(x_np.astype(np_t)).to(device)
-            if t0_shadow is not None or dt_shadow is not None:  # x = (t - t0) / (t1 - t0): its exact linearisation
-                step = torch.from_numpy(span.astype(np_t)).to(device)
+            x = torch.from_numpy(x_np.astype(ctl.np_t)).to(device)
+            if self.t0_shadow is not None or self.dt_shadow is not None:  # x = (t - t0) / (t1 - t0): linearised
+                step = torch.from_numpy(span.astype(ctl.np_t)).to(device)
                 dx = torch.zeros_like(x)
-                if t0_shadow is not None:
-                    dx = dx - t0_shadow[rows] / step
-                if dt_shadow is not None:
-                    dx = dx - dt_shadow[rows] * x / step
+                if self.t0_shadow is not None:
+                    dx = dx - self.t0_shadow[rows] / step
+                if self.dt_shadow is not None:
+                    dx = dx - self.dt_shadow[rows] * x / step
                 x = x + dx
-            value = dense_rows(y[rows], y1[rows], stacked[rows], as_rows(dt_t[rows], ndim), as_rows(x, ndim),
-                               as_rows(c_mid_t.expand(len(rows_np), -1), ndim))
-            pieces.append((rows_np, out_j[rows_np].copy(), value))
+            value = dense_rows(y[rows], y1[rows], stacked[rows], as_rows(self.dt_t[rows], ndim), as_rows(x, ndim),
+                               as_rows(self.c_mid_t.expand(len(rows_np), -1), ndim))
+            self.pieces.append((rows_np, out_j[rows_np].copy(), value))
             out_j[rows_np] += 1
-        n_steps = np.where(out_j > j_next, 0, n_steps + active)
-        j_next = out_j
+        self.n_steps = np.where(out_j > j_next, 0, self.n_steps + active)
+        self.j_next = out_j
+        f = ks[0]
         if accept.all():  # every row accepts: the values of the masked update below, in no operation
-            y, f, abs_y = y1, last_k, abs_y1
+            y, f, self.abs_y = y1, last_k, abs_y1
         elif accept.any():
             acc_t = as_rows(torch.from_numpy(accept).to(device), ndim)
             y = torch.where(acc_t, y1, y)
             f = torch.where(acc_t, last_k, f)
-            abs_y = torch.where(acc_t, abs_y1, abs_y)
-        if dt_shadow is not None:
-            t0_shadow = torch.where(torch.from_numpy(accept).to(device), dt_shadow, torch.zeros_like(dt_shadow))
-        dt_shadow = None
-        t0 = np.where(accept, t1, t0)
-        dt = np.where(active, next_step_sizes(dt, ratio, ctl.order), dt)
-        active = live & (j_next < n_out)
+            self.abs_y = torch.where(acc_t, abs_y1, self.abs_y)
+        if self.dt_shadow is not None:
+            self.t0_shadow = torch.where(torch.from_numpy(accept).to(device), self.dt_shadow,
+                                         torch.zeros_like(self.dt_shadow))
+        self.dt_shadow = None
+        self.t0 = np.where(accept, t1, t0)
+        self.dt = np.where(active, next_step_sizes(self.dt, ratio, ctl.order), self.dt)
+        self.active = self.live & (self.j_next < n_out)
+        return y, f
 
-    flat_index = torch.from_numpy(np.concatenate([j * n_rows + i for i, j, _ in pieces])).to(device)
-    values = torch.cat([v for _, _, v in pieces])
-    shape = (n_out * n_rows, *y0.shape[1:])
-    if flat_index.numel() == shape[0]:  # every output reached
-        base = values.new_empty(shape)
-    elif fill == "nan":
-        base = values.new_full(shape, math.nan)
-    else:
-        base = y0.unsqueeze(0).expand(n_out, *y0.shape).reshape(shape)
-    out = base.index_copy(0, flat_index, values).view(n_out, *y0.shape)
-    finite = torch.isfinite(out[-1].detach()).reshape(n_rows, -1).all(1).cpu().numpy()
-    for row in np.flatnonzero(live & ~finite).tolist():
-        fail(Failure.non_finite(ctl.phase), row)
-    failures.sort(key=lambda pair: pair[0])
-    return RowsResult(out, per_nfe, per_acc, per_rej, failures)
+    def result(self, fill: str) -> RowsResult:
+        """The outputs (unreached ones of skipped rows filled), the per-row counts and failures."""
+        y0, n_rows, n_out = self.y0, self.n_rows, self.n_out
+        device = y0.device
+        flat_index = torch.from_numpy(np.concatenate([j * n_rows + i for i, j, _ in self.pieces])).to(device)
+        values = torch.cat([v for _, _, v in self.pieces])
+        shape = (n_out * n_rows, *y0.shape[1:])
+        if flat_index.numel() == shape[0]:  # every output reached
+            base = values.new_empty(shape)
+        elif fill == "nan":
+            base = values.new_full(shape, math.nan)
+        else:
+            base = y0.unsqueeze(0).expand(n_out, *y0.shape).reshape(shape)
+        out = base.index_copy(0, flat_index, values).view(n_out, *y0.shape)
+        finite = torch.isfinite(out[-1].detach()).reshape(n_rows, -1).all(1).cpu().numpy()
+        for row in np.flatnonzero(self.live & ~finite).tolist():
+            self.fail(Failure.non_finite(self.ctl.phase), row)
+        self.failures.sort(key=lambda pair: pair[0])
+        return RowsResult(out, self.nfe, self.accepted, self.rejected, self.failures)
 
 
 def fixed_increment(method: str, call: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],

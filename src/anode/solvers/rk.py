@@ -4,8 +4,8 @@ This module dispatches (`integrate`, `solve`, `check_inputs`); the numerics live
 each written once: `solvers.tableaux` (Butcher tableaux, dense-output weights, their forms per
 dtype), `solvers.control` (error norm, Hairer's initial step, accept/reject, next step, typed
 failures, over a control axis), `solvers.dense` (the 4th-order dense output) and `solvers.loop`
-(the adaptive loop with one controller, the one with a controller per row of the leading axis,
-and the fixed-grid loop). Their public names are re-exported here.
+(one adaptive loop with one controller for the whole state or one per row of the leading axis, and
+the fixed-grid loop). Their public names are re-exported here.
 
 What it reproduces from torchdiffeq 0.2.5 (`_impl/rk_common.py`, `misc.py`, `interp.py`,
 `solvers.py`, `fixed_grid.py`), so that the same problem takes the same accepted and rejected
