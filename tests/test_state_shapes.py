@@ -76,3 +76,27 @@ def test_scalar_decay_of_the_issue() -> None:
         assert out.shape == (2,)
         assert torch.equal(out, ref)
         assert abs(float(out[-1]) - 0.36787944) < 2e-2  # rtol = atol = 1e-3 per step
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("shape", SHAPES[1:], ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("method", ["dopri5", "bosh3"])
+def test_per_sample_control_on_every_state_shape(method: str, shape: tuple[int, ...], dtype: torch.dtype) -> None:
+    """One controller per row of the leading axis, on 1-d and N-d states: every row's solution and
+    counts are bitwise those of solving it alone (batch control), and gradients flow back."""
+    gen = torch.Generator().manual_seed(len(shape))
+    y0 = (1.0 + 3 * torch.rand(shape, generator=gen, dtype=torch.float64)).to(dtype).requires_grad_(True)
+    t = torch.tensor([0.0, 0.4, 1.3], dtype=dtype)
+    func = Field(dtype)
+    nfe = NFE()
+    out = odesolve(func, y0, t, SolverConfig(method=method, backend="anode", rtol=1e-5, atol=1e-6,
+                                             step_control="sample"), nfe=nfe)
+    assert out.shape == (3, *shape) and len(nfe.per_sample) == shape[0]
+    (out * out).sum().backward()
+    assert torch.isfinite(y0.grad).all() and torch.isfinite(func.a.grad)
+    for i in range(shape[0]):
+        alone_nfe = NFE()
+        alone = odesolve(func, y0.detach()[i:i + 1], t, SolverConfig(method=method, backend="anode", rtol=1e-5,
+                                                                    atol=1e-6), nfe=alone_nfe)
+        assert torch.equal(out.detach()[:, i:i + 1], alone)
+        assert nfe.per_sample[i] == alone_nfe.forward
