@@ -42,6 +42,7 @@ __all__ = [
     "as_rows",
     "next_step_size",
     "next_step_sizes",
+    "next_step_sizes_of",
     "rms_norm",
     "rms_norm_rows",
     "row_error",
@@ -256,6 +257,24 @@ def next_step_sizes(dt: np.ndarray, ratio: np.ndarray, order: int) -> np.ndarray
         factor = np.minimum(_IFACTOR, np.maximum(_SAFETY / powers, dfactor))
         out = np.where(ratio == 0, dt * _IFACTOR, dt * factor)
     return np.where(np.isnan(ratio), np.nan, out)
+
+
+def next_step_sizes_of(dt: np.ndarray, ratio: np.ndarray, order: int, rows: np.ndarray) -> np.ndarray:
+    """`next_step_sizes` of the rows `rows` (a boolean mask); the other rows keep their step `dt`.
+
+    Arguments:
+        dt: the step sizes (float64).
+        ratio: the error ratios (float64).
+        order: the method's order.
+        rows: which rows take a new step size.
+
+    Returns:
+        The step sizes (a new array).
+    """
+    out = dt.copy()
+    index = np.flatnonzero(rows)
+    out[index] = next_step_sizes(dt[index], ratio[index], order)
+    return out
 
 
 def row_error(err: Exception, index: int, axis: str = "sample") -> Exception:

@@ -45,7 +45,7 @@ from .control import (
     StepControl,
     as_rows,
     next_step_size,
-    next_step_sizes,
+    next_step_sizes_of,
     rms_norm_rows,
     row_error,
     select_initial_step,
@@ -174,27 +174,34 @@ def _adaptive_loop(func: VectorField, y0: torch.Tensor, ctl: StepControl, counts
     guards and failures, stage times and coefficients, the error ratio, accept/reject, the outputs,
     the next step) is `control`'s (`_Scalar`: one controller; `_PerRow`: one per row).
 
-    Without a graph (the adjoint's passes, inference), each stage is written once into its column of
-    one buffer laid out as torch.stack(ks, -1); a stage sum reads the leading columns. The same
-    operands in the same layout, so the same bits as stacking anew at every stage, which re-copies
-    every earlier stage (on an H100, a sixth of an adjoint training step of Table 1's ANODE).
+    Without a graph (the adjoint's passes, inference, or grad mode on but nothing requiring grad),
+    each stage is written once into its column of one buffer laid out as torch.stack(ks, -1); a stage
+    sum reads the leading columns. The same operands in the same layout, so the same bits as stacking
+    anew at every stage, which re-copies every earlier stage (on an H100, a sixth of an adjoint
+    training step of Table 1's ANODE). Should a stage come back requiring grad while nothing else did
+    (a field whose parameters enter later), the loop goes over to stacking before that stage is
+    written: nothing written so far had a graph, and both forms give the same bits.
     """
     y, f = y0, control.start(func)
-    columns = y0.new_empty((*y0.shape, ctl.n_stages + 1)) if not torch.is_grad_enabled() else None
+    buffered = not torch.is_grad_enabled() or not (y0.requires_grad or f.requires_grad
+                                                   or control.dt_shadow is not None)
+    columns = y0.new_empty((*y0.shape, ctl.n_stages + 1)) if buffered else None
+    if columns is not None:  # the views, made once: k_j's column and the leading columns k_0 .. k_i
+        column, leading = columns.unbind(-1), [columns.narrow(-1, 0, n) for n in range(1, ctl.n_stages + 1)]
     while control.running():
         stage_times = control.begin(y)
         if stage_times is None:  # every row still running failed its guards (policy "skip")
             break
         ks = [f]
         if columns is not None:
-            columns[..., 0].copy_(f)
+            column[0].copy_(f)
         yi = y
         for i in range(ctl.n_stages):
             coef = control.coefficients(i)
             if i == 0:  # a sum over one stage is that stage: the same bits with two ops fewer
                 yi = y + f * coef[..., 0]
             elif columns is not None:
-                yi = y + stage_dot(columns[..., :i + 1], coef)
+                yi = y + stage_dot(leading[i], coef)
             else:
                 yi = y + sum_stages(ks, coef)  # as torchdiffeq, same rounding
             k = func(stage_times[i], yi)
@@ -204,7 +211,10 @@ def _adaptive_loop(func: VectorField, y0: torch.Tensor, ctl: StepControl, counts
                                  f"{tuple(y.shape)}: it must return dy/dt, shaped like y")
             ks.append(k)
             if columns is not None:
-                columns[..., i + 1].copy_(k)
+                if k.requires_grad:  # a graph after all: stack from here on (see above)
+                    columns = None
+                else:
+                    column[i + 1].copy_(k)
         # first same as last: the last stage is evaluated at (t1, y1)
         y, f = control.end(y, yi, ks, columns)
 
@@ -431,7 +441,7 @@ class _PerRow:
                                          torch.zeros_like(self.dt_shadow))
         self.dt_shadow = None
         self.t0 = np.where(accept, t1, t0)
-        self.dt = np.where(active, next_step_sizes(self.dt, ratio, ctl.order), self.dt)
+        self.dt = next_step_sizes_of(self.dt, ratio, ctl.order, active)
         self.active = self.live & (self.j_next < n_out)
         return y, f
 
