@@ -1,9 +1,12 @@
 """Solver backends behind `anode.odesolve`, chosen by `SolverConfig.backend`.
 
 * "torchdiffeq" (`solvers.torchdiffeq`): the reference, torchdiffeq's `odeint`/`odeint_adjoint`.
-* "anode": anode's own explicit Runge-Kutta loop (`solvers.rk`: tableaux, step control, dense
-  output; dopri5, bosh3 and the fixed-grid methods) with torchdiffeq's numbers, its adjoint
-  method (`solvers.adjoint`), and for MLP fields (`ODEFunc`) under dopri5/bosh3 the fused solve
+* "anode": anode's own explicit Runge-Kutta solver (dopri5, bosh3 and the fixed-grid methods)
+  with torchdiffeq's numbers: `solvers.rk` dispatches to the loops of `solvers.loop` (one adaptive
+  loop with one controller for the whole state or one per sample, and the fixed-grid loop), built
+  from `solvers.tableaux` (the Butcher tableaux), `solvers.control` (error norm, initial step,
+  accept/reject, next step, typed failures) and `solvers.dense` (the dense output); its adjoint
+  method (`solvers.adjoint`); and for MLP fields (`ODEFunc`) under dopri5/bosh3 the fused solve
   with a hand-written backward (`solvers.fused`): the same forward bits, a faster backward.
 
 Every backend is a function `solve(func, y0, t, solver, nfe) -> Tensor`; this package never
