@@ -16,6 +16,7 @@ What it holds, written once and used by every loop (`solvers.loop`, the fused ML
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -250,8 +251,8 @@ def next_step_sizes(dt: np.ndarray, ratio: np.ndarray, order: int) -> np.ndarray
 
     The power is Python's (the C library's `pow`, as `next_step_size`): NumPy's vectorised power
     (SIMD on x86) differs from it in the last bit for about one ratio in twenty."""
-    exponent = 1.0 / order
-    powers = np.array([r ** exponent if r > 0 else 1.0 for r in ratio.tolist()], dtype=np.float64)
+    # (a ratio of 0 or NaN, whose power is not used, gives 0 or NaN here: the np.where below)
+    powers = np.fromiter(map(pow, ratio.tolist(), itertools.repeat(1.0 / order)), np.float64, len(ratio))
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         dfactor = np.where(ratio < 1, 1.0, _DFACTOR)
         factor = np.minimum(_IFACTOR, np.maximum(_SAFETY / powers, dfactor))
