@@ -527,12 +527,12 @@ def reproduce_cnf(out_dir: str | os.PathLike[str], *, budget: str = "default", j
         "Densities: " + "; ".join(f"{d.name} (`{d.density}`, {d.num_train} training and {d.num_test} test points)"
                                   + (f": {d.note}" if d.note else "") for d in experiment.datasets) + ".",
         f"Solver: {solver.method}, rtol = {solver.rtol:g}, atol = {solver.atol:g}, adjoint = {solver.adjoint}, "
-        f"backend {solver.backend}; exact trace.",
+        f"backend {solver.backend}; exact trace (in closed form for these MLP fields, `anode.models.mlp_trace`).",
         f"Machine: {machine_description()}; {jobs} parallel run(s), one thread each.",
         f"Wall time of this invocation: {elapsed / 60:.1f} min (training and evaluation {train_time / 60:.1f} min).",
         runs_line(aggregates),
-        "eval loss in the claims and the results table is minus the test log-likelihood (nats; for an augmented CNF minus "
-        f"its IW bound, K = {train.iw_samples}); last-epoch loss is the training loss (negative log-likelihood or negative "
+        "The test log-likelihood of the claims is exact for a CNF and the importance-weighted bound (K = "
+        f"{train.iw_samples}) for an augmented CNF, in nats; eval loss in the results table is minus it; last-epoch loss is the training loss (negative log-likelihood or negative "
         "ELBO) averaged over the last tenth of the iterations; NFE growth is the mean forward NFE of the last tenth of "
         "training over the first tenth.",
         f"Verdicts are computed from the numbers below (anode.lab.claims, declared in configs/cnf/claims.toml). {VERDICT_RULE}",
