@@ -243,6 +243,23 @@ def test_the_regularisers_integrate_the_kinetic_energy_and_the_jacobian_norm() -
     torch.testing.assert_close(log_p, anode.CNF(Linear(b), dim=2, solver=tight()).log_prob(x), rtol=0, atol=1e-7)
 
 
+@pytest.mark.parametrize("trace", ["exact", "hutchinson"])
+def test_dynamics_without_grad_on_a_state_that_requires_grad(trace: str) -> None:
+    """The adjoint's forward solve calls the field under no_grad with a state that requires grad (an
+    augmented CNF's learned q): the trace must still be taken (regression: a view sliced under
+    no_grad claims requires_grad but is not in the graph)."""
+    field = nn.Sequential(nn.Linear(2, 8), nn.Tanh(), nn.Linear(8, 2)).double()
+    generic = nn.Module()
+    generic.forward = lambda t, z: field(z)  # type: ignore[method-assign]
+    probe = points(4, 2, 11)
+    s = torch.cat([points(4, 2, 12), torch.zeros(4, 1, dtype=torch.float64)], 1).requires_grad_(True) * 1.0
+    dynamics = CNFDynamics(generic, 2, trace=trace, probe=probe)
+    with torch.no_grad():
+        out = dynamics(torch.tensor(0.0, dtype=torch.float64), s)
+    assert not out.requires_grad
+    torch.testing.assert_close(out, dynamics(torch.tensor(0.0, dtype=torch.float64), s.detach()), rtol=0, atol=0)
+
+
 def test_dynamics_reversed_keep_positive_regularisers() -> None:
     dynamics = CNFDynamics(Linear(random_matrix(2, 19)), 2, kinetic_energy=True, reverse=True)
     out = dynamics(torch.tensor(0.0, dtype=torch.float64), torch.cat([points(3, 2, 20), torch.zeros(3, 2, dtype=torch.float64)], 1))

@@ -45,6 +45,15 @@ def test_image_example_trains_with_regulariser_and_own_optimizer() -> None:
     assert accuracy > 0.6 and kinetic > 0 and jacobian > 0 and loss < 0.693  # better than chance
 
 
+def test_cnf_mnist_gpu_example_runs_its_smoke_mode(tmp_path: Path) -> None:
+    out = _run("cnf_mnist_gpu.py", "--out", str(tmp_path), "--smoke")
+    rows = re.findall(r"^(.+?): field parameters [\d,]+, test ([\d.]+) bits/dim.*mean NFE forward ([\d.]+), backward ([\d.]+)$",
+                      out, flags=re.M)
+    assert [r[0] for r in rows] == ["CNF", "ACNF p=16, q=N(0,I)", "ACNF p=16, learned q"], out
+    assert all(float(bits) > 0 and float(fwd) > 0 and float(bwd) > 0 for _, bits, fwd, bwd in rows)
+    assert len(list(tmp_path.glob("*/history.jsonl"))) == 3
+
+
 def test_readme_custom_field_and_regulariser_snippets_run(capsys: pytest.CaptureFixture[str]) -> None:
     blocks = re.findall(r"```python\n(.*?)```", README, flags=re.S)
     snippets = [b for b in blocks if "odefunc=" in b or "kinetic_energy" in b]

@@ -258,7 +258,7 @@ class CNFDynamics(nn.Module):
         if mlp is not None:  # closed form, under the caller's grad mode
             f, trace, frobenius = mlp_trace(mlp, t, s[:, : self.dim], frobenius=self.jacobian_norm)
         else:
-            f, trace, frobenius = self._autograd_trace(t, s[:, : self.dim])
+            f, trace, frobenius = self._autograd_trace(t, s)
         parts = [-f, trace.unsqueeze(1)] if self.reverse else [f, -trace.unsqueeze(1)]
         if self.kinetic_energy:
             parts.append(f.pow(2).sum(1, keepdim=True))
@@ -266,11 +266,14 @@ class CNFDynamics(nn.Module):
             parts.append(frobenius.unsqueeze(1))
         return torch.cat(parts, 1)
 
-    def _autograd_trace(self, t: torch.Tensor, z: torch.Tensor
+    def _autograd_trace(self, t: torch.Tensor, s: torch.Tensor
                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """(f, trace, Frobenius term) of any field by autograd, detached when the caller has no grad."""
         outer_grad = torch.is_grad_enabled()
         with torch.enable_grad():
+            # sliced with grad enabled: a view taken under no_grad of a state that requires grad says
+            # requires_grad but is not in the graph (the adjoint's forward solve of a learned q's state)
+            z = s[:, : self.dim]
             if not z.requires_grad:
                 z = z.detach().requires_grad_(True)
             f = self.odefunc(t, z)
