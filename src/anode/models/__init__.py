@@ -20,8 +20,8 @@ from .cnf import CNFDynamics as CNFDynamics
 from .cnf import GaussianPosterior as GaussianPosterior
 from .cnf import StandardNormalPosterior as StandardNormalPosterior
 from .cnf import exact_trace as exact_trace
-from .cnf import mlp_trace as mlp_trace
 from .cnf import hutchinson_trace as hutchinson_trace
+from .cnf import mlp_trace as mlp_trace
 from .cnf import standard_normal_log_prob as standard_normal_log_prob
 from .fields import ConvODEFunc as ConvODEFunc
 from .fields import ODEFunc as ODEFunc
@@ -62,8 +62,8 @@ __all__ = [
     "check_times",
     "count_parameters",
     "exact_trace",
-    "mlp_trace",
     "hutchinson_trace",
     "make_augmentation",
+    "mlp_trace",
     "standard_normal_log_prob",
 ]
