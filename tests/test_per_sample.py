@@ -222,15 +222,6 @@ def test_errors() -> None:
         odesolve(blows_up, torch.ones(2, 3, dtype=F64), torch.tensor([0.0, 5.0], dtype=F64), SolverConfig(**SAMPLE))
 
 
-def test_stacked_ensembles_refuse_sample_control() -> None:
-    from anode.ensemble.stacked import ensemble_support
-
-    with anode.seeded(0):
-        model = anode.ODENet(2, 8, solver=SolverConfig(**SAMPLE))
-    reason = ensemble_support(model)
-    assert reason is not None and "step_control='sample'" in reason
-
-
 # ----------------------------------------------------------------------------- end to end: Trainer, configs, ensembles
 
 
@@ -347,16 +338,75 @@ def test_experiment_config_with_sample_control_runs_and_fingerprints(tmp_path) -
         run_experiment(configs["sample"], out_batch, jobs=1, device="cpu", progress=False, log=lambda _: None)
 
 
-def test_stacked_ensembles_refuse_sample_control_with_a_clear_error() -> None:
-    from anode.ensemble import EnsembleTrainer, ensemble_odesolve, stack_models
+@pytest.mark.parametrize(("p", "augmentation", "relu"), [(0, "zeros", True), (1, "zeros", False), (2, "learned", True)])
+def test_stacked_members_with_per_sample_control_are_each_member_alone(p: int, augmentation: str, relu: bool) -> None:
+    """Member and sample axes together: every (member, sample) pair keeps its own steps, so each
+    member's predictions, per-sample NFE and gradients are those of its own per-sample solve."""
+    from anode.ensemble import StackedODENet
+
+    def member(seed: int) -> anode.ODENet:
+        with anode.seeded(seed):
+            return anode.ODENet(2, 12, augment_dim=p, augmentation=augmentation, time_dependent=True,
+                                non_linearity="relu" if relu else "tanh",
+                                solver=SolverConfig(rtol=1e-8, atol=1e-8, **SAMPLE)).double()
+
+    models = [member(s) for s in range(3)]
+    x = torch.randn(3, 9, 2, generator=torch.Generator().manual_seed(3), dtype=F64) * 4
+    stack = StackedODENet(models)
+    out = stack(x)
+    out.pred.pow(2).sum().backward()
+    assert out.failures == [None] * 3
+    for r, model in enumerate(models):
+        alone = model(x[r])
+        # to rounding, which the error control amplifies at ReLU kinks (as under batch control per member)
+        torch.testing.assert_close(out.pred[r], alone, rtol=1e-6 if relu else 1e-11, atol=1e-8 if relu else 1e-12)
+        assert out.counts[r]["per_sample"] == model.nfe.per_sample and len(set(model.nfe.per_sample)) > 1
+        assert out.counts[r]["forward"] == model.nfe.forward == max(model.nfe.per_sample)
+        alone.pow(2).sum().backward()
+        for name, param in model.named_parameters():  # relative to the largest entry; ReLU kinks amplify rounding
+            gap = (stack.param(name).grad[r] - param.grad).abs().max() / param.grad.abs().max()
+            assert gap <= (1e-4 if relu else 1e-9), (name, gap.item())
+    # the batched field takes a time per (member, sample), with its gradient
+    h = stack.augment(x[:, :4]).detach().requires_grad_(True)
+    t = torch.rand(3, 4, dtype=F64, generator=torch.Generator().manual_seed(4)).requires_grad_(True)
+    assert torch.autograd.gradcheck(stack.field, (t, h))
+
+
+def test_stacked_training_with_per_sample_control_follows_each_run_alone() -> None:
+    from anode.data import ConcentricSpheres
+    from anode.data.loader import TensorLoader
+    from anode.ensemble import EnsembleTrainer
     from anode.training import TrainConfig, Trainer
 
-    with anode.seeded(0):
-        models = [anode.ODENet(2, 8, solver=SolverConfig(**SAMPLE)) for _ in range(2)]
-    with pytest.raises(ValueError, match=r"step_control='sample'.*use step_control='batch'"):
-        stack_models(models)
-    trainers = [Trainer(m, TrainConfig(epochs=1, progress=False)) for m in models]
-    with pytest.raises(ValueError, match=r"trainer 0 cannot train in an ensemble: step_control='sample'"):
-        EnsembleTrainer(trainers)
-    with pytest.raises(ValueError, match=r"not per sample: got step_control='sample'; use SolverConfig\(step_control='batch'\)"):
-        ensemble_odesolve(lambda t, y: -y, torch.ones(2, 3, 2), SolverConfig(**SAMPLE))
+    data = ConcentricSpheres(2, num_points_inner=30, num_points_outer=60, seed=0)
+    cfg = TrainConfig(epochs=2, progress=False)
+
+    def trainer(seed: int) -> Trainer:
+        with anode.seeded(seed):
+            return Trainer(anode.ODENet(2, 12, augment_dim=1, time_dependent=True, solver=SolverConfig(**SAMPLE)), cfg)
+
+    alone = []
+    for seed in (0, 1):
+        t = trainer(seed)
+        t.fit(TensorLoader(data.data, data.targets, batch_size=30, seed=seed))
+        alone.append(t.history)
+    together = EnsembleTrainer([trainer(s) for s in (0, 1)]).fit(
+        [TensorLoader(data.data, data.targets, batch_size=30, seed=s) for s in (0, 1)])
+    for a, b in zip(alone, together, strict=True):
+        assert len(a.iterations) == len(b.iterations) == 6
+        for ra, rb in zip(a.iterations, b.iterations, strict=True):
+            assert rb["loss"] == pytest.approx(ra["loss"], rel=1e-5)
+            for key in ("nfe_forward", "nfe_forward_sample_max"):
+                assert rb[key] == ra[key], key
+            assert rb["nfe_forward_sample_mean"] == pytest.approx(ra["nfe_forward_sample_mean"], rel=1e-12)
+
+
+def test_a_stacked_per_sample_solve_needs_a_sample_axis() -> None:
+    from anode.ensemble import ensemble_odesolve
+
+    with pytest.raises(ValueError, match=r"needs a state \[R, B, \.\.\.\].*got shape \(2, 3\)"):
+        ensemble_odesolve(lambda t, y: -y, torch.ones(2, 3), SolverConfig(**SAMPLE))
+    out, counts, failures = ensemble_odesolve(lambda t, y: -y * torch.arange(1, 4).view(1, 3, 1), torch.ones(2, 3, 1),
+                                              SolverConfig(rtol=1e-8, atol=1e-8, **SAMPLE))
+    torch.testing.assert_close(out[:, :, 0], torch.exp(-torch.arange(1.0, 4.0)).expand(2, 3), rtol=1e-5, atol=1e-6)
+    assert failures == [None, None] and counts[0]["per_sample"] == counts[1]["per_sample"]

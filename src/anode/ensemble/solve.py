@@ -16,6 +16,12 @@ solve fails (step-size underflow, too many steps, a non-finite state) is reporte
 stops, its returned state being its initial state (a non-finite end state is returned as it is);
 the others go on.
 
+With `SolverConfig(step_control="sample")` the controllers are one per (member, sample): the rows
+of the loop are the R x B pairs of a state `[R, B, ...]`, and the field gets one time per pair,
+`t [R, B]`. Each member's samples then take exactly the steps they take in the member's own
+per-sample solve; a member fails when one of its samples fails (its first failed sample's typed
+error), whatever `sample_failure` says, as a run of its own with the default policy would.
+
 The values agree with solving each member alone to rounding (a batched matrix product may round
 differently from a single one), so step counts agree unless a rounding difference flips an
 accept/reject decision that sits on a tie; `tests/test_ensemble.py` measures both.
@@ -25,6 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -55,10 +62,12 @@ def ensemble_odesolve(
     t_span: tuple[float, float] = (0.0, 1.0),
     alive: Sequence[bool] | None = None,
 ) -> tuple[torch.Tensor, list[dict[str, int]], list[MemberFailure | None]]:
-    """Integrate R stacked ODEs from `y0 [R, ...]` over `t_span`, each member with its own steps.
+    """Integrate R stacked ODEs from `y0 [R, ...]` over `t_span`, each member (with step control
+    "sample": each sample of each member) with its own steps.
 
     Arguments:
-        field: `field(t [R], y [R, ...]) -> [R, ...]`, member r's vector field at `(t[r], y[r])`.
+        field: `field(t [R], y [R, ...]) -> [R, ...]`, member r's vector field at `(t[r], y[r])`;
+            with step control "sample", `t [R, B]`: sample b of member r at `t[r, b]`.
         y0: initial states, float32 or float64, member axis first.
         solver: method ("dopri5" or "bosh3"), rtol, atol, max_num_steps (backend and gradient
             mode are not used: the solve backpropagates through its operations).
@@ -67,19 +76,19 @@ def ensemble_odesolve(
 
     Returns:
         `(y_end [R, ...], counts, failures)`: per member its counts (`forward` NFE,
-        `accepted_steps`, `rejected_steps`) and None or its `MemberFailure`.
+        `accepted_steps`, `rejected_steps`; with step control "sample" the member's batched calls,
+        i.e. its busiest sample's NFE, that sample's steps, and `per_sample`, the NFE of each of its
+        samples) and None or its `MemberFailure`.
 
     Raises:
-        ValueError: a method other than dopri5/bosh3, the adjoint, step_control 'sample', or a bad `t_span`/`alive`.
+        ValueError: a method other than dopri5/bosh3, the adjoint, a state without a sample axis under
+            step control "sample", or a bad `t_span`/`alive`.
         TypeError: a state dtype other than float32/float64.
     """
     if solver.method not in ADAPTIVE_TABLEAUX:
         raise ValueError(f"a stacked solve integrates {list(ADAPTIVE_TABLEAUX)}, got method {solver.method!r}")
     if solver.adjoint:
         raise ValueError("a stacked solve backpropagates through the solver: use SolverConfig(adjoint=False)")
-    if solver.step_control != "batch":
-        raise ValueError(f"a stacked solve controls the step per member, not per sample: got step_control="
-                         f"{solver.step_control!r}; use SolverConfig(step_control='batch')")
     start, end = (float(v) for v in t_span)
     if not end > start:
         raise ValueError(f"t_span must be (start, end) with end > start, got {t_span!r}")
@@ -88,6 +97,8 @@ def ensemble_odesolve(
     if live.shape != (size,):
         raise ValueError(f"alive must give one flag per member ({size}), got {len(live)}")
     ctl = StepControl(solver.method, y0, solver.rtol, solver.atol, solver.max_num_steps, "forward solve")
+    if solver.step_control == "sample":
+        return _solve_member_samples(field, y0, ctl, start, end, live)
     result = solve_rows(field, y0, [start, end], ctl, Counts(NFE()), failure="skip", axis="member", time_rows=False,
                         live=live, fill="initial")
     failures: list[MemberFailure | None] = [None] * size
@@ -96,3 +107,29 @@ def ensemble_odesolve(
     counts = [{"forward": int(result.nfe[r]), "accepted_steps": int(result.accepted[r]),
                "rejected_steps": int(result.rejected[r])} for r in range(size)]
     return result.out[-1], counts, failures
+
+
+def _solve_member_samples(field: StackedField, y0: torch.Tensor, ctl: StepControl, start: float, end: float,
+                          live: np.ndarray) -> tuple[torch.Tensor, list[dict[str, Any]], list[MemberFailure | None]]:
+    """`ensemble_odesolve` with one controller per (member, sample): rows are the R x B pairs."""
+    if y0.dim() < 3:
+        raise ValueError(f"step_control='sample' in a stacked solve needs a state [R, B, ...] (members, samples, "
+                         f"features), got shape {tuple(y0.shape)}: give each member a batch, or use step_control='batch'")
+    size, batch, rest = y0.shape[0], y0.shape[1], y0.shape[2:]
+
+    def pairs(t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return field(t.view(size, batch), y.view(y0.shape)).reshape(size * batch, *rest)
+
+    result = solve_rows(pairs, y0.reshape(size * batch, *rest), [start, end], ctl, Counts(NFE()), failure="skip",
+                        axis="sample", time_rows=False, live=np.repeat(live, batch), fill="initial")
+    failures: list[MemberFailure | None] = [None] * size
+    for row, error in result.failures:  # by row: a member's first failed sample
+        if failures[row // batch] is None:
+            failures[row // batch] = MemberFailure(error)
+    nfe, accepted, rejected = (a.reshape(size, batch) for a in (result.nfe, result.accepted, result.rejected))
+    counts: list[dict[str, Any]] = []
+    for r in range(size):
+        busiest = int(nfe[r].argmax())
+        counts.append({"forward": int(nfe[r, busiest]), "accepted_steps": int(accepted[r, busiest]),
+                       "rejected_steps": int(rejected[r, busiest]), "per_sample": nfe[r].tolist()})
+    return result.out[-1].view(y0.shape), counts, failures

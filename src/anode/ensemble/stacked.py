@@ -61,9 +61,6 @@ def ensemble_support(model: nn.Module) -> str | None:
         return f"method {solver.method!r} (stacked training integrates {list(ENSEMBLE_METHODS)})"
     if solver.adjoint:
         return "the adjoint method (stacked training backpropagates through the solver)"
-    if solver.step_control != "batch":
-        return (f"step_control={solver.step_control!r} (stacked training controls the step per member; "
-                "per-sample control is not supported there yet: use step_control='batch')")
     if solver.options:
         return f"solver options {sorted(solver.options)}"
     if type(block.augmenter) not in (ZeroAugmentation, LearnedAugmentation, SecondOrderAugmentation):
@@ -124,6 +121,11 @@ class _BatchedLinear(torch.autograd.Function):
         return grad_x, grad_w, grad_b
 
 
+def _member_times(t: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    """The time column [R, B, 1] of the field's input from a time per member [R] or per sample [R, B]."""
+    return t.to(h.dtype).reshape(h.shape[0], -1, 1).expand(h.shape[0], h.shape[1], 1)
+
+
 class _ReluMLP(torch.autograd.Function):
     """R three-layer ReLU MLPs (anode's `ODEFunc`) at once, as one autograd node.
 
@@ -137,11 +139,11 @@ class _ReluMLP(torch.autograd.Function):
     @staticmethod
     def forward(ctx, t: torch.Tensor | None, h: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor,  # type: ignore[override]
                 w2: torch.Tensor, b2: torch.Tensor, w3: torch.Tensor, b3: torch.Tensor) -> torch.Tensor:
-        x = h if t is None else torch.cat([t.to(h.dtype).view(-1, 1, 1).expand(h.shape[0], h.shape[1], 1), h], 2)
+        x = h if t is None else torch.cat([_member_times(t, h), h], 2)
         z1 = torch.baddbmm(b1.unsqueeze(1), x, w1.transpose(1, 2)).relu_()  # in place: the same values, no copy
         z2 = torch.baddbmm(b2.unsqueeze(1), z1, w2.transpose(1, 2)).relu_()
         ctx.save_for_backward(x, z1, z2, w1, w2, w3)
-        ctx.timed = t is not None
+        ctx.timed = 0 if t is None else t.dim()  # [R] (a time per member) or [R, B] (per sample)
         return torch.baddbmm(b3.unsqueeze(1), z2, w3.transpose(1, 2))
 
     @staticmethod
@@ -158,7 +160,7 @@ class _ReluMLP(torch.autograd.Function):
         if need[0] or need[1]:
             gx = torch.bmm(g1, w1)
             if ctx.timed:
-                grads[0] = gx[..., :1].sum((1, 2)) if need[0] else None
+                grads[0] = (gx[..., 0].sum(1) if ctx.timed == 1 else gx[..., 0]) if need[0] else None
                 gx = gx[..., 1:]
             grads[1] = gx if need[1] else None
         return tuple(grads)
@@ -253,7 +255,8 @@ class StackedODENet(_Stacked):
             if type(self.non_linearity) is nn.ReLU else None
 
     def field(self, t: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-        """Every member's `ODEFunc` at its own time `t[r]` and state `h[r]`: [R] x [R, B, D] -> [R, B, D]."""
+        """Every member's `ODEFunc` at its own time `t[r]` and state `h[r]`: [R] x [R, B, D] -> [R, B, D]
+        (with per-sample step control a time per sample, `t [R, B]`)."""
         prefix = "odeblock.odefunc"
         if self._fused is not None:
             out = _ReluMLP.apply(t if self.time_dependent else None, h, *self._fused)
@@ -262,7 +265,7 @@ class StackedODENet(_Stacked):
             return out
         x = h
         if self.time_dependent:
-            x = torch.cat([t.to(h.dtype).view(-1, 1, 1).expand(h.shape[0], h.shape[1], 1), h], 2)
+            x = torch.cat([_member_times(t, h), h], 2)
         out = self.non_linearity(self._linear(f"{prefix}.fc1", x))
         out = self.non_linearity(self._linear(f"{prefix}.fc2", out))
         out = self._linear(f"{prefix}.fc3", out)

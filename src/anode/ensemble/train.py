@@ -28,6 +28,7 @@ from ..history import History, write_json
 from ..optim import FlatAdam
 from ..solve import SolverError
 from ..training import Trainer, default_optimizer
+from ..training.evaluation import SAMPLE_NFE_KEYS
 from ..training.losses import check_targets, make_loss
 from .stacked import StackedODENet, StackedResNet, ensemble_support, stack_models
 
@@ -296,6 +297,9 @@ class EnsembleTrainer:
                 "accuracy": correct[r] / x.shape[1],
                 "nfe_forward": counts[r]["forward"], "nfe_backward": 0, "time": elapsed,
             }
+            per_sample = counts[r].get("per_sample")
+            if per_sample:  # per-sample step control: the records of `Trainer` (`training.evaluation.sample_nfe`)
+                record.update(dict(zip(SAMPLE_NFE_KEYS, (sum(per_sample) / len(per_sample), max(per_sample)), strict=True)))
             if weight > 0:
                 record["kinetic_energy"] = float(out.kinetic_energy[r].detach())
                 record["regularisation"] = float(regularisation[r].detach())
