@@ -16,10 +16,16 @@ outputs the step holds (the dense output) and the next step size. Two controller
   (`step_control="sample"`) or per ensemble member (`anode.ensemble.ensemble_odesolve`): several
   output times per row or a single end time, times and step sizes in NumPy arrays (still one host
   synchronisation a step), finished rows frozen (a step of size 0 whose values are discarded and
-  not counted), the dense output per row differentiated by autograd, and a failure policy
+  not counted), the dense output of the rows an output time falls in (differentiated by autograd
+  when the solve has a graph), and a failure policy
   (`FAILURE_POLICIES`: "raise", naming the row, or "skip": record the row's typed error, freeze it,
-  let the others go on). On a batch of one row the two controllers give the same bits
-  (`tests/test_per_sample.py`).
+  let the others go on). Each row's arithmetic is the one controller's on that row (the same IEEE
+  operations in the same order), so a row's values do not depend on its batch and on a batch of one
+  row the two controllers give the same bits (`tests/test_per_sample.py`); on the CPU without a graph
+  the per-step tableau products (one (rows, stages + 2, stages + 1) product into a buffer whose views
+  are made once), the element-wise parts of the error ratio, the masked update of rejected rows and
+  the dense output run in NumPy (the same IEEE operations, a fraction of torch's dispatch cost), the
+  reductions (stage sums, each row's mean, the square root) in torch.
 
 The pieces the controllers use are written once in their own modules: the tableaux
 (`solvers.tableaux`), the step control (`solvers.control`: error norm, Hairer's initial step,
@@ -51,7 +57,7 @@ from .control import (
     select_initial_step,
     select_initial_steps,
 )
-from .dense import AcceptedStep, dense_rows, interp_evaluate
+from .dense import AcceptedStep, dense_rows, interp_evaluate, polynomial, polynomial_value
 from .tableaux import FIXED_TABLEAUX, host_arrays, numpy_type, stage_dot, stage_sum
 
 __all__ = ["FAILURE_POLICIES", "RowsResult", "fixed_increment", "solve_adaptive", "solve_fixed", "solve_rows"]
@@ -188,6 +194,7 @@ def _adaptive_loop(func: VectorField, y0: torch.Tensor, ctl: StepControl, counts
     columns = y0.new_empty((*y0.shape, ctl.n_stages + 1)) if buffered else None
     if columns is not None:  # the views, made once: k_j's column and the leading columns k_0 .. k_i
         column, leading = columns.unbind(-1), [columns.narrow(-1, 0, n) for n in range(1, ctl.n_stages + 1)]
+    control.buffered = columns is not None
     while control.running():
         stage_times = control.begin(y)
         if stage_times is None:  # every row still running failed its guards (policy "skip")
@@ -213,6 +220,7 @@ def _adaptive_loop(func: VectorField, y0: torch.Tensor, ctl: StepControl, counts
             if columns is not None:
                 if k.requires_grad:  # a graph after all: stack from here on (see above)
                     columns = None
+                    control.buffered = False
                 else:
                     column[i + 1].copy_(k)
         # first same as last: the last stage is evaluated at (t1, y1)
@@ -226,6 +234,8 @@ class _Scalar:
     (`dense.interp_evaluate`). The gradient paths through time are torchdiffeq's: when the first step
     is accepted, its size h (a function of y0 and the parameters) moves every later grid time; the
     `*_shadow` tensors carry those derivatives (zero values, gradient 1 with respect to h)."""
+
+    buffered = False  # (the loop's column buffer: not used by this controller)
 
     def __init__(self, y0: torch.Tensor, times: list[float], ctl: StepControl, counts: Counts) -> None:
         self.y0, self.times, self.ctl, self.counts = y0, times, ctl, counts
@@ -299,10 +309,25 @@ class _Scalar:
 
 
 class _PerRow:
-    """One controller per row of the leading axis (see `solve_rows`): times, step sizes and step
-    counts in NumPy arrays, one host synchronisation a step (the vector of error ratios), finished
-    and failed rows frozen (a step of size 0, values discarded, not counted), the dense output per
-    row differentiated by autograd, and the failure policy."""
+    """One controller per row of the leading axis (see `solve_rows`): times, step sizes, step counts
+    and (on the CPU) the error ratio's element-wise arithmetic in NumPy arrays, one host
+    synchronisation a step (the vector of error ratios), finished and failed rows frozen (a step of
+    size 0, values discarded, not counted), the failure policy, and the dense output of the rows an
+    output time falls in (in NumPy without a graph on the CPU, else differentiated by autograd).
+
+    Every row's arithmetic is the one controller's (`_Scalar`, torchdiffeq's) on that row: the same
+    IEEE products, sums and reductions in the same order, so a row's values do not depend on the
+    other rows of its batch and a batch of one row has the one controller's bits. What is arranged
+    differently is only where the numbers live: the tableau times each row's step size is one
+    (rows, stages + 2, stages + 1) product a step (`table`: the RK rows, the error weights, the
+    midpoint weights), written in place into one buffer whose per-stage views are made once when
+    the solve has no graph; the element-wise parts of the error ratio (|y1|, the tolerance, the
+    scaled error and its square), the masked update of the rejected rows and the dense output run
+    in NumPy on the CPU (the same IEEE operations at a third of torch's dispatch cost), the
+    reductions (stage sums, the per-row mean) in torch."""
+
+    #: whether the loop writes the stages into its column buffer (no graph): set by `_adaptive_loop`
+    buffered = False
 
     def __init__(self, y0: torch.Tensor, times: list[float], ctl: StepControl, counts: Counts, failure: str,
                  axis: str, time_rows: bool, live: np.ndarray | None) -> None:
@@ -319,13 +344,30 @@ class _PerRow:
         self.n_steps = np.zeros(n_rows, dtype=np.int64)
         self.j_next = np.ones(n_rows, dtype=np.int64)  # each row's next output time
         self.t0_shadow: torch.Tensor | None = None  # d(time)/d(h) of each row after an accepted first step
-        self.abs_y = y0.detach().abs()
+        self.host = ctl.host and y0.device.type == "cpu"
+        self.abs_y = np.abs(y0.detach().numpy()) if self.host else y0.detach().abs()
         self.pieces: list[tuple[np.ndarray, np.ndarray, torch.Tensor]] = [
             (np.arange(n_rows), np.zeros(n_rows, np.int64), y0)]
         self.active = self.live & (self.j_next < self.n_out)  # the rows still integrating (the others frozen)
-        tensors = ctl.tensors
-        self.alpha_t, self.c_mid_t, self.c_error_t = tensors[0], tensors[1], tensors[2]
-        self.betas = tensors[3:3 + ctl.n_stages]
+        tensors, consts, n_stages = ctl.tensors, ctl.consts, ctl.n_stages
+        self.alpha_t = tensors[0]
+        self.betas = tensors[3:3 + n_stages]
+        self.alpha_col = consts.alpha[:, None]
+        # the tableau a step multiplies by each row's step size: RK rows 0..s-1 (zero-padded), error, midpoint
+        table = np.zeros((n_stages + 2, n_stages + 1), dtype=ctl.np_t)
+        for i, row in enumerate(consts.beta):
+            table[i, :len(row)] = row
+        table[n_stages], table[n_stages + 1] = consts.c_error, consts.c_mid
+        self.table = table
+        self.row_shape = (n_rows, *([1] * (self.ndim - 1)))
+        self.own: tuple[np.ndarray, list[torch.Tensor]] | None = None  # the in-place coefficient buffer and views
+
+    def _views(self, coef_t: torch.Tensor) -> list[torch.Tensor]:
+        """The per-stage coefficients (stage i: its first i + 1 columns), the error's and the midpoint's,
+        each shaped (rows, 1, ..., 1, m) to broadcast against the stages."""
+        s = self.ctl.n_stages
+        return [as_rows(coef_t[:, i, :i + 1], self.ndim) for i in range(s)] + [
+            as_rows(coef_t[:, s], self.ndim), as_rows(coef_t[:, s + 1], self.ndim)]
 
     def at(self, t: torch.Tensor) -> torch.Tensor:
         """Per-row times as the field takes them."""
@@ -353,97 +395,178 @@ class _PerRow:
     def running(self) -> bool:
         return bool(self.active.any())
 
-    def begin(self, y: torch.Tensor) -> list[torch.Tensor] | None:
-        """The step guards of every running row (raising, or freezing the row), then the stage times."""
+    def begin(self, y: torch.Tensor) -> list[torch.Tensor] | tuple[torch.Tensor, ...] | None:
+        """The step guards of every running row (raising, or freezing the row), then the stage times
+        and the step's coefficients."""
         ctl, active = self.ctl, self.active
-        for row in np.flatnonzero(active & (self.n_steps >= ctl.max_num_steps)).tolist():
-            self.fail(Failure.max_steps(int(self.n_steps[row]), ctl.max_num_steps, ctl.phase), row)
-        dt = self.dt = np.where(np.isfinite(self.dt), self.dt, 0.0)
-        for row in np.flatnonzero(active & ~(self.t0 + dt > self.t0)).tolist():
-            self.fail(Failure.underflow(float(dt[row]), self.last_k[row], y[row], ctl.phase), row)
+        over = active & (self.n_steps >= ctl.max_num_steps)
+        if over.any():
+            for row in np.flatnonzero(over).tolist():
+                self.fail(Failure.max_steps(int(self.n_steps[row]), ctl.max_num_steps, ctl.phase), row)
+        dt = self.dt
+        if not np.isfinite(dt).all():
+            dt = self.dt = np.where(np.isfinite(dt), dt, 0.0)
+        t0 = self.t0
+        stuck = active & ~(t0 + dt > t0)
+        if stuck.any():
+            for row in np.flatnonzero(stuck).tolist():
+                self.fail(Failure.underflow(float(dt[row]), self.last_k[row], y[row], ctl.phase), row)
         if not active.any():
             return None
         step_dt = np.where(active, dt, 0.0)
-        t0, np_t, consts = self.t0, ctl.np_t, ctl.consts
+        np_t, consts = ctl.np_t, ctl.consts
         self.t1 = t1 = t0 + step_dt
-        dt_y, t0_y, t1_y = step_dt.astype(np_t), t0.astype(np_t), t1.astype(np_t)
-        stage_np = t0_y[:, None] + consts.alpha[None, :] * dt_y[:, None]
-        stage_np[:, consts.one_idx] = np.nextafter(t1_y, t1_y - np_t(1))[:, None]
+        self.dt_y = dt_y = step_dt.astype(np_t)
+        t1_y = t1.astype(np_t)
+        stage_np = t0.astype(np_t) + self.alpha_col * dt_y  # (stages, rows)
+        stage_np[consts.one_idx] = np.nextafter(t1_y, t1_y - np_t(1))
         device = y.device
-        ts = torch.from_numpy(stage_np).to(device)
+        # the coefficients: the tableau times each row's step size, in one product
+        if self.host and self.buffered:  # in place, its views made once (no graph holds them)
+            if self.own is None:
+                coef_np = np.empty((self.n_rows, *self.table.shape), dtype=np_t)
+                self.own = (coef_np, self._views(torch.from_numpy(coef_np)))
+            coef_np, self.coef = self.own
+            np.multiply(self.table, dt_y[:, None, None], out=coef_np)
+        else:
+            coef_np = self.table * dt_y[:, None, None]
+            self.coef = self._views(torch.from_numpy(coef_np).to(device))
+        self.coef_np = coef_np
+        if self.t0_shadow is None and self.dt_shadow is None:
+            ts = torch.from_numpy(stage_np)
+            if not self.host:
+                ts = ts.to(device)
+            if self.time_rows:
+                return ts.view(len(stage_np), *self.row_shape).unbind(0)
+            return ts.unbind(0)
+        # times carrying the gradient paths through the step sizes: the graph of the one controller's
+        # loop, op for op (so that the gradients accumulate in the same order)
+        ts = torch.from_numpy(np.ascontiguousarray(stage_np.T)).to(device)
         if self.t0_shadow is not None:
             ts = ts + self.t0_shadow[:, None]
         if self.dt_shadow is not None:
             ts = ts + self.alpha_t * self.dt_shadow[:, None]
-        self.dt_rows = torch.from_numpy(dt_y).to(device)
-        # differentiable on the first step
-        self.dt_t = self.dt_rows if self.dt_shadow is None else self.dt_shadow + self.dt_rows
-        self.dt_col = self.dt_t[:, None]
+            self.dt_t = self.dt_shadow + torch.from_numpy(dt_y).to(device)  # differentiable on the first step
+            self.dt_col = self.dt_t[:, None]
         return [self.at(t) for t in ts.unbind(1)]
 
     def coefficients(self, i: int) -> torch.Tensor:
-        return as_rows(self.betas[i] * self.dt_col, self.ndim)
+        if self.dt_shadow is not None:  # differentiable in the first step's size, made where it is used
+            return as_rows(self.betas[i] * self.dt_col, self.ndim)
+        return self.coef[i]
 
     def end(self, y: torch.Tensor, y1: torch.Tensor, ks: list[torch.Tensor], columns: torch.Tensor | None
             ) -> tuple[torch.Tensor, torch.Tensor]:
-        ctl, ndim, active = self.ctl, self.ndim, self.active
+        ctl, ndim, active, n_rows = self.ctl, self.ndim, self.active, self.n_rows
         device = y.device
-        self.nfe[active] += ctl.n_stages
+        self.nfe += ctl.n_stages * active
         self.last_k = last_k = ks[-1]
         stacked = columns if columns is not None else torch.stack(ks, -1)
+        host = self.host
         with torch.no_grad():
-            err = stage_dot(stacked.detach(), as_rows(self.c_error_t * self.dt_rows[:, None], ndim))
-            abs_y1 = y1.detach().abs()
-            tol = torch.maximum(self.abs_y, abs_y1).mul_(ctl.rtol_y).add_(ctl.atol_y)
-            ratio = rms_norm_rows(err.div_(tol)).cpu().numpy().astype(np.float64)  # the step's one sync
+            err = stage_dot(stacked.detach(), self.coef[-2].detach())
+            if host:  # the element-wise arithmetic in NumPy (the same IEEE operations), the mean in torch
+                abs_y1 = np.abs(y1.detach().numpy())
+                with np.errstate(all="ignore"):
+                    tol = np.maximum(self.abs_y, abs_y1)
+                    tol *= ctl.rtol_y
+                    tol += ctl.atol_y
+                    e = err.numpy()
+                    np.divide(e, tol, out=e)
+                    np.multiply(e, e, out=e)
+                    ratio = err.view(n_rows, -1).mean(1).sqrt_().numpy().astype(np.float64)  # torch's sqrt: its bits
+            else:
+                abs_y1 = y1.detach().abs()
+                tol = torch.maximum(self.abs_y, abs_y1).mul_(ctl.rtol_y).add_(ctl.atol_y)
+                ratio = rms_norm_rows(err.div_(tol)).cpu().numpy().astype(np.float64)  # the step's one sync
         accept = (ratio <= 1) & active
-        self.counts.step(bool(accept.any()))
+        any_accept = bool(accept.any())
+        self.counts.step(any_accept)
         self.accepted += accept
         self.rejected += active & ~accept
-        # outputs inside the accepted steps: the dense output, as many as each step holds
-        t0, t1, times_np, n_out = self.t0, self.t1, self.times_np, self.n_out
         j_next = self.j_next
-        out_j = j_next.copy()
-        while True:
-            emit = accept & (out_j < n_out)
-            emit &= times_np[np.minimum(out_j, n_out - 1)] <= t1
-            rows_np = np.flatnonzero(emit)
-            if not rows_np.size:
-                break
-            rows = torch.from_numpy(rows_np).to(device)
-            span = t1[rows_np] - t0[rows_np]
-            x_np = (times_np[out_j[rows_np]] - t0[rows_np]) / span
-            x = torch.from_numpy(x_np.astype(ctl.np_t)).to(device)
-            if self.t0_shadow is not None or self.dt_shadow is not None:  # x = (t - t0) / (t1 - t0): linearised
-                step = torch.from_numpy(span.astype(ctl.np_t)).to(device)
-                dx = torch.zeros_like(x)
-                if self.t0_shadow is not None:
-                    dx = dx - self.t0_shadow[rows] / step
-                if self.dt_shadow is not None:
-                    dx = dx - self.dt_shadow[rows] * x / step
-                x = x + dx
-            value = dense_rows(y[rows], y1[rows], stacked[rows], as_rows(self.dt_t[rows], ndim), as_rows(x, ndim),
-                               as_rows(self.c_mid_t.expand(len(rows_np), -1), ndim))
-            self.pieces.append((rows_np, out_j[rows_np].copy(), value))
-            out_j[rows_np] += 1
-        self.n_steps = np.where(out_j > j_next, 0, self.n_steps + active)
-        self.j_next = out_j
+        self.n_steps += active
+        plain = host and columns is not None and not y.requires_grad and not y1.requires_grad
+        if any_accept:  # outputs inside the accepted steps: the dense output, as many as each step holds
+            t0, t1, times_np, n_out = self.t0, self.t1, self.times_np, self.n_out
+            emit = accept & (times_np[np.minimum(j_next, n_out - 1)] <= t1) & (j_next < n_out)
+            if emit.any():
+                out_j = j_next.copy()
+                while True:
+                    rows_np = np.flatnonzero(emit)
+                    if not rows_np.size:
+                        break
+                    span = t1[rows_np] - t0[rows_np]
+                    x_np = ((times_np[out_j[rows_np]] - t0[rows_np]) / span).astype(ctl.np_t)
+                    if plain and self.t0_shadow is None:
+                        value = self._dense_host(rows_np, y, y1, stacked, x_np)
+                    else:
+                        value = self._dense_graph(rows_np, y, y1, stacked, x_np, span)
+                    self.pieces.append((rows_np, out_j[rows_np].copy(), value))
+                    out_j[rows_np] += 1
+                    emit &= out_j < n_out
+                    emit &= times_np[np.minimum(out_j, n_out - 1)] <= t1
+                self.n_steps[out_j > j_next] = 0
+                self.j_next = out_j
         f = ks[0]
         if accept.all():  # every row accepts: the values of the masked update below, in no operation
             y, f, self.abs_y = y1, last_k, abs_y1
-        elif accept.any():
-            acc_t = as_rows(torch.from_numpy(accept).to(device), ndim)
-            y = torch.where(acc_t, y1, y)
-            f = torch.where(acc_t, last_k, f)
-            self.abs_y = torch.where(acc_t, abs_y1, self.abs_y)
+        elif any_accept:
+            if plain and not f.requires_grad and not last_k.requires_grad:
+                acc_np = accept.reshape(self.row_shape)
+                y = torch.from_numpy(np.where(acc_np, y1.numpy(), y.numpy()))
+                f = torch.from_numpy(np.where(acc_np, last_k.numpy(), f.numpy()))
+            else:
+                acc_t = as_rows(torch.from_numpy(accept).to(device), ndim)
+                y = torch.where(acc_t, y1, y)
+                f = torch.where(acc_t, last_k, f)
+            if host:
+                self.abs_y = np.where(accept.reshape(self.row_shape), abs_y1, self.abs_y)
+            else:
+                self.abs_y = torch.where(as_rows(torch.from_numpy(accept).to(device), ndim), abs_y1, self.abs_y)
         if self.dt_shadow is not None:
             self.t0_shadow = torch.where(torch.from_numpy(accept).to(device), self.dt_shadow,
                                          torch.zeros_like(self.dt_shadow))
         self.dt_shadow = None
-        self.t0 = np.where(accept, t1, t0)
+        if any_accept:
+            self.t0 = np.where(accept, self.t1, self.t0)
         self.dt = next_step_sizes_of(self.dt, ratio, ctl.order, active)
-        self.active = self.live & (self.j_next < n_out)
+        self.active = self.live & (self.j_next < self.n_out)
         return y, f
+
+    def _dense_host(self, rows_np: np.ndarray, y: torch.Tensor, y1: torch.Tensor, stacked: torch.Tensor,
+                    x_np: np.ndarray) -> torch.Tensor:
+        """`dense.dense_rows` of some rows without a graph on the CPU: the element-wise arithmetic in
+        NumPy, the midpoint's stage sum in torch (its reduction order)."""
+        shape = (len(rows_np), *([1] * (self.ndim - 1)))
+        stages = stacked.numpy()[rows_np]
+        c_mid = self.coef_np[rows_np, -1].reshape(*shape, -1)
+        y0_r = y.numpy()[rows_np]
+        y_mid = y0_r + torch.sum(torch.from_numpy(stages) * torch.from_numpy(c_mid), dim=-1).numpy()
+        dt = self.dt_y[rows_np].reshape(shape)
+        coeffs = polynomial(y0_r, y1.numpy()[rows_np], y_mid, stages[..., 0], stages[..., -1], dt)
+        return torch.from_numpy(np.asarray(polynomial_value(y0_r, coeffs, x_np.reshape(shape))))
+
+    def _dense_graph(self, rows_np: np.ndarray, y: torch.Tensor, y1: torch.Tensor, stacked: torch.Tensor,
+                     x_np: np.ndarray, span: np.ndarray) -> torch.Tensor:
+        """`dense.dense_rows` of some rows, differentiated by autograd (the first step's size and the
+        grid-time shadows enter through x = (t - t0) / (t1 - t0), linearised)."""
+        ctl, ndim, device = self.ctl, self.ndim, y.device
+        rows = torch.from_numpy(rows_np).to(device)
+        x = torch.from_numpy(x_np).to(device)
+        if self.t0_shadow is not None or self.dt_shadow is not None:  # x = (t - t0) / (t1 - t0): linearised
+            step = torch.from_numpy(span.astype(ctl.np_t)).to(device)
+            dx = torch.zeros_like(x)
+            if self.t0_shadow is not None:
+                dx = dx - self.t0_shadow[rows] / step
+            if self.dt_shadow is not None:
+                dx = dx - self.dt_shadow[rows] * x / step
+            x = x + dx
+        dt_rows = torch.from_numpy(self.dt_y).to(device)
+        dt_t = dt_rows if self.dt_shadow is None else self.dt_t
+        c_mid = ctl.tensors[1]
+        return dense_rows(y[rows], y1[rows], stacked[rows], as_rows(dt_t[rows], ndim), as_rows(x, ndim),
+                          as_rows(c_mid.expand(len(rows_np), -1), ndim))
 
     def result(self, fill: str) -> RowsResult:
         """The outputs (unreached ones of skipped rows filled), the per-row counts and failures."""
