@@ -251,13 +251,15 @@ def next_step_sizes(dt: np.ndarray, ratio: np.ndarray, order: int) -> np.ndarray
 
     The power is Python's (the C library's `pow`, as `next_step_size`): NumPy's vectorised power
     (SIMD on x86) differs from it in the last bit for about one ratio in twenty."""
-    # (a ratio of 0 or NaN, whose power is not used, gives 0 or NaN here: the np.where below)
     powers = np.fromiter(map(pow, ratio.tolist(), itertools.repeat(1.0 / order)), np.float64, len(ratio))
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        dfactor = np.where(ratio < 1, 1.0, _DFACTOR)
-        factor = np.minimum(_IFACTOR, np.maximum(_SAFETY / powers, dfactor))
-        out = np.where(ratio == 0, dt * _IFACTOR, dt * factor)
-    return np.where(np.isnan(ratio), np.nan, out)
+        # next_step_size's branches without a branch: a ratio of 0 has power 0, factor inf, clipped to
+        # _IFACTOR (dt * _IFACTOR); a NaN ratio propagates through maximum and minimum (NaN)
+        factor = np.divide(_SAFETY, powers)
+        np.maximum(factor, np.where(ratio < 1, 1.0, _DFACTOR), out=factor)
+        np.minimum(factor, _IFACTOR, out=factor)
+        factor *= dt
+    return factor
 
 
 def next_step_sizes_of(dt: np.ndarray, ratio: np.ndarray, order: int, rows: np.ndarray) -> np.ndarray:
@@ -272,6 +274,8 @@ def next_step_sizes_of(dt: np.ndarray, ratio: np.ndarray, order: int, rows: np.n
     Returns:
         The step sizes (a new array).
     """
+    if rows.all():
+        return next_step_sizes(dt, ratio, order)
     out = dt.copy()
     index = np.flatnonzero(rows)
     out[index] = next_step_sizes(dt[index], ratio[index], order)

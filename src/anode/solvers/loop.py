@@ -21,11 +21,11 @@ outputs the step holds (the dense output) and the next step size. Two controller
   (`FAILURE_POLICIES`: "raise", naming the row, or "skip": record the row's typed error, freeze it,
   let the others go on). Each row's arithmetic is the one controller's on that row (the same IEEE
   operations in the same order), so a row's values do not depend on its batch and on a batch of one
-  row the two controllers give the same bits (`tests/test_per_sample.py`); on the CPU without a graph
-  the per-step tableau products (one (rows, stages + 2, stages + 1) product into a buffer whose views
-  are made once), the element-wise parts of the error ratio, the masked update of rejected rows and
-  the dense output run in NumPy (the same IEEE operations, a fraction of torch's dispatch cost), the
-  reductions (stage sums, each row's mean, the square root) in torch.
+  row the two controllers give the same bits (`tests/test_per_sample.py`). On the CPU without a
+  graph a small state's step runs in NumPy but for the field and the square root (the stage sums
+  and row means in torch's order, `tableaux.sum_terms`, where this machine's torch is measured to
+  add in that order, `tableaux.host_sum_lanes`); otherwise the torch stage sums of the loop, with
+  the tableau times the step sizes made in one product a step.
 
 The pieces the controllers use are written once in their own modules: the tableaux
 (`solvers.tableaux`), the step control (`solvers.control`: error norm, Hairer's initial step,
@@ -58,7 +58,16 @@ from .control import (
     select_initial_steps,
 )
 from .dense import AcceptedStep, dense_rows, interp_evaluate, polynomial, polynomial_value
-from .tableaux import FIXED_TABLEAUX, host_arrays, numpy_type, stage_dot, stage_sum
+from .tableaux import (
+    FIXED_TABLEAUX,
+    host_arrays,
+    host_mean_lanes,
+    host_sum_lanes,
+    numpy_type,
+    stage_dot,
+    stage_sum,
+    sum_terms,
+)
 
 __all__ = ["FAILURE_POLICIES", "RowsResult", "fixed_increment", "solve_adaptive", "solve_fixed", "solve_rows"]
 
@@ -191,10 +200,9 @@ def _adaptive_loop(func: VectorField, y0: torch.Tensor, ctl: StepControl, counts
     y, f = y0, control.start(func)
     buffered = not torch.is_grad_enabled() or not (y0.requires_grad or f.requires_grad
                                                    or control.dt_shadow is not None)
-    columns = y0.new_empty((*y0.shape, ctl.n_stages + 1)) if buffered else None
-    if columns is not None:  # the views, made once: k_j's column and the leading columns k_0 .. k_i
-        column, leading = columns.unbind(-1), [columns.narrow(-1, 0, n) for n in range(1, ctl.n_stages + 1)]
-    control.buffered = columns is not None
+    columns = None
+    if buffered:  # the buffer and its views, made once: k_j's column and the leading columns k_0 .. k_i
+        columns, column, leading = control.columns(y0, ctl.n_stages + 1)
     while control.running():
         stage_times = control.begin(y)
         if stage_times is None:  # every row still running failed its guards (policy "skip")
@@ -204,13 +212,14 @@ def _adaptive_loop(func: VectorField, y0: torch.Tensor, ctl: StepControl, counts
             column[0].copy_(f)
         yi = y
         for i in range(ctl.n_stages):
-            coef = control.coefficients(i)
-            if i == 0:  # a sum over one stage is that stage: the same bits with two ops fewer
-                yi = y + f * coef[..., 0]
+            if columns is not None and control.host_stages:  # NumPy on the CPU, torch's bits (see _PerRow)
+                yi = control.stage_state(i)
+            elif i == 0:  # a sum over one stage is that stage: the same bits with two ops fewer
+                yi = y + f * control.coefficients(i)[..., 0]
             elif columns is not None:
-                yi = y + stage_dot(leading[i], coef)
+                yi = y + stage_dot(leading[i], control.coefficients(i))
             else:
-                yi = y + sum_stages(ks, coef)  # as torchdiffeq, same rounding
+                yi = y + sum_stages(ks, control.coefficients(i))  # as torchdiffeq, same rounding
             k = func(stage_times[i], yi)
             counts.call()
             if k.shape != y.shape:  # (copy_ would broadcast it, torch.where too)
@@ -220,11 +229,23 @@ def _adaptive_loop(func: VectorField, y0: torch.Tensor, ctl: StepControl, counts
             if columns is not None:
                 if k.requires_grad:  # a graph after all: stack from here on (see above)
                     columns = None
-                    control.buffered = False
+                    control.drop_columns()
                 else:
                     column[i + 1].copy_(k)
         # first same as last: the last stage is evaluated at (t1, y1)
         y, f = control.end(y, yi, ks, columns)
+
+
+#: The largest state (numbers, all rows) whose per-row steps run in NumPy on the CPU (`_PerRow`): above
+#: it torch's kernels cost less than their dispatch and the per-element coefficients would grow.
+HOST_STEP_NUMEL = 4096
+
+
+def stage_columns(y0: torch.Tensor, n: int) -> tuple[torch.Tensor, tuple[torch.Tensor, ...], list[torch.Tensor]]:
+    """The loop's stage buffer laid out as torch.stack(ks, -1) for `n` stages, with the views made
+    once: each stage's column and the leading columns k_0 .. k_i of every stage sum."""
+    columns = y0.new_empty((*y0.shape, n))
+    return columns, columns.unbind(-1), [columns.narrow(-1, 0, m) for m in range(1, n)]
 
 
 class _Scalar:
@@ -235,7 +256,14 @@ class _Scalar:
     is accepted, its size h (a function of y0 and the parameters) moves every later grid time; the
     `*_shadow` tensors carry those derivatives (zero values, gradient 1 with respect to h)."""
 
-    buffered = False  # (the loop's column buffer: not used by this controller)
+    host_stages = False  # (the stage states are the loop's)
+
+    def columns(self, y0: torch.Tensor, n: int) -> tuple[torch.Tensor, tuple[torch.Tensor, ...], list[torch.Tensor]]:
+        """The loop's stage buffer (`stage_columns`)."""
+        return stage_columns(y0, n)
+
+    def drop_columns(self) -> None:
+        """The loop went over to stacking the stages: nothing to do here."""
 
     def __init__(self, y0: torch.Tensor, times: list[float], ctl: StepControl, counts: Counts) -> None:
         self.y0, self.times, self.ctl, self.counts = y0, times, ctl, counts
@@ -310,24 +338,28 @@ class _Scalar:
 
 class _PerRow:
     """One controller per row of the leading axis (see `solve_rows`): times, step sizes, step counts
-    and (on the CPU) the error ratio's element-wise arithmetic in NumPy arrays, one host
-    synchronisation a step (the vector of error ratios), finished and failed rows frozen (a step of
-    size 0, values discarded, not counted), the failure policy, and the dense output of the rows an
-    output time falls in (in NumPy without a graph on the CPU, else differentiated by autograd).
+    and (on the CPU) the step's arithmetic in NumPy arrays, one host synchronisation a step (the
+    vector of error ratios), finished and failed rows frozen (a step of size 0, values discarded,
+    not counted), the failure policy, and the dense output of the rows an output time falls in
+    (in NumPy without a graph on the CPU, else differentiated by autograd).
 
     Every row's arithmetic is the one controller's (`_Scalar`, torchdiffeq's) on that row: the same
     IEEE products, sums and reductions in the same order, so a row's values do not depend on the
-    other rows of its batch and a batch of one row has the one controller's bits. What is arranged
-    differently is only where the numbers live: the tableau times each row's step size is one
-    (rows, stages + 2, stages + 1) product a step (`table`: the RK rows, the error weights, the
-    midpoint weights), written in place into one buffer whose per-stage views are made once when
-    the solve has no graph; the element-wise parts of the error ratio (|y1|, the tolerance, the
-    scaled error and its square), the masked update of the rejected rows and the dense output run
-    in NumPy on the CPU (the same IEEE operations at a third of torch's dispatch cost), the
-    reductions (stage sums, the per-row mean) in torch."""
+    other rows of its batch and a batch of one row has the one controller's bits. Only where the
+    numbers live differs:
 
-    #: whether the loop writes the stages into its column buffer (no graph): set by `_adaptive_loop`
-    buffered = False
+    * the tableau times each row's step size (the RK rows, the error weights, the midpoint weights)
+      is one product a step;
+    * on the CPU without a graph, for a state of at most `HOST_STEP_NUMEL` numbers whose sums
+      NumPy reproduces (`tableaux.host_sum_lanes`), the step runs in NumPy but for the field and
+      the error ratio's square root: the stages in a stage-major buffer, the products written out
+      per element, the sums over the stages and each row's mean in torch's order
+      (`tableaux.sum_terms`), the tolerance, the masked update of the rejected rows and the dense
+      output element-wise (the same IEEE operations at a fraction of torch's dispatch cost);
+    * otherwise the loop's torch stage sums, with the coefficients in one buffer whose per-stage views
+      are made once (no graph), and the error ratio's element-wise parts in NumPy on the CPU.
+
+    torch's square root is kept (NumPy's rounds otherwise in the last bit for some inputs)."""
 
     def __init__(self, y0: torch.Tensor, times: list[float], ctl: StepControl, counts: Counts, failure: str,
                  axis: str, time_rows: bool, live: np.ndarray | None) -> None:
@@ -360,7 +392,22 @@ class _PerRow:
         table[n_stages], table[n_stages + 1] = consts.c_error, consts.c_mid
         self.table = table
         self.row_shape = (n_rows, *([1] * (self.ndim - 1)))
-        self.own: tuple[np.ndarray, list[torch.Tensor]] | None = None  # the in-place coefficient buffer and views
+        self.own: tuple[np.ndarray, list[torch.Tensor]] | None = None  # the in-place coefficients, their views
+        self.coef: list[torch.Tensor] | None = None
+        self.buffered = self.host_stages = False
+        # the NumPy step: torch's order of the sums over the stages and of the row mean reproduced
+        self.row_numel = y0[0].numel() if n_rows else 0
+        lanes = [host_sum_lanes(y0.dtype, n) for n in range(1, n_stages + 2)] if self.host else [None]
+        self.numpy_step = 0 < y0.numel() <= HOST_STEP_NUMEL and None not in lanes
+        self.mean_lanes = host_mean_lanes(y0.dtype, self.row_numel) if self.numpy_step else None
+        self.numpy_step = self.numpy_step and self.mean_lanes is not None
+        if self.numpy_step:
+            self.lanes = [0, *lanes]  # lanes[n]: a sum of n stages
+            # the compact tableau (RK row i: its i + 1 entries; error; midpoint), one row of coefficients each
+            rows = [table[i, :i + 1] for i in range(n_stages)] + [table[n_stages], table[n_stages + 1]]
+            self.offsets = np.cumsum([0] + [len(r) for r in rows]).tolist()
+            self.table_flat = np.concatenate(rows)[:, None]
+            self.row_size = ctl.np_t(self.row_numel)
 
     def _views(self, coef_t: torch.Tensor) -> list[torch.Tensor]:
         """The per-stage coefficients (stage i: its first i + 1 columns), the error's and the midpoint's,
@@ -386,11 +433,28 @@ class _PerRow:
         self.counts.call()
         h = select_initial_steps(func, t_start, y0, f0, ctl.order - 1, ctl.rtol, ctl.atol, time_rows=self.time_rows)
         self.counts.call()
-        self.nfe += 2 * self.live
+        self.nfe += 2 * self.live  # (the stages' calls are added in `result`: n_stages a step attempted)
         self.dt = h.detach().cpu().numpy().astype(np.float64)
         self.dt_shadow = (h - h.detach()).to(y0.dtype) if h.requires_grad else None  # d(step)/d(h), first step
         self.last_k = f0
         return f0
+
+    def columns(self, y0: torch.Tensor, n: int) -> tuple[torch.Tensor, tuple[torch.Tensor, ...], list[torch.Tensor] | None]:
+        """The loop's stage buffer when the solve has no graph: stage-major for the NumPy step (the
+        stage sums are then this controller's, `stage_state`), else the loop's own (`stage_columns`)."""
+        self.buffered = True
+        if not self.numpy_step:
+            return stage_columns(y0, n)
+        self.host_stages = True
+        buffer = y0.new_empty((n, *y0.shape))
+        self.stages_np = buffer.numpy()
+        self.coef_flat = np.empty((len(self.table_flat), y0.numel()), dtype=self.ctl.np_t)
+        self.coef_np = self.coef_flat.reshape(len(self.table_flat), *y0.shape)
+        return buffer, buffer.unbind(0), None
+
+    def drop_columns(self) -> None:
+        """The loop went over to stacking the stages (one came back with a graph)."""
+        self.buffered = self.host_stages = False
 
     def running(self) -> bool:
         return bool(self.active.any())
@@ -422,16 +486,16 @@ class _PerRow:
         stage_np[consts.one_idx] = np.nextafter(t1_y, t1_y - np_t(1))
         device = y.device
         # the coefficients: the tableau times each row's step size, in one product
-        if self.host and self.buffered:  # in place, its views made once (no graph holds them)
+        self.coef = None
+        if self.host_stages:  # per element of the state (so that the products below run contiguously)
+            np.multiply(self.table_flat, np.repeat(dt_y, self.row_numel), out=self.coef_flat)
+            self.y_np = y.detach().numpy()  # (y0 may require grad in a solve without a graph)
+        elif self.host and self.buffered:  # in place, its views made once (no graph holds them)
             if self.own is None:
                 coef_np = np.empty((self.n_rows, *self.table.shape), dtype=np_t)
                 self.own = (coef_np, self._views(torch.from_numpy(coef_np)))
-            coef_np, self.coef = self.own
-            np.multiply(self.table, dt_y[:, None, None], out=coef_np)
-        else:
-            coef_np = self.table * dt_y[:, None, None]
-            self.coef = self._views(torch.from_numpy(coef_np).to(device))
-        self.coef_np = coef_np
+            self.coef_np, self.coef = self.own
+            np.multiply(self.table, dt_y[:, None, None], out=self.coef_np)
         if self.t0_shadow is None and self.dt_shadow is None:
             ts = torch.from_numpy(stage_np)
             if not self.host:
@@ -450,32 +514,58 @@ class _PerRow:
             self.dt_col = self.dt_t[:, None]
         return [self.at(t) for t in ts.unbind(1)]
 
+    def _coefficients(self) -> list[torch.Tensor]:
+        """The step's coefficients as tensors without a graph (made on first use)."""
+        if self.coef is None:
+            self.coef_rows = self.table * self.dt_y[:, None, None]
+            self.coef = self._views(torch.from_numpy(self.coef_rows).to(self.y0.device))
+        return self.coef
+
     def coefficients(self, i: int) -> torch.Tensor:
         if self.dt_shadow is not None:  # differentiable in the first step's size, made where it is used
             return as_rows(self.betas[i] * self.dt_col, self.ndim)
-        return self.coef[i]
+        return self._coefficients()[i]
+
+    def stage_state(self, i: int) -> torch.Tensor:
+        """Stage i's state y + sum_j (dt a_ij) k_j in NumPy, the sum in torch's order: the loop's
+        `stage_dot` bit for bit (k_0 = f is the buffer's first stage)."""
+        stages, lo = self.stages_np, self.offsets[i]
+        if i == 0:
+            return torch.from_numpy(self.y_np + stages[0] * self.coef_np[lo])
+        terms = stages[:i + 1] * self.coef_np[lo:lo + i + 1]
+        return torch.from_numpy(self.y_np + sum_terms(list(terms), self.lanes[i + 1]))
 
     def end(self, y: torch.Tensor, y1: torch.Tensor, ks: list[torch.Tensor], columns: torch.Tensor | None
             ) -> tuple[torch.Tensor, torch.Tensor]:
-        ctl, ndim, active, n_rows = self.ctl, self.ndim, self.active, self.n_rows
+        ctl, ndim, active, n_rows, n_stages = self.ctl, self.ndim, self.active, self.n_rows, self.ctl.n_stages
         device = y.device
-        self.nfe += ctl.n_stages * active
         self.last_k = last_k = ks[-1]
         stacked = columns if columns is not None else torch.stack(ks, -1)
         host = self.host
-        with torch.no_grad():
-            err = stage_dot(stacked.detach(), self.coef[-2].detach())
-            if host:  # the element-wise arithmetic in NumPy (the same IEEE operations), the mean in torch
-                abs_y1 = np.abs(y1.detach().numpy())
-                with np.errstate(all="ignore"):
-                    tol = np.maximum(self.abs_y, abs_y1)
-                    tol *= ctl.rtol_y
-                    tol += ctl.atol_y
-                    e = err.numpy()
-                    np.divide(e, tol, out=e)
-                    np.multiply(e, e, out=e)
-                    ratio = err.view(n_rows, -1).mean(1).sqrt_().numpy().astype(np.float64)  # torch's sqrt: its bits
+        numpy_step = columns is not None and self.host_stages
+        if host:  # the element-wise arithmetic in NumPy (the same IEEE operations)
+            if numpy_step:
+                lo = self.offsets[n_stages]
+                e = sum_terms(list(self.stages_np * self.coef_np[lo:lo + n_stages + 1]), self.lanes[n_stages + 1])
             else:
+                e = stage_dot(stacked.detach(), self._coefficients()[-2].detach()).numpy()
+            abs_y1 = np.abs(y1.detach().numpy())
+            with np.errstate(all="ignore"):
+                tol = np.maximum(self.abs_y, abs_y1)
+                tol *= ctl.rtol_y
+                tol += ctl.atol_y
+                np.divide(e, tol, out=e)
+                np.multiply(e, e, out=e)
+                if numpy_step:  # the row mean in torch's order
+                    mean = sum_terms(list(e.reshape(n_rows, -1).T), self.mean_lanes)
+                    mean /= self.row_size
+                    mean = torch.from_numpy(mean)
+                else:
+                    mean = torch.from_numpy(e).view(n_rows, -1).mean(1)
+            ratio = mean.sqrt_().numpy().astype(np.float64)  # torch's square root (its bits); the step's one sync
+        else:
+            with torch.no_grad():
+                err = stage_dot(stacked.detach(), self._coefficients()[-2].detach())
                 abs_y1 = y1.detach().abs()
                 tol = torch.maximum(self.abs_y, abs_y1).mul_(ctl.rtol_y).add_(ctl.atol_y)
                 ratio = rms_norm_rows(err.div_(tol)).cpu().numpy().astype(np.float64)  # the step's one sync
@@ -486,7 +576,7 @@ class _PerRow:
         self.rejected += active & ~accept
         j_next = self.j_next
         self.n_steps += active
-        plain = host and columns is not None and not y.requires_grad and not y1.requires_grad
+        plain = host and columns is not None  # the stages buffered: no graph
         if any_accept:  # outputs inside the accepted steps: the dense output, as many as each step holds
             t0, t1, times_np, n_out = self.t0, self.t1, self.times_np, self.n_out
             emit = accept & (times_np[np.minimum(j_next, n_out - 1)] <= t1) & (j_next < n_out)
@@ -499,7 +589,7 @@ class _PerRow:
                     span = t1[rows_np] - t0[rows_np]
                     x_np = ((times_np[out_j[rows_np]] - t0[rows_np]) / span).astype(ctl.np_t)
                     if plain and self.t0_shadow is None:
-                        value = self._dense_host(rows_np, y, y1, stacked, x_np)
+                        value = self._dense_host(rows_np, y, y1, stacked, x_np, numpy_step)
                     else:
                         value = self._dense_graph(rows_np, y, y1, stacked, x_np, span)
                     self.pieces.append((rows_np, out_j[rows_np].copy(), value))
@@ -512,10 +602,10 @@ class _PerRow:
         if accept.all():  # every row accepts: the values of the masked update below, in no operation
             y, f, self.abs_y = y1, last_k, abs_y1
         elif any_accept:
-            if plain and not f.requires_grad and not last_k.requires_grad:
+            if plain:
                 acc_np = accept.reshape(self.row_shape)
-                y = torch.from_numpy(np.where(acc_np, y1.numpy(), y.numpy()))
-                f = torch.from_numpy(np.where(acc_np, last_k.numpy(), f.numpy()))
+                y = torch.from_numpy(np.where(acc_np, y1.detach().numpy(), y.detach().numpy()))
+                f = torch.from_numpy(np.where(acc_np, last_k.detach().numpy(), f.detach().numpy()))
             else:
                 acc_t = as_rows(torch.from_numpy(accept).to(device), ndim)
                 y = torch.where(acc_t, y1, y)
@@ -535,16 +625,23 @@ class _PerRow:
         return y, f
 
     def _dense_host(self, rows_np: np.ndarray, y: torch.Tensor, y1: torch.Tensor, stacked: torch.Tensor,
-                    x_np: np.ndarray) -> torch.Tensor:
+                    x_np: np.ndarray, numpy_step: bool) -> torch.Tensor:
         """`dense.dense_rows` of some rows without a graph on the CPU: the element-wise arithmetic in
-        NumPy, the midpoint's stage sum in torch (its reduction order)."""
+        NumPy, the midpoint's stage sum in torch's order (`sum_terms`, or torch's own)."""
         shape = (len(rows_np), *([1] * (self.ndim - 1)))
-        stages = stacked.numpy()[rows_np]
-        c_mid = self.coef_np[rows_np, -1].reshape(*shape, -1)
-        y0_r = y.numpy()[rows_np]
-        y_mid = y0_r + torch.sum(torch.from_numpy(stages) * torch.from_numpy(c_mid), dim=-1).numpy()
+        y0_r = y.detach().numpy()[rows_np]
+        if numpy_step:  # stage-major stages, coefficients per element
+            stages = self.stages_np[:, rows_np]
+            c_mid = self.coef_np[self.offsets[-2]:, rows_np]
+            y_mid = y0_r + sum_terms(list(stages * c_mid), self.lanes[-1])
+            f0, f1 = stages[0], stages[-1]
+        else:
+            stages = stacked.numpy()[rows_np]
+            c_mid = self.coef_np[rows_np, -1].reshape(*shape, -1)
+            y_mid = y0_r + torch.sum(torch.from_numpy(stages) * torch.from_numpy(c_mid), dim=-1).numpy()
+            f0, f1 = stages[..., 0], stages[..., -1]
         dt = self.dt_y[rows_np].reshape(shape)
-        coeffs = polynomial(y0_r, y1.numpy()[rows_np], y_mid, stages[..., 0], stages[..., -1], dt)
+        coeffs = polynomial(y0_r, y1.detach().numpy()[rows_np], y_mid, f0, f1, dt)
         return torch.from_numpy(np.asarray(polynomial_value(y0_r, coeffs, x_np.reshape(shape))))
 
     def _dense_graph(self, rows_np: np.ndarray, y: torch.Tensor, y1: torch.Tensor, stacked: torch.Tensor,
@@ -586,7 +683,8 @@ class _PerRow:
         for row in np.flatnonzero(self.live & ~finite).tolist():
             self.fail(Failure.non_finite(self.ctl.phase), row)
         self.failures.sort(key=lambda pair: pair[0])
-        return RowsResult(out, self.nfe, self.accepted, self.rejected, self.failures)
+        nfe = self.nfe + self.ctl.n_stages * (self.accepted + self.rejected)
+        return RowsResult(out, nfe, self.accepted, self.rejected, self.failures)
 
 
 def fixed_increment(method: str, call: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],

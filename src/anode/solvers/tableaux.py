@@ -9,7 +9,9 @@
   made once per setting in bounded caches (`solvers.caches`);
 * the arithmetic of a tableau row against the stages: `coefficients` (a row times the step size,
   on the host or the device) and `stage_dot`/`stage_sum` (torchdiffeq's stacked stage sum, bit
-  for bit).
+  for bit); `sum_terms`, the same sums of a few terms on NumPy arrays in the order of torch's CPU
+  sum kernel, used where `host_sum_lanes`/`host_mean_lanes` measured that it reproduces torch
+  (the per-row loop's NumPy step, `solvers.loop`).
 
 The step control lives in `solvers.control`, the dense output in `solvers.dense`, the loops in
 `solvers.loop`.
@@ -33,9 +35,12 @@ __all__ = [
     "adaptive_consts",
     "coefficients",
     "host_arrays",
+    "host_mean_lanes",
+    "host_sum_lanes",
     "numpy_type",
     "stage_dot",
     "stage_sum",
+    "sum_terms",
     "tableau_tensors",
 ]
 
@@ -214,3 +219,77 @@ def stage_dot(stacked: torch.Tensor, coef: torch.Tensor) -> torch.Tensor:
     if stacked.dim() == 1:
         return torch.sum(stacked * coef, dim=-1)
     return torch.linalg.vecdot(stacked, coef, dim=-1)
+
+
+def sum_terms(terms: list[np.ndarray], lanes: int) -> np.ndarray | None:
+    """The sum of n <= 7 arrays (a new array) in the order in which torch's CPU sum kernel adds the
+    n elements of a contiguous last dimension (`SumKernel.cpp`, `cascade_sum`) with SIMD vectors of
+    `lanes` elements: n < lanes, the scalar row sum with four partial sums (term k into partial
+    k % 4, the partials then added to the first); n >= lanes, one partial sum per lane over whole
+    vectors, the tail summed first and the lanes added to it. Every partial sum starts from +0.0 (so
+    a sum of -0.0 terms is +0.0, as torch's). None where the kernel would take a path not written
+    here. `host_sum_lanes` measures which `lanes` reproduces torch on this machine, if any."""
+    n = len(terms)
+    if n < lanes:
+        if n >= 8:
+            return None
+        parts = [c + 0.0 for c in terms[:4]]
+        acc = parts[0]
+        for c in terms[4:]:
+            acc += c
+        for part in parts[1:]:
+            acc += part
+        return acc
+    if n >= 2 * lanes:
+        return None
+    acc = terms[lanes] + 0.0 if n > lanes else terms[0] + 0.0
+    for c in terms[lanes + 1:]:
+        acc += c
+    for c in terms[:lanes] if n > lanes else terms[1:lanes]:
+        acc += c
+    return acc
+
+
+def _inner_sum(p: np.ndarray, lanes: int) -> np.ndarray | None:
+    """`sum_terms` over the last dimension of `p`."""
+    return sum_terms([p[..., k] for k in range(p.shape[-1])], lanes)
+
+
+@bounded_cache(maxsize=64)
+def host_sum_lanes(dtype: torch.dtype, n: int) -> int | None:
+    """The SIMD width (elements) with which `sum_terms` reproduces torch's CPU sum of products over
+    a last dimension of `n` terms (`stage_dot`) bit for bit in `dtype`, measured once on random
+    operands (signed zeros, magnitudes over 16 decades); None: none does (use torch)."""
+    np_t = numpy_type(dtype)
+    gen = np.random.default_rng(12345)
+    shape = (4096, 3, n)
+    a = (gen.standard_normal(shape) * 10.0 ** gen.uniform(-8, 8, shape)).astype(np_t)
+    b = (gen.standard_normal(shape) * 10.0 ** gen.uniform(-2, 2, shape)).astype(np_t)
+    a[gen.random(shape) < 0.05] = 0.0
+    a[gen.random(shape) < 0.05] = -0.0
+    wide = np.zeros((*shape[:-1], n + 1), dtype=np_t)  # the stages as a narrowed column buffer
+    wide[..., :n] = a
+    with torch.inference_mode(False):
+        ref = torch.linalg.vecdot(torch.from_numpy(wide).narrow(-1, 0, n), torch.from_numpy(b), dim=-1).numpy()
+        ref_sum = torch.sum(torch.from_numpy(a * b), dim=-1).numpy()
+    for lanes in (32 // a.itemsize, 64 // a.itemsize, 16 // a.itemsize):
+        got = _inner_sum(a * b, lanes)
+        if got is not None and got.tobytes() == ref.tobytes() == ref_sum.tobytes():
+            return lanes
+    return None
+
+
+@bounded_cache(maxsize=64)
+def host_mean_lanes(dtype: torch.dtype, m: int) -> int | None:
+    """As `host_sum_lanes`, for torch's CPU mean over a last dimension of `m` elements
+    (`sum_terms` divided by m): the SIMD width that reproduces it, or None (use torch)."""
+    np_t = numpy_type(dtype)
+    gen = np.random.default_rng(54321)
+    x = (gen.standard_normal((4096, m)) * 10.0 ** gen.uniform(-8, 8, (4096, m))).astype(np_t) ** 2
+    with torch.inference_mode(False):
+        ref = torch.from_numpy(x).mean(1).numpy()
+    for lanes in (32 // x.itemsize, 64 // x.itemsize, 16 // x.itemsize):
+        got = _inner_sum(x, lanes)
+        if got is not None and (got / np_t(m)).tobytes() == ref.tobytes():
+            return lanes
+    return None
