@@ -385,6 +385,8 @@ class _PerRow:
         self.alpha_t = tensors[0]
         self.betas = tensors[3:3 + n_stages]
         self.alpha_col = consts.alpha[:, None]
+        ends = consts.one_idx.tolist()  # the stages at t1 (a slice where they are consecutive)
+        self.at_end = slice(ends[0], ends[-1] + 1) if ends == list(range(ends[0], ends[-1] + 1)) else consts.one_idx
         # the tableau a step multiplies by each row's step size: RK rows 0..s-1 (zero-padded), error, midpoint
         table = np.zeros((n_stages + 2, n_stages + 1), dtype=ctl.np_t)
         for i, row in enumerate(consts.beta):
@@ -478,12 +480,12 @@ class _PerRow:
         if not active.any():
             return None
         step_dt = np.where(active, dt, 0.0)
-        np_t, consts = ctl.np_t, ctl.consts
+        np_t = ctl.np_t
         self.t1 = t1 = t0 + step_dt
         self.dt_y = dt_y = step_dt.astype(np_t)
-        t1_y = t1.astype(np_t)
-        stage_np = t0.astype(np_t) + self.alpha_col * dt_y  # (stages, rows)
-        stage_np[consts.one_idx] = np.nextafter(t1_y, t1_y - np_t(1))
+        t1_y = t1.astype(np_t, copy=False)
+        stage_np = t0.astype(np_t, copy=False) + self.alpha_col * dt_y  # (stages, rows)
+        stage_np[self.at_end] = np.nextafter(t1_y, t1_y - np_t(1))
         device = y.device
         # the coefficients: the tableau times each row's step size, in one product
         self.coef = None
@@ -533,7 +535,7 @@ class _PerRow:
         if i == 0:
             return torch.from_numpy(self.y_np + stages[0] * self.coef_np[lo])
         terms = stages[:i + 1] * self.coef_np[lo:lo + i + 1]
-        return torch.from_numpy(self.y_np + sum_terms(list(terms), self.lanes[i + 1]))
+        return torch.from_numpy(self.y_np + sum_terms(list(terms), self.lanes[i + 1], scratch=True))
 
     def end(self, y: torch.Tensor, y1: torch.Tensor, ks: list[torch.Tensor], columns: torch.Tensor | None
             ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -546,7 +548,8 @@ class _PerRow:
         if host:  # the element-wise arithmetic in NumPy (the same IEEE operations)
             if numpy_step:
                 lo = self.offsets[n_stages]
-                e = sum_terms(list(self.stages_np * self.coef_np[lo:lo + n_stages + 1]), self.lanes[n_stages + 1])
+                e = sum_terms(list(self.stages_np * self.coef_np[lo:lo + n_stages + 1]), self.lanes[n_stages + 1],
+                              scratch=True)
             else:
                 e = stage_dot(stacked.detach(), self._coefficients()[-2].detach()).numpy()
             abs_y1 = np.abs(y1.detach().numpy())
@@ -557,12 +560,12 @@ class _PerRow:
                 np.divide(e, tol, out=e)
                 np.multiply(e, e, out=e)
                 if numpy_step:  # the row mean in torch's order
-                    mean = sum_terms(list(e.reshape(n_rows, -1).T), self.mean_lanes)
+                    mean = sum_terms(list(e.reshape(n_rows, -1).T), self.mean_lanes, scratch=True)
                     mean /= self.row_size
                     mean = torch.from_numpy(mean)
                 else:
                     mean = torch.from_numpy(e).view(n_rows, -1).mean(1)
-            ratio = mean.sqrt_().numpy().astype(np.float64)  # torch's square root (its bits); the step's one sync
+            ratio = mean.sqrt_().numpy().astype(np.float64, copy=False)  # torch's square root (its bits); the step's one sync
         else:
             with torch.no_grad():
                 err = stage_dot(stacked.detach(), self._coefficients()[-2].detach())
@@ -633,7 +636,7 @@ class _PerRow:
         if numpy_step:  # stage-major stages, coefficients per element
             stages = self.stages_np[:, rows_np]
             c_mid = self.coef_np[self.offsets[-2]:, rows_np]
-            y_mid = y0_r + sum_terms(list(stages * c_mid), self.lanes[-1])
+            y_mid = y0_r + sum_terms(list(stages * c_mid), self.lanes[-1], scratch=True)
             f0, f1 = stages[0], stages[-1]
         else:
             stages = stacked.numpy()[rows_np]

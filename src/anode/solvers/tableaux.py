@@ -221,32 +221,31 @@ def stage_dot(stacked: torch.Tensor, coef: torch.Tensor) -> torch.Tensor:
     return torch.linalg.vecdot(stacked, coef, dim=-1)
 
 
-def sum_terms(terms: list[np.ndarray], lanes: int) -> np.ndarray | None:
-    """The sum of n <= 7 arrays (a new array) in the order in which torch's CPU sum kernel adds the
-    n elements of a contiguous last dimension (`SumKernel.cpp`, `cascade_sum`) with SIMD vectors of
-    `lanes` elements: n < lanes, the scalar row sum with four partial sums (term k into partial
-    k % 4, the partials then added to the first); n >= lanes, one partial sum per lane over whole
-    vectors, the tail summed first and the lanes added to it. Every partial sum starts from +0.0 (so
-    a sum of -0.0 terms is +0.0, as torch's). None where the kernel would take a path not written
-    here. `host_sum_lanes` measures which `lanes` reproduces torch on this machine, if any."""
+def sum_terms(terms: list[np.ndarray], lanes: int, *, scratch: bool = False) -> np.ndarray | None:
+    """The sum of n <= 7 arrays in the order in which torch's CPU sum kernel adds the n elements of
+    a contiguous last dimension (`SumKernel.cpp`, `cascade_sum`) with SIMD vectors of `lanes`
+    elements: n < lanes, the scalar row sum with four partial sums (term k into partial k % 4, the
+    partials then added to the first); n >= lanes, one partial sum per lane over whole vectors,
+    the tail summed first and the lanes added to it. Every partial sum starts from +0.0, so the
+    first term is added to +0.0 (a sum of -0.0 terms is +0.0, as torch's); the others need not be
+    (a sum that started from +0.0 is never -0.0, and adding -0.0 or +0.0 to it gives the same).
+    None where the kernel would take a path not written here. `host_sum_lanes` measures which
+    `lanes` reproduces torch on this machine, if any.
+
+    `scratch`: the terms are the caller's to overwrite (the sum is then written into one of them)."""
     n = len(terms)
     if n < lanes:
         if n >= 8:
             return None
-        parts = [c + 0.0 for c in terms[:4]]
-        acc = parts[0]
-        for c in terms[4:]:
-            acc += c
-        for part in parts[1:]:
-            acc += part
-        return acc
-    if n >= 2 * lanes:
+        order = [0, *range(4, n), *range(1, min(n, 4))]
+    elif n < 2 * lanes:
+        order = [*range(lanes, n), *range(lanes)]
+    else:
         return None
-    acc = terms[lanes] + 0.0 if n > lanes else terms[0] + 0.0
-    for c in terms[lanes + 1:]:
-        acc += c
-    for c in terms[:lanes] if n > lanes else terms[1:lanes]:
-        acc += c
+    first = terms[order[0]]
+    acc = np.add(first, 0.0, out=first) if scratch else first + 0.0
+    for k in order[1:]:
+        acc += terms[k]
     return acc
 
 
