@@ -370,17 +370,20 @@ class _PerRow:
         self.live = np.ones(n_rows, dtype=bool) if live is None else np.array(live, dtype=bool)
         self.times_np = np.array(times, dtype=np.float64)
         self.nfe = np.zeros(n_rows, dtype=np.int64)
-        self.accepted, self.rejected = np.zeros_like(self.nfe), np.zeros_like(self.nfe)
+        self.accepted, self.attempts = np.zeros_like(self.nfe), np.zeros_like(self.nfe)  # steps per row
         self.failures: list[tuple[int, SolverError]] = []
         self.t0 = np.full(n_rows, times[0])
-        self.n_steps = np.zeros(n_rows, dtype=np.int64)
+        # each row's steps in its output interval (attempts - mark), their maximum's upper bound
+        self.mark, self.budget_bound = np.zeros_like(self.nfe), 0
         self.j_next = np.ones(n_rows, dtype=np.int64)  # each row's next output time
+        self.next_time = np.where(self.j_next < self.n_out, self.times_np[np.minimum(1, self.n_out - 1)], np.inf)
         self.t0_shadow: torch.Tensor | None = None  # d(time)/d(h) of each row after an accepted first step
         self.host = ctl.host and y0.device.type == "cpu"
         self.abs_y = np.abs(y0.detach().numpy()) if self.host else y0.detach().abs()
         self.pieces: list[tuple[np.ndarray, np.ndarray, torch.Tensor]] = [
             (np.arange(n_rows), np.zeros(n_rows, np.int64), y0)]
         self.active = self.live & (self.j_next < self.n_out)  # the rows still integrating (the others frozen)
+        self.deferred: list[tuple[np.ndarray, ...]] = []  # dense outputs of NumPy steps, valued in `result`
         tensors, consts, n_stages = ctl.tensors, ctl.consts, ctl.n_stages
         self.alpha_t = tensors[0]
         self.betas = tensors[3:3 + n_stages]
@@ -465,10 +468,11 @@ class _PerRow:
         """The step guards of every running row (raising, or freezing the row), then the stage times
         and the step's coefficients."""
         ctl, active = self.ctl, self.active
-        over = active & (self.n_steps >= ctl.max_num_steps)
-        if over.any():
-            for row in np.flatnonzero(over).tolist():
-                self.fail(Failure.max_steps(int(self.n_steps[row]), ctl.max_num_steps, ctl.phase), row)
+        if self.budget_bound >= ctl.max_num_steps:  # some row may have used its steps: look
+            n_steps = self.attempts - self.mark
+            for row in np.flatnonzero(active & (n_steps >= ctl.max_num_steps)).tolist():
+                self.fail(Failure.max_steps(int(n_steps[row]), ctl.max_num_steps, ctl.phase), row)
+            self.budget_bound = int(n_steps[active].max(initial=0))
         dt = self.dt
         if not np.isfinite(dt).all():
             dt = self.dt = np.where(np.isfinite(dt), dt, 0.0)
@@ -576,14 +580,14 @@ class _PerRow:
         any_accept = bool(accept.any())
         self.counts.step(any_accept)
         self.accepted += accept
-        self.rejected += active & ~accept
-        j_next = self.j_next
-        self.n_steps += active
+        self.attempts += active
+        self.budget_bound += 1
         plain = host and columns is not None  # the stages buffered: no graph
         if any_accept:  # outputs inside the accepted steps: the dense output, as many as each step holds
             t0, t1, times_np, n_out = self.t0, self.t1, self.times_np, self.n_out
-            emit = accept & (times_np[np.minimum(j_next, n_out - 1)] <= t1) & (j_next < n_out)
+            emit = accept & (self.next_time <= t1)
             if emit.any():
+                j_next = self.j_next
                 out_j = j_next.copy()
                 while True:
                     rows_np = np.flatnonzero(emit)
@@ -591,16 +595,22 @@ class _PerRow:
                         break
                     span = t1[rows_np] - t0[rows_np]
                     x_np = ((times_np[out_j[rows_np]] - t0[rows_np]) / span).astype(ctl.np_t)
-                    if plain and self.t0_shadow is None:
-                        value = self._dense_host(rows_np, y, y1, stacked, x_np, numpy_step)
+                    if numpy_step:  # valued at the end, all at once (`_dense_deferred`)
+                        self._defer(rows_np, out_j[rows_np].copy(), y, y1, x_np)
                     else:
-                        value = self._dense_graph(rows_np, y, y1, stacked, x_np, span)
-                    self.pieces.append((rows_np, out_j[rows_np].copy(), value))
+                        if plain:
+                            value = self._dense_host(rows_np, y, y1, stacked, x_np)
+                        else:
+                            value = self._dense_graph(rows_np, y, y1, stacked, x_np, span)
+                        self.pieces.append((rows_np, out_j[rows_np].copy(), value))
                     out_j[rows_np] += 1
                     emit &= out_j < n_out
                     emit &= times_np[np.minimum(out_j, n_out - 1)] <= t1
-                self.n_steps[out_j > j_next] = 0
+                moved = out_j > j_next
+                self.mark[moved] = self.attempts[moved]  # a new output interval: its step budget anew
                 self.j_next = out_j
+                self.next_time = np.where(out_j < n_out, times_np[np.minimum(out_j, n_out - 1)], np.inf)
+                self.active = self.live & (out_j < n_out)
         f = ks[0]
         if accept.all():  # every row accepts: the values of the masked update below, in no operation
             y, f, self.abs_y = y1, last_k, abs_y1
@@ -624,27 +634,39 @@ class _PerRow:
         if any_accept:
             self.t0 = np.where(accept, self.t1, self.t0)
         self.dt = next_step_sizes_of(self.dt, ratio, ctl.order, active)
-        self.active = self.live & (self.j_next < self.n_out)
         return y, f
 
+    def _defer(self, rows_np: np.ndarray, outputs: np.ndarray, y: torch.Tensor, y1: torch.Tensor,
+               x_np: np.ndarray) -> None:
+        """Keep what the dense output of some rows of a NumPy step needs (their y0, y1, stages, step
+        size and abscissa): `_dense_deferred` values all of them at once, element for element the
+        same operations (so the same bits) in one pass instead of one pass a step."""
+        self.deferred.append((rows_np, outputs, y.detach().numpy()[rows_np], y1.detach().numpy()[rows_np],
+                              self.stages_np[:, rows_np], self.dt_y[rows_np], x_np))
+
+    def _dense_deferred(self) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
+        """The deferred dense outputs (`_defer`): `dense.dense_rows` in NumPy, the midpoint's stage sum
+        in torch's order (`sum_terms`), its coefficients c_mid * dt the products of the step's."""
+        rows, outputs, y0, y1, stages, dt, x = (np.concatenate(v, axis=1 if k == 4 else 0)
+                                                for k, v in enumerate(zip(*self.deferred)))
+        shape = (len(rows), *([1] * (self.ndim - 1)))
+        lo = self.offsets[-2]
+        c_mid = (self.table_flat[lo:] * np.repeat(dt, self.row_numel)).reshape(stages.shape)
+        y_mid = y0 + sum_terms(list(stages * c_mid), self.lanes[-1], scratch=True)
+        coeffs = polynomial(y0, y1, y_mid, stages[0], stages[-1], dt.reshape(shape))
+        return rows, outputs, torch.from_numpy(np.asarray(polynomial_value(y0, coeffs, x.reshape(shape))))
+
     def _dense_host(self, rows_np: np.ndarray, y: torch.Tensor, y1: torch.Tensor, stacked: torch.Tensor,
-                    x_np: np.ndarray, numpy_step: bool) -> torch.Tensor:
-        """`dense.dense_rows` of some rows without a graph on the CPU: the element-wise arithmetic in
-        NumPy, the midpoint's stage sum in torch's order (`sum_terms`, or torch's own)."""
+                    x_np: np.ndarray) -> torch.Tensor:
+        """`dense.dense_rows` of some rows without a graph on the CPU (stages laid out as the loop's):
+        the element-wise arithmetic in NumPy, the midpoint's stage sum by torch."""
         shape = (len(rows_np), *([1] * (self.ndim - 1)))
         y0_r = y.detach().numpy()[rows_np]
-        if numpy_step:  # stage-major stages, coefficients per element
-            stages = self.stages_np[:, rows_np]
-            c_mid = self.coef_np[self.offsets[-2]:, rows_np]
-            y_mid = y0_r + sum_terms(list(stages * c_mid), self.lanes[-1], scratch=True)
-            f0, f1 = stages[0], stages[-1]
-        else:
-            stages = stacked.numpy()[rows_np]
-            c_mid = self.coef_np[rows_np, -1].reshape(*shape, -1)
-            y_mid = y0_r + torch.sum(torch.from_numpy(stages) * torch.from_numpy(c_mid), dim=-1).numpy()
-            f0, f1 = stages[..., 0], stages[..., -1]
+        stages = stacked.numpy()[rows_np]
+        c_mid = self.coef_np[rows_np, -1].reshape(*shape, -1)
+        y_mid = y0_r + torch.sum(torch.from_numpy(stages) * torch.from_numpy(c_mid), dim=-1).numpy()
         dt = self.dt_y[rows_np].reshape(shape)
-        coeffs = polynomial(y0_r, y1.detach().numpy()[rows_np], y_mid, f0, f1, dt)
+        coeffs = polynomial(y0_r, y1.detach().numpy()[rows_np], y_mid, stages[..., 0], stages[..., -1], dt)
         return torch.from_numpy(np.asarray(polynomial_value(y0_r, coeffs, x_np.reshape(shape))))
 
     def _dense_graph(self, rows_np: np.ndarray, y: torch.Tensor, y1: torch.Tensor, stacked: torch.Tensor,
@@ -672,6 +694,9 @@ class _PerRow:
         """The outputs (unreached ones of skipped rows filled), the per-row counts and failures."""
         y0, n_rows, n_out = self.y0, self.n_rows, self.n_out
         device = y0.device
+        if self.deferred:
+            self.pieces.append(self._dense_deferred())
+            self.deferred = []
         flat_index = torch.from_numpy(np.concatenate([j * n_rows + i for i, j, _ in self.pieces])).to(device)
         values = torch.cat([v for _, _, v in self.pieces])
         shape = (n_out * n_rows, *y0.shape[1:])
@@ -686,8 +711,8 @@ class _PerRow:
         for row in np.flatnonzero(self.live & ~finite).tolist():
             self.fail(Failure.non_finite(self.ctl.phase), row)
         self.failures.sort(key=lambda pair: pair[0])
-        nfe = self.nfe + self.ctl.n_stages * (self.accepted + self.rejected)
-        return RowsResult(out, nfe, self.accepted, self.rejected, self.failures)
+        nfe = self.nfe + self.ctl.n_stages * self.attempts
+        return RowsResult(out, nfe, self.accepted, self.attempts - self.accepted, self.failures)
 
 
 def fixed_increment(method: str, call: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
