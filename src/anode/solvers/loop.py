@@ -408,10 +408,12 @@ class _PerRow:
         self.numpy_step = self.numpy_step and self.mean_lanes is not None
         if self.numpy_step:
             self.lanes = [0, *lanes]  # lanes[n]: a sum of n stages
-            # the compact tableau (RK row i: its i + 1 entries; error; midpoint), one row of coefficients each
+            # the compact tableau a step multiplies (RK row i: its i + 1 entries; the error weights), one
+            # row of coefficients each; the midpoint weights (for the dense output) at the end
             rows = [table[i, :i + 1] for i in range(n_stages)] + [table[n_stages], table[n_stages + 1]]
             self.offsets = np.cumsum([0] + [len(r) for r in rows]).tolist()
             self.table_flat = np.concatenate(rows)[:, None]
+            self.n_step_coefficients = self.offsets[-2]
             self.row_size = ctl.np_t(self.row_numel)
 
     def _views(self, coef_t: torch.Tensor) -> list[torch.Tensor]:
@@ -453,8 +455,8 @@ class _PerRow:
         self.host_stages = True
         buffer = y0.new_empty((n, *y0.shape))
         self.stages_np = buffer.numpy()
-        self.coef_flat = np.empty((len(self.table_flat), y0.numel()), dtype=self.ctl.np_t)
-        self.coef_np = self.coef_flat.reshape(len(self.table_flat), *y0.shape)
+        self.coef_flat = np.empty((self.n_step_coefficients, y0.numel()), dtype=self.ctl.np_t)
+        self.coef_np = self.coef_flat.reshape(self.n_step_coefficients, *y0.shape)
         return buffer, buffer.unbind(0), None
 
     def drop_columns(self) -> None:
@@ -494,7 +496,7 @@ class _PerRow:
         # the coefficients: the tableau times each row's step size, in one product
         self.coef = None
         if self.host_stages:  # per element of the state (so that the products below run contiguously)
-            np.multiply(self.table_flat, np.repeat(dt_y, self.row_numel), out=self.coef_flat)
+            np.multiply(self.table_flat[:self.n_step_coefficients], np.repeat(dt_y, self.row_numel), out=self.coef_flat)
             self.y_np = y.detach().numpy()  # (y0 may require grad in a solve without a graph)
         elif self.host and self.buffered:  # in place, its views made once (no graph holds them)
             if self.own is None:
@@ -537,9 +539,11 @@ class _PerRow:
         `stage_dot` bit for bit (k_0 = f is the buffer's first stage)."""
         stages, lo = self.stages_np, self.offsets[i]
         if i == 0:
-            return torch.from_numpy(self.y_np + stages[0] * self.coef_np[lo])
-        terms = stages[:i + 1] * self.coef_np[lo:lo + i + 1]
-        return torch.from_numpy(self.y_np + sum_terms(list(terms), self.lanes[i + 1], scratch=True))
+            state = self.y_np + stages[0] * self.coef_np[lo]
+        else:
+            state = self.y_np + sum_terms(stages[:i + 1] * self.coef_np[lo:lo + i + 1], self.lanes[i + 1], scratch=True)
+        self.state_np = state
+        return torch.from_numpy(state)
 
     def end(self, y: torch.Tensor, y1: torch.Tensor, ks: list[torch.Tensor], columns: torch.Tensor | None
             ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -552,8 +556,7 @@ class _PerRow:
         if host:  # the element-wise arithmetic in NumPy (the same IEEE operations)
             if numpy_step:
                 lo = self.offsets[n_stages]
-                e = sum_terms(list(self.stages_np * self.coef_np[lo:lo + n_stages + 1]), self.lanes[n_stages + 1],
-                              scratch=True)
+                e = sum_terms(self.stages_np * self.coef_np[lo:lo + n_stages + 1], self.lanes[n_stages + 1], scratch=True)
             else:
                 e = stage_dot(stacked.detach(), self._coefficients()[-2].detach()).numpy()
             abs_y1 = np.abs(y1.detach().numpy())
@@ -564,7 +567,7 @@ class _PerRow:
                 np.divide(e, tol, out=e)
                 np.multiply(e, e, out=e)
                 if numpy_step:  # the row mean in torch's order
-                    mean = sum_terms(list(e.reshape(n_rows, -1).T), self.mean_lanes, scratch=True)
+                    mean = sum_terms(e.reshape(n_rows, -1).T, self.mean_lanes, scratch=True)
                     mean /= self.row_size
                     mean = torch.from_numpy(mean)
                 else:
@@ -615,7 +618,11 @@ class _PerRow:
         if accept.all():  # every row accepts: the values of the masked update below, in no operation
             y, f, self.abs_y = y1, last_k, abs_y1
         elif any_accept:
-            if plain:
+            if numpy_step:  # y1 the last stage's state, y the step's start (NumPy arrays)
+                acc_np = accept.reshape(self.row_shape)
+                y = torch.from_numpy(np.where(acc_np, self.state_np, self.y_np))
+                f = torch.from_numpy(np.where(acc_np, last_k.detach().numpy(), f.detach().numpy()))
+            elif plain:
                 acc_np = accept.reshape(self.row_shape)
                 y = torch.from_numpy(np.where(acc_np, y1.detach().numpy(), y.detach().numpy()))
                 f = torch.from_numpy(np.where(acc_np, last_k.detach().numpy(), f.detach().numpy()))
@@ -652,7 +659,7 @@ class _PerRow:
         shape = (len(rows), *([1] * (self.ndim - 1)))
         lo = self.offsets[-2]
         c_mid = (self.table_flat[lo:] * np.repeat(dt, self.row_numel)).reshape(stages.shape)
-        y_mid = y0 + sum_terms(list(stages * c_mid), self.lanes[-1], scratch=True)
+        y_mid = y0 + sum_terms(stages * c_mid, self.lanes[-1], scratch=True)
         coeffs = polynomial(y0, y1, y_mid, stages[0], stages[-1], dt.reshape(shape))
         return rows, outputs, torch.from_numpy(np.asarray(polynomial_value(y0, coeffs, x.reshape(shape))))
 

@@ -221,26 +221,20 @@ def stage_dot(stacked: torch.Tensor, coef: torch.Tensor) -> torch.Tensor:
     return torch.linalg.vecdot(stacked, coef, dim=-1)
 
 
-def sum_terms(terms: list[np.ndarray], lanes: int, *, scratch: bool = False) -> np.ndarray | None:
-    """The sum of n <= 7 arrays in the order in which torch's CPU sum kernel adds the n elements of
-    a contiguous last dimension (`SumKernel.cpp`, `cascade_sum`) with SIMD vectors of `lanes`
-    elements: n < lanes, the scalar row sum with four partial sums (term k into partial k % 4, the
-    partials then added to the first); n >= lanes, one partial sum per lane over whole vectors,
-    the tail summed first and the lanes added to it. Every partial sum starts from +0.0, so the
-    first term is added to +0.0 (a sum of -0.0 terms is +0.0, as torch's); the others need not be
-    (a sum that started from +0.0 is never -0.0, and adding -0.0 or +0.0 to it gives the same).
-    None where the kernel would take a path not written here. `host_sum_lanes` measures which
-    `lanes` reproduces torch on this machine, if any.
+def sum_terms(terms: list[np.ndarray] | np.ndarray, lanes: int, *, scratch: bool = False) -> np.ndarray | None:
+    """The sum of n <= 7 arrays (a list, or an array over its first axis) in the order in which
+    torch's CPU sum kernel adds the n elements of a contiguous last dimension (`SumKernel.cpp`,
+    `cascade_sum`) with SIMD vectors of `lanes` elements: n < lanes, the scalar row sum with four
+    partial sums (term k into partial k % 4, the partials then added to the first); n >= lanes, one
+    partial sum per lane over whole vectors, the tail summed first and the lanes added to it. Every
+    partial sum starts from +0.0, so the first term is added to +0.0 (a sum of -0.0 terms is +0.0,
+    as torch's); the others need not be (a sum that started from +0.0 is never -0.0, and adding
+    -0.0 or +0.0 to it gives the same). None where the kernel would take a path not written here.
+    `host_sum_lanes` measures which `lanes` reproduces torch on this machine, if any.
 
     `scratch`: the terms are the caller's to overwrite (the sum is then written into one of them)."""
-    n = len(terms)
-    if n < lanes:
-        if n >= 8:
-            return None
-        order = [0, *range(4, n), *range(1, min(n, 4))]
-    elif n < 2 * lanes:
-        order = [*range(lanes, n), *range(lanes)]
-    else:
+    order = _sum_order(len(terms), lanes)
+    if order is None:
         return None
     first = terms[order[0]]
     acc = np.add(first, 0.0, out=first) if scratch else first + 0.0
@@ -249,9 +243,17 @@ def sum_terms(terms: list[np.ndarray], lanes: int, *, scratch: bool = False) -> 
     return acc
 
 
+@bounded_cache(maxsize=256)
+def _sum_order(n: int, lanes: int) -> tuple[int, ...] | None:
+    """The order in which `sum_terms` adds its n terms (None: a path of the kernel not written there)."""
+    if n < lanes:
+        return None if n >= 8 else (0, *range(4, n), *range(1, min(n, 4)))
+    return (*range(lanes, n), *range(lanes)) if n < 2 * lanes else None
+
+
 def _inner_sum(p: np.ndarray, lanes: int) -> np.ndarray | None:
     """`sum_terms` over the last dimension of `p`."""
-    return sum_terms([p[..., k] for k in range(p.shape[-1])], lanes)
+    return sum_terms(np.moveaxis(p, -1, 0), lanes)
 
 
 @bounded_cache(maxsize=64)
