@@ -275,8 +275,8 @@ def _add_reproduce_cnf(sub: argparse._SubParsersAction) -> None:
     cnf.add_argument("--out", required=True, type=_out_dir, help="output folder (rerunning resumes it)")
     size = cnf.add_mutually_exclusive_group()
     size.add_argument("--budget", choices=CNF_BUDGETS, default="default",
-                      help="default: 3 repeats, about 5 min on 2 CPU cores; full: 6 repeats x 1,000 iterations "
-                           "(about 40 min, estimated); smoke: seconds, for tests")
+                      help="default: 3 repeats, about 4 min on 2 CPU cores; full: 6 repeats x 1,000 iterations "
+                           "(about 27 min on 2 CPU cores); smoke: seconds, for tests")
     size.add_argument("--full", action="store_true", help="more repeats and iterations (same as --budget full)")
     cnf.add_argument("--jobs", type=_positive_int, default=None,
                      help="runs trained at once in worker processes (default: the number of CPU cores)")

@@ -468,8 +468,8 @@ def reproduce_cnf(out_dir: str | os.PathLike[str], *, budget: str = "default", j
     Arguments:
         out_dir: runs go to `out_dir/runs/`, the report to `out_dir/report.{md,html}` with figures in
             `out_dir/figures/` and the numbers in `out_dir/summary.json`.
-        budget: "default" (3 repeats x 300 iterations: 5.6 min on 2 CPU cores, 2026-12-07), "full" (6 repeats x
-            1,000 iterations; about 40 min, estimated from the default, not run) or "smoke" (seconds, for tests).
+        budget: "default" (3 repeats x 300 iterations: about 4 min on 2 CPU cores, 2026-12-07), "full" (6 repeats
+            x 1,000 iterations: 27 min on 2 CPU cores, 2026-12-07) or "smoke" (seconds, for tests).
         jobs: runs trained at once in worker processes, one thread each (default: the number of CPU cores).
         progress: a line per finished run.
         fresh: move the previous `out_dir` aside to `<out_dir>.old-<YYYYmmdd-HHMMSS>` and start afresh.
