@@ -559,7 +559,7 @@ class _PerRow:
                 e = sum_terms(self.stages_np * self.coef_np[lo:lo + n_stages + 1], self.lanes[n_stages + 1], scratch=True)
             else:
                 e = stage_dot(stacked.detach(), self._coefficients()[-2].detach()).numpy()
-            abs_y1 = np.abs(y1.detach().numpy())
+            abs_y1 = np.abs(self.state_np if numpy_step else y1.detach().numpy())
             with np.errstate(all="ignore"):
                 tol = np.maximum(self.abs_y, abs_y1)
                 tol *= ctl.rtol_y
@@ -618,10 +618,10 @@ class _PerRow:
         if accept.all():  # every row accepts: the values of the masked update below, in no operation
             y, f, self.abs_y = y1, last_k, abs_y1
         elif any_accept:
-            if numpy_step:  # y1 the last stage's state, y the step's start (NumPy arrays)
+            if numpy_step:  # y1 the last stage's state, y the step's start; f and the last stage in the buffer
                 acc_np = accept.reshape(self.row_shape)
                 y = torch.from_numpy(np.where(acc_np, self.state_np, self.y_np))
-                f = torch.from_numpy(np.where(acc_np, last_k.detach().numpy(), f.detach().numpy()))
+                f = torch.from_numpy(np.where(acc_np, self.stages_np[-1], self.stages_np[0]))
             elif plain:
                 acc_np = accept.reshape(self.row_shape)
                 y = torch.from_numpy(np.where(acc_np, y1.detach().numpy(), y.detach().numpy()))
