@@ -400,21 +400,29 @@ class _PerRow:
         self.own: tuple[np.ndarray, list[torch.Tensor]] | None = None  # the in-place coefficients, their views
         self.coef: list[torch.Tensor] | None = None
         self.buffered = self.host_stages = False
-        # the NumPy step: torch's order of the sums over the stages and of the row mean reproduced
         self.row_numel = y0[0].numel() if n_rows else 0
-        lanes = [host_sum_lanes(y0.dtype, n) for n in range(1, n_stages + 2)] if self.host else [None]
-        self.numpy_step = 0 < y0.numel() <= HOST_STEP_NUMEL and None not in lanes
-        self.mean_lanes = host_mean_lanes(y0.dtype, self.row_numel) if self.numpy_step else None
-        self.numpy_step = self.numpy_step and self.mean_lanes is not None
-        if self.numpy_step:
-            self.lanes = [0, *lanes]  # lanes[n]: a sum of n stages
-            # the compact tableau a step multiplies (RK row i: its i + 1 entries; the error weights), one
-            # row of coefficients each; the midpoint weights (for the dense output) at the end
-            rows = [table[i, :i + 1] for i in range(n_stages)] + [table[n_stages], table[n_stages + 1]]
-            self.offsets = np.cumsum([0] + [len(r) for r in rows]).tolist()
-            self.table_flat = np.concatenate(rows)[:, None]
-            self.n_step_coefficients = self.offsets[-2]
-            self.row_size = ctl.np_t(self.row_numel)
+
+    def _numpy_step(self) -> bool:
+        """Whether this solve's steps without a graph can run in NumPy: a small CPU state whose sums
+        over the stages and row means NumPy reproduces in torch's order (measured once per dtype and
+        length, `tableaux.host_sum_lanes`); then the lanes and the compact tableau are set up."""
+        ctl, y0, n_stages = self.ctl, self.y0, self.ctl.n_stages
+        if not (self.host and 0 < y0.numel() <= HOST_STEP_NUMEL):
+            return False
+        lanes = [host_sum_lanes(y0.dtype, n) for n in range(1, n_stages + 2)]
+        self.mean_lanes = host_mean_lanes(y0.dtype, self.row_numel)
+        if None in lanes or self.mean_lanes is None:
+            return False
+        self.lanes = [0, *lanes]  # lanes[n]: a sum of n stages
+        # the compact tableau a step multiplies (RK row i: its i + 1 entries; the error weights), one
+        # row of coefficients each; the midpoint weights (for the dense output) at the end
+        table = self.table
+        rows = [table[i, :i + 1] for i in range(n_stages)] + [table[n_stages], table[n_stages + 1]]
+        self.offsets = np.cumsum([0] + [len(r) for r in rows]).tolist()
+        self.table_flat = np.concatenate(rows)[:, None]
+        self.n_step_coefficients = self.offsets[-2]
+        self.row_size = ctl.np_t(self.row_numel)
+        return True
 
     def _views(self, coef_t: torch.Tensor) -> list[torch.Tensor]:
         """The per-stage coefficients (stage i: its first i + 1 columns), the error's and the midpoint's,
@@ -450,7 +458,7 @@ class _PerRow:
         """The loop's stage buffer when the solve has no graph: stage-major for the NumPy step (the
         stage sums are then this controller's, `stage_state`), else the loop's own (`stage_columns`)."""
         self.buffered = True
-        if not self.numpy_step:
+        if not self._numpy_step():
             return stage_columns(y0, n)
         self.host_stages = True
         buffer = y0.new_empty((n, *y0.shape))

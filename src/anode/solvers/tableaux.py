@@ -263,7 +263,7 @@ def host_sum_lanes(dtype: torch.dtype, n: int) -> int | None:
     operands (signed zeros, magnitudes over 16 decades); None: none does (use torch)."""
     np_t = numpy_type(dtype)
     gen = np.random.default_rng(12345)
-    shape = (4096, 3, n)
+    shape = (1024, 2, n)
     a = (gen.standard_normal(shape) * 10.0 ** gen.uniform(-8, 8, shape)).astype(np_t)
     b = (gen.standard_normal(shape) * 10.0 ** gen.uniform(-2, 2, shape)).astype(np_t)
     a[gen.random(shape) < 0.05] = 0.0
@@ -286,7 +286,7 @@ def host_mean_lanes(dtype: torch.dtype, m: int) -> int | None:
     (`sum_terms` divided by m): the SIMD width that reproduces it, or None (use torch)."""
     np_t = numpy_type(dtype)
     gen = np.random.default_rng(54321)
-    x = (gen.standard_normal((4096, m)) * 10.0 ** gen.uniform(-8, 8, (4096, m))).astype(np_t) ** 2
+    x = (gen.standard_normal((2048, m)) * 10.0 ** gen.uniform(-8, 8, (2048, m))).astype(np_t) ** 2
     with torch.inference_mode(False):
         ref = torch.from_numpy(x).mean(1).numpy()
     for lanes in (32 // x.itemsize, 64 // x.itemsize, 16 // x.itemsize):
