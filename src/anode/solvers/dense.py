@@ -17,7 +17,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .tableaux import AdaptiveConsts, coefficients, host_arrays, stage_sum
+from .control import as_rows
+from .tableaux import AdaptiveConsts, coefficients, host_arrays, product_sum, stage_sum
 
 #: The dense output's operands: tensors, or NumPy arrays on the host (the same IEEE operations).
 Array = torch.Tensor | np.ndarray
@@ -168,10 +169,22 @@ def interp_evaluate(step: AcceptedStep, t: float, np_t: type, dtype: torch.dtype
     return value + (g - g.detach())
 
 
-def dense_rows(y0: torch.Tensor, y1: torch.Tensor, stacked: torch.Tensor, dt: torch.Tensor, x: torch.Tensor,
-                c_mid: torch.Tensor) -> torch.Tensor:
-    """torchdiffeq's 4th-order dense output (`_interp_fit`, `_interp_evaluate`) of some rows' steps,
-    by the same operations, differentiable: per-row step sizes `dt` and abscissae `x` shaped to
-    broadcast (rows, 1, ..., 1), stages stacked on the last dimension, `c_mid` (rows, ..., stages)."""
-    y_mid = y0 + torch.sum(stacked * (c_mid * dt.unsqueeze(-1)), dim=-1)
-    return polynomial_value(y0, polynomial(y0, y1, y_mid, stacked[..., 0], stacked[..., -1], dt), x)
+def dense_rows(y0: torch.Tensor, y1: torch.Tensor, ks: list[torch.Tensor], dt: torch.Tensor, x: torch.Tensor,
+               c_mid: torch.Tensor) -> torch.Tensor:
+    """torchdiffeq's 4th-order dense output (`_interp_fit`, `_interp_evaluate`) of every row's step,
+    by the same operations, differentiable (each per-row vector viewed where it is used, as the
+    stacked ensembles' solves recorded before, so that the gradients add up as theirs did).
+
+    Arguments:
+        y0, y1: the rows' states at the step's start and end, rows on the leading axis.
+        ks: the step's stages (the first and last are the slopes at the start and the end).
+        dt: the rows' step sizes, (rows,).
+        x: the fractions of the rows' steps, (rows,).
+        c_mid: the midpoint weights of the method, (stages,).
+
+    Returns:
+        The values, like `y0`.
+    """
+    ndim = y0.dim()
+    y_mid = y0 + product_sum(ks, as_rows(c_mid * dt.view(-1, 1), ndim))
+    return polynomial_value(y0, polynomial(y0, y1, y_mid, ks[0], ks[-1], as_rows(dt, ndim)), as_rows(x, ndim))

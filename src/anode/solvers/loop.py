@@ -64,6 +64,7 @@ from .tableaux import (
     host_mean_lanes,
     host_sum_lanes,
     numpy_type,
+    product_sum,
     stage_dot,
     stage_sum,
     sum_terms,
@@ -133,7 +134,7 @@ class RowsResult:
 def solve_rows(func: VectorField, y0: torch.Tensor, times: list[float], ctl: StepControl, counts: Counts, *,
                failure: str = "raise", axis: str = "sample", time_rows: bool = True,
                live: np.ndarray | None = None, fill: str = "nan",
-               sum_stages: Callable[[list[torch.Tensor], torch.Tensor], torch.Tensor] = stage_sum) -> RowsResult:
+               sum_stages: Callable[[list[torch.Tensor], torch.Tensor], torch.Tensor] = product_sum) -> RowsResult:
     """The adaptive loop with one controller per row of the leading axis (a sample, an ensemble member).
 
     Every row still integrating takes its own step: its own size, stage times, error ratio (the RMS
@@ -161,7 +162,8 @@ def solve_rows(func: VectorField, y0: torch.Tensor, times: list[float], ctl: Ste
         time_rows: pass `t` shaped (rows, 1, ..., 1) (else as a vector (rows,)).
         live: the rows to integrate (default all); the others keep their initial state, no counts.
         fill: what a skipped row's unreached outputs hold: "nan" or "initial" (its initial state).
-        sum_stages: the stage sum of a solve with a graph (as `solve_adaptive`'s).
+        sum_stages: the stage sum of a solve with a graph (`tableaux.product_sum`: the ensemble's and
+            per-sample solves' gradients as recorded).
 
     Returns:
         A `RowsResult`.
@@ -214,7 +216,9 @@ def _adaptive_loop(func: VectorField, y0: torch.Tensor, ctl: StepControl, counts
         for i in range(ctl.n_stages):
             if columns is not None and control.host_stages:  # NumPy on the CPU, torch's bits (see _PerRow)
                 yi = control.stage_state(i)
-            elif i == 0:  # a sum over one stage is that stage: the same bits with two ops fewer
+            elif i == 0 and (columns is not None or control.first_stage_shortcut):  # a sum over one stage is
+                # that stage: the same values with two ops fewer (with a graph, the per-row loop sums it as the
+                # other stages, so that the gradients accumulate as in the ensemble solves recorded before)
                 yi = y + f * control.coefficients(i)[..., 0]
             elif columns is not None:
                 yi = y + stage_dot(leading[i], control.coefficients(i))
@@ -257,6 +261,7 @@ class _Scalar:
     `*_shadow` tensors carry those derivatives (zero values, gradient 1 with respect to h)."""
 
     host_stages = False  # (the stage states are the loop's)
+    first_stage_shortcut = True  # y + f * (dt a_00): torchdiffeq's bits, two ops fewer
 
     def columns(self, y0: torch.Tensor, n: int) -> tuple[torch.Tensor, tuple[torch.Tensor, ...], list[torch.Tensor]]:
         """The loop's stage buffer (`stage_columns`)."""
@@ -360,6 +365,8 @@ class _PerRow:
       are made once (no graph), and the error ratio's element-wise parts in NumPy on the CPU.
 
     torch's square root is kept (NumPy's rounds otherwise in the last bit for some inputs)."""
+
+    first_stage_shortcut = False  # with a graph, stage 0 goes through the stage sum too (`_adaptive_loop`)
 
     def __init__(self, y0: torch.Tensor, times: list[float], ctl: StepControl, counts: Counts, failure: str,
                  axis: str, time_rows: bool, live: np.ndarray | None) -> None:
@@ -527,7 +534,6 @@ class _PerRow:
         if self.dt_shadow is not None:
             ts = ts + self.alpha_t * self.dt_shadow[:, None]
             self.dt_t = self.dt_shadow + torch.from_numpy(dt_y).to(device)  # differentiable on the first step
-            self.dt_col = self.dt_t[:, None]
         return [self.at(t) for t in ts.unbind(1)]
 
     def _coefficients(self) -> list[torch.Tensor]:
@@ -539,7 +545,8 @@ class _PerRow:
 
     def coefficients(self, i: int) -> torch.Tensor:
         if self.dt_shadow is not None:  # differentiable in the first step's size, made where it is used
-            return as_rows(self.betas[i] * self.dt_col, self.ndim)
+            # (a view of dt_t per stage, as the ensembles' solves recorded before: the gradients add up as theirs)
+            return as_rows(self.betas[i] * self.dt_t[:, None], self.ndim)
         return self._coefficients()[i]
 
     def stage_state(self, i: int) -> torch.Tensor:
@@ -612,7 +619,7 @@ class _PerRow:
                         if plain:
                             value = self._dense_host(rows_np, y, y1, stacked, x_np)
                         else:
-                            value = self._dense_graph(rows_np, y, y1, stacked, x_np, span)
+                            value = self._dense_graph(rows_np, y, y1, ks, x_np, span)
                         self.pieces.append((rows_np, out_j[rows_np].copy(), value))
                     out_j[rows_np] += 1
                     emit &= out_j < n_out
@@ -642,9 +649,12 @@ class _PerRow:
                 self.abs_y = np.where(accept.reshape(self.row_shape), abs_y1, self.abs_y)
             else:
                 self.abs_y = torch.where(as_rows(torch.from_numpy(accept).to(device), ndim), abs_y1, self.abs_y)
-        if self.dt_shadow is not None:
-            self.t0_shadow = torch.where(torch.from_numpy(accept).to(device), self.dt_shadow,
-                                         torch.zeros_like(self.dt_shadow))
+        if self.dt_shadow is not None:  # the rows that moved carry d(time)/d(h) from now on (the ensembles' ops)
+            if accept.all():
+                self.t0_shadow = _plus(self.t0_shadow, self.dt_shadow)
+            elif any_accept:
+                moved = torch.where(torch.from_numpy(accept).to(device), self.dt_shadow, torch.zeros_like(self.dt_shadow))
+                self.t0_shadow = _plus(self.t0_shadow, moved)
         self.dt_shadow = None
         if any_accept:
             self.t0 = np.where(accept, self.t1, self.t0)
@@ -684,26 +694,30 @@ class _PerRow:
         coeffs = polynomial(y0_r, y1.detach().numpy()[rows_np], y_mid, stages[..., 0], stages[..., -1], dt)
         return torch.from_numpy(np.asarray(polynomial_value(y0_r, coeffs, x_np.reshape(shape))))
 
-    def _dense_graph(self, rows_np: np.ndarray, y: torch.Tensor, y1: torch.Tensor, stacked: torch.Tensor,
+    def _dense_graph(self, rows_np: np.ndarray, y: torch.Tensor, y1: torch.Tensor, ks: list[torch.Tensor],
                      x_np: np.ndarray, span: np.ndarray) -> torch.Tensor:
-        """`dense.dense_rows` of some rows, differentiated by autograd (the first step's size and the
-        grid-time shadows enter through x = (t - t0) / (t1 - t0), linearised)."""
-        ctl, ndim, device = self.ctl, self.ndim, y.device
-        rows = torch.from_numpy(rows_np).to(device)
-        x = torch.from_numpy(x_np).to(device)
-        if self.t0_shadow is not None or self.dt_shadow is not None:  # x = (t - t0) / (t1 - t0): linearised
-            step = torch.from_numpy(span.astype(ctl.np_t)).to(device)
+        """`dense.dense_rows` differentiated by autograd, valued on every row (x = 0 on the rows that hold
+        no output) and read at `rows_np`: the operations, and so the gradients' rounding, of the stacked
+        ensembles' solves recorded before. The first step's size and the grid-time shadows enter through
+        x = (t - t0) / (t1 - t0), linearised: dx/dt0 = -1 / span and dx/d(span) = -x / span, taken in
+        float64 and rounded once to the state's dtype."""
+        ctl, device, n_rows = self.ctl, y.device, self.n_rows
+        x_all = np.zeros(n_rows, dtype=ctl.np_t)
+        x_all[rows_np] = x_np
+        x = torch.from_numpy(x_all).to(device)
+        if self.t0_shadow is not None or self.dt_shadow is not None:
+            span_all = np.ones(n_rows)
+            span_all[rows_np] = span
             dx = torch.zeros_like(x)
             if self.t0_shadow is not None:
-                dx = dx - self.t0_shadow[rows] / step
+                dx = dx + self.t0_shadow * torch.from_numpy((-1.0 / span_all).astype(ctl.np_t)).to(device)
             if self.dt_shadow is not None:
-                dx = dx - self.dt_shadow[rows] * x / step
+                slope = -x_all.astype(np.float64) / span_all
+                dx = dx + self.dt_shadow * torch.from_numpy(slope.astype(ctl.np_t)).to(device)
             x = x + dx
-        dt_rows = torch.from_numpy(self.dt_y).to(device)
-        dt_t = dt_rows if self.dt_shadow is None else self.dt_t
-        c_mid = ctl.tensors[1]
-        return dense_rows(y[rows], y1[rows], stacked[rows], as_rows(dt_t[rows], ndim), as_rows(x, ndim),
-                          as_rows(c_mid.expand(len(rows_np), -1), ndim))
+        dt_t = torch.from_numpy(self.dt_y).to(device) if self.dt_shadow is None else self.dt_t
+        value = dense_rows(y, y1, ks, dt_t, x, ctl.tensors[1])
+        return value[torch.from_numpy(rows_np).to(device)]
 
     def result(self, fill: str) -> RowsResult:
         """The outputs (unreached ones of skipped rows filled), the per-row counts and failures."""

@@ -38,6 +38,7 @@ __all__ = [
     "host_mean_lanes",
     "host_sum_lanes",
     "numpy_type",
+    "product_sum",
     "stage_dot",
     "stage_sum",
     "sum_terms",
@@ -211,6 +212,14 @@ def stage_sum(ks: list[torch.Tensor], coef: torch.Tensor) -> torch.Tensor:
     stacked stages), so that the rounding, and hence the float32 gradient noise, is the same.
     (`linalg.vecdot` is that product and sum, in one call from Python.)"""
     return stage_dot(torch.stack(ks, -1), coef)
+
+
+def product_sum(ks: list[torch.Tensor], coef: torch.Tensor) -> torch.Tensor:
+    """`torch.sum(torch.stack(ks, -1) * coef, dim=-1)` as written: the per-row loop's stage sum with a
+    graph, whose coefficients broadcast over the rows' other dimensions. Its values are `stage_sum`'s;
+    its backward (the multiplication's reduction of the coefficients' gradient) rounds as the
+    ensemble solves and per-sample solves recorded before `linalg.vecdot` have."""
+    return torch.sum(torch.stack(ks, -1) * coef, dim=-1)
 
 
 def stage_dot(stacked: torch.Tensor, coef: torch.Tensor) -> torch.Tensor:

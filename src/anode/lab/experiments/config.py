@@ -536,7 +536,15 @@ class ExperimentConfig:
         return dataclasses.replace(self, repeats=repeats if repeats is not None else self.repeats, train=train)
 
     def to_dict(self) -> dict[str, Any]:
+        """The config as plain data (what `experiment.json` holds; `parse_config` reads it back).
+
+        `solver.sample_failure` is written only when it is not its default ("raise"): a setting added
+        after reports were committed leaves their `experiment.json` as it was, as it leaves run
+        fingerprints (`fingerprint._solver_part`).
+        """
         out = dataclasses.asdict(self)
+        if out["solver"].get("sample_failure") == "raise":
+            del out["solver"]["sample_failure"]
         kinds = {cls: kind for kind, cls in DATASET_KINDS.items()}
         out["datasets"] = [{"kind": kinds[type(d)], **dataclasses.asdict(d)} for d in self.datasets]
         return out

@@ -532,9 +532,9 @@ def reproduce_cnf(out_dir: str | os.PathLike[str], *, budget: str = "default", j
         f"Wall time of this invocation: {elapsed / 60:.1f} min (training and evaluation {train_time / 60:.1f} min).",
         runs_line(aggregates),
         "The test log-likelihood of the claims is exact for a CNF and the importance-weighted bound (K = "
-        f"{train.iw_samples}) for an augmented CNF, in nats; eval loss in the results table is minus it; last-epoch loss is the training loss (negative log-likelihood or negative "
-        "ELBO) averaged over the last tenth of the iterations; NFE growth is the mean forward NFE of the last tenth of "
-        "training over the first tenth.",
+        f"{train.iw_samples}) for an augmented CNF, in nats; eval loss in the results table is minus it; "
+        "last-epoch loss is the training loss (negative log-likelihood or negative ELBO) averaged over the last "
+        "tenth of the iterations; NFE growth is the mean forward NFE of the last tenth of training over the first tenth.",
         f"Verdicts are computed from the numbers below (anode.lab.claims, declared in configs/cnf/claims.toml). {VERDICT_RULE}",
     ]
     write_json(out / "summary.json", {"budget": budget, "note": note, "machine": machine_description(), "wall_time_s": elapsed,
