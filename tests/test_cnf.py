@@ -100,17 +100,28 @@ def test_the_closed_form_trace_of_mlps_of_any_depth(layers: int) -> None:
     torch.testing.assert_close(frob, frob_ref, rtol=1e-13, atol=1e-13)
 
 
-def test_the_closed_form_trace_is_differentiable_and_used_by_the_cnf() -> None:
+def test_the_closed_form_trace_is_differentiable_and_used_by_the_cnf(monkeypatch: pytest.MonkeyPatch) -> None:
     field = mlp_field(2)
     z, t = points(4, 2, 6).requires_grad_(True), torch.tensor(0.4, dtype=torch.float64, requires_grad=True)
     spec = field.fused_mlp()
     assert torch.autograd.gradcheck(lambda zz, tt, *ps: mlp_trace(MLPField(ps[::2], ps[1::2], "tanh", True), tt, zz)[1],
                                     (z, t, *spec.params))
-    # a CNF of an ODEFunc takes the closed form; the same field behind a wrapper takes autograd: same density
+    # a CNF of an ODEFunc takes the closed form (autograd's trace never runs); the same field behind a
+    # wrapper takes autograd: the same density
     wrapped = nn.Sequential()
     wrapped.forward = lambda tt, zz: field(tt, zz)  # type: ignore[method-assign]
     x = points(5, 2, 7)
-    closed, generic = (anode.CNF(f, dim=2, solver=tight()).log_prob(x) for f in (field, wrapped))
+    calls = []
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return exact_trace(*args, **kwargs)
+
+    monkeypatch.setattr(anode.models.cnf, "exact_trace", counted)
+    closed = anode.CNF(field, dim=2, solver=tight()).log_prob(x)
+    assert calls == []
+    generic = anode.CNF(wrapped, dim=2, solver=tight()).log_prob(x)
+    assert calls
     torch.testing.assert_close(closed, generic, rtol=0, atol=1e-8)
     with pytest.raises(ValueError, match="from R\\^dim to R\\^dim"):
         mlp_trace(spec, torch.tensor(0.0, dtype=torch.float64), points(4, 3, 0))

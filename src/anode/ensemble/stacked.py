@@ -160,7 +160,7 @@ class _ReluMLP(torch.autograd.Function):
         if need[0] or need[1]:
             gx = torch.bmm(g1, w1)
             if ctx.timed:
-                grads[0] = (gx[..., 0].sum(1) if ctx.timed == 1 else gx[..., 0]) if need[0] else None
+                grads[0] = (gx[..., :1].sum((1, 2)) if ctx.timed == 1 else gx[..., 0]) if need[0] else None
                 gx = gx[..., 1:]
             grads[1] = gx if need[1] else None
         return tuple(grads)
