@@ -35,21 +35,17 @@ is itself recorded (`create_graph=True`), the solve is differentiated again by a
 `solvers.rk` (the same forward bits; its evaluations count as backward NFE), so higher derivatives
 exist; forward-mode AD and `torch.func` transforms are not supported by the fused solve.
 
-What is shared and what is its own: the tableaux (`solvers.tableaux`), the step control (the
-`StepControl` guards, stage times and error ratio, Hairer's initial step `select_initial_step`,
-`next_step_size`; `solvers.control`) and the dense output (`AcceptedStep`, `interp_value`,
-`interp_weights`; `solvers.dense`) are the shared modules'; only the row buffers (`_Rows`, `_Pool`),
-the evaluator writing into them (`_Field`), the tape and the hand-written backward (`_Reverse`,
-including the derivative of the initial step selection) are this module's. Its forward loop
-(`_forward`) is not `solvers.loop`'s adaptive loop because what it does per stage is different in
-kind, not in numbers: it evaluates the field layer by layer into preallocated rows that the backward
-reads (the layer inputs and activations of every accepted stage, at row indices fixed by the step
-count, a rejected attempt's rows overwritten), computes all stage coefficients of a step in one
-NumPy product, runs under inference mode, and records per accepted step what the backward needs
-(the step, whether its size is h, the abscissae of the outputs); the shared loop calls an opaque
-field on autograd tensors and keeps none of that. Routing it through the shared loop's controller
-would put a callback per stage in the hot path of the toy training iteration, which this module
-exists to make fast.
+What is shared and what is its own: the loop is `solvers.loop`'s one adaptive loop
+(`loop.adaptive_loop`) with its one-controller step control (`loop.ScalarControl`: the step guards,
+error ratio, accept/reject, dense outputs and next step size), over the shared tableaux
+(`solvers.tableaux`), step control (`solvers.control`: Hairer's initial step `select_initial_step`,
+`next_step_size`, the error norm) and dense output (`solvers.dense`). This module's controller
+(`_Control`, a `ScalarControl`) adds only what is special to it: the row buffers (`_Rows`, `_Pool`)
+that the field is evaluated into by layer (`_Field`; each stage's input is written straight into its
+row, a rejected attempt's rows are overwritten), a step's stage coefficients in one NumPy product,
+and the tape of what the backward needs (the accepted steps, whether the first one's size is h, the
+outputs' abscissae); then the hand-written backward (`_Reverse`, including the derivative of the
+initial step selection).
 
 Where the time goes (CPU, one thread): the forward keeps every tensor operation of `solvers.rk`
 (that is what makes it bitwise), runs it under `torch.inference_mode` and writes stage inputs and
@@ -63,19 +59,20 @@ the evaluator of an `MLPField` while its weights keep their storage) are made on
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from ..config import SolverConfig
-from .base import NFE, all_finite
+from .base import NFE, VectorField, all_finite
 from .caches import bounded_cache, register_clear
-from .control import Counts, Failure, InitialStep, StepControl, next_step_size, select_initial_step
+from .control import Counts, Failure, InitialStep, StepControl, select_initial_step
 from .dense import AcceptedStep, interp_value, interp_weights
+from .loop import ScalarControl, adaptive_loop
 from .rk import check_inputs, integrate
-from .tableaux import ADAPTIVE_TABLEAUX, adaptive_consts, numpy_type
+from .tableaux import ADAPTIVE_TABLEAUX, adaptive_consts, numpy_type, stage_sum
 
 __all__ = ["ACTIVATIONS", "MLPField", "fusable", "solve"]
 
@@ -418,93 +415,111 @@ def _start_time(t0: float, dtype: torch.dtype, device: torch.device) -> tuple[to
         return t, t.to(dtype)
 
 
+class _Control(ScalarControl):
+    """The one-controller adaptive loop's controller (`loop.ScalarControl`: the step guards, error
+    ratio, accept/reject, outputs and next step as there) in `_Rows`: f0, the probe and every stage
+    are evaluated into rows (`stage_state` writes a stage's input into its row, `evaluate` is the
+    loop's field), a step's stage times go into its rows' time column at once, its coefficients are
+    one NumPy product, and the accepted steps and output abscissae are recorded on `tape` (without
+    one, two blocks of rows serve the steps in turn)."""
+
+    host_stages = True  # the stage inputs are written into the rows (`stage_state`)
+
+    def __init__(self, spec: MLPField, y0: torch.Tensor, times: list[float], ctl: StepControl, counts: Counts,
+                 rows: _Rows, tape: _Tape | None) -> None:
+        super().__init__(y0, times, ctl, counts)
+        self.spec, self.rows, self.tape = spec, rows, tape
+        self.field = spec._evaluator()
+        self.flat, self.row_sizes = _flat_rk_matrix(ctl.method, ctl.np_t)
+        self.no_times = (None,) * ctl.n_stages  # (the stage times are in the rows' time column)
+        self.block: list[_Row] | None = None
+        self.row: _Row | None = None
+        self.n_accepted = 0
+        self.attempts = 0
+
+    def columns(self, y0: torch.Tensor, n: int) -> tuple[torch.Tensor, tuple[torch.Tensor, ...], list[torch.Tensor]]:
+        """The rows' stage matrix and its views."""
+        rows = self.rows
+        self.leading = rows.leading
+        return rows.stages, rows.columns, rows.leading
+
+    def start(self, func: VectorField) -> torch.Tensor:
+        """f0 and Hairer's initial step (`control.select_initial_step`), in rows 1 and 0."""
+        y0, ctl, f, counts = self.y0, self.ctl, self.field, self.counts
+        time_col = self.spec.time_dependent
+        probe_row, f0_row = self.rows.block(0, 2)
+        t_start, t_start_y = _start_time(self.times[0], y0.dtype, y0.device)
+        f0_row.y.copy_(y0)
+        f0 = f(f0_row, t_start_y if time_col else None)
+        counts.call()
+
+        def probe(t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            probe_row.y.copy_(y)
+            return f(probe_row, t if time_col else None)
+
+        self.init = select_initial_step(probe, t_start, y0, f0, ctl.order - 1, ctl.rtol, ctl.atol, counts)
+        self.f0 = self.last_k = f0
+        self.dt, self.dt_shadow = self.init.h.item(), None
+        return f0
+
+    def begin(self, y: torch.Tensor) -> Sequence[torch.Tensor | None]:
+        """The step guards, the step's rows and their time column, the stage coefficients."""
+        ts = self.stage_times(y)
+        self.attempts += 1
+        rows, s, tape = self.rows, self.ctl.n_stages, self.tape
+        if self.block is None:  # fresh rows after an accepted step (a rejected step's are overwritten)
+            # without a tape, two blocks in turn (the step's start is the last row of the other)
+            base = 2 + s * (len(tape.steps) if tape is not None else self.n_accepted % 2)
+            rows.ensure(base + s)
+            self.block = rows.block(base, s)
+            if self.spec.time_dependent:
+                self.time_block = rows.time_column(base, s)
+        if self.spec.time_dependent:  # every stage's time column at once
+            self.time_block.copy_(ts.unsqueeze(1))
+        # beta_i * dt as rk computes them: on the host in one NumPy product, else on the device
+        ctl, dt_y = self.ctl, self.dt_y
+        self.coefs = (torch.from_numpy(self.flat * dt_y).split(self.row_sizes) if ctl.host
+                      else [ctl.stage_coefficients(i, dt_y) for i in range(s)])
+        return self.no_times
+
+    def stage_state(self, i: int, y: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+        """Stage i's input y + sum_j (dt a_ij) k_j, written into its row (`evaluate` reads it there)."""
+        row = self.row = self.block[i]
+        if i == 0:
+            return torch.add(y, f * self.coefs[0], out=row.y)
+        return torch.add(y, torch.linalg.vecdot(self.leading[i], self.coefs[i], dim=-1), out=row.y)
+
+    def evaluate(self, t: torch.Tensor | None, y: torch.Tensor) -> torch.Tensor:
+        """The loop's field: f at the stage whose input `stage_state` just wrote (its time is in the row)."""
+        return self.field(self.row)
+
+    def accepted(self, step: AcceptedStep) -> None:
+        self.n_accepted += 1
+        self.block = None
+        tape = self.tape
+        if tape is not None:
+            if not tape.steps:
+                tape.first_carries_h = self.attempts == 1
+            tape.steps.append(step)
+
+    def output(self, step: AcceptedStep, t: float) -> torch.Tensor:
+        """The dense output without autograd (`dense.interp_value`); its abscissa goes on the tape."""
+        value, x = interp_value(step, t, self.ctl.np_t, self.ctl.consts)
+        if self.tape is not None:
+            self.tape.outputs.append((len(self.tape.steps) - 1, float(x)))
+        return value
+
+
 def _forward(spec: MLPField, y0: torch.Tensor, times: list[float], solver: SolverConfig, counts: Counts,
              rows: _Rows, tape: _Tape | None) -> torch.Tensor:
-    """`solvers.loop.solve_adaptive`'s step sequence without autograd (same operations, same bits) in `rows`,
-    recording `tape` (without one, two blocks of rows serve the steps in turn)."""
-    dtype, device = y0.dtype, y0.device
-    ctl = _control(solver.method, dtype, device, solver.rtol, solver.atol, solver.max_num_steps)
-    s = ctl.n_stages
-    rows_flat, row_sizes = _flat_rk_matrix(solver.method, ctl.np_t)
-    f = spec._evaluator()
-    time_col = spec.time_dependent
-    probe_row, f0_row = rows.block(0, 2)
-
-    t_start, t_start_y = _start_time(times[0], dtype, device)
-    f0_row.y.copy_(y0)
-    f0 = f(f0_row, t_start_y if time_col else None)
-    counts.call()
-
-    def probe(t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        probe_row.y.copy_(y)
-        return f(probe_row, t if time_col else None)
-
-    init = select_initial_step(probe, t_start, y0, f0, ctl.order - 1, ctl.rtol, ctl.atol, counts)
-    dt = init.h.item()
-    first_attempt = True
-    y, k_last, t0 = y0, f0, times[0]
-    abs_y = y0.abs()
-    step: AcceptedStep | None = None
-    outputs = [y0]
-    block: list[_Row] | None = None
-    n_accepted = 0
-    stages, columns, leading = rows.stages, rows.columns, rows.leading
-    for t_out in times[1:]:
-        n_steps = 0
-        while t_out > t0:
-            t1, dt_y, ts = ctl.begin(t0, dt, n_steps, k_last, y)
-            if block is None:  # fresh rows after an accepted step (a rejected step's are overwritten)
-                # without a tape, two blocks in turn (the step's start is the last row of the other)
-                base = 2 + s * (len(tape.steps) if tape is not None else n_accepted % 2)
-                rows.ensure(base + s)
-                block = rows.block(base, s)
-                if time_col:
-                    time_block = rows.time_column(base, s)
-            if time_col:  # every stage's time column at once
-                time_block.copy_(ts.unsqueeze(1))
-            # the stages k_0 .. k_s side by side on the last dimension (`rows.stages`): torch.stack(ks, -1)
-            # without the stacking (a slice of it times a row of coefficients is the same contiguous product)
-            columns[0].copy_(k_last)
-            ks = [k_last]
-            yi = y
-            # beta_i * dt as rk computes them: on the host in one NumPy product, else on the device
-            coefficients = (torch.from_numpy(rows_flat * dt_y).split(row_sizes) if ctl.host
-                            else [ctl.stage_coefficients(i, dt_y) for i in range(s)])
-            for i in range(s):
-                coef = coefficients[i]
-                row = block[i]
-                yi = row.y
-                if i == 0:
-                    torch.add(y, k_last * coef, out=yi)
-                else:
-                    torch.add(y, torch.linalg.vecdot(leading[i], coef, dim=-1), out=yi)
-                k = f(row)
-                columns[i + 1].copy_(k)
-                ks.append(k)
-            counts.calls(s)
-            ratio, abs_y1 = ctl.error_ratio(stages, dt_y, abs_y, yi)
-            counts.step(ratio <= 1)
-            if ratio <= 1:
-                step = AcceptedStep(y, yi, ks, t0, t1, dt, None, None, ctl.tensors)
-                n_accepted += 1
-                block = None
-                if tape is not None:
-                    if not tape.steps:
-                        tape.first_carries_h = first_attempt
-                    tape.steps.append(step)
-                y, k_last, t0, abs_y = yi, ks[-1], t1, abs_y1
-            dt = next_step_size(dt, ratio, ctl.order)
-            first_attempt = False
-            n_steps += 1
-        if step is None:  # cannot happen: t_out > times[0] forces at least one accepted step
-            raise RuntimeError(f"internal error: no accepted step before output time {t_out}")
-        value, x = interp_value(step, t_out, ctl.np_t, ctl.consts)
-        outputs.append(value)
-        if tape is not None:
-            tape.outputs.append((len(tape.steps) - 1, float(x)))
+    """`solvers.loop.solve_adaptive`'s step sequence (the same loop, `loop.adaptive_loop`, the same
+    operations, hence the same bits) without autograd in `rows`, recording `tape`."""
+    ctl = _control(solver.method, y0.dtype, y0.device, solver.rtol, solver.atol, solver.max_num_steps)
+    control = _Control(spec, y0, times, ctl, counts, rows, tape)
+    adaptive_loop(control.evaluate, y0, ctl, counts, control, stage_sum)
     if tape is not None:
-        tape.init, tape.f0, tape.control = init, f0, ctl
-    return torch.stack(outputs)
+        tape.init, tape.f0, tape.control = control.init, control.f0, ctl
+    return torch.stack(control.outputs)
 
 
 # --- backward ------------------------------------------------------------------------------------

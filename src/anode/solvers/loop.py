@@ -1,13 +1,13 @@
 """The loops of the "anode" backend: ONE adaptive loop over a control axis, and the fixed-grid loop.
 
-The adaptive loop (`_adaptive_loop`) writes what a step does with the state once: the stages (the
+The adaptive loop (`adaptive_loop`) writes what a step does with the state once: the stages (the
 first-stage shortcut, the stage sums as torchdiffeq stacks them, the column buffer of a solve
 without a graph), FSAL, counting the calls and the shape check. What depends on the control axis
 is a small controller object's (torchode's design): the start (f0 and Hairer's initial step), the
 step guards and the failures, the stage times and coefficients, the error ratio, accept/reject, the
 outputs the step holds (the dense output) and the next step size. Two controllers:
 
-* `_Scalar` (`solve_adaptive`): one controller for the whole state, torchdiffeq's steps bit for bit
+* `ScalarControl` (`solve_adaptive`): one controller for the whole state, torchdiffeq's steps bit for bit
   (the default `step_control="batch"`, the adjoint's passes): time and step size in Python floats,
   one host synchronisation a step, the dense output fitted only where an output time falls,
   valued without autograd and differentiated through its linearisation; any state shape (0-d
@@ -31,14 +31,15 @@ The pieces the controllers use are written once in their own modules: the tablea
 (`solvers.tableaux`), the step control (`solvers.control`: error norm, Hairer's initial step,
 accept/reject, next step, typed failures) and the dense output (`solvers.dense`: one polynomial for
 both controllers). `solve_fixed` is the fixed-grid loop (euler, midpoint, heun2, heun3, rk4 on
-torchdiffeq's grid). `solvers.rk` dispatches to these loops; `solvers.fused` runs the one-controller
-step sequence without autograd in its own buffers (see its docstring for why it is not this loop).
+torchdiffeq's grid). `solvers.rk` dispatches to these loops; the fused MLP solve (`solvers.fused`)
+runs `adaptive_loop` too, with a `ScalarControl` subclass that evaluates the field into its own
+buffers and records a tape for its hand-written backward.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -70,7 +71,8 @@ from .tableaux import (
     sum_terms,
 )
 
-__all__ = ["FAILURE_POLICIES", "RowsResult", "fixed_increment", "solve_adaptive", "solve_fixed", "solve_rows"]
+__all__ = ["FAILURE_POLICIES", "RowsResult", "ScalarControl", "adaptive_loop", "fixed_increment", "solve_adaptive",
+           "solve_fixed", "solve_rows"]
 
 
 def _plus(a: torch.Tensor | None, b: torch.Tensor | None) -> torch.Tensor | None:
@@ -101,8 +103,8 @@ def solve_adaptive(func: VectorField, y0: torch.Tensor, times: list[float], ctl:
         MaxStepsExceeded, StepSizeUnderflow, NonFiniteState: from the step guards (`StepControl.begin`).
         ValueError: the field returned a state of another shape.
     """
-    control = _Scalar(y0, times, ctl, counts)
-    _adaptive_loop(func, y0, ctl, counts, control, sum_stages)
+    control = ScalarControl(y0, times, ctl, counts)
+    adaptive_loop(func, y0, ctl, counts, control, sum_stages)
     return torch.stack(control.outputs)
 
 
@@ -180,16 +182,16 @@ def solve_rows(func: VectorField, y0: torch.Tensor, times: list[float], ctl: Ste
     if fill not in ("nan", "initial"):
         raise ValueError(f"unknown fill {fill!r}; valid choices: ['nan', 'initial']")
     control = _PerRow(y0, times, ctl, counts, failure, axis, time_rows, live)
-    _adaptive_loop(func, y0, ctl, counts, control, sum_stages)
+    adaptive_loop(func, y0, ctl, counts, control, sum_stages)
     return control.result(fill)
 
 
-def _adaptive_loop(func: VectorField, y0: torch.Tensor, ctl: StepControl, counts: Counts, control: _Scalar | _PerRow,
+def adaptive_loop(func: VectorField, y0: torch.Tensor, ctl: StepControl, counts: Counts, control: ScalarControl | _PerRow,
                    sum_stages: Callable[[list[torch.Tensor], torch.Tensor], torch.Tensor]) -> None:
     """THE adaptive loop, over either control axis: what a step does with the state (the stages, FSAL,
     counting the calls) is written here once; what depends on the controller (the start, the step
     guards and failures, stage times and coefficients, the error ratio, accept/reject, the outputs,
-    the next step) is `control`'s (`_Scalar`: one controller; `_PerRow`: one per row).
+    the next step) is `control`'s (`ScalarControl`: one controller; `_PerRow`: one per row).
 
     Without a graph (the adjoint's passes, inference, or grad mode on but nothing requiring grad),
     each stage is written once into its column of one buffer laid out as torch.stack(ks, -1); a stage
@@ -215,7 +217,7 @@ def _adaptive_loop(func: VectorField, y0: torch.Tensor, ctl: StepControl, counts
         yi = y
         for i in range(ctl.n_stages):
             if columns is not None and control.host_stages:  # NumPy on the CPU, torch's bits (see _PerRow)
-                yi = control.stage_state(i)
+                yi = control.stage_state(i, y, f)
             elif i == 0 and (columns is not None or control.first_stage_shortcut):  # a sum over one stage is
                 # that stage: the same values with two ops fewer (with a graph, the per-row loop sums it as the
                 # other stages, so that the gradients accumulate as in the ensemble solves recorded before)
@@ -252,13 +254,28 @@ def stage_columns(y0: torch.Tensor, n: int) -> tuple[torch.Tensor, tuple[torch.T
     return columns, columns.unbind(-1), [columns.narrow(-1, 0, m) for m in range(1, n)]
 
 
-class _Scalar:
+class ScalarControl:
     """One controller for the whole state, torchdiffeq's: time and step size in Python floats, one
     host synchronisation a step (the error ratio), the dense output fitted only for the steps that
     hold an output time, valued without autograd and differentiated through its linearisation
     (`dense.interp_evaluate`). The gradient paths through time are torchdiffeq's: when the first step
     is accepted, its size h (a function of y0 and the parameters) moves every later grid time; the
-    `*_shadow` tensors carry those derivatives (zero values, gradient 1 with respect to h)."""
+    `*_shadow` tensors carry those derivatives (zero values, gradient 1 with respect to h).
+
+    What `adaptive_loop` asks of a controller: `start(func)` (f0 and the first step size),
+    `running()`, `begin(y)` (the guards; the stage times, one per stage, passed to the field),
+    `coefficients(i)` (row i of the RK matrix times dt), `end(y, y1, ks, columns)` (error ratio,
+    accept/reject, outputs, next step; returns the next y and f), `columns(y0, n)` and
+    `drop_columns()` (the stage buffer of a solve without a graph), and, with `host_stages` true,
+    `stage_state(i, y, f)` (stage i's input, computed by the controller). A subclass may also hook
+    `accepted(step)` and `output(step, t)` (the fused MLP solve's `solvers.fused._Control` does).
+
+    Arguments:
+        y0: the initial state, any shape.
+        times: the output times, strictly increasing host floats.
+        ctl: the method's step control.
+        counts: where the calls and steps are counted.
+    """
 
     host_stages = False  # (the stage states are the loop's)
     first_stage_shortcut = True  # y + f * (dt a_00): torchdiffeq's bits, two ops fewer
@@ -298,8 +315,13 @@ class _Scalar:
     def running(self) -> bool:
         return self.j < len(self.times)
 
-    def begin(self, y: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """The step guards (raising) and the stage times."""
+    def begin(self, y: torch.Tensor) -> Sequence[torch.Tensor | None]:
+        """The step guards (raising) and the stage times, one per stage, as the field gets them."""
+        return self.stage_times(y).unbind()
+
+    def stage_times(self, y: torch.Tensor) -> torch.Tensor:
+        """The step guards (raising) and the stage times as one tensor (with the grid-time and step-size
+        shadows added when the solve has a graph); sets t1, dt_y and dt_t."""
         self.t1, self.dt_y, ts = self.ctl.begin(self.t0, self.dt, self.n_steps, self.last_k, y)
         if self.t0_shadow is not None:
             ts = ts + self.t0_shadow
@@ -307,7 +329,7 @@ class _Scalar:
             ts = ts + self.ctl.tensors[0] * self.dt_shadow
         # the step size as a tensor only when it carries a gradient (the first step)
         self.dt_t = None if self.dt_shadow is None else self.dt_shadow + float(self.dt_y)
-        return ts.unbind()
+        return ts
 
     def coefficients(self, i: int) -> torch.Tensor:
         return self.ctl.stage_coefficients(i, self.dt_y, self.dt_t)
@@ -328,17 +350,25 @@ class _Scalar:
         f = ks[0]
         if ratio <= 1:
             step = AcceptedStep(y, y1, ks, self.t0, self.t1, self.dt, self.t0_shadow, self.dt_shadow, ctl.tensors)
+            self.accepted(step)
             y, f, self.t0, self.abs_y = y1, ks[-1], self.t1, abs_y1
             self.t0_shadow = _plus(self.t0_shadow, self.dt_shadow)
             times = self.times
             while self.j < len(times) and times[self.j] <= self.t0:
-                self.outputs.append(interp_evaluate(step, times[self.j], ctl.np_t, self.y0.dtype, self.y0.device,
-                                                     ctl.consts))
+                self.outputs.append(self.output(step, times[self.j]))
                 self.j += 1
                 self.n_steps = 0
         self.dt = next_step_size(self.dt, ratio, ctl.order)
         self.dt_shadow = None
         return y, f
+
+    def accepted(self, step: AcceptedStep) -> None:
+        """Called with every accepted step before its outputs (a subclass records what it needs)."""
+
+    def output(self, step: AcceptedStep, t: float) -> torch.Tensor:
+        """The state at output time `t` within the accepted `step`: the dense output, differentiable
+        when the solve has a graph (`dense.interp_evaluate`)."""
+        return interp_evaluate(step, t, self.ctl.np_t, self.y0.dtype, self.y0.device, self.ctl.consts)
 
 
 class _PerRow:
@@ -348,7 +378,7 @@ class _PerRow:
     not counted), the failure policy, and the dense output of the rows an output time falls in
     (in NumPy without a graph on the CPU, else differentiated by autograd).
 
-    Every row's arithmetic is the one controller's (`_Scalar`, torchdiffeq's) on that row: the same
+    Every row's arithmetic is the one controller's (`ScalarControl`, torchdiffeq's) on that row: the same
     IEEE products, sums and reductions in the same order, so a row's values do not depend on the
     other rows of its batch and a batch of one row has the one controller's bits. Only where the
     numbers live differs:
@@ -366,7 +396,7 @@ class _PerRow:
 
     torch's square root is kept (NumPy's rounds otherwise in the last bit for some inputs)."""
 
-    first_stage_shortcut = False  # with a graph, stage 0 goes through the stage sum too (`_adaptive_loop`)
+    first_stage_shortcut = False  # with a graph, stage 0 goes through the stage sum too (`adaptive_loop`)
 
     def __init__(self, y0: torch.Tensor, times: list[float], ctl: StepControl, counts: Counts, failure: str,
                  axis: str, time_rows: bool, live: np.ndarray | None) -> None:
@@ -549,8 +579,9 @@ class _PerRow:
             return as_rows(self.betas[i] * self.dt_t[:, None], self.ndim)
         return self._coefficients()[i]
 
-    def stage_state(self, i: int) -> torch.Tensor:
-        """Stage i's state y + sum_j (dt a_ij) k_j in NumPy, the sum in torch's order: the loop's
+    def stage_state(self, i: int, y: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+        """Stage i's state y + sum_j (dt a_ij) k_j in NumPy (from this controller's own copies of y and
+        the stages, not the loop's tensors `y` and `f`), the sum in torch's order: the loop's
         `stage_dot` bit for bit (k_0 = f is the buffer's first stage)."""
         stages, lo = self.stages_np, self.offsets[i]
         if i == 0:
