@@ -4,10 +4,10 @@
 What it holds, written once and used by every loop (`solvers.loop`, the fused MLP solve
 `solvers.fused`, the adjoint `solvers.adjoint`, the stacked ensembles `anode.ensemble`):
 
-* the error norm: `rms_norm` (the whole state) and `rms_norm_rows` (one norm per row);
+* the error norm: `rms_norm` (of the whole state, or of each row);
 * Hairer's initial step selection: `select_initial_step` (one controller, with torchdiffeq's
-  branches and autograd graph; `InitialStep` keeps the intermediates the fused backward needs) and
-  `select_initial_steps` (one per row, the same branches taken per row);
+  branches and autograd graph, or one per row, the same branches taken per row; `InitialStep` keeps
+  the intermediates the fused backward needs);
 * accept/reject and the next step: `StepControl` (the per-solve constants, the step guards, the
   stage times, the error ratio), `next_step_size` / `next_step_sizes` (torchdiffeq's
   `_optimal_step_size`, per controller);
@@ -45,10 +45,8 @@ __all__ = [
     "next_step_sizes",
     "next_step_sizes_of",
     "rms_norm",
-    "rms_norm_rows",
     "row_error",
     "select_initial_step",
-    "select_initial_steps",
     "tolerance_tensors",
 ]
 
@@ -112,10 +110,15 @@ class Failure:
         return NonFiniteState(f"the ODE state became non-finite (NaN or inf) during the {phase}. {ADVICE}")
 
 
-def rms_norm(x: torch.Tensor) -> torch.Tensor:
-    """torchdiffeq's default error norm, sqrt(mean(x ** 2)), with the same bits and gradients."""
+def rms_norm(x: torch.Tensor, *, rows: bool = False) -> torch.Tensor:
+    """torchdiffeq's default error norm, sqrt(mean(x ** 2)), with the same bits and gradients: of the
+    whole tensor (one controller), or with `rows` of each row of the leading axis (a sample, a
+    member; shape (rows,)). The per-row NumPy step of `solvers.loop` computes the same per-row norm
+    on the host, its sum in torch's order (`tableaux.sum_terms`)."""
     # torchdiffeq's _rms_norm is x.abs().pow(2).mean().sqrt(); for real x, pow(x, 2) == pow(|x|, 2)
     # bit for bit, and so are the gradients (2|x| * sign(x) == 2x exactly), so the abs is dropped.
+    if rows:
+        return x.pow(2).reshape(x.shape[0], -1).mean(1).sqrt()
     return x.pow(2).mean().sqrt()
 
 
@@ -132,7 +135,8 @@ class InitialStep:
     """`select_initial_step`'s result `h` and the intermediates its derivative needs (`solvers.fused`).
 
     `h0_varies`: h0 = 0.01 d0 / d1 (else the constant 1e-6); `h1_power`: h1 = (0.01 / max(d1, d2))
-    ** (1 / (order + 1)) (else max(1e-6, h0 / 1000))."""
+    ** (1 / (order + 1)) (else max(1e-6, h0 / 1000)): Python booleans for one controller, boolean
+    tensors (one per row) with `rows`."""
 
     h: torch.Tensor
     scale: torch.Tensor
@@ -142,47 +146,87 @@ class InitialStep:
     h0: torch.Tensor
     h1: torch.Tensor
     f1: torch.Tensor
-    h0_varies: bool
-    h1_power: bool
+    h0_varies: bool | torch.Tensor
+    h1_power: bool | torch.Tensor
 
 
 def select_initial_step(
     func: VectorField, t0: torch.Tensor, y0: torch.Tensor, f0: torch.Tensor, order: int, rtol: float, atol: float,
-    counts: Counts, norm: Callable[[torch.Tensor], torch.Tensor] = rms_norm,
+    counts: Counts, norm: Callable[[torch.Tensor], torch.Tensor] = rms_norm, *, rows: bool = False,
+    time_rows: bool = True,
 ) -> InitialStep:
-    """torchdiffeq's `_select_initial_step` (Hairer et al. II.4), op for op (keeps its autograd graph).
+    """torchdiffeq's `_select_initial_step` (Hairer et al. II.4), op for op (keeps its autograd graph),
+    for one controller or, with `rows`, for every row of the leading axis at once.
 
-    torchdiffeq also takes `.abs()` of d0, d1, d2, h0 and h1, which are non-negative by
-    construction: dropping them changes neither values nor gradients (sign(x) = 1 for x > 0, and
-    for x = 0 those quantities do not feed a gradient path).
+    One controller: the branches are Python's, decided on host copies of d0, d1, d2 (two
+    synchronisations) as torchdiffeq decides them. Per row: the same arithmetic on per-row norms,
+    each branch taken per row by `torch.where` with safe operands (so that an unused branch never
+    makes a NaN gradient); on a row, the same values as the one controller on that row alone.
+    torchdiffeq also takes `.abs()` of d0, d1, d2, h0 and h1, which are non-negative by construction:
+    dropping them changes neither values nor gradients (sign(x) = 1 for x > 0, and for x = 0 those
+    quantities do not feed a gradient path).
+
+    Arguments:
+        func: the vector field, called once (the probe, counted in `counts`).
+        t0: the start time, a float64 0-dim tensor.
+        y0: the initial state (rows on the leading axis with `rows`).
+        f0: `func(t0, y0)`.
+        order: the method's order minus one.
+        rtol, atol: the tolerances.
+        counts: where the probe call is counted.
+        norm: the error norm of one controller (`rms_norm`, or the adjoint's seminorm); with `rows`,
+            `rms_norm` per row.
+        rows: one step size per row of the leading axis.
+        time_rows: with `rows`, pass the probe times shaped (rows, 1, ..., 1) (else as a vector (rows,)).
+
+    Returns:
+        The step size `h` (a float64 0-dim tensor, or (rows,) with `rows`) and its intermediates.
+
+    Raises:
+        ValueError: `rows` with a norm other than `rms_norm`.
     """
-    dtype, device = y0.dtype, y0.device
+    if rows and norm is not rms_norm:
+        raise ValueError("per-row initial steps use the RMS norm per row: pass norm=rms_norm with rows=True")
+    dtype, device, ndim = y0.dtype, y0.device, y0.dim()
     rtol_t, atol_t = tolerance_tensors(rtol, atol, device)
     scale = atol_t + torch.abs(y0) * rtol_t
-    d0 = norm(y0 / scale)
-    d1 = norm(f0 / scale)
-    # torchdiffeq compares each tensor with a Python threshold (rounded to the tensor's dtype) and takes
-    # Python's max(d1, d2): the same decisions from host copies, read in two synchronisations instead of five.
-    d0_v, d1_v = torch.stack([d0.detach(), d1.detach()]).tolist()
+    d0 = rms_norm(y0 / scale, rows=True) if rows else norm(y0 / scale)
+    d1 = rms_norm(f0 / scale, rows=True) if rows else norm(f0 / scale)
     np_d = numpy_type(d1.dtype)
-    h0_varies = not (d0_v < np_d(1e-5) or d1_v < np_d(1e-5))
-    if h0_varies:
-        h0 = 0.01 * d0 / d1
+    if rows:
+        small = (d0 < float(np_d(1e-5))) | (d1 < float(np_d(1e-5)))
+        h0_varies = ~small
+        h0 = torch.where(small, torch.full_like(d0, 1e-6), 0.01 * d0 / torch.where(small, torch.ones_like(d1), d1))
+        y1 = y0 + as_rows(h0, ndim) * f0
+        t_probe = (t0 + h0.to(torch.float64)).to(y1.dtype)
+        f1 = func(as_rows(t_probe, ndim) if time_rows else t_probe, y1)
     else:
-        h0 = torch.tensor(1e-6, dtype=dtype, device=device)
-    y1 = y0 + h0 * f0
-    # torchdiffeq's probe time is t0 + h0 in y1's dtype: the state's, except for a 0-d state, whose
-    # 0-d arithmetic with the float64 tolerances (scale, h0, y1) promotes to float64.
-    f1 = func((t0 + h0).to(y1.dtype), y1)
+        # torchdiffeq compares each tensor with a Python threshold (rounded to the tensor's dtype) and takes
+        # Python's max(d1, d2): the same decisions from host copies, read in two synchronisations instead of five.
+        d0_v, d1_v = torch.stack([d0.detach(), d1.detach()]).tolist()
+        h0_varies = not (d0_v < np_d(1e-5) or d1_v < np_d(1e-5))
+        h0 = 0.01 * d0 / d1 if h0_varies else torch.tensor(1e-6, dtype=dtype, device=device)
+        y1 = y0 + h0 * f0
+        # torchdiffeq's probe time is t0 + h0 in y1's dtype: the state's, except for a 0-d state, whose
+        # 0-d arithmetic with the float64 tolerances (scale, h0, y1) promotes to float64.
+        f1 = func((t0 + h0).to(y1.dtype), y1)
     counts.call()
-    d2 = norm((f1 - f0) / scale) / h0
-    d2_v = d2.item()
-    h1_power = not (d1_v <= np_d(1e-15) and d2_v <= np_d(1e-15))
-    if h1_power:
-        h1 = (0.01 / (d2 if d2_v > d1_v else d1)) ** (1.0 / float(order + 1))  # Python's max: d1 on a tie
+    if rows:
+        d2 = rms_norm((f1 - f0) / scale, rows=True) / h0
+        h1_power = ~((d1 <= float(np_d(1e-15))) & (d2 <= float(np_d(1e-15))))
+        d_max = torch.where(d2 > d1, d2, d1)  # Python's max(d1, d2): d1 on a tie
+        h1 = torch.where(h1_power, (0.01 / torch.where(h1_power, d_max, torch.ones_like(d_max))) ** (1.0 / float(order + 1)),
+                         torch.maximum(torch.full_like(h0, 1e-6), h0 * 1e-3))
+        h = torch.minimum(100 * h0, h1).to(torch.float64)
     else:
-        h1 = torch.max(torch.tensor(1e-6, dtype=dtype, device=device), h0 * 1e-3)
-    h = torch.min(100 * h0, h1).to(t0.dtype)
+        d2 = norm((f1 - f0) / scale) / h0
+        d2_v = d2.item()
+        h1_power = not (d1_v <= np_d(1e-15) and d2_v <= np_d(1e-15))
+        if h1_power:
+            h1 = (0.01 / (d2 if d2_v > d1_v else d1)) ** (1.0 / float(order + 1))  # Python's max: d1 on a tie
+        else:
+            h1 = torch.max(torch.tensor(1e-6, dtype=dtype, device=device), h0 * 1e-3)
+        h = torch.min(100 * h0, h1).to(t0.dtype)
     return InitialStep(h, scale, d0, d1, d2, h0, h1, f1, h0_varies, h1_power)
 
 
@@ -197,54 +241,12 @@ def next_step_size(dt: float, ratio: float, order: int) -> float:
     return dt * factor
 
 
-def rms_norm_rows(x: torch.Tensor) -> torch.Tensor:
-    """`rms_norm` of each row of the leading dimension (a sample, a member): shape (rows,)."""
-    return x.pow(2).reshape(x.shape[0], -1).mean(1).sqrt()
-
-
 def as_rows(v: torch.Tensor, ndim: int) -> torch.Tensor:
     """A per-row vector (n,) or matrix (n, m) shaped to broadcast against a state of `ndim` dims:
     (n, 1, ..., 1) or (n, 1, ..., 1, m)."""
     if v.dim() == 1:
         return v.view(v.shape[0], *([1] * (ndim - 1)))
     return v.view(v.shape[0], *([1] * (ndim - 1)), v.shape[1])
-
-
-def select_initial_steps(func: VectorField, t0: torch.Tensor, y0: torch.Tensor, f0: torch.Tensor, order: int,
-                         rtol: float, atol: float, *, time_rows: bool = True) -> torch.Tensor:
-    """`select_initial_step` for every row of the leading axis at once: Hairer's initial step with
-    per-row norms, the branches taken per row (`torch.where`, with safe operands so that an unused
-    branch never makes a NaN gradient).
-
-    Arguments:
-        func: the vector field, called once (the probe) on every row.
-        t0: the start time, a float64 0-dim tensor.
-        y0: the initial state, rows on the leading axis.
-        f0: `func(t0, y0)`.
-        order: the method's order minus one (as `select_initial_step`).
-        rtol, atol: the tolerances.
-        time_rows: pass the probe times shaped (rows, 1, ..., 1) (else as a vector (rows,)).
-
-    Returns:
-        The step sizes (rows,) in float64, differentiable like `select_initial_step`'s.
-    """
-    device, ndim = y0.device, y0.dim()
-    rtol_t, atol_t = tolerance_tensors(rtol, atol, device)
-    scale = atol_t + torch.abs(y0) * rtol_t
-    d0 = rms_norm_rows(y0 / scale)
-    d1 = rms_norm_rows(f0 / scale)
-    np_d = numpy_type(d1.dtype)
-    small = (d0 < float(np_d(1e-5))) | (d1 < float(np_d(1e-5)))
-    h0 = torch.where(small, torch.full_like(d0, 1e-6), 0.01 * d0 / torch.where(small, torch.ones_like(d1), d1))
-    y1 = y0 + as_rows(h0, ndim) * f0
-    t_probe = (t0 + h0.to(torch.float64)).to(y1.dtype)
-    f1 = func(as_rows(t_probe, ndim) if time_rows else t_probe, y1)
-    d2 = rms_norm_rows((f1 - f0) / scale) / h0
-    power = ~((d1 <= float(np_d(1e-15))) & (d2 <= float(np_d(1e-15))))
-    d_max = torch.where(d2 > d1, d2, d1)  # Python's max(d1, d2): d1 on a tie
-    h1 = torch.where(power, (0.01 / torch.where(power, d_max, torch.ones_like(d_max))) ** (1.0 / float(order + 1)),
-                     torch.maximum(torch.full_like(h0, 1e-6), h0 * 1e-3))
-    return torch.minimum(100 * h0, h1).to(torch.float64)
 
 
 @bounded_cache(maxsize=16)
@@ -383,11 +385,8 @@ class StepControl:
             if abs_y.dim() == 0:  # torchdiffeq's 0-d float64 rtol, atol promote a 0-d state's ratio to float64
                 tol = torch.maximum(abs_y, abs_y1).to(torch.float64).mul_(self.rtol).add_(self.atol)
                 err = err.div(tol)
-                ratio_t = err.pow_(2).mean().sqrt_() if self.norm is rms_norm else self.norm(err)
+                ratio_t = self.norm(err)
             else:
                 tol = torch.maximum(abs_y, abs_y1).mul_(self.rtol_y).add_(self.atol_y)
-                if self.norm is rms_norm:
-                    ratio_t = err.div_(tol).pow_(2).mean().sqrt_()  # torchdiffeq's _rms_norm (see rms_norm), same bits
-                else:
-                    ratio_t = self.norm(err.div_(tol))
+                ratio_t = self.norm(err.div_(tol))
         return float(ratio_t), abs_y1

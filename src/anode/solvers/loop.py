@@ -53,10 +53,9 @@ from .control import (
     as_rows,
     next_step_size,
     next_step_sizes_of,
-    rms_norm_rows,
+    rms_norm,
     row_error,
     select_initial_step,
-    select_initial_steps,
 )
 from .dense import AcceptedStep, dense_rows, interp_evaluate, polynomial, polynomial_value
 from .tableaux import (
@@ -483,8 +482,8 @@ class _PerRow:
         t_start = torch.tensor(self.times[0], dtype=torch.float64, device=y0.device)
         f0 = func(self.at(t_start.to(y0.dtype).expand(self.n_rows)), y0)
         self.counts.call()
-        h = select_initial_steps(func, t_start, y0, f0, ctl.order - 1, ctl.rtol, ctl.atol, time_rows=self.time_rows)
-        self.counts.call()
+        h = select_initial_step(func, t_start, y0, f0, ctl.order - 1, ctl.rtol, ctl.atol, self.counts, rows=True,
+                                time_rows=self.time_rows).h
         self.nfe += 2 * self.live  # (the stages' calls are added in `result`: n_stages a step attempted)
         self.dt = h.detach().cpu().numpy().astype(np.float64)
         self.dt_shadow = (h - h.detach()).to(y0.dtype) if h.requires_grad else None  # d(step)/d(h), first step
@@ -624,7 +623,7 @@ class _PerRow:
                 err = stage_dot(stacked.detach(), self._coefficients()[-2].detach())
                 abs_y1 = y1.detach().abs()
                 tol = torch.maximum(self.abs_y, abs_y1).mul_(ctl.rtol_y).add_(ctl.atol_y)
-                ratio = rms_norm_rows(err.div_(tol)).cpu().numpy().astype(np.float64)  # the step's one sync
+                ratio = rms_norm(err.div_(tol), rows=True).cpu().numpy().astype(np.float64)  # the step's one sync
         accept = (ratio <= 1) & active
         any_accept = bool(accept.any())
         self.counts.step(any_accept)

@@ -67,10 +67,8 @@ from .control import (
     next_step_size,
     next_step_sizes,
     rms_norm,
-    rms_norm_rows,
     row_error,
     select_initial_step,
-    select_initial_steps,
 )
 from .dense import AcceptedStep, interp_value, interp_weights
 from .loop import solve_adaptive, solve_fixed, solve_rows
@@ -112,13 +110,15 @@ __all__ = [
     "rms_norm",
     "rms_norm_per_sample",
     "select_initial_step",
-    "select_initial_steps",
     "solve",
     "stage_dot",
 ]
 
-#: The former name of `control.rms_norm_rows`.
-rms_norm_per_sample = rms_norm_rows
+
+
+def rms_norm_per_sample(x: torch.Tensor) -> torch.Tensor:
+    """The former name of `control.rms_norm(x, rows=True)`."""
+    return rms_norm(x, rows=True)
 
 # Looked up at every call (not bound once), so that a test can force the device arithmetic path on
 # the CPU (`_host_arrays`) or count the stage sums of a graphed solve (`_stage_sum`).
