@@ -125,6 +125,9 @@ def check_solvers(ns: dict[str, Any], out: str) -> None:
     assert isinstance(ns["failure"], ns["anode"].MaxStepsExceeded)
     counts = ns["per_sample"].per_sample  # the stiff sample does not cost the easy ones
     assert counts[0] == counts[1] < counts[2] == ns["per_sample"].forward and counts[0] < ns["batch"].forward
+    # a failing sample is skipped (the default): NaN, recorded; the other one solved (y = 1 / (1 + t))
+    assert [i for i, _ in ns["skipped"].failed_samples] == [0] and bool(torch.isnan(ns["ends"][0]).all())
+    assert abs(float(ns["ends"][1, 0]) - 1 / 3) < 1e-2
 
 
 def check_cnf(ns: dict[str, Any], out: str) -> None:

@@ -210,16 +210,17 @@ def test_errors() -> None:
         SolverConfig(method="rk4", step_size=0.1, step_control="sample", backend="anode")
     with pytest.raises(ValueError, match="0-d state"):
         odesolve(lambda t, y: -y, torch.tensor([1.0]).sum(), torch.tensor([0.0, 1.0]), SolverConfig(**SAMPLE))
-    # a failing sample is named (the solve stops)
+    # with sample_failure="raise" a failing sample is named (the solve stops); by default it is skipped
     with pytest.raises(anode.MaxStepsExceeded, match="sample 2 of the batch"):
-        _vdp([1.0, 1.0, 200.0], rtol=1e-9, max_num_steps=60)
+        _vdp([1.0, 1.0, 200.0], rtol=1e-9, max_num_steps=60, sample_failure="raise")
 
     def blows_up(t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         rate = torch.tensor([0.0, 1.0], dtype=y.dtype)[:, None]
         return rate * y * y * 1e3
 
     with pytest.raises(anode.SolverError, match="sample 1 of the batch"):
-        odesolve(blows_up, torch.ones(2, 3, dtype=F64), torch.tensor([0.0, 5.0], dtype=F64), SolverConfig(**SAMPLE))
+        odesolve(blows_up, torch.ones(2, 3, dtype=F64), torch.tensor([0.0, 5.0], dtype=F64),
+                 SolverConfig(sample_failure="raise", **SAMPLE))
 
 
 # ----------------------------------------------------------------------------- end to end: Trainer, configs, ensembles

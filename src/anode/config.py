@@ -42,7 +42,8 @@ ANODE_BACKEND_METHODS: tuple[str, ...] = ("dopri5", "bosh3", "euler", "midpoint"
 STEP_CONTROLS: tuple[str, ...] = ("batch", "sample")
 
 #: What a sample's failed solve does under per-sample step control (`SolverConfig.sample_failure`):
-#: "raise" the typed error naming the sample, or "skip" the sample and let the others go on.
+#: "skip" the sample and let the others go on (the default), or "raise" the typed error naming the
+#: sample. Under batch control a failure stops the batch whichever is set.
 SAMPLE_FAILURES: tuple[str, ...] = ("raise", "skip")
 
 
@@ -151,12 +152,16 @@ class SolverConfig:
             (adjoint) solve is controlled jointly, with batch control (the parameter gradients
             couple the samples).
         sample_failure: one of `SAMPLE_FAILURES`, what a sample whose solve fails does under
-            `step_control="sample"` (validated: "skip" needs it). "raise" (default): the solve stops
-            with the sample's typed error (`MaxStepsExceeded`, `StepSizeUnderflow`,
-            `NonFiniteState`), its index in front of the message. "skip": the sample is frozen where
-            it failed, its outputs from then on are NaN (those it reached before are kept), the
-            other samples go on unchanged (bitwise what they give without it), and the failure is
-            recorded in `NFE.failed_samples` as (index, "ErrorType: message").
+            `step_control="sample"`. "skip" (default): the sample is frozen where it failed, its
+            outputs from then on are NaN (those it reached before are kept), the other samples go on
+            unchanged (bitwise what they give without it), and the failure is recorded in
+            `NFE.failed_samples` as (index, "ErrorType: message"); a training step whose forward
+            pass skipped a sample raises before the optimiser step (`anode.Trainer.step`), and
+            evaluation leaves the sample out and counts it (`anode.training.evaluate`). "raise":
+            the solve stops at the first failure with the sample's typed error
+            (`MaxStepsExceeded`, `StepSizeUnderflow`, `NonFiniteState`), its index in front of the
+            message. Under `step_control="batch"` the samples share one controller, so a failure is
+            every sample's: the solve raises its typed error whichever policy is set.
 
     Raises:
         ValueError: unknown method (the message lists the valid ones), non-positive or
@@ -165,7 +170,7 @@ class SolverConfig:
             or invalid option, an unknown backend (the messages list the valid ones), a method
             the backend does not provide, options given to the "anode" backend, an unknown
             `step_control` or "sample" with another backend or a fixed-step method, an unknown
-            `sample_failure` or "skip" without `step_control="sample"`.
+            `sample_failure`.
         TypeError: a field of the wrong type.
     """
 
@@ -180,7 +185,7 @@ class SolverConfig:
     options: dict[str, Any] = field(default_factory=dict)
     backend: str = "torchdiffeq"
     step_control: str = "batch"
-    sample_failure: str = "raise"
+    sample_failure: str = "skip"
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -231,10 +236,6 @@ class SolverConfig:
             )
         if not isinstance(self.sample_failure, str) or self.sample_failure not in SAMPLE_FAILURES:
             raise ValueError(f"unknown sample_failure {self.sample_failure!r}; valid choices: {list(SAMPLE_FAILURES)}")
-        if self.sample_failure == "skip" and self.step_control != "sample":
-            raise ValueError(f"sample_failure='skip' needs step_control='sample' (one controller per sample), got "
-                             f"step_control={self.step_control!r}: set step_control='sample', or sample_failure='raise' "
-                             f"(valid choices: {list(SAMPLE_FAILURES)})")
 
     @property
     def is_fixed_step(self) -> bool:

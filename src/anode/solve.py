@@ -22,6 +22,7 @@ from .solvers.base import (
     VectorField,
     translate_solver_errors,
 )
+from .solvers.tableaux import ADAPTIVE_TABLEAUX  # the methods per-sample step control integrates
 
 __all__ = [
     "NFE",
@@ -60,6 +61,11 @@ def odesolve(
             the backend does not integrate.
         ValueError: (backend "anode") `t` not strictly increasing or requiring grad.
         SolverError: the solve failed (too many steps, step-size underflow, non-finite state).
+            Under `step_control="batch"` (adaptive dopri5/bosh3, a state with several samples on its
+            leading axis) the message adds that the samples share one step size, so the failure
+            stops the batch, and that `step_control="sample"` lets the others go on. Under
+            `step_control="sample"` a failed sample is skipped (`nfe.failed_samples`, NaN outputs)
+            unless `solver.sample_failure` is "raise".
     """
     if solver.adjoint and not isinstance(func, nn.Module):
         raise TypeError(
@@ -68,4 +74,17 @@ def odesolve(
     nfe = NFE() if nfe is None else nfe
     nfe.reset()
     t = t.to(device=y0.device, dtype=y0.dtype)
-    return get_backend(solver.backend)(func, y0, t, solver, nfe)
+    try:
+        return get_backend(solver.backend)(func, y0, t, solver, nfe)
+    except SolverError as err:
+        if (solver.step_control == "batch" and solver.method in ADAPTIVE_TABLEAUX and y0.dim() >= 2
+                and y0.shape[0] > 1 and len(err.args) == 1 and isinstance(err.args[0], str)):
+            err.args = (f"{err.args[0]} {_batch_note(y0.shape[0])}",)
+        raise
+
+
+def _batch_note(samples: int) -> str:
+    """What a failure under batch control means for the batch, and the per-sample alternative."""
+    return (f"Under step_control='batch' the {samples} samples share one step size, so a failure stops the batch; "
+            "SolverConfig(backend='anode', step_control='sample') gives each sample its own and lets the others "
+            "go on (sample_failure='skip').")

@@ -20,7 +20,8 @@ With `SolverConfig(step_control="sample")` the controllers are one per (member, 
 of the loop are the R x B pairs of a state `[R, B, ...]`, and the field gets one time per pair,
 `t [R, B]`. Each member's samples then take exactly the steps they take in the member's own
 per-sample solve; a member fails when one of its samples fails (its first failed sample's typed
-error), whatever `sample_failure` says, as a run of its own with the default policy would.
+error, and `MemberFailure.samples` lists every failed sample), whatever `sample_failure` says: a
+run of its own stops its training step on a failed sample under either policy (`Trainer.step`).
 
 The values agree with solving each member alone to rounding (a batched matrix product may round
 differently from a single one), so step counts agree unless a rounding difference flips an
@@ -49,9 +50,16 @@ StackedField = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 @dataclass(frozen=True)
 class MemberFailure:
-    """A member's failed solve: the typed error it raises when solved alone."""
+    """A member's failed solve: the typed error it raises when solved alone.
+
+    Arguments:
+        error: the typed error (with step control "sample": its first failed sample's).
+        samples: with step control "sample", every failed sample of the member as (index in the
+            member's batch, "ErrorType: message"), as `NFE.failed_samples` holds them; else empty.
+    """
 
     error: SolverError
+    samples: tuple[tuple[int, str], ...] = ()
 
 
 def ensemble_odesolve(
@@ -122,10 +130,12 @@ def _solve_member_samples(field: StackedField, y0: torch.Tensor, ctl: StepContro
 
     result = solve_rows(pairs, y0.reshape(size * batch, *rest), [start, end], ctl, Counts(NFE()), failure="skip",
                         axis="sample", time_rows=False, live=np.repeat(live, batch), fill="initial")
+    failed: dict[int, list[tuple[int, SolverError]]] = {}
+    for row, error in result.failures:  # by row: a member's first failed sample first
+        failed.setdefault(row // batch, []).append((row % batch, error))
     failures: list[MemberFailure | None] = [None] * size
-    for row, error in result.failures:  # by row: a member's first failed sample
-        if failures[row // batch] is None:
-            failures[row // batch] = MemberFailure(error)
+    for member, errors in failed.items():
+        failures[member] = MemberFailure(errors[0][1], tuple((i, f"{type(e).__name__}: {e}") for i, e in errors))
     nfe, accepted, rejected = (a.reshape(size, batch) for a in (result.nfe, result.accepted, result.rejected))
     counts: list[dict[str, Any]] = []
     for r in range(size):

@@ -11,7 +11,10 @@ member in the Trainer's own format, so a stopped ensemble resumes as an ensemble
 runs, and separate runs stopped at the same iteration resume together.
 
 A member whose solve fails stops (its history up to the failed iteration is kept, as when it
-fails alone) and the others go on.
+fails alone) and the others go on. Under per-sample step control a member fails when one of its
+samples fails, before its optimiser step, with the error its `Trainer.step` raises alone
+(`anode.training.evaluation.check_failed_samples`; with `sample_failure="raise"`, the first failed
+sample's typed error naming it).
 """
 
 from __future__ import annotations
@@ -27,9 +30,12 @@ from tqdm.auto import tqdm
 from ..history import History, write_json
 from ..optim import FlatAdam
 from ..solve import SolverError
+from ..solvers.base import failed_samples_error
+from ..solvers.control import row_error
 from ..training import Trainer, default_optimizer
 from ..training.evaluation import SAMPLE_NFE_KEYS
 from ..training.losses import check_targets, make_loss
+from .solve import MemberFailure
 from .stacked import StackedODENet, StackedResNet, ensemble_support, stack_models
 
 __all__ = ["MEMBER_KEYS", "EnsembleTrainer", "trainer_support"]
@@ -258,6 +264,16 @@ class EnsembleTrainer:
             weights = [p[r] for p in self.stack.params if p.grad is not None for r in members]
             torch._foreach_add_(grads, weights, alpha=decay)
 
+    def _member_error(self, r: int, failure: MemberFailure) -> SolverError:
+        """The error member r's failed solve raises in its own `Trainer.step` (per-sample control:
+        its failed samples named, or under `sample_failure="raise"` its first, as `row_error` names it)."""
+        if not failure.samples:
+            return failure.error
+        solver = getattr(self.stack, "solver", None)  # (samples only come from an ODE stack)
+        if solver is not None and solver.sample_failure == "raise":
+            return row_error(failure.error, failure.samples[0][0])
+        return failed_samples_error(failure.samples, where=f"training iteration {self.trainers[r].iteration}")
+
     def _step(self, batches: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> None:
         """One iteration of every live member; appends its record to its history."""
         start = time.perf_counter()
@@ -271,7 +287,7 @@ class EnsembleTrainer:
         pred, counts = out.pred, out.counts
         for r, failure in enumerate(out.failures):
             if failure is not None and self.alive[r]:
-                self.alive[r], self.errors[r] = False, failure.error
+                self.alive[r], self.errors[r] = False, self._member_error(r, failure)
         live = self._live()
         if not live:
             return

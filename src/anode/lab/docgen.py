@@ -85,10 +85,12 @@ MEANINGS: dict[str, str] = {
                                  "torchdiffeq's) or \"sample\" (backend \"anode\", dopri5/bosh3: each sample keeps its "
                                  "own step size, steps and NFE; the adjoint's backward solve stays batch-controlled; "
                                  "not with stacked ensembles).",
-    "SolverConfig.sample_failure": "What a sample whose solve fails does under `step_control = \"sample\"`: \"raise\" "
-                                   "(stop with its typed error, naming the sample) or \"skip\" (only with "
-                                   "`step_control = \"sample\"`: its outputs from then on are NaN, the other samples "
-                                   "go on unchanged, the failure is recorded in `NFE.failed_samples`).",
+    "SolverConfig.sample_failure": "What a sample whose solve fails does under `step_control = \"sample\"`: \"skip\" "
+                                   "(its outputs from then on are NaN, the other samples go on unchanged, the failure "
+                                   "is recorded in `NFE.failed_samples`; a training step with a failed sample stops "
+                                   "the run before its optimiser step, evaluation leaves the sample out and counts "
+                                   "it) or \"raise\" (stop at the first failure with its typed error, naming the "
+                                   "sample). Under `step_control = \"batch\"` a failure stops the batch either way.",
     # [[datasets]]
     "G1DSpec.name": "The dataset's name (unique in the experiment; used in figure titles and folder names).",
     "G1DSpec.num_points": "Points drawn, each at x = -1 or x = +1 with equal probability.",

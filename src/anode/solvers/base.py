@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -22,6 +22,7 @@ __all__ = [
     "StepSizeUnderflow",
     "VectorField",
     "all_finite",
+    "failed_samples_error",
     "translate_solver_errors",
 ]
 
@@ -57,6 +58,46 @@ ADVICE = (
     "rate to keep the flow well-posed, or add augmented dimensions (augment_dim > 0), which let the "
     "flow avoid the ill-conditioned trajectories that a plain NODE needs."
 )
+
+#: The typed errors by name, as `NFE.failed_samples` writes them ("ErrorType: message").
+_ERROR_TYPES: dict[str, type[SolverError]] = {
+    kind.__name__: kind for kind in (SolverError, MaxStepsExceeded, StepSizeUnderflow, NonFiniteState)}
+
+
+def failed_samples_error(failures: Sequence[tuple[int, str]], *, where: str,
+                         consequence: str = "so the step stopped before the optimiser step and no weight was changed",
+                         ) -> SolverError:
+    """The error of a training step whose forward solve skipped failed samples (`NFE.failed_samples`
+    under `SolverConfig(sample_failure="skip")`): their NaN outputs would make the loss, and then
+    every gradient and weight, NaN, so the step stops before the optimiser step.
+
+    Arguments:
+        failures: (sample index, "ErrorType: message") pairs, as `NFE.failed_samples` holds them
+            (at least one).
+        where: words naming the step in the message (e.g. "training iteration 12").
+        consequence: what the failure did, after the samples are named (default: a training step's).
+
+    Returns:
+        An error of the first failure's type (the one `sample_failure="raise"` would have raised),
+        naming every failed sample, the first failure's message and what to do.
+
+    Raises:
+        ValueError: `failures` is empty.
+    """
+    if not failures:
+        raise ValueError("failed_samples_error needs at least one (index, message) failure")
+    index, text = failures[0]
+    name, _, message = text.partition(": ")
+    kind = _ERROR_TYPES.get(name, SolverError)
+    indices = sorted({int(i) for i, _ in failures})
+    detail = message if name in _ERROR_TYPES else text
+    return kind(
+        f"{where}: the forward solve failed for sample(s) {indices} of the batch (step_control='sample', "
+        f"sample_failure='skip': their outputs are NaN), {consequence}. Sample {index}: {detail} To go on: make "
+        "every sample's solve succeed (loosen rtol/atol, raise max_num_steps), or set "
+        "SolverConfig(sample_failure='raise') to stop at the first failure without finishing the batch."
+    )
+
 
 # torchdiffeq's assertion messages (rk_common.py) -> our error types.
 _BACKEND_MESSAGES: tuple[tuple[str, type[SolverError], str], ...] = (
@@ -104,8 +145,9 @@ class NFE:
     call counts once for every sample it integrates), `per_sample_accepted[i]` and
     `per_sample_rejected[i]` its steps; `forward` stays the number of batched calls and
     `accepted_steps`/`rejected_steps` the number of batched steps. The lists are empty otherwise.
-    With `SolverConfig(sample_failure="skip")`, `failed_samples` lists the samples whose solve failed
-    and was skipped, as (index, "ErrorType: message") pairs (empty when none did).
+    Under per-sample control with `SolverConfig(sample_failure="skip")` (the default),
+    `failed_samples` lists the samples whose solve failed and was skipped, as (index,
+    "ErrorType: message") pairs (empty when none did).
     """
 
     forward: int = 0

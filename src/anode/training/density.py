@@ -17,6 +17,7 @@ import torch
 
 from anode.models.cnf import CNF, AugmentedCNF
 from anode.models.validation import check_int
+from anode.solvers.base import failed_samples_error
 
 __all__ = ["DENSITY_FIELDS", "density_loss", "fit_density", "test_log_likelihood"]
 
@@ -63,7 +64,9 @@ def test_log_likelihood(model: CNF | AugmentedCNF, x: torch.Tensor, *, k: int, g
         batch_size: points per solve (an augmented CNF solves `k` times as many at once).
 
     Returns:
-        Shape `[n]`, nats.
+        Shape `[n]`, nats. Under per-sample step control with `sample_failure="skip"` (the
+        default) a point whose solve failed gets NaN (`model.nfe.failed_samples` names it in its
+        chunk of `batch_size` points).
 
     Raises:
         TypeError: another kind of model.
@@ -122,7 +125,9 @@ def fit_density(
         TypeError: another kind of model, or `data` not a floating-point tensor.
         ValueError: non-positive `iterations`, `batch_size` or `lr`, a batch larger than the data,
             or negative weights.
-        SolverError: a solve failed (the records made so far went to `on_iteration`).
+        SolverError: a solve failed (the records made so far went to `on_iteration`); under per-sample
+            step control with `sample_failure="skip"` (the default), a point whose solve failed stops
+            the iteration before its backward pass and optimiser step, naming the failed points.
     """
     model = _check_model(model)
     if not isinstance(data, torch.Tensor) or not data.is_floating_point() or data.dim() != 2:
@@ -154,11 +159,12 @@ def fit_density(
             with model.regularised(kinetic_energy=kinetic_energy > 0, jacobian_norm=jacobian_norm > 0) as reg:
                 loss = density_loss(model, x, generator=generator)
             penalty = kinetic_energy * reg.get("kinetic_energy", 0.0) + jacobian_norm * reg.get("jacobian_norm", 0.0)
-            (loss + penalty).backward()
         else:
             loss = density_loss(model, x, generator=generator)
             penalty = torch.zeros(())
-            loss.backward()
+        if model.nfe.failed_samples:  # NaN log-densities: stop before they reach the weights
+            raise failed_samples_error(model.nfe.failed_samples, where=f"training iteration {iteration}")
+        (loss + penalty if regularised else loss).backward()
         nfe_forward = model.nfe.forward
         optimiser.step()
         record = {"iteration": iteration, "loss": float(loss.detach()), "regularisation": float(penalty.detach()),

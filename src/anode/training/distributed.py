@@ -25,7 +25,9 @@ ranks take different numbers of steps and the updates are no longer exactly the 
 ones. Each iteration record holds `nfe_forward` / `nfe_backward` as the mean over ranks and
 `nfe_forward_max` / `nfe_backward_max` as the maximum (the slowest rank sets the pace). A solver
 failure on one rank ends the whole job (torchrun stops the other ranks); rerun to resume from the
-last checkpoint. Evaluation is not sharded: every rank evaluates the full held-out set.
+last checkpoint. Under per-sample step control a sample that fails in a rank's shard is such a
+failure (the rank raises before the optimiser step, as `Trainer.step` does). Evaluation is not
+sharded: every rank evaluates the full held-out set.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from torch import nn
 from anode.data.loader import TensorLoader
 from anode.solve import translate_solver_errors
 from anode.training.config import TrainConfig
-from anode.training.evaluation import count_nfe
+from anode.training.evaluation import check_failed_samples, count_nfe
 from anode.training.losses import count_correct
 from anode.training.trainer import Trainer
 
@@ -171,13 +173,16 @@ class DistributedTrainer(Trainer):
         """One synchronised optimiser step on this rank's shard; returns the global iteration record.
 
         Raises:
-            SolverError: this rank's forward or (adjoint) backward solve failed.
+            SolverError: this rank's forward or (adjoint) backward solve failed, or (per-sample control,
+                `sample_failure="skip"`) a sample of its shard failed, before the optimiser step
+                (`Trainer.step`).
         """
         start = time.perf_counter()
         self.optimizer.zero_grad(set_to_none=True)
         n_local = x.shape[0]
         n_global = self._all_gather([float(n_local)])[:, 0].sum().item()
         pred = self.ddp(x)
+        check_failed_samples(self.blocks, where=f"training iteration {self.iteration} (rank {self.rank})")
         nfe_forward = count_nfe(self.model, self.blocks)[0]
         loss = self.loss_fn(pred, y)
         with translate_solver_errors("backward pass (adjoint solve)"):

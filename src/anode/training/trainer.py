@@ -25,7 +25,15 @@ from anode.regularisers import REGULARISERS
 from anode.solve import translate_solver_errors
 from anode.training.checkpoints import CHECKPOINT_FORMAT, load_checkpoint
 from anode.training.config import SCHEDULER_INTERVALS, TrainConfig, resume_conflicts
-from anode.training.evaluation import SAMPLE_NFE_KEYS, count_nfe, evaluate, model_device, ode_blocks, sample_nfe
+from anode.training.evaluation import (
+    SAMPLE_NFE_KEYS,
+    check_failed_samples,
+    count_nfe,
+    evaluate,
+    model_device,
+    ode_blocks,
+    sample_nfe,
+)
 from anode.training.losses import LossFn, check_loss_fn, check_targets, count_correct, make_loss, scalar_loss
 from anode.training.optimisers import OptimizerArg, SchedulerArg, make_optimizer, make_scheduler
 from anode.version import __version__
@@ -89,8 +97,10 @@ class Trainer:
     `model.modules()` order). With per-sample step control (`SolverConfig(step_control="sample")`)
     `nfe_forward` stays the number of batched field calls, and the records add
     `nfe_forward_sample_mean` / `nfe_forward_sample_max`, the mean and largest forward NFE of one
-    sample of the batch (`sample_nfe`). With regulariser weights in the config, every block integrates
-    the regularisers, `loss` stays the data loss and the records add `kinetic_energy` /
+    sample of the batch (`sample_nfe`); a training step in which some sample's solve failed raises
+    before its optimiser step (`step`), and evaluation leaves such samples out and counts them
+    (`eval_failed_samples` in the epoch record, see `evaluate`). With regulariser weights in the
+    config, every block integrates the regularisers, `loss` stays the data loss and the records add `kinetic_energy` /
     `jacobian_norm` (summed over blocks) and `regularisation` (their weighted sum, which is
     added to the loss that is minimised).
 
@@ -174,8 +184,16 @@ class Trainer:
     def step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
         """One optimiser step on a batch; returns (and records) its iteration record.
 
+        Under per-sample step control with `sample_failure="skip"` (the default) a sample whose
+        forward solve fails does not stop the solve, but its outputs are NaN, and a loss over them
+        would make every weight NaN: the step then raises (`check_failed_samples`) after the
+        forward pass, before the backward pass and the optimiser step, so the weights, the optimiser
+        state and the history stay as they were.
+
         Raises:
-            SolverError: the forward or (adjoint) backward solve failed.
+            SolverError: the forward or (adjoint) backward solve failed; or (per-sample control,
+                `sample_failure="skip"`) some sample's forward solve failed: the first failure's type
+                (`MaxStepsExceeded`, `StepSizeUnderflow`, `NonFiniteState`), naming the failed samples.
             ValueError: `loss_fn` returned a non-scalar; or (first step of a `fit`, with the config's
                 loss) targets that do not fit the predictions (see `anode.training.losses.check_targets`).
         """
@@ -186,6 +204,7 @@ class Trainer:
             terms = [stack.enter_context(self._regularised(block, index)) for index, block in enumerate(self.blocks)] \
                 if weights else []
             pred = self.model(x)
+        check_failed_samples(self.blocks, where=f"training iteration {self.iteration}")
         if not self._targets_checked:  # once per fit: a mismatch is an error before the first optimiser step
             if self._own_loss:
                 check_targets(pred, y, self.config.loss)

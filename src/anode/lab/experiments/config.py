@@ -538,12 +538,14 @@ class ExperimentConfig:
     def to_dict(self) -> dict[str, Any]:
         """The config as plain data (what `experiment.json` holds; `parse_config` reads it back).
 
-        `solver.sample_failure` is written only when it is not its default ("raise"): a setting added
+        `solver.sample_failure` is written only when it is not its default ("skip"): a setting added
         after reports were committed leaves their `experiment.json` as it was, as it leaves run
-        fingerprints (`fingerprint._solver_part`).
+        fingerprints (`fingerprint._solver_part`). Those files, which lack the key, were made under
+        "raise" with batch control, where the two policies are the same (a failure stops the batch),
+        so reading them back with the default "skip" changes nothing.
         """
         out = dataclasses.asdict(self)
-        if out["solver"].get("sample_failure") == "raise":
+        if out["solver"].get("sample_failure") == "skip":
             del out["solver"]["sample_failure"]
         kinds = {cls: kind for kind, cls in DATASET_KINDS.items()}
         out["datasets"] = [{"kind": kinds[type(d)], **dataclasses.asdict(d)} for d in self.datasets]

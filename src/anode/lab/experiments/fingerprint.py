@@ -118,13 +118,19 @@ def run_fingerprint(
 
 
 def _solver_part(solver: SolverConfig) -> dict[str, Any]:
-    """The solver's fields, less those added after results were recorded while they hold their defaults
-    (`step_control` "batch", `sample_failure` "raise"): a setting that changes nothing keeps every
-    existing fingerprint."""
+    """The solver's fields, less those added after results were recorded while they change nothing:
+    `step_control` at its default "batch", and `sample_failure` at its default "skip" or under batch
+    control (one controller for the batch: a failure stops it under either policy). Every run made
+    before these settings existed (batch control, "raise") keeps its fingerprint, and so does one
+    made with per-sample control and "raise" before "skip" became the default: a run that completed
+    under "raise" met no failure, so it computed what "skip" computes. A per-sample run with
+    `sample_failure = "raise"` named in its config records it (its evaluation stops at a failure)."""
     part = dataclasses.asdict(solver)
-    for name, default in (("step_control", "batch"), ("sample_failure", "raise")):
-        if part.get(name) == default:
-            del part[name]
+    if part.get("step_control") == "batch":
+        del part["step_control"]
+        part.pop("sample_failure", None)
+    elif part.get("sample_failure") == "skip":
+        del part["sample_failure"]
     return part
 
 
