@@ -26,10 +26,9 @@ Variants, all `SolverConfig(backend="anode", method="dopri5", rtol=1e-5, atol=1e
 - `sample_backprop`: `step_control="sample"`, backprop through the per-sample solve (discretise-then-
   optimise), the cost reference.
 
-The "anode" backend takes no `options` (so not `{"adjoint_options": {"norm": "seminorm"}}`, which only the
-torchdiffeq backend accepts): the seminorm variants swap the adjoint's norm in `anode.solvers.adjoint` for
-torchdiffeq's seminorm while they run (`seminorm()` below; tests/test_benchmarks_adjoint_control.py checks
-that it gives torchdiffeq's seminorm backward steps and gradients).
+The seminorm variants pass `options={"adjoint_options": {"norm": "seminorm"}}` (torchdiffeq's seminorm;
+the anode backend's backward steps and gradients equal torchdiffeq's there,
+tests/test_backend_equality.py).
 
 Per problem, first the reference gradients: backprop through the per-sample solve at rtol = atol = 1e-10
 in float64 (the classifier's copy in float64), with `reference_check_backprop_1e-9` (its distance to the
@@ -55,7 +54,7 @@ import argparse
 import contextlib
 import copy
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import torch
@@ -64,13 +63,12 @@ from torch import nn
 import anode
 from anode import NFE, SolverConfig, odesolve
 from anode.data import ConcentricSpheres
-from anode.solvers import adjoint as adjoint_module
-from anode.solvers.control import rms_norm
 
 N, TOL, TIGHT = 256, 1e-5, 1e-10
 PERTURBED = 5  # runs from perturbed initial states, for the spread of the counts
 MILD_MU, MILD_T_END = (0.1, 1.0), 5.0  # a Van der Pol batch whose adjoint (backward-in-time) solve is well posed
 
+SEMINORM = {"adjoint_options": {"norm": "seminorm"}}
 #: name -> (step_control, adjoint, seminorm)
 VARIANTS: dict[str, tuple[str, bool, bool]] = {
     "sample_joint": ("sample", True, False),
@@ -79,24 +77,6 @@ VARIANTS: dict[str, tuple[str, bool, bool]] = {
     "batch_seminorm": ("batch", True, True),
     "sample_backprop": ("sample", False, False),
 }
-
-
-@contextlib.contextmanager
-def seminorm() -> Iterator[None]:
-    """While inside, the anode backend's adjoint solve uses torchdiffeq's seminorm: its default adjoint norm
-    without the parameter-adjoint blocks, max(|dL/dt|, rms(y), rms(a))."""
-    state_class = adjoint_module._AdjointState
-    default = state_class.norm
-
-    def semi(self: adjoint_module._AdjointState, z: torch.Tensor) -> torch.Tensor:
-        vjp_t, y, adj_y, *_ = self.split(z)
-        return torch.stack([vjp_t.abs(), rms_norm(y), rms_norm(adj_y)]).max()
-
-    state_class.norm = semi  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        state_class.norm = default  # type: ignore[method-assign]
 
 
 class VanDerPol(nn.Module):
@@ -123,13 +103,11 @@ class Problem:
         return tuple(p for p in self.field.parameters() if p.requires_grad)
 
 
-def gradients(problem: Problem, solver: SolverConfig, *, semi: bool = False,
-              nfe: NFE | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def gradients(problem: Problem, solver: SolverConfig, *, nfe: NFE | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(dL/dtheta flattened, dL/dy0) of one forward + backward."""
     y0 = problem.y0.detach().clone().requires_grad_(True)
-    with seminorm() if semi else contextlib.nullcontext():
-        out = odesolve(problem.field, y0, problem.t, solver, nfe=nfe)
-        g_y0, *g_theta = torch.autograd.grad(problem.loss(out[-1]), (y0, *problem.theta))
+    out = odesolve(problem.field, y0, problem.t, solver, nfe=nfe)
+    g_y0, *g_theta = torch.autograd.grad(problem.loss(out[-1]), (y0, *problem.theta))
     return torch.cat([g.reshape(-1) for g in g_theta]), g_y0
 
 
@@ -164,11 +142,12 @@ def reference(prefix: str, problem64: Problem) -> tuple[torch.Tensor, torch.Tens
 def compare(prefix: str, problem: Problem, ref: tuple[torch.Tensor, torch.Tensor], repeats: int) -> None:
     ref_theta, ref_y0 = ref
     for name, (control, adjoint, semi) in VARIANTS.items():
-        solver = SolverConfig(rtol=TOL, atol=TOL, backend="anode", step_control=control, adjoint=adjoint)
+        solver = SolverConfig(rtol=TOL, atol=TOL, backend="anode", step_control=control, adjoint=adjoint,
+                              options=SEMINORM if semi else {})
         p = f"{prefix}{name}_"
         nfe = NFE()
         try:
-            g_theta, g_y0 = gradients(problem, solver, semi=semi, nfe=nfe)
+            g_theta, g_y0 = gradients(problem, solver, nfe=nfe)
         except anode.SolverError as err:  # the counts up to the failure, then the error's type
             print(f"{p}fwd_calls: {nfe.forward}")
             print(f"{p}bwd_calls: {nfe.backward}")
@@ -177,14 +156,14 @@ def compare(prefix: str, problem: Problem, ref: tuple[torch.Tensor, torch.Tensor
         best = float("inf")
         for _ in range(repeats):
             start = time.process_time()
-            gradients(problem, solver, semi=semi)
+            gradients(problem, solver)
             best = min(best, time.process_time() - start)
         spread = {"fwd": [], "bwd": []}
         for k in range(PERTURBED):  # the counts' spread: y0 + 1e-6 N(0, 1), seeds 0 .. PERTURBED - 1
             counts = NFE()
             noise = torch.randn(problem.y0.shape, generator=torch.Generator().manual_seed(k), dtype=problem.y0.dtype)
             with contextlib.suppress(anode.SolverError):
-                gradients(replace(problem, y0=problem.y0 + 1e-6 * noise), solver, semi=semi, nfe=counts)
+                gradients(replace(problem, y0=problem.y0 + 1e-6 * noise), solver, nfe=counts)
                 spread["fwd"].append(counts.forward)
                 spread["bwd"].append(counts.backward)
         per_sample = nfe.per_sample or [nfe.forward]

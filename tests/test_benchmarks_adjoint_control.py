@@ -49,39 +49,21 @@ def _problem(bench, n: int = 32):
 
 
 def test_seminorm_is_torchdiffeqs(bench) -> None:
+    """The benchmark's seminorm variants: the anode backend's seminorm adjoint takes torchdiffeq's backward
+    steps and gives its gradients, and differs from the default norm on this problem."""
     problem = _problem(bench)
     runs = {}
-    for name, solver, semi in (
-        ("anode", SolverConfig(rtol=1e-6, atol=1e-6, adjoint=True, backend="anode"), False),
-        ("anode_semi", SolverConfig(rtol=1e-6, atol=1e-6, adjoint=True, backend="anode"), True),
-        ("torchdiffeq", SolverConfig(rtol=1e-6, atol=1e-6, adjoint=True), False),
-        ("torchdiffeq_semi", SolverConfig(rtol=1e-6, atol=1e-6, adjoint=True,
-                                          options={"adjoint_options": {"norm": "seminorm"}}), False),
-    ):
+    for name, backend, options in (("anode", "anode", {}), ("anode_semi", "anode", bench.SEMINORM),
+                                   ("torchdiffeq", "torchdiffeq", {}), ("torchdiffeq_semi", "torchdiffeq", bench.SEMINORM)):
         nfe = NFE()
-        grads = bench.gradients(problem, solver, semi=semi, nfe=nfe)
+        solver = SolverConfig(rtol=1e-6, atol=1e-6, adjoint=True, backend=backend, options=options)
+        grads = bench.gradients(problem, solver, nfe=nfe)
         runs[name] = (nfe.backward, nfe.backward_accepted_steps, nfe.backward_rejected_steps, grads)
     assert runs["anode_semi"][0] < runs["anode"][0]  # the problem tells the norms apart
     for ours, theirs in (("anode", "torchdiffeq"), ("anode_semi", "torchdiffeq_semi")):
         assert runs[ours][:3] == runs[theirs][:3]
         for g, h in zip(runs[ours][3], runs[theirs][3], strict=True):
             torch.testing.assert_close(g, h, rtol=1e-12, atol=1e-12)
-
-
-def test_seminorm_restores_the_default_norm(bench) -> None:
-    from anode.solvers import adjoint
-
-    default = adjoint._AdjointState.norm
-    with pytest.raises(RuntimeError), bench.seminorm():
-        assert adjoint._AdjointState.norm is not default
-        raise RuntimeError
-    assert adjoint._AdjointState.norm is default
-
-
-def test_the_anode_backend_still_needs_the_swap() -> None:
-    """When the "anode" backend accepts `adjoint_options`, the benchmark should use them instead of its swap."""
-    with pytest.raises(ValueError, match="options"):
-        SolverConfig(backend="anode", adjoint=True, options={"adjoint_options": {"norm": "seminorm"}})
 
 
 def test_compare_prints_every_line(bench, capsys) -> None:

@@ -455,6 +455,19 @@ def test_anode_backend_rejects_methods_it_does_not_provide() -> None:
         assert SolverConfig(method=method, backend="anode", **kwargs).backend == "anode"
 
 
+def test_anode_backend_takes_only_the_adjoint_seminorm() -> None:
+    semi = {"adjoint_options": {"norm": "seminorm"}}
+    cfg = SolverConfig(backend="anode", adjoint=True, options=semi)
+    assert cfg.adjoint_norm == "seminorm" and SolverConfig(backend="anode", adjoint=True).adjoint_norm == "default"
+    assert SolverConfig(**cfg.to_dict()) == cfg
+    with pytest.raises(ValueError, match=r"passed to torchdiffeq only.*takes only .*seminorm"):
+        SolverConfig(backend="anode", options={"first_step": 0.1})
+    with pytest.raises(ValueError, match=r"passed to torchdiffeq only"):
+        SolverConfig(backend="anode", adjoint=True, options={"adjoint_options": {"norm": "seminorm", "first_step": 0.1}})
+    with pytest.raises(ValueError, match=r"configures the adjoint solve: set adjoint=True"):
+        SolverConfig(backend="anode", options=semi)
+
+
 def test_backend_round_trip_and_registry() -> None:
     cfg = SolverConfig(method="bosh3", backend="anode", adjoint=True)
     assert cfg.to_dict()["backend"] == "anode"

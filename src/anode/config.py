@@ -31,6 +31,8 @@ FIXED_STEP_OPTIONS: tuple[str, ...] = ("interp", "perturb")
 ADJOINT_OPTIONS: tuple[str, ...] = ("adjoint_options",)
 #: Norms the adjoint solve accepts in `options["adjoint_options"]["norm"]`.
 ADJOINT_NORMS: tuple[str, ...] = ("seminorm",)
+#: The only options the "anode" backend takes: the adjoint's seminorm (Kidger et al. 2021).
+_ANODE_OPTIONS: dict[str, Any] = {"adjoint_options": {"norm": "seminorm"}}
 #: Solver backends behind `anode.odesolve` (see `anode.solvers`): "torchdiffeq" calls torchdiffeq's
 #: `odeint`/`odeint_adjoint`; "anode" is anode's own fused explicit Runge-Kutta solver, which
 #: reproduces torchdiffeq's step control, step counts and dense output for the methods below.
@@ -135,7 +137,10 @@ class SolverConfig:
             adaptive methods `ADAPTIVE_OPTIONS` (e.g. `{"first_step": 0.05}`), fixed-step methods
             `FIXED_STEP_OPTIONS` (`interp`, `perturb`); with `adjoint=True` also
             `{"adjoint_options": {...}}` for the backward solve (`{"norm": "seminorm"}` and the
-            method's own options). Forward options are inherited by the adjoint solve.
+            method's own options). Forward options are inherited by the adjoint solve. The "anode"
+            backend takes only `{"adjoint_options": {"norm": "seminorm"}}` (with `adjoint=True`):
+            the backward solve's error norm leaves out the parameter adjoints, max(|dL/dt|,
+            rms(y), rms(dL/dy)), as torchdiffeq's seminorm.
         backend: which solver implementation runs the method, one of `BACKENDS`:
             "torchdiffeq" (the reference) or "anode" (own fused Runge-Kutta loop with the same
             steps and numbers, less Python work per step; methods `ANODE_BACKEND_METHODS`; for
@@ -168,7 +173,8 @@ class SolverConfig:
             non-finite tolerance/step, fixed-step method without `step_size`, `step_size`
             given for an adaptive method, adjoint tolerances without `adjoint=True`, an unknown
             or invalid option, an unknown backend (the messages list the valid ones), a method
-            the backend does not provide, options given to the "anode" backend, an unknown
+            the backend does not provide, options other than the adjoint seminorm given to the
+            "anode" backend, an unknown
             `step_control` or "sample" with another backend or a fixed-step method, an unknown
             `sample_failure`.
         TypeError: a field of the wrong type.
@@ -223,9 +229,10 @@ class SolverConfig:
                 f"method {self.method!r} is not provided by the 'anode' backend (it has {list(ANODE_BACKEND_METHODS)}); "
                 f"pick one of those or use backend='torchdiffeq'"
             )
-        if self.backend == "anode" and self.options:
-            raise ValueError(f"options {sorted(self.options)} are passed to torchdiffeq only; the 'anode' backend takes "
-                             "none: remove options or use backend='torchdiffeq'")
+        if self.backend == "anode" and self.options and self.options != _ANODE_OPTIONS:
+            raise ValueError(f"options {self.options!r} are passed to torchdiffeq only; the 'anode' backend takes "
+                             f"only {_ANODE_OPTIONS!r} (with adjoint=True): remove the others or use "
+                             "backend='torchdiffeq'")
         if not isinstance(self.step_control, str) or self.step_control not in STEP_CONTROLS:
             raise ValueError(f"unknown step_control {self.step_control!r}; valid choices: {list(STEP_CONTROLS)}")
         if self.step_control == "sample" and (self.backend != "anode" or self.is_fixed_step):
@@ -236,6 +243,11 @@ class SolverConfig:
             )
         if not isinstance(self.sample_failure, str) or self.sample_failure not in SAMPLE_FAILURES:
             raise ValueError(f"unknown sample_failure {self.sample_failure!r}; valid choices: {list(SAMPLE_FAILURES)}")
+
+    @property
+    def adjoint_norm(self) -> str:
+        """The adjoint solve's error norm: "seminorm" when `options` asks for it, else "default"."""
+        return self.options.get("adjoint_options", {}).get("norm", "default")
 
     @property
     def is_fixed_step(self) -> bool:

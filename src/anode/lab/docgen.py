@@ -77,14 +77,15 @@ MEANINGS: dict[str, str] = {
     "SolverConfig.adjoint_rtol": "Relative tolerance of the adjoint (backward) solve (omit: `rtol`; needs `adjoint = true`).",
     "SolverConfig.adjoint_atol": "Absolute tolerance of the adjoint solve (omit: `atol`; needs `adjoint = true`).",
     "SolverConfig.options": "Extra solver options passed to the method, validated against what it accepts (e.g. "
-                            "`{ first_step = 0.1 }`, or `{ adjoint_options = { norm = \"seminorm\" } }` with the adjoint).",
+                            "`{ first_step = 0.1 }`, or `{ adjoint_options = { norm = \"seminorm\" } }` with the adjoint; the "
+                            "\"anode\" backend takes only that seminorm).",
     "SolverConfig.backend": "Which solver implementation runs the method: \"torchdiffeq\" (the reference) or "
                             "\"anode\" (own fused Runge-Kutta loop, same steps and numbers, less Python work per step; "
                             "for an `ODEFunc` under dopri5/bosh3 without the adjoint, a backward written by hand).",
     "SolverConfig.step_control": "Step-size control of adaptive methods: \"batch\" (one step size for the whole batch, "
                                  "torchdiffeq's) or \"sample\" (backend \"anode\", dopri5/bosh3: each sample keeps its "
-                                 "own step size, steps and NFE; the adjoint's backward solve stays batch-controlled; "
-                                 "not with stacked ensembles).",
+                                 "own step size, steps and NFE; the adjoint's backward solve stays one controller for the "
+                                 "batch; stacked ensembles control (member, sample) pairs).",
     "SolverConfig.sample_failure": "What a sample whose solve fails does under `step_control = \"sample\"`: \"skip\" "
                                    "(its outputs from then on are NaN, the other samples go on unchanged, the failure "
                                    "is recorded in `NFE.failed_samples`; a training step with a failed sample stops "

@@ -47,6 +47,12 @@ class _AdjointState:
         vjp_t, y, adj_y, *adj_params = self.split(z)
         return torch.stack([vjp_t.abs(), rms_norm(y), rms_norm(adj_y), *(rms_norm(p) for p in adj_params)]).max()
 
+    def seminorm(self, z: torch.Tensor) -> torch.Tensor:
+        """torchdiffeq's adjoint seminorm (Kidger et al. 2021, `adjoint_options={"norm": "seminorm"}`):
+        max(|dL/dt|, rms(y), rms(a)), the parameter adjoints left out of the step control."""
+        vjp_t, y, adj_y = self.split(z)[:3]
+        return torch.stack([vjp_t.abs(), rms_norm(y), rms_norm(adj_y)]).max()
+
 
 class _AdjointSolve(torch.autograd.Function):
     """Forward: anode's solver without a graph. Backward: the adjoint ODE solved backwards in time
@@ -54,7 +60,8 @@ class _AdjointSolve(torch.autograd.Function):
 
     The backward pass builds the same augmented dynamics (-[dL/dt, f, a^T df/dy, a^T df/dtheta]
     at reversed time, with t requiring grad so that dL/dt is integrated too), the same flattened
-    state, the same default adjoint norm and the same per-interval restarts (y reset to the forward
+    state, the same adjoint norm (the default, or the seminorm when `solver.adjoint_norm` says so) and
+    the same per-interval restarts (y reset to the forward
     solution, a incremented by the output gradient), so backward NFE, steps and gradients are
     those of `torchdiffeq.odeint_adjoint` with the same tolerances.
     """
@@ -75,6 +82,7 @@ class _AdjointSolve(torch.autograd.Function):
         params = tuple(params_list)
         state = _AdjointState(y.shape[1:], params)
         counts = Counts(nfe, backward=True)
+        norm = state.seminorm if solver.adjoint_norm == "seminorm" else state.norm
         rtol = solver.adjoint_rtol if solver.adjoint_rtol is not None else solver.rtol
         atol = solver.adjoint_atol if solver.adjoint_atol is not None else solver.atol
 
@@ -102,7 +110,7 @@ class _AdjointSolve(torch.autograd.Function):
                 s_span = -t[i - 1:i + 1].flip(0)  # integrate from t[i] down to t[i - 1] in s = -t
                 # (its float64 values are -times[i], -times[i - 1]: negation is exact, no host copy needed)
                 z = integrate(dynamics, z, s_span, [-times[i], -times[i - 1]], solver, counts,
-                               phase="backward pass (adjoint solve)", rtol=rtol, atol=atol, norm=state.norm)[-1]
+                               phase="backward pass (adjoint solve)", rtol=rtol, atol=atol, norm=norm)[-1]
                 blocks = state.split(z)
                 z = torch.cat([blocks[0].reshape(-1), y[i - 1].reshape(-1), (blocks[2] + grad_out[i - 1]).reshape(-1),
                                *(block.reshape(-1) for block in blocks[3:])])
