@@ -411,3 +411,36 @@ def test_a_stacked_per_sample_solve_needs_a_sample_axis() -> None:
                                               SolverConfig(rtol=1e-8, atol=1e-8, **SAMPLE))
     torch.testing.assert_close(out[:, :, 0], torch.exp(-torch.arange(1.0, 4.0)).expand(2, 3), rtol=1e-5, atol=1e-6)
     assert failures == [None, None] and counts[0]["per_sample"] == counts[1]["per_sample"]
+
+
+def _per_sample_run(dtype: torch.dtype, graph: bool) -> tuple[torch.Tensor, list[torch.Tensor], NFE]:
+    with anode.seeded(3):
+        block = ODEBlock(ODEFunc(2, 16, augment_dim=1, time_dependent=True),
+                         solver=SolverConfig(rtol=1e-5, atol=1e-5, **SAMPLE)).to(dtype)
+    gen = torch.Generator().manual_seed(4)
+    x = (3.0 * torch.randn(24, 2, generator=gen)).to(dtype).requires_grad_(graph)
+    with torch.set_grad_enabled(graph):
+        out = block(x, eval_times=torch.tensor([0.0, 0.4, 1.0]))
+    grads = []
+    if graph:
+        out.pow(2).sum().backward()
+        grads = [x.grad] + [p.grad for p in block.parameters()]
+    return out.detach(), grads, block.nfe
+
+
+@pytest.mark.parametrize("graph", [False, True], ids=["no-graph", "graph"])
+@pytest.mark.parametrize("dtype", [torch.float32, F64], ids=["float32", "float64"])
+def test_device_arithmetic_path_is_the_host_paths_bits(dtype: torch.dtype, graph: bool,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Off the CPU the per-row step runs as torch operations on the device (no NumPy step, stage times
+    and coefficients as tensors); forced here on the CPU, a per-sample solve gives the host path's values,
+    per-sample NFE and steps, and gradients, bit for bit (no GPU was available to run it there)."""
+    host = _per_sample_run(dtype, graph)
+    monkeypatch.setattr(rk, "_host_arrays", lambda device: False)
+    device = _per_sample_run(dtype, graph)
+    assert torch.equal(device[0], host[0])
+    for g_d, g_h in zip(device[1], host[1], strict=True):
+        assert torch.equal(g_d, g_h)
+    assert (device[2].forward, device[2].per_sample, device[2].per_sample_accepted, device[2].per_sample_rejected) == (
+        host[2].forward, host[2].per_sample, host[2].per_sample_accepted, host[2].per_sample_rejected)
+    assert len(set(host[2].per_sample)) > 1  # the samples took different steps
