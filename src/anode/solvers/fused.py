@@ -443,6 +443,11 @@ class _Control(ScalarControl):
         self.leading = rows.leading
         return rows.stages, rows.columns, rows.leading
 
+    def drop_columns(self) -> None:
+        """Never: the field is evaluated without a graph (`solve` runs it under inference mode, or with
+        nothing requiring grad), and the stage inputs must stay in the rows."""
+        raise RuntimeError("internal error: the fused solve's field returned a tensor that requires grad")
+
     def start(self, func: VectorField) -> torch.Tensor:
         """f0 and Hairer's initial step (`control.select_initial_step`), in rows 1 and 0."""
         y0, ctl, f, counts = self.y0, self.ctl, self.field, self.counts
