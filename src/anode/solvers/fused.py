@@ -205,6 +205,8 @@ class _Rows:
         self.columns = self.stages.unbind(-1)  # k_j's place
         self.leading = [self.stages.narrow(-1, 0, n) for n in range(1, n_stages + 1)]  # k_0 .. k_i, stage input i
         self.backward: _BackwardBuffers | None = None
+        # per method: the flat RK matrix times dt, written in place every step, and its rows' views
+        self.coefficients: dict[str, tuple[np.ndarray, tuple[torch.Tensor, ...]]] = {}
         self._index()
 
     def _index(self) -> None:
@@ -481,11 +483,25 @@ class _Control(ScalarControl):
                 self.time_block = rows.time_column(base, s)
         if self.spec.time_dependent:  # every stage's time column at once
             self.time_block.copy_(ts.unsqueeze(1))
-        # beta_i * dt as rk computes them: on the host in one NumPy product, else on the device
+        # beta_i * dt as rk computes them: on the host in one NumPy product (into the rows' buffer, whose
+        # views the stages read), else on the device
         ctl, dt_y = self.ctl, self.dt_y
-        self.coefs = (torch.from_numpy(self.flat * dt_y).split(self.row_sizes) if ctl.host
-                      else [ctl.stage_coefficients(i, dt_y) for i in range(s)])
+        if ctl.host:
+            buffer, self.coefs = self._coefficient_buffer()
+            np.multiply(self.flat, dt_y, out=buffer)
+        else:
+            self.coefs = [ctl.stage_coefficients(i, dt_y) for i in range(s)]
         return self.no_times
+
+    def _coefficient_buffer(self) -> tuple[np.ndarray, tuple[torch.Tensor, ...]]:
+        """The rows' coefficient buffer of this method and its per-stage views (made once per `_Rows`)."""
+        cached = self.rows.coefficients.get(self.ctl.method)
+        if cached is None:
+            buffer = np.empty(len(self.flat), dtype=self.ctl.np_t)
+            with torch.inference_mode(False):  # an ordinary tensor: the rows serve solves in and out of inference mode
+                views = torch.from_numpy(buffer).split(self.row_sizes)
+            cached = self.rows.coefficients[self.ctl.method] = (buffer, views)
+        return cached
 
     def stage_state(self, i: int, y: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
         """Stage i's input y + sum_j (dt a_ij) k_j, written into its row (`evaluate` reads it there)."""
@@ -596,7 +612,7 @@ class _Reverse:
         stores the layers' dL/dz for the weight gradients."""
         g = self.k_rows[row]
         for weight, slopes, grad_z in self.later:
-            g = torch.mul(torch.mm(g, weight), slopes[row], out=grad_z[row])
+            g = torch.mm(g, weight, out=grad_z[row]).mul_(slopes[row])  # (a contiguous row: the same bits)
         return torch.mm(g, self.w_y) if out is None else torch.mm(g, self.w_y, out=out)
 
     def time_grads(self, rows: slice) -> torch.Tensor:
