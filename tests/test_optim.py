@@ -211,3 +211,63 @@ def test_fast_path_training_matches_torch_adam_as_before() -> None:
     assert opt.flat_path and 0 in opt._flat
     for a, b in zip(model.parameters(), twin.parameters()):
         assert torch.equal(a, b)
+
+
+def _hook_log(opt: torch.optim.Optimizer, log: list[str]) -> list[object]:
+    """Step hooks of every kind on `opt` (and global ones) that append to `log`; their handles."""
+    optimizer = _owner("optimizer")  # (torch.optim deletes its submodules' names)
+    return [
+        optimizer.register_optimizer_step_pre_hook(lambda o, a, k: log.append("global pre")),
+        opt.register_step_pre_hook(lambda o, a, k: log.append("pre")),
+        opt.register_step_post_hook(lambda o, a, k: log.append("post")),
+        optimizer.register_optimizer_step_post_hook(lambda o, a, k: log.append("global post")),
+    ]
+
+
+@pytest.mark.parametrize("cls", ["FlatAdam", "subclass", "torch"])
+def test_step_hooks_run_once_in_torchs_order(cls: str) -> None:
+    """The step hooks run as around torch's Adam: once per step (also from a subclass's own step,
+    which torch wraps), global pre, pre, the step, post, global post; a pre hook may replace the
+    arguments."""
+
+    class Sub(FlatAdam):
+        def step(self, closure=None):  # a subclass's own step, wrapped by torch
+            return super().step(closure)
+
+    make = {"FlatAdam": FlatAdam, "subclass": Sub, "torch": torch.optim.Adam}[cls]
+    params = make_params(torch.float32)
+    opt = make(params, lr=1e-3)
+    log: list[str] = []
+    handles = _hook_log(opt, log)
+    try:
+        set_grads([params], 0, torch.float32)
+        opt.step()
+        assert log == ["global pre", "pre", "post", "global post"]
+        swap = opt.register_step_pre_hook(lambda o, a, k: ((a[0],), {"closure": lambda: torch.tensor(7.0)}))
+        assert float(opt.step()) == 7.0  # the closure the pre hook put in
+        swap.remove()
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def test_zero_grad_sets_none_or_zeroes_as_torch() -> None:
+    params = make_params(torch.float32)
+    opt = FlatAdam(params, lr=1e-3)
+    set_grads([params], 0, torch.float32)
+    opt.zero_grad(set_to_none=False)
+    assert all(p.grad is not None and not p.grad.any() for p in params)
+    opt.zero_grad()
+    assert all(p.grad is None for p in params)
+
+
+def test_under_a_profiler_step_and_zero_grad_carry_torchs_labels() -> None:
+    """Without a profiler the labels are skipped (their cost); under one they are torch's."""
+    params = make_params(torch.float32)
+    opt = FlatAdam(params, lr=1e-3)
+    set_grads([params], 0, torch.float32)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        opt.step()
+        opt.zero_grad()
+    names = {event.name for event in prof.events()}
+    assert {"Optimizer.step#FlatAdam.step", "Optimizer.zero_grad#FlatAdam.zero_grad"} <= names

@@ -9,14 +9,20 @@ and writes the parameters in one foreach call. Element-wise operations round eac
 own, so the updates are bitwise those of `torch.optim.Adam` (`tests/test_optim.py`).
 
 The flat path uses torch internals (`torch.optim.Adam._init_group`,
-`torch.optim.optimizer._get_scalar_dtype`, `torch._foreach_copy_`, `torch._foreach_addcdiv_`) and
-the functional `torch.optim.adam.adam`. `missing_private_apis()` lists those this torch lacks; when
-any is missing, a `FlatAdam` made then is plain `torch.optim.Adam` (torch's default
-implementation, the same math through the public API) and says so in `flat_path`.
+`torch.optim.optimizer._get_scalar_dtype`, `torch._foreach_copy_`, `torch._foreach_addcdiv_`,
+`torch.autograd._profiler_enabled`, torch's registries of global step hooks) and the functional
+`torch.optim.adam.adam`. `missing_private_apis()` lists those this torch lacks; when any is missing,
+a `FlatAdam` made then is plain `torch.optim.Adam` (torch's default implementation, the same math
+through the public API) and says so in `flat_path`.
+
+`step` and `zero_grad` also skip what torch wraps around them for its profiler (a `record_function`
+label each, about a twentieth of a toy training step) while no profiler runs: the step hooks run as
+torch runs them, and under a profiler both are torch's own, labels included.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 from collections.abc import Callable, Iterable
@@ -39,6 +45,12 @@ _PRIVATE_APIS: tuple[tuple[Any, str, str], ...] = (
     (torch, "_foreach_copy_", "torch._foreach_copy_"),
     (torch, "_foreach_addcdiv_", "torch._foreach_addcdiv_"),
     (_TORCH_ADAM, "adam", "torch.optim.adam.adam"),
+    (torch.autograd, "_profiler_enabled", "torch.autograd._profiler_enabled"),
+)
+#: torch's registries of the step hooks of every optimiser (dicts), which `FlatAdam.step` runs itself.
+_HOOK_REGISTRIES: tuple[tuple[Any, str, str], ...] = (
+    (_TORCH_OPTIMIZER, "_global_optimizer_pre_hooks", "torch.optim.optimizer._global_optimizer_pre_hooks"),
+    (_TORCH_OPTIMIZER, "_global_optimizer_post_hooks", "torch.optim.optimizer._global_optimizer_post_hooks"),
 )
 #: The arguments `_init_group` is called with (self, group and the six lists), as in torch 2.x.
 _INIT_GROUP_ARITY = 8
@@ -66,6 +78,7 @@ def missing_private_apis() -> list[str]:
                 arity = -1
             if arity != _INIT_GROUP_ARITY:
                 missing.append(label)
+    missing += [label for owner, name, label in _HOOK_REGISTRIES if not isinstance(getattr(owner, name, None), dict)]
     return missing
 
 
@@ -174,6 +187,37 @@ class _FlatGroup:
         torch._foreach_addcdiv_(params, self.exp_avg_views, self.denom_views, value=step_size)
 
 
+def _step_hooks(step: Callable[..., Any]) -> Callable[..., Any]:
+    """`step` with torch's step hooks around it as `torch.optim.Optimizer.profile_hook_step` runs
+    them (global and per-optimiser pre hooks, which may replace the arguments; then the post hooks),
+    and torch's wrapper itself, profiler label included, while a profiler runs or on the fallback.
+    Marked `hooked`, so that torch does not wrap it again; a subclass's own `step` (which torch
+    wraps) calls it without running the hooks twice."""
+
+    @functools.wraps(step)
+    def hooked(*args: Any, **kwargs: Any) -> Any:
+        self = args[0]
+        if type(self).step is not hooked:  # called from a subclass's step: torch's wrapper ran the hooks
+            return step(*args, **kwargs)
+        if not self.flat_path or torch.autograd._profiler_enabled():
+            return torch.optim.Optimizer.profile_hook_step(step)(*args, **kwargs)
+        for pre_hook in (*_TORCH_OPTIMIZER._global_optimizer_pre_hooks.values(), *self._optimizer_step_pre_hooks.values()):
+            result = pre_hook(self, args, kwargs)
+            if result is not None:
+                if isinstance(result, tuple) and len(result) == 2:
+                    args, kwargs = result
+                else:
+                    raise RuntimeError(f"{step} must return None or a tuple of (new_args, new_kwargs), but got {result}.")
+        out = step(*args, **kwargs)
+        self._optimizer_step_code()
+        for post_hook in (*self._optimizer_step_post_hooks.values(), *_TORCH_OPTIMIZER._global_optimizer_post_hooks.values()):
+            post_hook(self, args, kwargs)
+        return out
+
+    hooked.hooked = True  # (what torch's `_patch_step_function` checks)
+    return hooked
+
+
 class FlatAdam(torch.optim.Adam):
     """`torch.optim.Adam` (L2 weight decay, no amsgrad) whose step runs on flat buffers.
 
@@ -226,7 +270,22 @@ class FlatAdam(torch.optim.Adam):
                 if flat is not None:
                     self._flat[index] = flat
 
-    @torch.no_grad()
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """torch's `zero_grad`; setting the gradients to None while no profiler runs, without its
+        profiler label.
+
+        Arguments:
+            set_to_none: set the gradients to None (else zero them, torch's way).
+        """
+        if not set_to_none or not self.flat_path or torch.autograd._profiler_enabled():
+            super().zero_grad(set_to_none)
+            return
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    p.grad = None
+
+    @_step_hooks
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """One Adam step of every group (see the class docstring).
 
@@ -238,19 +297,21 @@ class FlatAdam(torch.optim.Adam):
         """
         if not self.flat_path:
             # torch's Adam.step body: without its wrappers, which would run the step hooks a second
-            # time (this method has them) and set the grad mode this method already sets
-            return inspect.unwrap(torch.optim.Adam.step)(self, closure)
+            # time (this method has them) and set the grad mode set here
+            with torch.no_grad():
+                return inspect.unwrap(torch.optim.Adam.step)(self, closure)
         loss = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        for index, group in enumerate(self.param_groups):
-            flat = self._flat_group(index, group)
-            if flat is None:
-                self._flat.pop(index, None)
-                self._torch_step(group)
-            else:
-                flat.update(group)
+        with torch.no_grad():
+            for index, group in enumerate(self.param_groups):
+                flat = self._flat_group(index, group)
+                if flat is None:
+                    self._flat.pop(index, None)
+                    self._torch_step(group)
+                else:
+                    flat.update(group)
         return loss
 
     @staticmethod

@@ -136,18 +136,48 @@ class InitialStep:
 
     `h0_varies`: h0 = 0.01 d0 / d1 (else the constant 1e-6); `h1_power`: h1 = (0.01 / max(d1, d2))
     ** (1 / (order + 1)) (else max(1e-6, h0 / 1000)): Python booleans for one controller, boolean
-    tensors (one per row) with `rows`."""
+    tensors (one per row) with `rows`. The scalars are NumPy scalars where `select_initial_step`
+    computed them on the host (one controller without a graph)."""
 
-    h: torch.Tensor
+    h: torch.Tensor | np.floating
     scale: torch.Tensor
-    d0: torch.Tensor
-    d1: torch.Tensor
-    d2: torch.Tensor
-    h0: torch.Tensor
-    h1: torch.Tensor
+    d0: torch.Tensor | np.floating
+    d1: torch.Tensor | np.floating
+    d2: torch.Tensor | np.floating
+    h0: torch.Tensor | np.floating
+    h1: torch.Tensor | np.floating
     f1: torch.Tensor
     h0_varies: bool | torch.Tensor
     h1_power: bool | torch.Tensor
+
+
+def _constant(value: float, dtype: torch.dtype, host: bool, device: torch.device) -> np.floating | torch.Tensor:
+    """A constant of `select_initial_step` in the state's dtype: a NumPy scalar on the host, else a
+    0-dim tensor (as torchdiffeq makes it)."""
+    return numpy_type(dtype)(value) if host else torch.tensor(value, dtype=dtype, device=device)
+
+
+def _reciprocal(x: np.floating | torch.Tensor) -> np.floating | torch.Tensor:
+    """1 / x, the first rounding of torch's `c / x` for a tensor x (its reciprocal times c)."""
+    return x.reciprocal() if isinstance(x, torch.Tensor) else np.reciprocal(x)
+
+
+def _power(x: np.floating | torch.Tensor, exponent: float) -> np.floating | torch.Tensor:
+    """x ** exponent with torch's bits: on a host scalar, the power in float64 rounded to x's type
+    (torch's kernel for a Python exponent), or the square root for exponent 0.5 (as torch takes it)."""
+    if isinstance(x, torch.Tensor):
+        return x ** exponent
+    return np.sqrt(x) if exponent == 0.5 else type(x)(float(x) ** exponent)
+
+
+def _minimum(a: np.floating | torch.Tensor, b: np.floating | torch.Tensor) -> np.floating | torch.Tensor:
+    """The smaller one, NaN propagating (torch.min of two tensors)."""
+    return torch.min(a, b) if isinstance(a, torch.Tensor) else np.minimum(a, b)
+
+
+def _maximum(a: np.floating | torch.Tensor, b: np.floating | torch.Tensor) -> np.floating | torch.Tensor:
+    """The larger one, NaN propagating (torch.max of two tensors)."""
+    return torch.max(a, b) if isinstance(a, torch.Tensor) else np.maximum(a, b)
 
 
 def select_initial_step(
@@ -180,7 +210,10 @@ def select_initial_step(
         time_rows: with `rows`, pass the probe times shaped (rows, 1, ..., 1) (else as a vector (rows,)).
 
     Returns:
-        The step size `h` (a float64 0-dim tensor, or (rows,) with `rows`) and its intermediates.
+        The step size `h` (a float64 0-dim tensor, or (rows,) with `rows`) and its intermediates. One
+        controller without a graph (grad mode off, or nothing requiring grad) on a state of at least
+        one dimension: `h` and the scalar intermediates are NumPy scalars (the state's type; `h`
+        np.float64), computed on the host by the same IEEE operations, hence the same values.
 
     Raises:
         ValueError: `rows` with a norm other than `rms_norm`.
@@ -193,6 +226,9 @@ def select_initial_step(
     d0 = rms_norm(y0 / scale, rows=True) if rows else norm(y0 / scale)
     d1 = rms_norm(f0 / scale, rows=True) if rows else norm(f0 / scale)
     np_d = numpy_type(d1.dtype)
+    # One controller without a graph, on a state of at least one dimension (whose scalars keep its dtype):
+    # the scalar arithmetic on the host, in NumPy scalars of the state's dtype (the same IEEE operations).
+    host = not rows and ndim > 0 and not (torch.is_grad_enabled() and (y0.requires_grad or f0.requires_grad))
     if rows:
         small = (d0 < float(np_d(1e-5))) | (d1 < float(np_d(1e-5)))
         h0_varies = ~small
@@ -205,11 +241,14 @@ def select_initial_step(
         # Python's max(d1, d2): the same decisions from host copies, read in two synchronisations instead of five.
         d0_v, d1_v = torch.stack([d0.detach(), d1.detach()]).tolist()
         h0_varies = not (d0_v < np_d(1e-5) or d1_v < np_d(1e-5))
-        h0 = 0.01 * d0 / d1 if h0_varies else torch.tensor(1e-6, dtype=dtype, device=device)
-        y1 = y0 + h0 * f0
+        if host:
+            d0, d1 = np_d(d0_v), np_d(d1_v)
+        h0 = 0.01 * d0 / d1 if h0_varies else _constant(1e-6, dtype, host, device)
+        y1 = y0 + (float(h0) if host else h0) * f0
         # torchdiffeq's probe time is t0 + h0 in y1's dtype: the state's, except for a 0-d state, whose
         # 0-d arithmetic with the float64 tolerances (scale, h0, y1) promotes to float64.
-        f1 = func((t0 + h0).to(y1.dtype), y1)
+        f1 = func(torch.tensor(float(np_d(float(t0) + float(h0))), dtype=dtype, device=device) if host
+                  else (t0 + h0).to(y1.dtype), y1)
     counts.call()
     if rows:
         d2 = rms_norm((f1 - f0) / scale, rows=True) / h0
@@ -219,14 +258,16 @@ def select_initial_step(
                          torch.maximum(torch.full_like(h0, 1e-6), h0 * 1e-3))
         h = torch.minimum(100 * h0, h1).to(torch.float64)
     else:
-        d2 = norm((f1 - f0) / scale) / h0
-        d2_v = d2.item()
+        d2 = norm((f1 - f0) / scale)
+        d2 = (np_d(d2.item()) if host else d2) / h0
+        d2_v = float(d2) if host else d2.item()
         h1_power = not (d1_v <= np_d(1e-15) and d2_v <= np_d(1e-15))
-        if h1_power:
-            h1 = (0.01 / (d2 if d2_v > d1_v else d1)) ** (1.0 / float(order + 1))  # Python's max: d1 on a tie
+        if h1_power:  # (0.01 / max(d1, d2)) ** (1 / (order + 1)), Python's max: d1 on a tie
+            h1 = _power(_reciprocal(d2 if d2_v > d1_v else d1) * 0.01, 1.0 / float(order + 1))
         else:
-            h1 = torch.max(torch.tensor(1e-6, dtype=dtype, device=device), h0 * 1e-3)
-        h = torch.min(100 * h0, h1).to(t0.dtype)
+            h1 = _maximum(_constant(1e-6, dtype, host, device), h0 * 1e-3)
+        h = _minimum(100 * h0, h1)
+        h = np.float64(h) if host else h.to(t0.dtype)
     return InitialStep(h, scale, d0, d1, d2, h0, h1, f1, h0_varies, h1_power)
 
 
@@ -370,23 +411,46 @@ class StepControl:
             ts = torch.where(one_mask, float(t1_before), alpha_t * float(dt_y) + float(t0_y))
         return t1, dt_y, ts
 
+    def abs_of(self, y0: torch.Tensor) -> torch.Tensor | np.ndarray:
+        """|y0| as `error_ratio` takes it: a NumPy array on the host for a state of at least one
+        dimension, else a tensor."""
+        if self.host and y0.dim() > 0:
+            return np.abs(y0.detach().numpy())
+        return y0.detach().abs()
+
     def stage_coefficients(self, i: int, dt_y: np.floating, dt_t: torch.Tensor | None = None) -> torch.Tensor:
         """Row i of the RK matrix times dt (differentiable in `dt_t` when given)."""
         return coefficients(self.consts.beta[i], dt_y, self.host, self.tensors[3 + i], dt_t)
 
-    def error_ratio(self, stages: torch.Tensor, dt_y: np.floating, abs_y: torch.Tensor, y1: torch.Tensor
-                    ) -> tuple[float, torch.Tensor]:
+    def error_ratio(self, stages: torch.Tensor, dt_y: np.floating, abs_y: torch.Tensor | np.ndarray, y1: torch.Tensor
+                    ) -> tuple[float, torch.Tensor | np.ndarray]:
         """(torchdiffeq's error ratio of the step, |y1|), without autograd: the one host sync of a step.
-        `stages` are the step's stages stacked on the last dimension (`torch.stack(ks, -1)`)."""
-        with torch.no_grad():
-            coef = coefficients(self.consts.c_error, dt_y, self.host, self.tensors[2])
-            err = stage_dot(stages, coef)
-            abs_y1 = y1.detach().abs()
-            if abs_y.dim() == 0:  # torchdiffeq's 0-d float64 rtol, atol promote a 0-d state's ratio to float64
-                tol = torch.maximum(abs_y, abs_y1).to(torch.float64).mul_(self.rtol).add_(self.atol)
-                err = err.div(tol)
-                ratio_t = self.norm(err)
-            else:
-                tol = torch.maximum(abs_y, abs_y1).mul_(self.rtol_y).add_(self.atol_y)
-                ratio_t = self.norm(err.div_(tol))
+        `stages` are the step's stages stacked on the last dimension (`torch.stack(ks, -1)`); `abs_y`
+        is |y0| as `abs_of` made it (or as this returned it for the previous step): on the CPU, for a
+        state of at least one dimension, a NumPy array, and the tolerance and the division run in
+        NumPy (the same IEEE operations, a fraction of the dispatch cost)."""
+        host = isinstance(abs_y, np.ndarray)
+        if host and not stages.dtype is y1.dtype is self.tensors[0].dtype:  # (autocast: torch's promotions)
+            abs_y, host = torch.from_numpy(abs_y), False
+        if host:
+            err = stage_dot(stages.detach(), torch.from_numpy(self.consts.c_error * dt_y))
+            e, abs_y1 = err.numpy(), np.abs(y1.detach().numpy())
+            with np.errstate(all="ignore"):  # (NaN and inf as torch makes them, silently)
+                tol = np.maximum(abs_y, abs_y1)
+                tol *= self.rtol_y
+                tol += self.atol_y
+                np.divide(e, tol, out=e)
+            ratio_t = self.norm(err)  # (nothing here requires grad)
+        else:
+            with torch.no_grad():
+                coef = coefficients(self.consts.c_error, dt_y, self.host, self.tensors[2])
+                err = stage_dot(stages, coef)
+                abs_y1 = y1.detach().abs()
+                if abs_y.dim() == 0:  # torchdiffeq's 0-d float64 rtol, atol promote a 0-d state's ratio to float64
+                    tol = torch.maximum(abs_y, abs_y1).to(torch.float64).mul_(self.rtol).add_(self.atol)
+                    err = err.div(tol)
+                    ratio_t = self.norm(err)
+                else:
+                    tol = torch.maximum(abs_y, abs_y1).mul_(self.rtol_y).add_(self.atol_y)
+                    ratio_t = self.norm(err.div_(tol))
         return float(ratio_t), abs_y1

@@ -294,7 +294,7 @@ class ScalarControl:
         self.step: AcceptedStep | None = None
         self.t0 = times[0]
         self.t0_shadow: torch.Tensor | None = None  # d(current time)/d(h), after an accepted first step
-        self.abs_y = y0.detach().abs()
+        self.abs_y = ctl.abs_of(y0)
 
     def start(self, func: VectorField) -> torch.Tensor:
         """f0 and Hairer's initial step (two calls)."""
@@ -306,8 +306,9 @@ class ScalarControl:
         self.counts.call()
         h = select_initial_step(func, t_start, y0, f0, ctl.order - 1, ctl.rtol, ctl.atol, self.counts, ctl.norm).h
         self.dt = h.item()
-        # dt_shadow: a zero tensor carrying d(step)/d(h) = 1, only while the step size is h itself.
-        self.dt_shadow = (h - h.detach()).to(y0.dtype) if h.requires_grad else None
+        # dt_shadow: a zero tensor carrying d(step)/d(h) = 1, only while the step size is h itself
+        # (h is a NumPy scalar where it was computed without a graph).
+        self.dt_shadow = (h - h.detach()).to(y0.dtype) if isinstance(h, torch.Tensor) and h.requires_grad else None
         self.last_k = f0
         return f0
 
