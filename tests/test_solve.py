@@ -15,6 +15,7 @@ import anode
 import anode.config
 import anode.solvers
 from anode import NFE, ODEBlock, ODEFunc, ODENet, SolverConfig, odesolve
+from anode.solvers.base import all_finite
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -481,3 +482,14 @@ def test_fixed_step_counts_steps_as_accepted() -> None:
     nfe = NFE()
     odesolve(decay, torch.ones(2), torch.tensor([0.0, 1.0]), SolverConfig(method="rk4", step_size=0.25), nfe=nfe)
     assert (nfe.forward, nfe.accepted_steps, nfe.rejected_steps) == (16, 4, 0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float32, torch.float64])
+def test_all_finite_is_exact_when_the_sum_overflows(dtype: torch.dtype) -> None:
+    """`all_finite` reads the sum first: finite entries whose sum overflows are still finite."""
+    big = torch.full((4, 3), torch.finfo(dtype).max, dtype=dtype)
+    assert all_finite(big) and all_finite(-big) and all_finite(torch.empty(0, dtype=dtype))
+    for bad in (float("nan"), float("inf"), float("-inf")):
+        x = big.clone()
+        x[2, 1] = bad
+        assert not all_finite(x) and not all_finite(x.requires_grad_())

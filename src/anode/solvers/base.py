@@ -46,11 +46,13 @@ class NonFiniteState(SolverError):
 
 
 def all_finite(x: torch.Tensor) -> bool:
-    """Whether every entry of `x` is finite (NaN propagates through max, inf stays inf): one
-    reduction and one host read, cheaper than `torch.isfinite(x).all()`."""
+    """Whether every entry of `x` is finite: in the common case one reduction and one host read,
+    cheaper than `torch.isfinite(x).all()`. The sum is finite when every entry is, and NaN or inf
+    when one is not (or when finite entries overflow it): then the largest magnitude decides (NaN
+    propagates through max, inf stays inf)."""
     if x.requires_grad:
         x = x.detach()
-    return x.numel() == 0 or math.isfinite(float(x.abs().amax()))
+    return x.numel() == 0 or math.isfinite(float(x.sum())) or math.isfinite(float(x.abs().amax()))
 
 
 ADVICE = (

@@ -147,6 +147,7 @@ class InitialStep:
     h0: torch.Tensor | np.floating
     h1: torch.Tensor | np.floating
     f1: torch.Tensor
+    abs_y0: torch.Tensor
     h0_varies: bool | torch.Tensor
     h1_power: bool | torch.Tensor
 
@@ -222,7 +223,8 @@ def select_initial_step(
         raise ValueError("per-row initial steps use the RMS norm per row: pass norm=rms_norm with rows=True")
     dtype, device, ndim = y0.dtype, y0.device, y0.dim()
     rtol_t, atol_t = tolerance_tensors(rtol, atol, device)
-    scale = atol_t + torch.abs(y0) * rtol_t
+    abs_y0 = torch.abs(y0)
+    scale = atol_t + abs_y0 * rtol_t
     d0 = rms_norm(y0 / scale, rows=True) if rows else norm(y0 / scale)
     d1 = rms_norm(f0 / scale, rows=True) if rows else norm(f0 / scale)
     np_d = numpy_type(d1.dtype)
@@ -247,7 +249,7 @@ def select_initial_step(
         y1 = y0 + (float(h0) if host else h0) * f0
         # torchdiffeq's probe time is t0 + h0 in y1's dtype: the state's, except for a 0-d state, whose
         # 0-d arithmetic with the float64 tolerances (scale, h0, y1) promotes to float64.
-        f1 = func(torch.tensor(float(np_d(float(t0) + float(h0))), dtype=dtype, device=device) if host
+        f1 = func(torch.scalar_tensor(float(np_d(float(t0) + float(h0))), dtype=dtype, device=device) if host
                   else (t0 + h0).to(y1.dtype), y1)
     counts.call()
     if rows:
@@ -268,7 +270,7 @@ def select_initial_step(
             h1 = _maximum(_constant(1e-6, dtype, host, device), h0 * 1e-3)
         h = _minimum(100 * h0, h1)
         h = np.float64(h) if host else h.to(t0.dtype)
-    return InitialStep(h, scale, d0, d1, d2, h0, h1, f1, h0_varies, h1_power)
+    return InitialStep(h, scale, d0, d1, d2, h0, h1, f1, abs_y0, h0_varies, h1_power)
 
 
 def next_step_size(dt: float, ratio: float, order: int) -> float:
@@ -411,12 +413,11 @@ class StepControl:
             ts = torch.where(one_mask, float(t1_before), alpha_t * float(dt_y) + float(t0_y))
         return t1, dt_y, ts
 
-    def abs_of(self, y0: torch.Tensor) -> torch.Tensor | np.ndarray:
-        """|y0| as `error_ratio` takes it: a NumPy array on the host for a state of at least one
-        dimension, else a tensor."""
-        if self.host and y0.dim() > 0:
-            return np.abs(y0.detach().numpy())
-        return y0.detach().abs()
+    def abs_form(self, abs_y0: torch.Tensor) -> torch.Tensor | np.ndarray:
+        """|y0| (`InitialStep.abs_y0`) as `error_ratio` takes it: on the CPU, for a state of at least
+        one dimension, a NumPy array (a view, no copy), else the tensor without its graph."""
+        abs_y0 = abs_y0.detach()
+        return abs_y0.numpy() if self.host and abs_y0.dim() > 0 else abs_y0
 
     def stage_coefficients(self, i: int, dt_y: np.floating, dt_t: torch.Tensor | None = None) -> torch.Tensor:
         """Row i of the RK matrix times dt (differentiable in `dt_t` when given)."""
@@ -426,7 +427,7 @@ class StepControl:
                     ) -> tuple[float, torch.Tensor | np.ndarray]:
         """(torchdiffeq's error ratio of the step, |y1|), without autograd: the one host sync of a step.
         `stages` are the step's stages stacked on the last dimension (`torch.stack(ks, -1)`); `abs_y`
-        is |y0| as `abs_of` made it (or as this returned it for the previous step): on the CPU, for a
+        is |y0| as `abs_form` gives it (or as this returned it for the previous step): on the CPU, for a
         state of at least one dimension, a NumPy array, and the tolerance and the division run in
         NumPy (the same IEEE operations, a fraction of the dispatch cost)."""
         host = isinstance(abs_y, np.ndarray)
@@ -440,6 +441,9 @@ class StepControl:
                 tol *= self.rtol_y
                 tol += self.atol_y
                 np.divide(e, tol, out=e)
+                if self.norm is rms_norm:  # its square here, then torch's mean (its order) and square root (its bits)
+                    np.multiply(e, e, out=e)
+                    return float(err.mean().sqrt_()), abs_y1
             ratio_t = self.norm(err)  # (nothing here requires grad)
         else:
             with torch.no_grad():

@@ -277,6 +277,25 @@ class _BackwardBuffers:
         self.grad_stage = rows.stages.new_empty(s, *rows.stages.shape[:-1])
         self.flat_stage = self.grad_stage.view(s, -1)
         self.stage_rows, self.flat_stage_rows = self.grad_stage.unbind(0), self.flat_stage.unbind(0)
+        self.step_grads: dict[int, torch.Tensor] = {}  # per first row: a step's k rows of grad_k, flat
+        # per method: the RK matrix (zero-padded to s + 1 columns) times dt, written in place every
+        # step on the host, and its rows' views
+        self.coefficients: dict[str, tuple[np.ndarray, tuple[torch.Tensor, ...]]] = {}
+
+    def step_grad(self, first: int, n: int) -> torch.Tensor:
+        """Rows first .. first + n - 1 of grad_k as an [n, batch * features] matrix (made once)."""
+        view = self.step_grads.get(first)
+        if view is None:
+            view = self.step_grads[first] = self.grad_k.narrow(0, first, n).view(n, -1)
+        return view
+
+    def coefficient_rows(self, method: str, padded: np.ndarray) -> tuple[np.ndarray, tuple[torch.Tensor, ...]]:
+        """The host buffer for `padded` times dt and its rows' views (made once per method)."""
+        cached = self.coefficients.get(method)
+        if cached is None:
+            buffer = np.empty_like(padded)
+            cached = self.coefficients[method] = (buffer, torch.from_numpy(buffer).unbind(0))
+        return cached
 
     def tensors(self) -> list[torch.Tensor]:
         """The buffers (not their views)."""
@@ -465,6 +484,7 @@ class _Control(ScalarControl):
             return f(probe_row, t if time_col else None)
 
         self.init = select_initial_step(probe, t_start, y0, f0, ctl.order - 1, ctl.rtol, ctl.atol, counts)
+        self.abs_y = ctl.abs_form(self.init.abs_y0)
         self.f0 = self.last_k = f0
         self.dt, self.dt_shadow = self.init.h.item(), None
         return f0
@@ -634,11 +654,14 @@ class _Reverse:
         grad_stage, flat_stage = buffers.grad_stage, buffers.flat_stage  # dL/d(stage input y_i) of one step
         stage_rows, flat_stage_rows = buffers.stage_rows, buffers.flat_stage_rows
         beta, padded = _rk_matrix(ctl.method, self.y0.dtype, self.y0.device)
+        if ctl.host:  # row i: beta_i * dt, zero-padded to all s + 1 stages (adding 0 * g changes nothing)
+            padded_np = padded.numpy()
+            buffer, coefficients = buffers.coefficient_rows(ctl.method, padded_np)
         for j in range(len(tape.steps) - 1, -1, -1):
             step = tape.steps[j]
             carries_h = j == 0 and tape.first_carries_h
             shifted = j > 0 and tape.first_carries_h
-            flat_k = self.grad_k.narrow(0, 1 + j * s, s + 1).view(s + 1, -1)
+            flat_k = buffers.step_grad(1 + j * s, s + 1)
             grad_end, grad_start = grad_y, None
             stacked = torch.stack(step.ks).view(s + 1, -1) if carries_h else None  # k_0 .. k_s
             for m, x in outputs_of.get(j, ()):
@@ -647,8 +670,10 @@ class _Reverse:
                 grad_h += dh
                 grad_end = o * w1 if grad_end is None else grad_end + o * w1
                 grad_start = o * w0 if grad_start is None else grad_start + o * w0
-            # row i: beta_i * dt, zero-padded to all s + 1 stages (adding 0 * g changes nothing)
-            coefficients = (padded * float(ctl.np_t(step.dt))).unbind(0)
+            if ctl.host:  # (the same products as on the device)
+                np.multiply(padded_np, ctl.np_t(step.dt), out=buffer)
+            else:
+                coefficients = (padded * float(ctl.np_t(step.dt))).unbind(0)
             for i in range(s - 1, -1, -1):
                 g = self.vjp(2 + j * s + i, out=stage_rows[i])
                 if i == s - 1 and grad_end is not None:
