@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from .control import as_rows
-from .tableaux import AdaptiveConsts, coefficients, host_arrays, product_sum, stage_sum
+from .tableaux import AdaptiveConsts, coefficients, host_arrays, product_sum, stage_dot, stage_sum
 
 #: The dense output's operands: tensors, or NumPy arrays on the host (the same IEEE operations).
 Array = torch.Tensor | np.ndarray
@@ -69,9 +69,11 @@ def polynomial_value(y0: Array, coeffs: tuple[Array, Array, Array, Array], x: np
 
 
 class AcceptedStep:
-    """The latest accepted adaptive step, with its dense output fitted on first use."""
+    """The latest accepted adaptive step, with its dense output fitted on first use. `stages` is the
+    loop's stage buffer (the step's stages laid out as torch.stack(ks, -1)) while it holds this
+    step's stages, i.e. while the loop hands out the step's outputs; None otherwise."""
 
-    __slots__ = ("coeffs", "dt", "dt_shadow", "ks", "t0", "t0_shadow", "t1", "tensors", "y0", "y1")
+    __slots__ = ("coeffs", "dt", "dt_shadow", "ks", "stages", "t0", "t0_shadow", "t1", "tensors", "y0", "y1")
 
     def __init__(self, y0: torch.Tensor, y1: torch.Tensor, ks: list[torch.Tensor], t0: float, t1: float, dt: float,
                  t0_shadow: torch.Tensor | None, dt_shadow: torch.Tensor | None,
@@ -81,23 +83,25 @@ class AcceptedStep:
         self.t0_shadow, self.dt_shadow = t0_shadow, dt_shadow
         self.tensors = tensors
         self.coeffs: list[torch.Tensor] | None = None
+        self.stages: torch.Tensor | None = None
 
 
 def _fit(step: AcceptedStep, consts: AdaptiveConsts, np_t: type) -> list[torch.Tensor]:
     """torchdiffeq's `_interp_fit` (4th-order polynomial through y0, y_mid, y1 with end slopes),
     op for op, without autograd (the gradient is attached by `_interp_evaluate`). On the CPU the
     element-wise arithmetic runs in NumPy (the same IEEE operations, hence the same bits, for a
-    third of the dispatch cost); the stage sum stays in torch (its reduction order)."""
-    y0, y1, ks = step.y0.detach(), step.y1.detach(), [k.detach() for k in step.ks]
+    third of the dispatch cost); the stage sum stays in torch (its reduction order), over the loop's
+    stage buffer while it holds the step's stages (`AcceptedStep.stages`), else over them stacked."""
+    y0, y1, f0, f1 = step.y0.detach(), step.y1.detach(), step.ks[0].detach(), step.ks[-1].detach()
     dt_y = np_t(step.dt)  # dt.type_as(y0)
     dt = float(dt_y)
     host = host_arrays(y0.device)
-    y_mid = y0 + stage_sum(ks, coefficients(consts.c_mid, dt_y, host, step.tensors[1]))
-    f0, f1 = ks[0], ks[-1]
-    host = host and all(v.dtype == y0.dtype for v in (y1, y_mid, f0, f1))  # else (e.g. autocast) torch's promotions
+    stages = step.stages if step.stages is not None else torch.stack([k.detach() for k in step.ks], -1)
+    mid = stage_dot(stages, coefficients(consts.c_mid, dt_y, host, step.tensors[1]))
+    host = host and all(v.dtype == y0.dtype for v in (y1, mid, f0, f1))  # else (e.g. autocast) torch's promotions
     if host:
-        y0, y1, y_mid, f0, f1 = (v.numpy() for v in (y0, y1, y_mid, f0, f1))
-    coeffs = polynomial(y0, y1, y_mid, f0, f1, dt)
+        y0, y1, mid, f0, f1 = (v.numpy() for v in (y0, y1, mid, f0, f1))
+    coeffs = polynomial(y0, y1, y0 + mid, f0, f1, dt)
     # (np.asarray: the arithmetic of 0-d arrays, a 0-d state's, gives NumPy scalars)
     return [step.y0.detach(), *(torch.from_numpy(np.asarray(v)) for v in coeffs)] if host else [y0, *coeffs]
 

@@ -355,10 +355,12 @@ class ScalarControl:
             y, f, self.t0, self.abs_y = y1, ks[-1], self.t1, abs_y1
             self.t0_shadow = _plus(self.t0_shadow, self.dt_shadow)
             times = self.times
+            step.stages = columns  # (the buffer holds this step's stages until the next step)
             while self.j < len(times) and times[self.j] <= self.t0:
                 self.outputs.append(self.output(step, times[self.j]))
                 self.j += 1
                 self.n_steps = 0
+            step.stages = None
         self.dt = next_step_size(self.dt, ratio, ctl.order)
         self.dt_shadow = None
         return y, f

@@ -133,7 +133,8 @@ def _check_times(t: torch.Tensor) -> list[float]:
     if t.requires_grad:
         raise ValueError("the 'anode' solver backend does not differentiate with respect to t: pass t.detach(), "
                          "or use SolverConfig(backend='torchdiffeq')")
-    times = t.detach().to(torch.float64).tolist()
+    # (floating-point times widen exactly to Python floats)
+    times = (t.detach() if t.is_floating_point() else t.detach().to(torch.float64)).tolist()
     if any(b <= a for a, b in itertools.pairwise(times)):
         raise ValueError(f"t must be strictly increasing for the 'anode' solver backend, got {times}: sort the "
                          f"output times, or use SolverConfig(backend='torchdiffeq') to integrate backwards in time")
