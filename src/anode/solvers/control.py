@@ -413,48 +413,23 @@ class StepControl:
             ts = torch.where(one_mask, float(t1_before), alpha_t * float(dt_y) + float(t0_y))
         return t1, dt_y, ts
 
-    def abs_form(self, abs_y0: torch.Tensor) -> torch.Tensor | np.ndarray:
-        """|y0| (`InitialStep.abs_y0`) as `error_ratio` takes it: on the CPU, for a state of at least
-        one dimension, a NumPy array (a view, no copy), else the tensor without its graph."""
-        abs_y0 = abs_y0.detach()
-        return abs_y0.numpy() if self.host and abs_y0.dim() > 0 else abs_y0
-
     def stage_coefficients(self, i: int, dt_y: np.floating, dt_t: torch.Tensor | None = None) -> torch.Tensor:
         """Row i of the RK matrix times dt (differentiable in `dt_t` when given)."""
         return coefficients(self.consts.beta[i], dt_y, self.host, self.tensors[3 + i], dt_t)
 
-    def error_ratio(self, stages: torch.Tensor, dt_y: np.floating, abs_y: torch.Tensor | np.ndarray, y1: torch.Tensor
-                    ) -> tuple[float, torch.Tensor | np.ndarray]:
+    def error_ratio(self, stages: torch.Tensor, dt_y: np.floating, abs_y: torch.Tensor, y1: torch.Tensor
+                    ) -> tuple[float, torch.Tensor]:
         """(torchdiffeq's error ratio of the step, |y1|), without autograd: the one host sync of a step.
-        `stages` are the step's stages stacked on the last dimension (`torch.stack(ks, -1)`); `abs_y`
-        is |y0| as `abs_form` gives it (or as this returned it for the previous step): on the CPU, for a
-        state of at least one dimension, a NumPy array, and the tolerance and the division run in
-        NumPy (the same IEEE operations, a fraction of the dispatch cost)."""
-        host = isinstance(abs_y, np.ndarray)
-        if host and not stages.dtype is y1.dtype is self.tensors[0].dtype:  # (autocast: torch's promotions)
-            abs_y, host = torch.from_numpy(abs_y), False
-        if host:
-            err = stage_dot(stages.detach(), torch.from_numpy(self.consts.c_error * dt_y))
-            e, abs_y1 = err.numpy(), np.abs(y1.detach().numpy())
-            with np.errstate(all="ignore"):  # (NaN and inf as torch makes them, silently)
-                tol = np.maximum(abs_y, abs_y1)
-                tol *= self.rtol_y
-                tol += self.atol_y
-                np.divide(e, tol, out=e)
-                if self.norm is rms_norm:  # its square here, then torch's mean (its order) and square root (its bits)
-                    np.multiply(e, e, out=e)
-                    return float(err.mean().sqrt_()), abs_y1
-            ratio_t = self.norm(err)  # (nothing here requires grad)
-        else:
-            with torch.no_grad():
-                coef = coefficients(self.consts.c_error, dt_y, self.host, self.tensors[2])
-                err = stage_dot(stages, coef)
-                abs_y1 = y1.detach().abs()
-                if abs_y.dim() == 0:  # torchdiffeq's 0-d float64 rtol, atol promote a 0-d state's ratio to float64
-                    tol = torch.maximum(abs_y, abs_y1).to(torch.float64).mul_(self.rtol).add_(self.atol)
-                    err = err.div(tol)
-                    ratio_t = self.norm(err)
-                else:
-                    tol = torch.maximum(abs_y, abs_y1).mul_(self.rtol_y).add_(self.atol_y)
-                    ratio_t = self.norm(err.div_(tol))
+        `stages` are the step's stages stacked on the last dimension (`torch.stack(ks, -1)`)."""
+        with torch.no_grad():
+            coef = coefficients(self.consts.c_error, dt_y, self.host, self.tensors[2])
+            err = stage_dot(stages, coef)
+            abs_y1 = y1.detach().abs()
+            if abs_y.dim() == 0:  # torchdiffeq's 0-d float64 rtol, atol promote a 0-d state's ratio to float64
+                tol = torch.maximum(abs_y, abs_y1).to(torch.float64).mul_(self.rtol).add_(self.atol)
+                err = err.div(tol)
+                ratio_t = self.norm(err)
+            else:
+                tol = torch.maximum(abs_y, abs_y1).mul_(self.rtol_y).add_(self.atol_y)
+                ratio_t = self.norm(err.div_(tol))
         return float(ratio_t), abs_y1

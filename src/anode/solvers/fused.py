@@ -484,7 +484,7 @@ class _Control(ScalarControl):
             return f(probe_row, t if time_col else None)
 
         self.init = select_initial_step(probe, t_start, y0, f0, ctl.order - 1, ctl.rtol, ctl.atol, counts)
-        self.abs_y = ctl.abs_form(self.init.abs_y0)
+        self.abs_y = self.init.abs_y0
         self.f0 = self.last_k = f0
         self.dt, self.dt_shadow = self.init.h.item(), None
         return f0

@@ -294,7 +294,7 @@ class ScalarControl:
         self.step: AcceptedStep | None = None
         self.t0 = times[0]
         self.t0_shadow: torch.Tensor | None = None  # d(current time)/d(h), after an accepted first step
-        self.abs_y: torch.Tensor | np.ndarray | None = None  # |y0| (set by `start`)
+        self.abs_y: torch.Tensor | None = None  # |y0| (set by `start`)
 
     def start(self, func: VectorField) -> torch.Tensor:
         """f0 and Hairer's initial step (two calls)."""
@@ -305,7 +305,7 @@ class ScalarControl:
         f0 = func(t_start.to(y0.dtype), y0)
         self.counts.call()
         init = select_initial_step(func, t_start, y0, f0, ctl.order - 1, ctl.rtol, ctl.atol, self.counts, ctl.norm)
-        h, self.abs_y = init.h, ctl.abs_form(init.abs_y0)
+        h, self.abs_y = init.h, init.abs_y0.detach()
         self.dt = h.item()
         # dt_shadow: a zero tensor carrying d(step)/d(h) = 1, only while the step size is h itself
         # (h is a NumPy scalar where it was computed without a graph).
