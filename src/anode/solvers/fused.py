@@ -216,7 +216,7 @@ class _Rows:
         pres = [z.unbind(0) for z in self.z]
         self.rows = [_Row(x, y, [a[r] for a in acts], [z[r] for z in pres])
                      for r, (x, y) in enumerate(zip(xs.unbind(0), states.unbind(0)))]
-        self.time_blocks: dict[tuple[int, int], torch.Tensor] = {}
+        self.time_blocks: dict[tuple[int, int], torch.Tensor | np.ndarray] = {}
         self.backward = None  # sized to the old capacity
 
     @property
@@ -247,11 +247,13 @@ class _Rows:
         """Rows start .. start + n - 1 (`ensure` first)."""
         return self.rows[start:start + n]
 
-    def time_column(self, start: int, n: int) -> torch.Tensor:
-        """The time column of rows start .. start + n - 1, [n, batch] (`ensure` first)."""
+    def time_column(self, start: int, n: int) -> torch.Tensor | np.ndarray:
+        """The time column of rows start .. start + n - 1 as [n, batch, 1] (`ensure` first): a NumPy
+        view on the CPU (a step's stage times are written into it in one assignment), else a tensor."""
         view = self.time_blocks.get((start, n))
         if view is None:
-            view = self.time_blocks[start, n] = self.x.narrow(0, start, n).select(2, 0)
+            view = self.x.narrow(0, start, n).narrow(2, 0, 1)
+            view = self.time_blocks[start, n] = view.numpy() if view.device.type == "cpu" else view
         return view
 
     def backward_buffers(self) -> _BackwardBuffers:
@@ -278,9 +280,20 @@ class _BackwardBuffers:
         self.flat_stage = self.grad_stage.view(s, -1)
         self.stage_rows, self.flat_stage_rows = self.grad_stage.unbind(0), self.flat_stage.unbind(0)
         self.step_grads: dict[int, torch.Tensor] = {}  # per first row: a step's k rows of grad_k, flat
+        self.prefixes: dict[int, tuple] = {}  # per row count: `first_rows`
         # per method: the RK matrix (zero-padded to s + 1 columns) times dt, written in place every
         # step on the host, and its rows' views
         self.coefficients: dict[str, tuple[np.ndarray, tuple[torch.Tensor, ...]]] = {}
+
+    def first_rows(self, n: int, rows: _Rows) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor],
+                                                       torch.Tensor, list[torch.Tensor]]:
+        """The first n rows of `rows`' layer inputs and activations and of the slopes, dL/dk and dL/dz
+        buffers (the views made once per n)."""
+        views = self.prefixes.get(n)
+        if views is None:
+            views = self.prefixes[n] = (rows.x[:n], [a[:n] for a in rows.a], [d[:n] for d in self.slopes],
+                                        self.grad_k[:n], [g[:n] for g in self.grad_z])
+        return views
 
     def step_grad(self, first: int, n: int) -> torch.Tensor:
         """Rows first .. first + n - 1 of grad_k as an [n, batch * features] matrix (made once)."""
@@ -502,7 +515,10 @@ class _Control(ScalarControl):
             if self.spec.time_dependent:
                 self.time_block = rows.time_column(base, s)
         if self.spec.time_dependent:  # every stage's time column at once
-            self.time_block.copy_(ts.unsqueeze(1))
+            if isinstance(self.time_block, np.ndarray):
+                self.time_block[...] = ts.numpy().reshape(-1, 1, 1)
+            else:
+                self.time_block.copy_(ts.view(-1, 1, 1))
         # beta_i * dt as rk computes them: on the host in one NumPy product (into the rows' buffer, whose
         # views the stages read), else on the device
         ctl, dt_y = self.ctl, self.dt_y
@@ -600,14 +616,12 @@ class _Reverse:
         rows = tape.rows
         self.buffers = buffers = rows.backward_buffers()
         self.n_rows, self.batch = n, y0.shape[0]
-        self.x = rows.x[:n]
-        self.acts = [a[:n] for a in rows.a]
-        for i, out in enumerate(buffers.slopes):  # act'(z) per row, read through buffers.slope_rows
-            self._slope(i, out[:n])
-        self.grad_k = buffers.grad_k[:n].zero_()  # dL/d(field output) per row, accumulated
+        self.x, self.acts, slopes, self.grad_k, self.grad_z = buffers.first_rows(n, rows)
+        for i, out in enumerate(slopes):  # act'(z) per row, read through buffers.slope_rows
+            self._slope(i, out)
+        self.grad_k.zero_()  # dL/d(field output) per row, accumulated
         # dL/d(pre-activation) per row: written by each row's vjp; row 0 (the probe) has none when
         # the initial step size carries no gradient
-        self.grad_z = [g[:n] for g in buffers.grad_z]
         for g in self.grad_z:
             g[0].zero_()
         self.k_rows, self.z_rows = buffers.k_rows, buffers.z_rows
