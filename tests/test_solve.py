@@ -493,3 +493,4 @@ def test_all_finite_is_exact_when_the_sum_overflows(dtype: torch.dtype) -> None:
         x = big.clone()
         x[2, 1] = bad
         assert not all_finite(x) and not all_finite(x.requires_grad_())
+    assert all_finite(torch.ones(3, dtype=torch.complex64)) and not all_finite(torch.tensor([1j * math.inf]))

@@ -52,7 +52,9 @@ def all_finite(x: torch.Tensor) -> bool:
     propagates through max, inf stays inf)."""
     if x.requires_grad:
         x = x.detach()
-    return x.numel() == 0 or math.isfinite(float(x.sum())) or math.isfinite(float(x.abs().amax()))
+    if x.numel() == 0 or (not x.is_complex() and math.isfinite(float(x.sum()))):
+        return True
+    return math.isfinite(float(x.abs().amax()))
 
 
 ADVICE = (
